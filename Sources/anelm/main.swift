@@ -1,0 +1,2 @@
+import ANELM
+print("anelm")
