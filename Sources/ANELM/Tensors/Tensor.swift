@@ -30,5 +30,6 @@ public struct Tensor: @unchecked Sendable {
 /// Anything that hands out tensors by their name in the file.
 public protocol TensorStore: AnyObject {
     var tensorNames: [String] { get }
-    func tensor(named name: String) -> Tensor?
+    /// nil when there is no such tensor; throws when it exists but anelm cannot use it.
+    func tensor(named name: String) throws -> Tensor?
 }

@@ -1,0 +1,70 @@
+import Foundation
+
+/// What `anelm info` shows: a model file described without loading its weights.
+public struct ModelInfo {
+    /// Ordered (key, value) lines.
+    public private(set) var rows: [(key: String, value: String)] = []
+
+    public init(path: String) throws {
+        let source = try ModelLoader.open(path)
+        add("path", path)
+        switch source {
+        case .gguf(let file):
+            add("format", "GGUF v\(file.version)")
+        case .huggingFace(let folder):
+            add("format", "Hugging Face folder (\(folder.weightFiles.count) safetensors file\(folder.weightFiles.count == 1 ? "" : "s"))")
+        }
+        let architecture = try source.architecture()
+        add("architecture", architecture + (ModelRegistry.supportedArchitectures.contains(architecture) ? "" : " (not supported)"))
+        if let c = try? Self.configuration(source) {
+            add("layers", "\(c.numHiddenLayers)")
+            add("hidden size", "\(c.hiddenSize)")
+            add("feed-forward size", "\(c.intermediateSize)")
+            add("attention heads", "\(c.numAttentionHeads) (key/value heads: \(c.numKeyValueHeads), head dim: \(c.headDim))")
+            add("vocabulary", "\(c.vocabSize)")
+            add("context length", "\(c.maxPositionEmbeddings)")
+            add("rope theta", "\(c.ropeTheta)")
+            add("tied embeddings", c.tieWordEmbeddings ? "yes" : "no")
+        }
+        let (store, names) = Self.tensors(source)
+        var counts: [String: Int] = [:]
+        var parameters = 0, bytes = 0
+        for name in names {
+            guard let info = store(name) else { continue }
+            counts[info.type, default: 0] += 1
+            parameters += info.elements
+            bytes += info.bytes
+        }
+        add("tensors", "\(names.count)")
+        add("parameters", String(format: "%.1f M", Double(parameters) / 1e6))
+        add("weight types", counts.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
+        add("weight bytes", String(format: "%.1f MB", Double(bytes) / 1e6))
+        if let text = try? ModelLoader.loadText(source, path: path) {
+            add("tokenizer", "\(text.tokenizer.vocabSize) tokens")
+            add("chat template", text.chatTemplate.map { "yes (\($0.count) characters)" } ?? "none")
+        } else {
+            add("tokenizer", "missing or unsupported")
+        }
+    }
+
+    private mutating func add(_ key: String, _ value: String) { rows.append((key, value)) }
+
+    static func configuration(_ source: ModelSource) throws -> LlamaConfiguration {
+        switch source {
+        case .gguf(let file): return try LlamaConfiguration(gguf: file)
+        case .huggingFace(let folder): return try LlamaConfiguration(configJSON: folder.configData)
+        }
+    }
+
+    /// A lookup of (type name, elements, bytes) per tensor name, and the names, for either format.
+    static func tensors(_ source: ModelSource) -> ((String) -> (type: String, elements: Int, bytes: Int)?, [String]) {
+        switch source {
+        case .gguf(let file):
+            let infos = Dictionary(file.tensorInfos.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            return ({ name in infos[name].map { ($0.typeName, $0.shape.reduce(1, *), $0.byteSize) } }, file.tensorInfos.map(\.name))
+        case .huggingFace(let folder):
+            let store = folder.tensors
+            return ({ name in (try? store.tensor(named: name))?.map { ($0.type.description, $0.elementCount, $0.data.count) } }, store.tensorNames)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+
+/// A model ready to generate: network, tokenizer, chat template and the file's defaults.
+public final class LoadedModel {
+    public let path: String
+    public let source: ModelSource
+    public let architecture: String
+    public let model: LanguageModel
+    public let tokenizer: Tokenizer
+    /// The model's own Jinja chat template, when the file carries one.
+    public let chatTemplate: String?
+    /// Tokens that end a reply: the tokenizer's EOS plus generation_config.json's.
+    public let endOfSequenceIds: Set<Int>
+    public let pool: ThreadPool
+    public let loadSeconds: Double
+
+    init(path: String, source: ModelSource, architecture: String, model: LanguageModel, tokenizer: Tokenizer, chatTemplate: String?, endOfSequenceIds: Set<Int>, pool: ThreadPool, loadSeconds: Double) {
+        self.path = path
+        self.source = source
+        self.architecture = architecture
+        self.model = model
+        self.tokenizer = tokenizer
+        self.chatTemplate = chatTemplate
+        self.endOfSequenceIds = endOfSequenceIds
+        self.pool = pool
+        self.loadSeconds = loadSeconds
+    }
+
+    /// A new independent sequence on this model.
+    public func makeSession() -> GenerationSession {
+        GenerationSession(model: model, tokenizer: tokenizer, endOfSequenceIds: endOfSequenceIds)
+    }
+
+    /// A short name for the model (file or folder name).
+    public var name: String { URL(fileURLWithPath: path).lastPathComponent }
+}
+
+public enum ModelLoader {
+    /// Opens a `.gguf` file or a Hugging Face folder, whichever `path` is.
+    public static func open(_ path: String) throws -> ModelSource {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ANELMError("no model at \(path)")
+        }
+        if isDirectory.boolValue { return .huggingFace(try HFModelFolder(path: path)) }
+        return .gguf(try GGUFFile(path: path))
+    }
+
+    public static func load(_ path: String, options: LoadOptions = LoadOptions()) throws -> LoadedModel {
+        let start = DispatchTime.now()
+        let source = try open(path)
+        let architecture = try source.architecture()
+        let threads = options.threads ?? ThreadPool.physicalCoreCount
+        guard threads > 0, threads <= 1024 else { throw ANELMError("threads must be between 1 and 1024, got \(threads)") }
+        let pool = ThreadPool(threads: threads)
+        let text = try loadText(source, path: path)
+        let model = try ModelRegistry.build(source, options: options, pool: pool)
+        guard text.tokenizer.vocabSize <= model.vocabularySize else {
+            throw ANELMError("the tokenizer has \(text.tokenizer.vocabSize) tokens but the model only \(model.vocabularySize)")
+        }
+        return LoadedModel(path: path, source: source, architecture: architecture, model: model, tokenizer: text.tokenizer, chatTemplate: text.chatTemplate, endOfSequenceIds: text.endOfSequenceIds, pool: pool, loadSeconds: seconds(since: start))
+    }
+
+    /// Only the text side of a model (tokenizer, template, end tokens), without its weights.
+    public static func loadText(_ path: String) throws -> ModelText {
+        try loadText(try open(path), path: path)
+    }
+
+    static func loadText(_ source: ModelSource, path: String) throws -> ModelText {
+        switch source {
+        case .gguf(let file):
+            let tokenizer = try Tokenizer(gguf: try GGUFTokenizerData(file))
+            var endOfSequence = Set(tokenizer.eosTokenIds)
+            if let eot = file.int("tokenizer.ggml.eot_token_id") { endOfSequence.insert(eot) }
+            return ModelText(tokenizer: tokenizer, chatTemplate: file.string("tokenizer.chat_template"), endOfSequenceIds: endOfSequence)
+        case .huggingFace(let folder):
+            guard let json = folder.tokenizerJSONData else {
+                throw ANELMError("no tokenizer.json in \(path); anelm needs the model's tokenizer")
+            }
+            let tokenizer = try Tokenizer(tokenizerJSON: json, tokenizerConfig: folder.tokenizerConfigData)
+            var endOfSequence = Set(tokenizer.eosTokenIds)
+            switch folder.generationConfig?["eos_token_id"] {
+            case let id as Int: endOfSequence.insert(id)
+            case let ids as [Int]: endOfSequence.formUnion(ids)
+            default: break
+            }
+            return ModelText(tokenizer: tokenizer, chatTemplate: tokenizer.chatTemplate ?? folder.chatTemplateFile, endOfSequenceIds: endOfSequence)
+        }
+    }
+}
+
+/// The text side of a model.
+public struct ModelText {
+    public let tokenizer: Tokenizer
+    public let chatTemplate: String?
+    public let endOfSequenceIds: Set<Int>
+}

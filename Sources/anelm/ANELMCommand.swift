@@ -1,0 +1,87 @@
+import ANELM
+import ArgumentParser
+import Foundation
+
+@main
+struct ANELMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "anelm",
+        abstract: "Run small language models on-device: GGUF and Hugging Face models, on the CPU or the Neural Engine.",
+        subcommands: [Generate.self, Chat.self, Tokenize.self, Info.self])
+
+    /// Every failure ends as one line on stderr and exit code 1, never a crash dump.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ANELMError {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            Foundation.exit(1)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Options shared by the commands that load a model.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A .gguf file or a Hugging Face folder (default: SmolLM2-135M-Instruct, installed on first use).")
+    var model: String?
+
+    @Option(name: .long, help: "Worker threads (default: physical cores).")
+    var threads: Int?
+
+    @Option(name: .long, help: "auto (weights as stored, fast) or f32 (every weight dequantized, reference-exact).")
+    var precision: String = "auto"
+
+    @Option(name: .long, help: "Maximum context length in tokens (default: the model's).")
+    var context: Int?
+
+    func modelPath() throws -> String {
+        if let model { return model }
+        return try DefaultModel.installIfNeeded().path
+    }
+
+    func load() throws -> LoadedModel {
+        guard let p = Precision(rawValue: precision) else {
+            throw ANELMError("--precision must be one of: \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return try ModelLoader.load(try modelPath(), options: LoadOptions(precision: p, threads: threads, contextLength: context))
+    }
+}
+
+/// Options that shape sampling and stopping.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .long, help: "Tokens to generate at most.") var maxTokens: Int = 256
+    @Option(name: .long, help: "0 = greedy.") var temperature: Float = 0
+    @Option(name: .long) var topK: Int = 0
+    @Option(name: .long) var topP: Float = 1
+    @Option(name: .long) var minP: Float = 0
+    @Option(name: .long) var repetitionPenalty: Float = 1
+    @Option(name: .long, help: "Random seed: the same seed gives the same text.") var seed: UInt64?
+    @Option(name: .long, help: "Stop when this text appears (repeatable).") var stop: [String] = []
+    @Flag(name: .long, help: "Keep going past end-of-sequence tokens.") var ignoreEos = false
+
+    func parameters() throws -> GenerationParameters {
+        let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repetitionPenalty, seed: seed)
+        try sampling.validate()
+        guard maxTokens >= 0 else { throw ANELMError("--max-tokens must be ≥ 0") }
+        return GenerationParameters(maxTokens: maxTokens, sampling: sampling, stopStrings: stop, stopAtEndOfSequence: !ignoreEos)
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+func writeJSONLine(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
+}
+
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// `x` with one decimal, for human-readable rates.
+func oneDecimal(_ x: Double) -> String { String(format: "%.1f", x) }

@@ -1,0 +1,45 @@
+import ANELM
+import ArgumentParser
+import Foundation
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate a continuation of a prompt, streamed to stdout.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Option(name: .long, help: "The prompt: raw text, or the user message with --chat.") var prompt: String
+    @Flag(name: .long, help: "Wrap the prompt in the model's chat template.") var chat = false
+    @Option(name: .long, help: "System message (with --chat).") var system: String?
+    @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
+
+    func run() throws {
+        let loaded = try modelOptions.load()
+        let promptTokens: [Int]
+        if chat {
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: "system", content: system)) }
+            messages.append(ChatMessage(role: "user", content: prompt))
+            promptTokens = try loaded.chatPromptTokens(messages)
+        } else {
+            guard system == nil else { throw ANELMError("--system needs --chat") }
+            promptTokens = loaded.tokenizer.encode(prompt)
+        }
+        let session = loaded.makeSession()
+        let result = try session.generate(prompt: promptTokens, parameters: try sampling.parameters()) { chunk in
+            if format == .text, !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
+            return true
+        }
+        switch format {
+        case .text:
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            printError("prefill: \(result.prefilledTokens) tokens, \(oneDecimal(result.prefillTokensPerSecond)) t/s | "
+                + "decode: \(result.tokens.count) tokens, \(oneDecimal(result.decodeTokensPerSecond)) t/s | finish: \(result.finishReason.rawValue)")
+        case .json:
+            try writeJSONLine([
+                "prompt_tokens": result.promptTokens, "tokens": result.tokens, "text": result.text,
+                "prefill_tps": result.prefillTokensPerSecond, "decode_tps": result.decodeTokensPerSecond,
+                "finish_reason": result.finishReason.rawValue,
+            ])
+        }
+    }
+}
