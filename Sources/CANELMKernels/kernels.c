@@ -1,2 +1,203 @@
+// Portable kernels and dispatch. The AVX2 versions live in kernels_avx2.c.
 #include "anelm_kernels.h"
-int anelm_kernels_version(void) { return 1; }
+#include "internal.h"
+#include <math.h>
+#include <string.h>
+
+static int force_portable = 0;
+
+int anelm_uses_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return cached && !force_portable;
+#else
+    return 0;
+#endif
+}
+
+void anelm_force_portable(int on) { force_portable = on; }
+
+// MARK: conversions
+
+float anelm_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (mant == 0) bits = sign;
+        else {  // subnormal: normalize
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400)) { mant <<= 1; exp--; }
+            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000 | (mant << 13);
+    else bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    float f; memcpy(&f, &bits, 4); return f;
+}
+
+uint16_t anelm_f32_to_f16(float f) {  // round to nearest even
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+    uint32_t mant = x & 0x7fffff;
+    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
+    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+    if (exp <= 0) {
+        if (exp < -10) return (uint16_t)sign;
+        mant |= 0x800000;
+        uint32_t shift = (uint32_t)(14 - exp), half = 1u << (shift - 1);
+        uint32_t r = mant >> shift, rest = mant & ((1u << shift) - 1);
+        if (rest > half || (rest == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ((uint32_t)exp << 10) | (mant >> 13), rest = mant & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+}
+
+void anelm_convert_f16_to_f32(const uint16_t *src, float *dst, long n) {
+    if (anelm_uses_avx2()) { avx2_f16_to_f32(src, dst, n); return; }
+    for (long i = 0; i < n; i++) dst[i] = anelm_f16_to_f32(src[i]);
+}
+
+void anelm_convert_bf16_to_f32(const uint16_t *src, float *dst, long n) {
+    for (long i = 0; i < n; i++) { uint32_t b = (uint32_t)src[i] << 16; memcpy(dst + i, &b, 4); }
+}
+
+void anelm_convert_f32_to_f16(const float *src, uint16_t *dst, long n) {
+    for (long i = 0; i < n; i++) dst[i] = anelm_f32_to_f16(src[i]);
+}
+
+static uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+int anelm_dequantize(int type, const void *src, float *dst, long n) {
+    const uint8_t *p = src;
+    switch (type) {
+    case ANELM_F32: memcpy(dst, src, (size_t)n * 4); return 1;
+    case ANELM_F16: anelm_convert_f16_to_f32(src, dst, n); return 1;
+    case ANELM_BF16: anelm_convert_bf16_to_f32(src, dst, n); return 1;
+    case ANELM_Q8_0:
+        for (long b = 0; b < n / 32; b++, p += 34) {
+            float d = anelm_f16_to_f32(load_u16(p));
+            for (int j = 0; j < 32; j++) dst[b * 32 + j] = d * (float)(int8_t)p[2 + j];
+        }
+        return 1;
+    case ANELM_Q4_0:
+        for (long b = 0; b < n / 32; b++, p += 18) {
+            float d = anelm_f16_to_f32(load_u16(p));
+            for (int j = 0; j < 16; j++) {
+                dst[b * 32 + j] = d * (float)((p[2 + j] & 0x0f) - 8);
+                dst[b * 32 + j + 16] = d * (float)((p[2 + j] >> 4) - 8);
+            }
+        }
+        return 1;
+    case ANELM_Q4_1:
+        for (long b = 0; b < n / 32; b++, p += 20) {
+            float d = anelm_f16_to_f32(load_u16(p)), m = anelm_f16_to_f32(load_u16(p + 2));
+            for (int j = 0; j < 16; j++) {
+                dst[b * 32 + j] = d * (float)(p[4 + j] & 0x0f) + m;
+                dst[b * 32 + j + 16] = d * (float)(p[4 + j] >> 4) + m;
+            }
+        }
+        return 1;
+    default: return 0;
+    }
+}
+
+void anelm_quantize_q8(const float *x, anelm_block_q8 *out, long n) {
+    if (anelm_uses_avx2()) { avx2_quantize_q8(x, out, n); return; }
+    for (long b = 0; b < n / 32; b++) {
+        const float *v = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) { out[b].q[j] = (int8_t)lrintf(v[j] * id); sum += out[b].q[j]; }
+        out[b].d = d;
+        out[b].s = d * (float)sum;
+    }
+}
+
+// MARK: dot products of one weight row with one activation row
+
+static float row_dot_portable(int type, const uint8_t *w, long cols, const float *x, const anelm_block_q8 *xq) {
+    float sum = 0;
+    switch (type) {
+    case ANELM_F32: { const float *f = (const float *)w; for (long c = 0; c < cols; c++) sum += f[c] * x[c]; break; }
+    case ANELM_F16: for (long c = 0; c < cols; c++) sum += anelm_f16_to_f32(load_u16(w + 2 * c)) * x[c]; break;
+    case ANELM_BF16: for (long c = 0; c < cols; c++) { uint32_t b = (uint32_t)load_u16(w + 2 * c) << 16; float f; memcpy(&f, &b, 4); sum += f * x[c]; } break;
+    case ANELM_Q8_0:
+        for (long b = 0; b < cols / 32; b++, w += 34) {
+            int s = 0;
+            for (int j = 0; j < 32; j++) s += (int8_t)w[2 + j] * xq[b].q[j];
+            sum += anelm_f16_to_f32(load_u16(w)) * xq[b].d * (float)s;
+        }
+        break;
+    case ANELM_Q4_0:
+        for (long b = 0; b < cols / 32; b++, w += 18) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += ((w[2 + j] & 0x0f) - 8) * xq[b].q[j] + ((w[2 + j] >> 4) - 8) * xq[b].q[j + 16];
+            sum += anelm_f16_to_f32(load_u16(w)) * xq[b].d * (float)s;
+        }
+        break;
+    case ANELM_Q4_1:
+        for (long b = 0; b < cols / 32; b++, w += 20) {
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += (w[4 + j] & 0x0f) * xq[b].q[j] + (w[4 + j] >> 4) * xq[b].q[j + 16];
+            sum += anelm_f16_to_f32(load_u16(w)) * xq[b].d * (float)s + anelm_f16_to_f32(load_u16(w + 2)) * xq[b].s;
+        }
+        break;
+    }
+    return sum;
+}
+
+void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
+                       const float *x, const anelm_block_q8 *xq, long tokens,
+                       float *y, long rows, long row_begin, long row_end) {
+    if (anelm_uses_avx2()) { avx2_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return; }
+    for (long r = row_begin; r < row_end; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
+        for (long t = 0; t < tokens; t++)
+            y[t * rows + r] = row_dot_portable(type, wr, cols, x + t * cols, xq ? xq + t * (cols / 32) : NULL);
+    }
+}
+
+// MARK: vector kernels
+
+float anelm_dot(const float *a, const float *b, long n) {
+    if (anelm_uses_avx2()) return avx2_dot(a, b, n);
+    float s = 0;
+    for (long i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void anelm_axpy(float a, const float *x, float *y, long n) {
+    if (anelm_uses_avx2()) { avx2_axpy(a, x, y, n); return; }
+    for (long i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void anelm_add(float *y, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += x[i]; }
+void anelm_scale(float *x, float a, long n) { for (long i = 0; i < n; i++) x[i] *= a; }
+
+void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *out) {
+    double ss = 0;  // double: the sum of squares of a wide row must not lose the small terms
+    for (long i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float inv = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (long i = 0; i < n; i++) out[i] = x[i] * inv * (w ? w[i] : 1.0f);
+}
+
+void anelm_softmax(float *x, long n) {
+    if (n <= 0) return;
+    float m = x[0];
+    for (long i = 1; i < n; i++) m = fmaxf(m, x[i]);
+    double s = 0;
+    for (long i = 0; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    float inv = (float)(1.0 / s);
+    for (long i = 0; i < n; i++) x[i] *= inv;
+}
+
+void anelm_silu_mul(float *gate, const float *up, long n) {
+    for (long i = 0; i < n; i++) { float g = gate[i]; gate[i] = g / (1.0f + expf(-g)) * up[i]; }
+}

@@ -1,7 +1,61 @@
 #ifndef ANELM_KERNELS_H
 #define ANELM_KERNELS_H
+// anelm's hot loops. Each x86_64 kernel has an AVX2/FMA/F16C version compiled with a per-function
+// target attribute and chosen at run time, so the package needs no unsafe build flags; every
+// kernel also has a portable version (the reference the tests compare against).
 #include <stddef.h>
 #include <stdint.h>
-/* Placeholder: the kernels helper replaces this file. */
-int anelm_kernels_version(void);
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// GGML type ids (as in GGUF).
+enum { ANELM_F32 = 0, ANELM_F16 = 1, ANELM_Q4_0 = 2, ANELM_Q4_1 = 3, ANELM_Q8_0 = 8, ANELM_BF16 = 30 };
+
+/// 1 when the AVX2/FMA/F16C kernels are in use.
+int anelm_uses_avx2(void);
+/// Forces the portable kernels (tests compare the two).
+void anelm_force_portable(int on);
+
+// Conversions.
+float anelm_f16_to_f32(uint16_t h);
+uint16_t anelm_f32_to_f16(float f);
+void anelm_convert_f16_to_f32(const uint16_t *src, float *dst, long n);
+void anelm_convert_bf16_to_f32(const uint16_t *src, float *dst, long n);
+void anelm_convert_f32_to_f16(const float *src, uint16_t *dst, long n);
+/// Dequantizes `n` elements (a whole number of blocks) of `type` to f32; returns 0 for an unknown type.
+int anelm_dequantize(int type, const void *src, float *dst, long n);
+
+/// Activations quantized for integer dot products: 32 values per block, scale d, and d × Σq.
+typedef struct { float d; float s; int8_t q[32]; } anelm_block_q8;
+void anelm_quantize_q8(const float *x, anelm_block_q8 *out, long n);
+
+/// y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for rows [row_begin, row_end) and all tokens.
+/// f32/f16/bf16 weights read `x`; quantized weights read `xq` (x quantized with anelm_quantize_q8).
+void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
+                       const float *x, const anelm_block_q8 *xq, long tokens,
+                       float *y, long rows, long row_begin, long row_end);
+
+// Vector kernels.
+float anelm_dot(const float *a, const float *b, long n);
+void anelm_axpy(float a, const float *x, float *y, long n);
+void anelm_add(float *y, const float *x, long n);
+void anelm_scale(float *x, float a, long n);
+void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *out);
+void anelm_softmax(float *x, long n);
+void anelm_silu_mul(float *gate, const float *up, long n);
+
+// A persistent pool of worker threads. `run` calls fn(ctx, i) for i in [0, count), spread over the
+// workers and the caller, and returns when all are done.
+typedef void (*anelm_task_fn)(void *ctx, long index);
+typedef struct anelm_pool anelm_pool;
+anelm_pool *anelm_pool_create(int threads);
+void anelm_pool_destroy(anelm_pool *pool);
+void anelm_pool_run(anelm_pool *pool, long count, anelm_task_fn fn, void *ctx);
+int anelm_physical_cores(void);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

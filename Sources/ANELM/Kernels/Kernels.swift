@@ -1,0 +1,52 @@
+import CANELMKernels
+
+/// anelm's numeric kernels: thin Swift names over the C microkernels (see CANELMKernels).
+public enum Kernels {
+    /// "avx2" when the AVX2/FMA/F16C kernels run, else "portable".
+    public static var isaName: String { anelm_uses_avx2() != 0 ? "avx2" : "portable" }
+
+    /// Forces the portable kernels (the tests' reference), or lifts that.
+    public static func forcePortable(_ on: Bool) { anelm_force_portable(on ? 1 : 0) }
+
+    /// `y[t, r] = Σ_c w[r, c] · x[t, c]` for `tokens` rows of `x`, split by rows over the pool.
+    /// Quantized weights multiply 8-bit quantized activations (as llama.cpp does).
+    public static func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, pool: ThreadPool) {
+        guard tokens > 0 else { return }
+        let type = Int32(w.type.rawValue)
+        // About 16 KB of weights per task keeps tasks small enough to balance, large enough to amortize.
+        let minimumRows = max(1, 16384 / max(w.rowBytes, 1))
+        if w.usesQuantizedActivations {
+            let blocks = w.cols / 32
+            let xq = UnsafeMutablePointer<anelm_block_q8>.allocate(capacity: tokens * blocks)
+            defer { xq.deallocate() }
+            for t in 0..<tokens { anelm_quantize_q8(x + t * w.cols, xq + t * blocks, w.cols) }
+            pool.parallelRanges(w.rows, minimum: minimumRows) { r in
+                anelm_matmul_rows(type, w.data, w.rowBytes, w.cols, nil, xq, tokens, y, w.rows, r.lowerBound, r.upperBound)
+            }
+        } else {
+            pool.parallelRanges(w.rows, minimum: minimumRows) { r in
+                anelm_matmul_rows(type, w.data, w.rowBytes, w.cols, x, nil, tokens, y, w.rows, r.lowerBound, r.upperBound)
+            }
+        }
+    }
+
+    /// `out = x / rms(x) · weight` (weight nil: no scale).
+    public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>?, eps: Float, count: Int, into out: UnsafeMutablePointer<Float>) {
+        anelm_rms_norm(x, weight, eps, count, out)
+    }
+
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) { anelm_softmax(x, count) }
+
+    /// `gate = silu(gate) · up`.
+    public static func siluMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) { anelm_silu_mul(gate, up, count) }
+
+    /// `y += x`.
+    public static func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) { anelm_add(y, x, count) }
+
+    public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float { anelm_dot(a, b, count) }
+
+    /// `y += a · x`.
+    public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { anelm_axpy(a, x, y, count) }
+
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count: Int) { anelm_scale(x, a, count) }
+}

@@ -1,0 +1,177 @@
+// AVX2/FMA/F16C kernels, compiled for those features per function; called only after a CPU check.
+#include "internal.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 void avx2_f16_to_f32(const uint16_t *src, float *dst, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = anelm_f16_to_f32(src[i]);
+}
+
+AVX2 void avx2_quantize_q8(const float *x, anelm_block_q8 *out, long n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (long b = 0; b < n / 32; b++) {
+        const float *v = x + b * 32;
+        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        __m256 mul = _mm256_set1_ps(id);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_hadd_epi32(s4, s4); s4 = _mm_hadd_epi32(s4, s4);
+        // Pack 32-bit → 16-bit → 8-bit; packs interleave 128-bit lanes, the permute restores order.
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)out[b].q, p);
+        out[b].d = d;
+        out[b].s = d * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+AVX2 float avx2_dot(const float *a, const float *b, long n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+AVX2 void avx2_axpy(float a, const float *x, float *y, long n) {
+    __m256 va = _mm256_set1_ps(a);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+AVX2 static float dot_f16(const uint16_t *w, const float *x, long n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), s0);
+    float s = hsum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += anelm_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+AVX2 static float dot_bf16(const uint16_t *w, const float *x, long n) {
+    __m256 s0 = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i wi = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i))), 16);
+        s0 = _mm256_fmadd_ps(_mm256_castsi256_ps(wi), _mm256_loadu_ps(x + i), s0);
+    }
+    float s = hsum(s0);
+    for (; i < n; i++) { uint32_t b = (uint32_t)w[i] << 16; float f; memcpy(&f, &b, 4); s += f * x[i]; }
+    return s;
+}
+
+static inline float half(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return anelm_f16_to_f32(v); }
+
+// Σ of signed byte products (x signed, y signed), 32 lanes → 8 int32 as floats.
+AVX2 static inline __m256 mul_sum_i8(__m256i x, __m256i y) {
+    __m256i dot = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
+}
+
+// Σ of unsigned×signed byte products.
+AVX2 static inline __m256 mul_sum_u8_i8(__m256i x, __m256i y) {
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1)));
+}
+
+// Unpacks 16 bytes of nibbles: low nibbles → bytes 0..15, high nibbles → bytes 16..31.
+AVX2 static inline __m256i unpack_nibbles(const uint8_t *p) {
+    __m128i t = _mm_loadu_si128((const __m128i *)p);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+AVX2 static float dot_q8_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (long b = 0; b < blocks; b++, w += 34) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2)), qx = _mm256_loadu_si256((const __m256i *)xq[b].q);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * xq[b].d), mul_sum_i8(qw, qx), acc);
+    }
+    return hsum(acc);
+}
+
+AVX2 static float dot_q4_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (long b = 0; b < blocks; b++, w += 18) {
+        __m256i qw = _mm256_sub_epi8(unpack_nibbles(w + 2), _mm256_set1_epi8(8));
+        __m256i qx = _mm256_loadu_si256((const __m256i *)xq[b].q);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * xq[b].d), mul_sum_i8(qw, qx), acc);
+    }
+    return hsum(acc);
+}
+
+AVX2 static float dot_q4_1(const uint8_t *w, const anelm_block_q8 *xq, long blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    float mins = 0;
+    for (long b = 0; b < blocks; b++, w += 20) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)xq[b].q);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * xq[b].d), mul_sum_u8_i8(unpack_nibbles(w + 4), qx), acc);
+        mins += half(w + 2) * xq[b].s;
+    }
+    return hsum(acc) + mins;
+}
+
+AVX2 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
+                           const float *x, const anelm_block_q8 *xq, long tokens,
+                           float *y, long rows, long row_begin, long row_end) {
+    long blocks = cols / 32;
+    for (long r = row_begin; r < row_end; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
+        for (long t = 0; t < tokens; t++) {
+            float v = 0;
+            switch (type) {
+            case ANELM_F32: v = avx2_dot((const float *)wr, x + t * cols, cols); break;
+            case ANELM_F16: v = dot_f16((const uint16_t *)wr, x + t * cols, cols); break;
+            case ANELM_BF16: v = dot_bf16((const uint16_t *)wr, x + t * cols, cols); break;
+            case ANELM_Q8_0: v = dot_q8_0(wr, xq + t * blocks, blocks); break;
+            case ANELM_Q4_0: v = dot_q4_0(wr, xq + t * blocks, blocks); break;
+            case ANELM_Q4_1: v = dot_q4_1(wr, xq + t * blocks, blocks); break;
+            }
+            y[t * rows + r] = v;
+        }
+    }
+}
+#else
+// Not x86_64: never called (anelm_uses_avx2() is 0).
+void avx2_f16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
+void avx2_quantize_q8(const float *x, anelm_block_q8 *out, long n) { (void)x; (void)out; (void)n; }
+float avx2_dot(const float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
+void avx2_axpy(float a, const float *x, float *y, long n) { (void)a; (void)x; (void)y; (void)n; }
+void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q8 *xq,
+                      long tokens, float *y, long rows, long row_begin, long row_end) {
+    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
+}
+#endif

@@ -1,0 +1,166 @@
+import XCTest
+import CANELMKernels
+import ANELM
+
+/// Every optimized kernel against a plain reference, on random and awkward shapes
+/// (sizes not a multiple of the block or SIMD width, one row, one column).
+final class KernelTests: XCTestCase {
+    var rng = SplitMix64(seed: 7)
+
+    func random(_ n: Int, scale: Float = 1) -> [Float] {
+        (0..<n).map { _ in (Float(rng.next() % 20001) / 10000 - 1) * scale }
+    }
+
+    /// GGML blocks of `type` with random contents (scales kept finite).
+    func randomBlocks(_ type: TensorType, rows: Int, cols: Int) -> [UInt8] {
+        let blocks = rows * cols / type.blockSize
+        var bytes: [UInt8] = []
+        for _ in 0..<blocks {
+            switch type {
+            case .f32: bytes += floatBytes(random(1))
+            case .f16, .bf16:
+                let v = random(1)[0]
+                let bits: UInt16 = type == .f16 ? anelm_f32_to_f16(v) : UInt16(v.bitPattern >> 16)
+                bytes += [UInt8(bits & 0xff), UInt8(bits >> 8)]
+            case .q8_0, .q4_0, .q4_1:
+                let headers = type == .q4_1 ? 2 : 1
+                for _ in 0..<headers { let h = anelm_f32_to_f16(random(1, scale: 0.05)[0]); bytes += [UInt8(h & 0xff), UInt8(h >> 8)] }
+                bytes += (0..<(type.bytesPerBlock - 2 * headers)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            }
+        }
+        return bytes
+    }
+
+    func matrix(_ type: TensorType, rows: Int, cols: Int) throws -> (WeightMatrix, [Float], Data) {
+        let bytes = Data(randomBlocks(type, rows: rows, cols: cols))
+        let owner = Box(bytes)
+        let tensor = owner.data.withUnsafeBytes { raw in
+            Tensor(name: "w", type: type, shape: [rows, cols], data: UnsafeRawBufferPointer(start: raw.baseAddress, count: raw.count), owner: owner)
+        }
+        let w = try WeightMatrix(tensor)
+        let f = try WeightMatrix.dequantized(tensor)
+        let dense = Array(UnsafeBufferPointer(start: f.data.assumingMemoryBound(to: Float.self), count: rows * cols))
+        return (w, dense, bytes)
+    }
+
+    final class Box { var data: Data; init(_ d: Data) { data = d } }
+
+    func testMatmulEveryTypeAgainstDoubleReference() throws {
+        let pool = ThreadPool(threads: 2)
+        let shapes = [(1, 32), (7, 64), (33, 96), (130, 160), (1, 576), (3, 1024)]
+        for type in TensorType.allCases {
+            for (rows, cols) in shapes {
+                for tokens in [1, 3] {
+                    let (w, dense, _) = try matrix(type, rows: rows, cols: cols)
+                    let x = random(tokens * cols)
+                    var y = [Float](repeating: .nan, count: tokens * rows)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { Kernels.matmul(w, xp.baseAddress!, $0.baseAddress!, tokens: tokens, pool: pool) } }
+                    // Quantized weights multiply 8-bit activations: the error is bounded by the
+                    // activation rounding (≤ half a step of 1/127 of the block max per element).
+                    for t in 0..<tokens {
+                        for r in 0..<rows {
+                            var exact = 0.0, magnitude = 0.0
+                            for c in 0..<cols {
+                                exact += Double(dense[r * cols + c]) * Double(x[t * cols + c])
+                                magnitude += abs(Double(dense[r * cols + c]))
+                            }
+                            let tolerance = type.isQuantized ? magnitude / 127 * 0.51 + 1e-4 : 1e-4 * max(1, magnitude)
+                            XCTAssertEqual(Double(y[t * rows + r]), exact, accuracy: tolerance, "\(type) \(rows)x\(cols) t\(t) r\(r)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testAVX2MatchesPortable() throws {
+        guard Kernels.isaName == "avx2" else { throw XCTSkip("no AVX2 here") }
+        let pool = ThreadPool(threads: 1)
+        for type in TensorType.allCases {
+            for (rows, cols) in [(5, 32), (9, 288), (2, 1000 - 1000 % type.blockSize)] {
+                let (w, _, _) = try matrix(type, rows: rows, cols: cols)
+                let x = random(2 * cols)
+                func run() -> [Float] {
+                    var y = [Float](repeating: 0, count: 2 * rows)
+                    x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { Kernels.matmul(w, xp.baseAddress!, $0.baseAddress!, tokens: 2, pool: pool) } }
+                    return y
+                }
+                let fast = run()
+                Kernels.forcePortable(true)
+                let plain = run()
+                Kernels.forcePortable(false)
+                for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols)") }
+            }
+        }
+    }
+
+    func testQuantizeQ8MatchesPortableBitForBit() throws {
+        for n in [32, 96, 1024] {
+            let x = random(n, scale: 3) + []
+            var a = [anelm_block_q8](repeating: anelm_block_q8(), count: n / 32), b = a
+            anelm_quantize_q8(x, &a, n)
+            Kernels.forcePortable(true)
+            anelm_quantize_q8(x, &b, n)
+            Kernels.forcePortable(false)
+            for i in a.indices {
+                XCTAssertEqual(a[i].d, b[i].d); XCTAssertEqual(a[i].s, b[i].s)
+                XCTAssertEqual(withUnsafeBytes(of: a[i].q) { Array($0) }, withUnsafeBytes(of: b[i].q) { Array($0) })
+            }
+        }
+        var zero = [anelm_block_q8](repeating: anelm_block_q8(), count: 1)
+        anelm_quantize_q8([Float](repeating: 0, count: 32), &zero, 32)
+        XCTAssertEqual(zero[0].d, 0); XCTAssertEqual(zero[0].s, 0)
+    }
+
+    func testVectorKernels() {
+        for n in [1, 7, 8, 15, 16, 17, 64, 577] {
+            let a = random(n), b = random(n)
+            let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            XCTAssertEqual(Double(a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { Kernels.dot(ap.baseAddress!, $0.baseAddress!, count: n) } }), dot, accuracy: 1e-5)
+
+            var y = b
+            a.withUnsafeBufferPointer { ap in y.withUnsafeMutableBufferPointer { Kernels.axpy(0.5, ap.baseAddress!, $0.baseAddress!, count: n) } }
+            for i in 0..<n { XCTAssertEqual(y[i], b[i] + 0.5 * a[i], accuracy: 1e-6) }
+
+            var s = a.map { $0 * 30 }
+            let m = s.max()!, e = s.map { exp(Double($0 - m)) }, total = e.reduce(0, +)
+            s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: n) }
+            for i in 0..<n { XCTAssertEqual(Double(s[i]), e[i] / total, accuracy: 1e-6) }
+
+            let w = random(n)
+            var out = [Float](repeating: 0, count: n)
+            a.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in out.withUnsafeMutableBufferPointer { Kernels.rmsNorm(ap.baseAddress!, weight: wp.baseAddress!, eps: 1e-5, count: n, into: $0.baseAddress!) } } }
+            let rms = (a.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(n) + 1e-5).squareRoot()
+            for i in 0..<n { XCTAssertEqual(Double(out[i]), Double(a[i]) / rms * Double(w[i]), accuracy: 1e-5) }
+
+            var g = a
+            b.withUnsafeBufferPointer { bp in g.withUnsafeMutableBufferPointer { Kernels.siluMul(gate: $0.baseAddress!, up: bp.baseAddress!, count: n) } }
+            for i in 0..<n { XCTAssertEqual(Double(g[i]), Double(a[i]) / (1 + exp(-Double(a[i]))) * Double(b[i]), accuracy: 1e-6) }
+        }
+    }
+
+    func testHalfConversionsRoundTrip() {
+        for bits in stride(from: 0, through: 0xffff, by: 1) where (bits & 0x7c00) != 0x7c00 {
+            let f = anelm_f16_to_f32(UInt16(bits))
+            XCTAssertEqual(anelm_f32_to_f16(f), UInt16(bits))
+        }
+        XCTAssertEqual(anelm_f32_to_f16(65520), 0x7c00)   // rounds to infinity
+        XCTAssertEqual(anelm_f16_to_f32(0x3c00), 1)
+        var out = [Float](repeating: 0, count: 19)
+        let halves = (0..<19).map { anelm_f32_to_f16(Float($0) * 0.25 - 2) }
+        anelm_convert_f16_to_f32(halves, &out, 19)
+        XCTAssertEqual(out, (0..<19).map { Float($0) * 0.25 - 2 })
+    }
+
+    func testThreadPoolRunsEveryIndexOnce() {
+        let pool = ThreadPool(threads: 3)
+        for count in [1, 2, 5, 1000] {
+            var hits = [Int](repeating: 0, count: count)
+            hits.withUnsafeMutableBufferPointer { h in
+                let base = h.baseAddress!
+                pool.parallelFor(count) { base[$0] += 1 }
+            }
+            XCTAssertEqual(hits, [Int](repeating: 1, count: count))
+        }
+    }
+}
