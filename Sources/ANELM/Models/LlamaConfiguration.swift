@@ -17,7 +17,7 @@ public enum RoPEScaling: Sendable, Equatable {
 
 /// The Llama family's hyper-parameters. Keys are Hugging Face's `config.json` keys; GGUF metadata is
 /// mapped onto the same fields.
-public struct LlamaConfiguration: Codable, Sendable {
+public struct LlamaConfiguration: Decodable, Sendable {
     public var modelType: String
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -48,6 +48,7 @@ public struct LlamaConfiguration: Codable, Sendable {
         case tieWordEmbeddings = "tie_word_embeddings"
         case attentionBias = "attention_bias"
         case ropeScalingJSON = "rope_scaling"
+        case ropeParameters = "rope_parameters"
     }
 
     public init(
@@ -92,13 +93,16 @@ public struct LlamaConfiguration: Codable, Sendable {
         let explicitHeadDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
         headDim = explicitHeadDim ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0)
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
-        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 10000
+        // transformers ≥ 5 writes `rope_parameters` (theta, type and scaling together) instead of
+        // `rope_theta` + `rope_scaling`.
+        let ropeParameters = try c.decodeIfPresent([String: JSONScalar].self, forKey: .ropeParameters)
+        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? ropeParameters?["rope_theta"]?.number.map(Float.init) ?? 10000
         vocabSize = try c.decode(Int.self, forKey: .vocabSize)
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // Qwen2 always has q/k/v biases and its config does not say so.
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (modelType == "qwen2")
-        ropeScalingJSON = try c.decodeIfPresent([String: JSONScalar].self, forKey: .ropeScalingJSON)
+        ropeScalingJSON = try c.decodeIfPresent([String: JSONScalar].self, forKey: .ropeScalingJSON) ?? ropeParameters
     }
 
     /// The parsed `rope_scaling` section.

@@ -1,0 +1,62 @@
+import XCTest
+import Foundation
+import ANELM
+
+/// Runs the built `anelm` binary as a user would: bad input ends in one `error:` line and exit 1.
+final class CLITests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func binary() throws -> URL {
+        for config in ["release", "debug"] {
+            let url = Self.root.appendingPathComponent(".build/\(config)/anelm")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        throw XCTSkip("anelm binary not built")
+    }
+
+    func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = try binary()
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func assertCleanError(_ arguments: [String], contains expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try run(arguments)
+        XCTAssertEqual(r.status, 1, "\(arguments): \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(expected), "\(arguments): expected '\(expected)' in stderr: \(r.stderr)", file: file, line: line)
+        XCTAssertFalse(r.stderr.contains("Fatal error") || r.stderr.contains("Stack dump"), r.stderr, file: file, line: line)
+    }
+
+    func testBadInputGivesOneLineErrors() throws {
+        let text = temporaryFile("not-a-model.gguf")
+        try Data("hello, I am not a model".utf8).write(to: text)
+        let model = defaultModelPath()
+        try assertCleanError(["generate", "--model", "/nonexistent/model.gguf", "--prompt", "hi"], contains: "error: no model at")
+        try assertCleanError(["info", text.path], contains: "error: ")
+        try assertCleanError(["tokenize", "--model", text.path, "--text", "hi"], contains: "not a GGUF")
+        try assertCleanError(["info", FileManager.default.temporaryDirectory.path], contains: "config.json")
+        if let model {
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--precision", "f8"], contains: "--precision")
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--max-tokens", "-3"], contains: "max-tokens")
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--temperature", "-1"], contains: "temperature")
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--top-p", "1.5"], contains: "top")
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--threads", "0"], contains: "threads")
+            try assertCleanError(["generate", "--model", model, "--prompt", "", "--max-tokens", "2"], contains: "empty")
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--system", "x"], contains: "--chat")
+        }
+    }
+
+    func testUsageErrorsAreNotCrashes() throws {
+        let r = try run(["generate", "--max-tokens", "many"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertFalse(r.stderr.contains("Fatal error"))
+        XCTAssertEqual(try run(["--help"]).status, 0)
+    }
+}
