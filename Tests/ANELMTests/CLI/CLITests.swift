@@ -44,8 +44,8 @@ final class CLITests: XCTestCase {
         try assertCleanError(["info", FileManager.default.temporaryDirectory.path], contains: "config.json")
         if let model {
             try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--precision", "f8"], contains: "--precision")
-            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--max-tokens", "-3"], contains: "max-tokens")
-            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--temperature", "-1"], contains: "temperature")
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--max-tokens=-3"], contains: "max-tokens")
+            try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--temperature=-1"], contains: "temperature")
             try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--top-p", "1.5"], contains: "top")
             try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--threads", "0"], contains: "threads")
             try assertCleanError(["generate", "--model", model, "--prompt", "", "--max-tokens", "2"], contains: "empty")

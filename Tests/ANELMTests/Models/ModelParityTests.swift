@@ -12,6 +12,8 @@ final class ModelParityTests: XCTestCase {
         let vocab = fixture.model.vocab_size
         XCTAssertEqual(loaded.model.vocabularySize, vocab)
         for c in fixture.cases {
+            // The tokenizer gives the reference's prompt ids (chat cases: of the rendered template).
+            XCTAssertEqual(loaded.tokenizer.encode(c.text, addSpecialTokens: c.add_special_tokens), c.prompt_ids, "\(fixtureName)/\(c.name): tokenization")
             // Logits at the last prompt position (or every position, where the fixture has them).
             let all = c.all_position_logits != nil
             let logits = try loaded.model.forward(c.prompt_ids, state: loaded.model.makeState(), allPositions: all)

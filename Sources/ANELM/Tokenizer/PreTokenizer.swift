@@ -1,0 +1,97 @@
+/// The `pre_tokenizer` section of tokenizer.json: cuts text into the words BPE sees.
+indirect enum PreTokenizer: Sendable {
+    /// Splits with one of the known regexes; matches become their own pieces.
+    case split(SplitPattern, removeMatches: Bool)
+    /// Isolates each digit (or each run of digits).
+    case digits(individual: Bool)
+    /// Respells bytes with the GPT-2 alphabet, after an optional GPT-2 regex split.
+    case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
+    case sequence([PreTokenizer])
+
+    init(_ json: JSONObject) throws {
+        let type = try json.string("type")
+        switch type {
+        case "Sequence":
+            self = .sequence(try json.objects("pretokenizers").map(PreTokenizer.init))
+        case "ByteLevel":
+            self = .byteLevel(
+                addPrefixSpace: try json.bool("add_prefix_space", default: true),
+                useRegex: try json.bool("use_regex", default: true))
+        case "Digits":
+            self = .digits(individual: try json.bool("individual_digits", default: false))
+        case "Split":
+            let pattern = try json.object("pattern")
+            guard let regex = try pattern.optionalString("Regex") else {
+                throw ANELMError("unsupported Split pre-tokenizer pattern (only known regexes are supported)")
+            }
+            guard let scanner = SplitPattern(regex: regex) else {
+                throw ANELMError("unsupported Split pre-tokenizer regex \(regex)")
+            }
+            if try json.bool("invert", default: false) {
+                throw ANELMError("unsupported Split pre-tokenizer with invert: true")
+            }
+            let behavior = try json.string("behavior")
+            switch behavior {
+            case "Isolated": self = .split(scanner, removeMatches: false)
+            case "Removed": self = .split(scanner, removeMatches: true)
+            default: throw ANELMError("unsupported Split pre-tokenizer behavior '\(behavior)'")
+            }
+        default:
+            throw ANELMError("unsupported tokenizer pre-tokenizer '\(type)' (supported: ByteLevel, Split, Digits, Sequence)")
+        }
+    }
+
+    /// Appends the pieces of `piece` to `out`.
+    func split(_ piece: [Unicode.Scalar], into out: inout [[Unicode.Scalar]]) {
+        switch self {
+        case .sequence(let steps):
+            var pieces = [piece]
+            for step in steps {
+                var next: [[Unicode.Scalar]] = []
+                next.reserveCapacity(pieces.count)
+                for p in pieces { step.split(p, into: &next) }
+                pieces = next
+            }
+            out.append(contentsOf: pieces)
+        case .split(let pattern, let removeMatches):
+            Self.isolate(piece, ranges: pattern.matches(piece[...]), removeMatches: removeMatches, into: &out)
+        case .digits(let individual):
+            var ranges: [Range<Int>] = []
+            var i = 0
+            while i < piece.count {
+                if UnicodeClass.isNumber(piece[i]) {
+                    var j = i + 1
+                    if !individual { while j < piece.count && UnicodeClass.isNumber(piece[j]) { j += 1 } }
+                    ranges.append(i..<j)
+                    i = j
+                } else {
+                    i += 1
+                }
+            }
+            Self.isolate(piece, ranges: ranges, removeMatches: false, into: &out)
+        case .byteLevel(let addPrefixSpace, let useRegex):
+            var text = piece
+            if addPrefixSpace && text.first != " " { text.insert(" ", at: 0) }
+            if useRegex {
+                for range in SplitPattern.gpt2.matches(text[...]) {
+                    out.append(ByteLevelAlphabet.encode(text[range]))
+                }
+            } else if !text.isEmpty {
+                out.append(ByteLevelAlphabet.encode(text[...]))
+            }
+        }
+    }
+
+    /// Matches as pieces of their own, with the text between them as pieces too.
+    private static func isolate(
+        _ piece: [Unicode.Scalar], ranges: [Range<Int>], removeMatches: Bool, into out: inout [[Unicode.Scalar]]
+    ) {
+        var last = 0
+        for range in ranges {
+            if range.lowerBound > last { out.append(Array(piece[last..<range.lowerBound])) }
+            if !removeMatches && !range.isEmpty { out.append(Array(piece[range])) }
+            last = range.upperBound
+        }
+        if last < piece.count { out.append(Array(piece[last...])) }
+    }
+}

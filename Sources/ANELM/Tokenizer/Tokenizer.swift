@@ -1,0 +1,295 @@
+import Foundation
+
+/// Text ↔ token ids, the Hugging Face pipeline (normalizer, pre-tokenizer, BPE, post-processor, decoder).
+public final class Tokenizer: @unchecked Sendable {
+    private let normalizer: Normalizer?
+    private let preTokenizer: PreTokenizer?
+    private let model: BPEModel
+    private let postProcessor: PostProcessor?
+    private let decoder: TokenDecoder
+    /// Added tokens matched on the raw input, then on normalized text.
+    private let rawMatcher: AddedTokenMatcher
+    private let normalizedMatcher: AddedTokenMatcher
+    /// Token text by id (added tokens override the model vocabulary).
+    private let tokensById: [Int: String]
+    private let specialIds: Set<Int>
+
+    /// Number of ids: one more than the largest id of the vocabulary and the added tokens.
+    public let vocabSize: Int
+    /// Ids that end generation.
+    public let eosTokenIds: [Int]
+    /// Text of the BOS token (for chat templates).
+    public let bosToken: String?
+    /// Text of the EOS token.
+    public let eosToken: String?
+    /// The chat template from tokenizer_config.json or GGUF.
+    public let chatTemplate: String?
+
+    private init(
+        normalizer: Normalizer?, preTokenizer: PreTokenizer?, model: BPEModel, postProcessor: PostProcessor?,
+        decoder: TokenDecoder, addedTokens: [AddedToken], tokensById: [Int: String],
+        bosToken: String?, eosToken: String?, chatTemplate: String?
+    ) {
+        self.normalizer = normalizer
+        self.preTokenizer = preTokenizer
+        self.model = model
+        self.postProcessor = postProcessor
+        self.decoder = decoder
+        var byId = tokensById
+        for token in addedTokens { byId[token.id] = token.content }
+        self.tokensById = byId
+        self.specialIds = Set(addedTokens.filter(\.special).map(\.id))
+        rawMatcher = AddedTokenMatcher(addedTokens.filter { !$0.normalized }, normalize: { $0 })
+        normalizedMatcher = AddedTokenMatcher(
+            addedTokens.filter(\.normalized), normalize: { normalizer?.normalize($0) ?? $0 })
+        vocabSize = (byId.keys.max() ?? -1) + 1
+        self.bosToken = bosToken
+        self.eosToken = eosToken
+        self.chatTemplate = chatTemplate
+        let eosId = eosToken.flatMap { eos in addedTokens.first { $0.content == eos }?.id ?? model.vocab[eos] }
+        eosTokenIds = eosId.map { [$0] } ?? []
+    }
+
+    // MARK: - Encoding
+
+    /// Token ids for `text`, as transformers' `tokenizer(text, add_special_tokens=…)["input_ids"]`.
+    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+        var ids: [Int] = []
+        for segment in rawMatcher.split(Array(text.unicodeScalars)) {
+            switch segment {
+            case .token(let id):
+                ids.append(id)
+            case .text(let raw):
+                var scalars = raw
+                if let normalizer {
+                    scalars = Array(normalizer.normalize(String(String.UnicodeScalarView(raw))).unicodeScalars)
+                }
+                for inner in normalizedMatcher.split(scalars) {
+                    switch inner {
+                    case .token(let id): ids.append(id)
+                    case .text(let piece): encodePlain(piece, into: &ids)
+                    }
+                }
+            }
+        }
+        if addSpecialTokens, let postProcessor { ids = postProcessor.process(ids) }
+        return ids
+    }
+
+    private func encodePlain(_ text: [Unicode.Scalar], into ids: inout [Int]) {
+        guard let preTokenizer else { model.tokenize(text, into: &ids); return }
+        var words: [[Unicode.Scalar]] = []
+        preTokenizer.split(text, into: &words)
+        for word in words { model.tokenize(word, into: &ids) }
+    }
+
+    // MARK: - Decoding
+
+    /// Text for `ids`, as transformers' `decode`; unknown ids are skipped.
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+        String(decoding: bytes(of: ids, skipSpecialTokens: skipSpecialTokens, isFirst: true), as: UTF8.self)
+    }
+
+    /// The vocabulary entry for `id` as stored, or nil for an unknown id.
+    public func tokenString(_ id: Int) -> String? { tokensById[id] }
+
+    /// Whether `id` is a special (control) token.
+    public func isSpecialToken(_ id: Int) -> Bool { specialIds.contains(id) }
+
+    /// The id of a token given by its exact vocabulary text.
+    public func tokenId(_ token: String) -> Int? {
+        model.vocab[token] ?? tokensById.first { $0.value == token }?.key
+    }
+
+    /// Raw decoded bytes, so streaming can cut at character boundaries.
+    func bytes(of ids: [Int], skipSpecialTokens: Bool, isFirst: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        var first = isFirst
+        for id in ids {
+            guard let token = tokensById[id] else { continue }
+            if skipSpecialTokens && specialIds.contains(id) { continue }
+            out.append(contentsOf: decoder.bytes(of: token, isFirst: first))
+            first = false
+        }
+        return out
+    }
+
+    // MARK: - Loading from tokenizer.json
+
+    /// Builds the tokenizer from tokenizer.json, with tokenizer_config.json's special tokens and chat template when given.
+    public convenience init(tokenizerJSON: Data, tokenizerConfig: Data?) throws {
+        let root = try JSONObject.parse(tokenizerJSON, what: "tokenizer.json")
+        let config = try tokenizerConfig.map { try JSONObject.parse($0, what: "tokenizer_config.json") }
+
+        let modelJSON = try root.object("model")
+        let modelType = try modelJSON.optionalString("type") ?? "BPE"
+        guard modelType == "BPE" else {
+            throw ANELMError("unsupported tokenizer model type '\(modelType)' (supported: BPE)")
+        }
+        if try modelJSON.bool("byte_fallback", default: false) {
+            throw ANELMError("unsupported BPE with byte_fallback (SentencePiece-style tokenizers come later)")
+        }
+        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+            if let affix = try modelJSON.optionalString(key), !affix.isEmpty {
+                throw ANELMError("unsupported BPE \(key) '\(affix)'")
+            }
+        }
+        let vocabJSON = try modelJSON.object("vocab")
+        var vocab: [String: Int] = [:]
+        vocab.reserveCapacity(vocabJSON.fields.count)
+        var tokensById: [Int: String] = [:]
+        for (token, value) in vocabJSON.fields {
+            guard let id = JSONObject.asInt(value), id >= 0 else {
+                throw ANELMError("tokenizer.json model.vocab['\(token)']: expected a non-negative integer id")
+            }
+            vocab[token] = id
+            tokensById[id] = token
+        }
+        let merges = try modelJSON.array("merges").map(Self.parseMerge)
+        let model = try BPEModel(
+            vocab: vocab, merges: merges, unknownToken: try modelJSON.optionalString("unk_token"),
+            fuseUnknown: try modelJSON.bool("fuse_unk", default: false),
+            ignoreMerges: try modelJSON.bool("ignore_merges", default: false))
+
+        var addedTokens = root.isNull("added_tokens") ? [] : try root.objects("added_tokens").map(AddedToken.init)
+        let normalizer = try root.optionalObject("normalizer").map(Normalizer.init)
+        let preTokenizer = try root.optionalObject("pre_tokenizer").map(PreTokenizer.init)
+        var postProcessor = try root.optionalObject("post_processor").map(PostProcessor.init)
+        let decoder = try TokenDecoder(root.optionalObject("decoder"))
+
+        let bosToken = try config.flatMap { try Self.tokenText($0, "bos_token") }
+        let eosToken = try config.flatMap { try Self.tokenText($0, "eos_token") }
+        // transformers adds the named special tokens it finds in the vocabulary as special added tokens.
+        for name in [bosToken, eosToken] + (try ["unk_token", "pad_token"].map { key in
+            try config.flatMap { try Self.tokenText($0, key) }
+        }) {
+            guard let name, !addedTokens.contains(where: { $0.content == name }), let id = vocab[name] else { continue }
+            addedTokens.append(AddedToken(id: id, content: name, special: true, normalized: false))
+        }
+        // As transformers: an explicit add_bos_token/add_eos_token, or no post-processor, means a BOS/EOS template.
+        let addBos = try config?.optionalBool("add_bos_token")
+        let addEos = try config?.optionalBool("add_eos_token")
+        if addBos != nil || addEos != nil || postProcessor == nil {
+            func id(of token: String?) -> Int? {
+                token.flatMap { t in addedTokens.first { $0.content == t }?.id ?? vocab[t] }
+            }
+            postProcessor = Self.bosEosTemplate(
+                bos: addBos == true ? id(of: bosToken) : nil, eos: addEos == true ? id(of: eosToken) : nil)
+        }
+        self.init(
+            normalizer: normalizer, preTokenizer: preTokenizer, model: model, postProcessor: postProcessor,
+            decoder: decoder, addedTokens: addedTokens, tokensById: tokensById, bosToken: bosToken,
+            eosToken: eosToken, chatTemplate: try config.flatMap(Self.chatTemplate))
+    }
+
+    private static func parseMerge(_ value: Any) throws -> (String, String) {
+        if let text = value as? String {
+            let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2 else { throw ANELMError("tokenizer.json merge '\(text)' is not two tokens") }
+            return (String(parts[0]), String(parts[1]))
+        }
+        if let pair = value as? [Any], pair.count == 2, let a = pair[0] as? String, let b = pair[1] as? String {
+            return (a, b)
+        }
+        throw ANELMError("tokenizer.json model.merges: expected \"a b\" strings or [a, b] pairs")
+    }
+
+    /// A special token in tokenizer_config.json: a string, or an AddedToken object with "content".
+    private static func tokenText(_ config: JSONObject, _ key: String) throws -> String? {
+        if config.isNull(key) { return nil }
+        if let text = config.fields[key] as? String { return text }
+        return try config.object(key).string("content")
+    }
+
+    /// `chat_template`: a string, or a list of {name, template} of which we take "default".
+    private static func chatTemplate(_ config: JSONObject) throws -> String? {
+        if config.isNull("chat_template") { return nil }
+        if let text = config.fields["chat_template"] as? String { return text }
+        let templates = try config.objects("chat_template")
+        for entry in templates where try entry.string("name") == "default" { return try entry.string("template") }
+        return nil
+    }
+
+    private static func bosEosTemplate(bos: Int?, eos: Int?) -> PostProcessor {
+        var items: [PostProcessor.TemplateItem] = []
+        if let bos { items.append(.special([bos])) }
+        items.append(.sequence)
+        if let eos { items.append(.special([eos])) }
+        return .template(items)
+    }
+
+    // MARK: - Loading from GGUF
+
+    /// GGUF `tokenizer.ggml.pre` values whose split transformers knows, mapped to our scanners.
+    private static func ggufSplit(_ pre: String?) throws -> PreTokenizer {
+        let gpt2 = PreTokenizer.byteLevel(addPrefixSpace: false, useRegex: true)
+        func regex(_ pattern: SplitPattern) -> PreTokenizer {
+            .sequence([.split(pattern, removeMatches: false), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        }
+        switch pre ?? "default" {
+        // transformers' GGUF loader keeps GPT-2's ByteLevel regex for these (SmolLM2's "smollm" included).
+        case "default", "gpt2", "gpt-2", "smollm", "starcoder", "refact", "codeshell":
+            return gpt2
+        case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+             "jina-v5-nano", "dbrx", "smaug-bpe":
+            return regex(.llama3(maxDigits: 3))
+        case "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez":
+            return regex(.llama3(maxDigits: 1))
+        case let other:
+            throw ANELMError("unsupported GGUF pre-tokenizer '\(other)' (supported: smollm, gpt2, default, llama-bpe, qwen2 and aliases)")
+        }
+    }
+
+    /// Builds the tokenizer from GGUF metadata, as transformers' GGUF loader does.
+    public convenience init(gguf: GGUFTokenizerData) throws {
+        guard gguf.model == "gpt2" else {
+            throw ANELMError("unsupported GGUF tokenizer model '\(gguf.model)' (supported: gpt2 byte-level BPE; llama/SentencePiece comes later)")
+        }
+        let preTokenizer = try Self.ggufSplit(gguf.preTokenizer)
+        // Tokens spelled outside the byte alphabet are respelled byte by byte, as transformers does.
+        var vocab: [String: Int] = [:]
+        vocab.reserveCapacity(gguf.tokens.count)
+        var tokensById: [Int: String] = [:]
+        tokensById.reserveCapacity(gguf.tokens.count)
+        for (id, token) in gguf.tokens.enumerated() {
+            let spelled = ByteLevelAlphabet.isSpelledInAlphabet(token)
+                ? token : String(String.UnicodeScalarView(ByteLevelAlphabet.encode(Array(token.unicodeScalars)[...])))
+            vocab[spelled] = id
+            tokensById[id] = spelled
+        }
+        var merges: [(String, String)] = []
+        merges.reserveCapacity(gguf.merges.count)
+        for merge in gguf.merges {
+            let parts = merge.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2 else { throw ANELMError("GGUF merge '\(merge)' is not two tokens") }
+            merges.append((String(parts[0]), String(parts[1])))
+        }
+        let model = try BPEModel(vocab: vocab, merges: merges, unknownToken: nil, fuseUnknown: false, ignoreMerges: false)
+
+        func token(_ id: Int?) -> String? { id.flatMap { gguf.tokens.indices.contains($0) ? gguf.tokens[$0] : nil } }
+        var added: [AddedToken] = []
+        var seen = Set<Int>()
+        for (id, type) in gguf.tokenTypes.enumerated() where id < gguf.tokens.count {
+            let text = gguf.tokens[id]
+            if type == 3, ByteLevelAlphabet.isSpelledInAlphabet(text) {
+                added.append(AddedToken(id: id, content: text, special: true, normalized: false))
+                seen.insert(id)
+            } else if type == 4, vocab[text] != nil {
+                added.append(AddedToken(id: vocab[text] ?? id, content: text, special: false, normalized: false))
+                seen.insert(id)
+            }
+        }
+        for id in [gguf.bosTokenId, gguf.eosTokenId, gguf.unknownTokenId, gguf.padTokenId].compactMap({ $0 })
+        where !seen.contains(id) {
+            guard let text = token(id), let vocabId = vocab[text] else { continue }
+            added.append(AddedToken(id: vocabId, content: text, special: true, normalized: false))
+            seen.insert(id)
+        }
+        let bos = gguf.addBosToken == true ? gguf.bosTokenId.flatMap { token($0) != nil ? $0 : nil } : nil
+        let eos = gguf.addEosToken == true ? gguf.eosTokenId.flatMap { token($0) != nil ? $0 : nil } : nil
+        self.init(
+            normalizer: nil, preTokenizer: preTokenizer, model: model, postProcessor: Self.bosEosTemplate(bos: bos, eos: eos),
+            decoder: .byteLevel, addedTokens: added, tokensById: tokensById, bosToken: token(gguf.bosTokenId),
+            eosToken: token(gguf.eosTokenId), chatTemplate: gguf.chatTemplate)
+    }
+}

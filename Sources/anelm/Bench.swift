@@ -1,0 +1,95 @@
+import ANELM
+import ArgumentParser
+import Foundation
+
+/// Prefill and decode speed in the manner of llama-bench: a fixed prompt of N tokens, N generated
+/// tokens, repeated; medians reported with min and max.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure prefill and decode speed, load time and peak memory.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: .long, help: "Prompt length in tokens.") var promptTokens: Int = 128
+    @Option(name: .long, help: "Tokens generated per repetition.") var genTokens: Int = 64
+    @Option(name: .long, help: "Repetitions (each a fresh sequence).") var repetitions: Int = 3
+    @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
+
+    func run() throws {
+        guard promptTokens >= 1, genTokens >= 1, repetitions >= 1 else {
+            throw ANELMError("--prompt-tokens, --gen-tokens and --repetitions must be ≥ 1")
+        }
+        let loaded = try modelOptions.load()
+        guard promptTokens + genTokens <= loaded.model.contextLength else {
+            throw ANELMError("\(promptTokens + genTokens) tokens exceed the context length \(loaded.model.contextLength)")
+        }
+        // A deterministic prompt of ordinary tokens (ids from the middle of the vocabulary).
+        let vocab = loaded.tokenizer.vocabSize
+        var rng = BenchRandom(seed: 1)
+        let prompt = (0..<promptTokens).map { _ in vocab / 8 + Int(rng.next() % UInt64(vocab / 2)) }
+        let parameters = GenerationParameters(maxTokens: genTokens, stopAtEndOfSequence: false)
+
+        // One untimed warm-up pass pages the weights in.
+        _ = try loaded.makeSession().generate(prompt: Array(prompt.prefix(8)), parameters: GenerationParameters(maxTokens: 2, stopAtEndOfSequence: false))
+        var prefill: [Double] = [], decode: [Double] = []
+        for r in 0..<repetitions {
+            let result = try loaded.makeSession().generate(prompt: prompt, parameters: parameters)
+            prefill.append(result.prefillTokensPerSecond)
+            decode.append(result.decodeTokensPerSecond)
+            if format == .text { printError("repetition \(r + 1)/\(repetitions): prefill \(oneDecimal(result.prefillTokensPerSecond)) t/s, decode \(oneDecimal(result.decodeTokensPerSecond)) t/s") }
+        }
+        let peak = peakResidentMegabytes()
+        switch format {
+        case .text:
+            print("model       \(loaded.name) (\(loaded.architecture), precision \(modelOptions.precision), \(Kernels.isaName) kernels, \(loaded.pool.threads) threads)")
+            print("prefill     \(promptTokens) tokens: \(summary(prefill)) t/s")
+            print("decode      \(genTokens) tokens: \(summary(decode)) t/s")
+            print("load        \(String(format: "%.3f", loaded.loadSeconds)) s")
+            print("peak RSS    \(oneDecimal(peak)) MB")
+        case .json:
+            try writeJSONLine([
+                "model": loaded.name, "threads": loaded.pool.threads, "precision": modelOptions.precision,
+                "prompt_tokens": promptTokens, "gen_tokens": genTokens, "repetitions": repetitions,
+                "prefill_tps": median(prefill), "prefill_tps_min": prefill.min() ?? 0, "prefill_tps_max": prefill.max() ?? 0,
+                "decode_tps": median(decode), "decode_tps_min": decode.min() ?? 0, "decode_tps_max": decode.max() ?? 0,
+                "load_s": loaded.loadSeconds, "peak_rss_mb": peak, "isa": Kernels.isaName,
+            ])
+        }
+    }
+
+    func summary(_ xs: [Double]) -> String {
+        "\(oneDecimal(median(xs))) (min \(oneDecimal(xs.min() ?? 0)), max \(oneDecimal(xs.max() ?? 0)))"
+    }
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    guard !s.isEmpty else { return 0 }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Peak resident memory of this process (VmHWM on Linux, ru_maxrss elsewhere), in MB.
+func peakResidentMegabytes() -> Double {
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kb = Double(line.split(separator: " ").dropFirst().first ?? "") {
+        return kb / 1024
+    }
+    #if os(Linux)
+    return 0
+    #else
+    var usage = rusage()
+    getrusage(RUSAGE_SELF, &usage)
+    return Double(usage.ru_maxrss) / 1_048_576   // bytes on Darwin
+    #endif
+}
+
+struct BenchRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
