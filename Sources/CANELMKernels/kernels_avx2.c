@@ -94,7 +94,7 @@ AVX2 static float dot_bf16(const uint16_t *w, const float *x, long n) {
     return s;
 }
 
-static inline float half(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return anelm_f16_to_f32(v); }
+AVX2 static inline float half(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return _cvtsh_ss(v); }
 
 // Σ of signed byte products (x signed, y signed), 32 lanes → 8 int32 as floats.
 AVX2 static inline __m256 mul_sum_i8(__m256i x, __m256i y) {
@@ -144,13 +144,69 @@ AVX2 static float dot_q4_1(const uint8_t *w, const anelm_block_q8 *xq, long bloc
     return hsum(acc) + mins;
 }
 
+// Four activation rows against one weight row: the weights are loaded and unpacked once (prefill).
+AVX2 static void dot4_q8_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks, float *out) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (long b = 0; b < blocks; b++, w += 34) {
+        __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2)), aw = _mm256_sign_epi8(qw, qw);
+        float dw = half(w);
+        for (int i = 0; i < 4; i++) {
+            const anelm_block_q8 *a = xq + i * blocks + b;
+            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->q), qw);
+            __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), _mm256_set1_epi16(1)));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), p, acc[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) out[i] = hsum(acc[i]);
+}
+
+AVX2 static void dot4_q4_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks, float *out) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (long b = 0; b < blocks; b++, w += 18) {
+        __m256i qw = _mm256_sub_epi8(unpack_nibbles(w + 2), _mm256_set1_epi8(8)), aw = _mm256_sign_epi8(qw, qw);
+        float dw = half(w);
+        for (int i = 0; i < 4; i++) {
+            const anelm_block_q8 *a = xq + i * blocks + b;
+            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->q), qw);
+            __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), _mm256_set1_epi16(1)));
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), p, acc[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) out[i] = hsum(acc[i]);
+}
+
+AVX2 static void dot4_q4_1(const uint8_t *w, const anelm_block_q8 *xq, long blocks, float *out) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float mins[4] = {0, 0, 0, 0};
+    for (long b = 0; b < blocks; b++, w += 20) {
+        __m256i qw = unpack_nibbles(w + 4);
+        float dw = half(w), mw = half(w + 2);
+        for (int i = 0; i < 4; i++) {
+            const anelm_block_q8 *a = xq + i * blocks + b;
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), mul_sum_u8_i8(qw, _mm256_loadu_si256((const __m256i *)a->q)), acc[i]);
+            mins[i] += mw * a->s;
+        }
+    }
+    for (int i = 0; i < 4; i++) out[i] = hsum(acc[i]) + mins[i];
+}
+
 AVX2 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                            const float *x, const anelm_block_q8 *xq, long tokens,
                            float *y, long rows, long row_begin, long row_end) {
     long blocks = cols / 32;
     for (long r = row_begin; r < row_end; r++) {
         const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
-        for (long t = 0; t < tokens; t++) {
+        long t = 0;
+        if (type == ANELM_Q8_0 || type == ANELM_Q4_0 || type == ANELM_Q4_1) {
+            for (; t + 4 <= tokens; t += 4) {
+                float out[4];
+                if (type == ANELM_Q8_0) dot4_q8_0(wr, xq + t * blocks, blocks, out);
+                else if (type == ANELM_Q4_0) dot4_q4_0(wr, xq + t * blocks, blocks, out);
+                else dot4_q4_1(wr, xq + t * blocks, blocks, out);
+                for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];
+            }
+        }
+        for (; t < tokens; t++) {
             float v = 0;
             switch (type) {
             case ANELM_F32: v = avx2_dot((const float *)wr, x + t * cols, cols); break;

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "anelm_kernels.h"
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ static void *worker(void *arg) {
         long g;
         int spins = 0;
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen && !atomic_load(&p->stop)) {
-            if (++spins < 20000) { CPU_RELAX(); continue; }
+            if (++spins < 20000) { if (spins % 1024 == 0) sched_yield(); else CPU_RELAX(); continue; }
             pthread_mutex_lock(&p->lock);
             while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->lock);
             pthread_mutex_unlock(&p->lock);
@@ -101,7 +102,10 @@ void anelm_pool_run(anelm_pool *p, long count, anelm_task_fn fn, void *ctx) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     drain(p);
-    while (atomic_load_explicit(&p->busy, memory_order_acquire) > 0) CPU_RELAX();
+    // Yield once the wait gets long: a descheduled worker (a loaded machine) must get the core back.
+    for (long spins = 0; atomic_load_explicit(&p->busy, memory_order_acquire) > 0; spins++) {
+        if (spins < 4096) CPU_RELAX(); else sched_yield();
+    }
 }
 
 int anelm_physical_cores(void) {

@@ -23,7 +23,7 @@ struct Bench: ParsableCommand {
         }
         // A deterministic prompt of ordinary tokens (ids from the middle of the vocabulary).
         let vocab = loaded.tokenizer.vocabSize
-        var rng = BenchRandom(seed: 1)
+        var rng = SeededGenerator(seed: 1)
         let prompt = (0..<promptTokens).map { _ in vocab / 8 + Int(rng.next() % UInt64(vocab / 2)) }
         let parameters = GenerationParameters(maxTokens: genTokens, stopAtEndOfSequence: false)
 
@@ -80,16 +80,4 @@ func peakResidentMegabytes() -> Double {
     getrusage(RUSAGE_SELF, &usage)
     return Double(usage.ru_maxrss) / 1_048_576   // bytes on Darwin
     #endif
-}
-
-struct BenchRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

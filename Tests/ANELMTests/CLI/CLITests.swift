@@ -14,14 +14,17 @@ final class CLITests: XCTestCase {
         throw XCTSkip("anelm binary not built")
     }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func run(_ arguments: [String], input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = try binary()
         process.arguments = arguments
-        let out = Pipe(), err = Pipe()
+        let out = Pipe(), err = Pipe(), inp = Pipe()
         process.standardOutput = out
         process.standardError = err
+        process.standardInput = inp
         try process.run()
+        inp.fileHandleForWriting.write(Data((input ?? "").utf8))
+        try inp.fileHandleForWriting.close()
         let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
@@ -51,6 +54,30 @@ final class CLITests: XCTestCase {
             try assertCleanError(["generate", "--model", model, "--prompt", "", "--max-tokens", "2"], contains: "empty")
             try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--system", "x"], contains: "--chat")
         }
+    }
+
+    /// `generate --format json --precision f32` gives the reference's greedy tokens end to end
+    /// (tokenizer, model, sampler, CLI).
+    func testGenerateJSONMatchesReference() throws {
+        let fixture = try ModelFixture.load("smollm2-135m-instruct")
+        let c = try XCTUnwrap(fixture.cases.first { $0.name == "short" })
+        let r = try run(["generate", "--model", try fixture.modelPath(), "--prompt", c.text, "--max-tokens", "16", "--precision", "f32", "--ignore-eos", "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let last = try XCTUnwrap(r.stdout.split(separator: "\n").last)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        XCTAssertEqual(object["prompt_tokens"] as? [Int], c.prompt_ids)
+        XCTAssertEqual(object["tokens"] as? [Int], Array(c.greedy.ids.prefix(16)))
+        XCTAssertNotNil(object["prefill_tps"] as? Double)
+        XCTAssertNotNil(object["decode_tps"] as? Double)
+    }
+
+    /// The chat REPL over a pipe: two turns, a reset, exit; every reply ends with a newline.
+    func testChatREPL() throws {
+        let folder = ModelFixture.directory.appendingPathComponent("tiny-llama").path
+        let r = try run(["chat", "--model", folder, "--max-tokens", "6"], input: "hello there\nand again\n/reset\nhi\n/exit\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.components(separatedBy: "> ").count - 1, 5, r.stdout)   // one prompt per input line
+        XCTAssertTrue(r.stderr.contains("(conversation reset)"), r.stderr)
     }
 
     func testUsageErrorsAreNotCrashes() throws {

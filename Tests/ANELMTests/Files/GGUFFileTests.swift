@@ -96,7 +96,7 @@ final class GGUFFileTests: XCTestCase {
     func testRandomCorruptionNeverCrashes() throws {
         let original = [UInt8](sample().data())
         let url = temporaryFile("fuzz.gguf")
-        var rng = SplitMix64(seed: 42)
+        var rng = SeededGenerator(seed: 42)
         for _ in 0..<3000 {
             var bytes = original
             for _ in 0..<Int(rng.next() % 4 + 1) {
@@ -122,18 +122,5 @@ final class GGUFFileTests: XCTestCase {
         XCTAssertEqual(embedding.shape, [49152, 576])
         XCTAssertEqual(embedding.type, .q8_0)
         XCTAssertEqual(try f.tensor(named: "blk.0.attn_q.weight")?.type, .q4_1)
-    }
-}
-
-/// A small deterministic generator for fuzz tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -58,7 +58,7 @@ final class SafetensorsTests: XCTestCase {
     func testRandomCorruptionNeverCrashes() throws {
         let original = [UInt8](safetensors([("a", "F32", [2, 2], floatBytes([1, 2, 3, 4])), ("b", "F16", [2], [0, 0x3c, 0, 0x3c])]))
         let url = temporaryFile("fuzz.safetensors")
-        var rng = SplitMix64(seed: 9)
+        var rng = SeededGenerator(seed: 9)
         for _ in 0..<2000 {
             var bytes = original
             for _ in 0..<Int(rng.next() % 3 + 1) { bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next()) }
