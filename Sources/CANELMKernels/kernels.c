@@ -106,15 +106,19 @@ int anelm_dequantize(int type, const void *src, float *dst, long n) {
     }
 }
 
-void anelm_quantize_q8(const float *x, anelm_block_q8 *out, long n) {
-    if (anelm_uses_avx2()) { avx2_quantize_q8(x, out, n); return; }
+void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
+    if (anelm_uses_avx2()) { avx2_quantize_q16(x, out, n); return; }
     for (long b = 0; b < n / 32; b++) {
         const float *v = x + b * 32;
         float amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
-        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        float d = amax / 32767, id = d > 0 ? 1 / d : 0;
         int sum = 0;
-        for (int j = 0; j < 32; j++) { out[b].q[j] = (int8_t)lrintf(v[j] * id); sum += out[b].q[j]; }
+        for (int j = 0; j < 32; j++) {
+            float q = fminf(fmaxf(nearbyintf(v[j] * id), -32768.0f), 32767.0f);
+            out[b].q[j] = (int16_t)q;
+            sum += out[b].q[j];
+        }
         out[b].d = d;
         out[b].s = d * (float)sum;
     }
@@ -122,7 +126,7 @@ void anelm_quantize_q8(const float *x, anelm_block_q8 *out, long n) {
 
 // MARK: dot products of one weight row with one activation row
 
-static float row_dot_portable(int type, const uint8_t *w, long cols, const float *x, const anelm_block_q8 *xq) {
+static float row_dot_portable(int type, const uint8_t *w, long cols, const float *x, const anelm_block_q16 *xq) {
     float sum = 0;
     switch (type) {
     case ANELM_F32: { const float *f = (const float *)w; for (long c = 0; c < cols; c++) sum += f[c] * x[c]; break; }
@@ -154,7 +158,7 @@ static float row_dot_portable(int type, const uint8_t *w, long cols, const float
 }
 
 void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                       const float *x, const anelm_block_q8 *xq, long tokens,
+                       const float *x, const anelm_block_q16 *xq, long tokens,
                        float *y, long rows, long row_begin, long row_end) {
     if (anelm_uses_avx2()) { avx2_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return; }
     for (long r = row_begin; r < row_end; r++) {

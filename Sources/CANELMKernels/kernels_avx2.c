@@ -20,7 +20,7 @@ AVX2 void avx2_f16_to_f32(const uint16_t *src, float *dst, long n) {
     for (; i < n; i++) dst[i] = anelm_f16_to_f32(src[i]);
 }
 
-AVX2 void avx2_quantize_q8(const float *x, anelm_block_q8 *out, long n) {
+AVX2 void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (long b = 0; b < n / 32; b++) {
         const float *v = x + b * 32;
@@ -31,23 +31,26 @@ AVX2 void avx2_quantize_q8(const float *x, anelm_block_q8 *out, long n) {
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         float amax = _mm_cvtss_f32(m4);
-        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        float d = amax / 32767, id = d > 0 ? 1 / d : 0;
         __m256 mul = _mm256_set1_ps(id);
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+#define r (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), r));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), r));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), r));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), r));
+        // Saturating packs (as the portable clamp); packs interleave 128-bit lanes, the permute restores order.
+        __m256i p0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
+        __m256i p1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i2, i3), 0xD8);
+        _mm256_storeu_si256((__m256i *)out[b].q, p0);
+        _mm256_storeu_si256((__m256i *)(out[b].q + 16), p1);
+        __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)), _mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
         __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
         s4 = _mm_hadd_epi32(s4, s4); s4 = _mm_hadd_epi32(s4, s4);
-        // Pack 32-bit → 16-bit → 8-bit; packs interleave 128-bit lanes, the permute restores order.
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)out[b].q, p);
         out[b].d = d;
         out[b].s = d * (float)_mm_cvtsi128_si32(s4);
     }
 }
+#undef r
 
 AVX2 float avx2_dot(const float *a, const float *b, long n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -96,102 +99,54 @@ AVX2 static float dot_bf16(const uint16_t *w, const float *x, long n) {
 
 AVX2 static inline float half(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return _cvtsh_ss(v); }
 
-// Σ of signed byte products (x signed, y signed), 32 lanes → 8 int32 as floats.
-AVX2 static inline __m256 mul_sum_i8(__m256i x, __m256i y) {
-    __m256i dot = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
+// Σ over a block of 32: weights as two int16 vectors (elements 0–15, 16–31) times 16-bit activations.
+AVX2 static inline __m256 block_dot(__m256i w0, __m256i w1, const int16_t *a) {
+    __m256i p = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)a)),
+                                 _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(a + 16))));
+    return _mm256_cvtepi32_ps(p);
 }
 
-// Σ of unsigned×signed byte products.
-AVX2 static inline __m256 mul_sum_u8_i8(__m256i x, __m256i y) {
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1)));
+// Unpacks one block's weights to int16: Q4 nibbles (low nibbles are elements 0–15, high 16–31), Q8 bytes.
+AVX2 static inline void unpack_q4(const uint8_t *qs, __m256i *w0, __m256i *w1) {
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
+    *w0 = _mm256_and_si256(b, _mm256_set1_epi16(0x0f));
+    *w1 = _mm256_srli_epi16(b, 4);
+}
+AVX2 static inline void unpack_q8(const uint8_t *qs, __m256i *w0, __m256i *w1) {
+    *w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)qs));
+    *w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16)));
 }
 
-// Unpacks 16 bytes of nibbles: low nibbles → bytes 0..15, high nibbles → bytes 16..31.
-AVX2 static inline __m256i unpack_nibbles(const uint8_t *p) {
-    __m128i t = _mm_loadu_si128((const __m128i *)p);
-    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
-}
-
-AVX2 static float dot_q8_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks) {
-    __m256 acc = _mm256_setzero_ps();
-    for (long b = 0; b < blocks; b++, w += 34) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2)), qx = _mm256_loadu_si256((const __m256i *)xq[b].q);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * xq[b].d), mul_sum_i8(qw, qx), acc);
+// One weight row against N activation rows (N = 1 for decode, 4 for prefill: the weights are
+// loaded and unpacked once per block for all N).
+#define DEFINE_DOT(NAME, N, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                      \
+    AVX2 static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {     \
+        __m256 acc[N];                                                                                \
+        float mins[N];                                                                                \
+        for (int i = 0; i < N; i++) { acc[i] = _mm256_setzero_ps(); mins[i] = 0; }                    \
+        for (long b = 0; b < blocks; b++, w += BLOCK) {                                               \
+            __m256i w0, w1;                                                                           \
+            UNPACK(w + OFFSET, &w0, &w1);                                                             \
+            if (BIAS) { w0 = _mm256_sub_epi16(w0, _mm256_set1_epi16(BIAS)); w1 = _mm256_sub_epi16(w1, _mm256_set1_epi16(BIAS)); } \
+            float dw = half(w);                                                                       \
+            for (int i = 0; i < N; i++) {                                                             \
+                const anelm_block_q16 *a = xq + i * blocks + b;                                       \
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), block_dot(w0, w1, a->q), acc[i]); \
+                if (HAS_MIN) mins[i] += half(w + 2) * a->s;                                           \
+            }                                                                                         \
+        }                                                                                             \
+        for (int i = 0; i < N; i++) out[i] = hsum(acc[i]) + mins[i];                                  \
     }
-    return hsum(acc);
-}
 
-AVX2 static float dot_q4_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks) {
-    __m256 acc = _mm256_setzero_ps();
-    for (long b = 0; b < blocks; b++, w += 18) {
-        __m256i qw = _mm256_sub_epi8(unpack_nibbles(w + 2), _mm256_set1_epi8(8));
-        __m256i qx = _mm256_loadu_si256((const __m256i *)xq[b].q);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * xq[b].d), mul_sum_i8(qw, qx), acc);
-    }
-    return hsum(acc);
-}
-
-AVX2 static float dot_q4_1(const uint8_t *w, const anelm_block_q8 *xq, long blocks) {
-    __m256 acc = _mm256_setzero_ps();
-    float mins = 0;
-    for (long b = 0; b < blocks; b++, w += 20) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *)xq[b].q);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * xq[b].d), mul_sum_u8_i8(unpack_nibbles(w + 4), qx), acc);
-        mins += half(w + 2) * xq[b].s;
-    }
-    return hsum(acc) + mins;
-}
-
-// Four activation rows against one weight row: the weights are loaded and unpacked once (prefill).
-AVX2 static void dot4_q8_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks, float *out) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (long b = 0; b < blocks; b++, w += 34) {
-        __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2)), aw = _mm256_sign_epi8(qw, qw);
-        float dw = half(w);
-        for (int i = 0; i < 4; i++) {
-            const anelm_block_q8 *a = xq + i * blocks + b;
-            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->q), qw);
-            __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), _mm256_set1_epi16(1)));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), p, acc[i]);
-        }
-    }
-    for (int i = 0; i < 4; i++) out[i] = hsum(acc[i]);
-}
-
-AVX2 static void dot4_q4_0(const uint8_t *w, const anelm_block_q8 *xq, long blocks, float *out) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (long b = 0; b < blocks; b++, w += 18) {
-        __m256i qw = _mm256_sub_epi8(unpack_nibbles(w + 2), _mm256_set1_epi8(8)), aw = _mm256_sign_epi8(qw, qw);
-        float dw = half(w);
-        for (int i = 0; i < 4; i++) {
-            const anelm_block_q8 *a = xq + i * blocks + b;
-            __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->q), qw);
-            __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sy), _mm256_set1_epi16(1)));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), p, acc[i]);
-        }
-    }
-    for (int i = 0; i < 4; i++) out[i] = hsum(acc[i]);
-}
-
-AVX2 static void dot4_q4_1(const uint8_t *w, const anelm_block_q8 *xq, long blocks, float *out) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float mins[4] = {0, 0, 0, 0};
-    for (long b = 0; b < blocks; b++, w += 20) {
-        __m256i qw = unpack_nibbles(w + 4);
-        float dw = half(w), mw = half(w + 2);
-        for (int i = 0; i < 4; i++) {
-            const anelm_block_q8 *a = xq + i * blocks + b;
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a->d), mul_sum_u8_i8(qw, _mm256_loadu_si256((const __m256i *)a->q)), acc[i]);
-            mins[i] += mw * a->s;
-        }
-    }
-    for (int i = 0; i < 4; i++) out[i] = hsum(acc[i]) + mins[i];
-}
+DEFINE_DOT(dot_q8_0, 1, 34, unpack_q8, 2, 0, 0)
+DEFINE_DOT(dot_q4_0, 1, 18, unpack_q4, 2, 8, 0)
+DEFINE_DOT(dot_q4_1, 1, 20, unpack_q4, 4, 0, 1)
+DEFINE_DOT(dot4_q8_0, 4, 34, unpack_q8, 2, 0, 0)
+DEFINE_DOT(dot4_q4_0, 4, 18, unpack_q4, 2, 8, 0)
+DEFINE_DOT(dot4_q4_1, 4, 20, unpack_q4, 4, 0, 1)
 
 AVX2 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                           const float *x, const anelm_block_q8 *xq, long tokens,
+                           const float *x, const anelm_block_q16 *xq, long tokens,
                            float *y, long rows, long row_begin, long row_end) {
     long blocks = cols / 32;
     for (long r = row_begin; r < row_end; r++) {
@@ -212,9 +167,9 @@ AVX2 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
             case ANELM_F32: v = avx2_dot((const float *)wr, x + t * cols, cols); break;
             case ANELM_F16: v = dot_f16((const uint16_t *)wr, x + t * cols, cols); break;
             case ANELM_BF16: v = dot_bf16((const uint16_t *)wr, x + t * cols, cols); break;
-            case ANELM_Q8_0: v = dot_q8_0(wr, xq + t * blocks, blocks); break;
-            case ANELM_Q4_0: v = dot_q4_0(wr, xq + t * blocks, blocks); break;
-            case ANELM_Q4_1: v = dot_q4_1(wr, xq + t * blocks, blocks); break;
+            case ANELM_Q8_0: dot_q8_0(wr, xq + t * blocks, blocks, &v); break;
+            case ANELM_Q4_0: dot_q4_0(wr, xq + t * blocks, blocks, &v); break;
+            case ANELM_Q4_1: dot_q4_1(wr, xq + t * blocks, blocks, &v); break;
             }
             y[t * rows + r] = v;
         }
@@ -223,10 +178,10 @@ AVX2 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
 #else
 // Not x86_64: never called (anelm_uses_avx2() is 0).
 void avx2_f16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
-void avx2_quantize_q8(const float *x, anelm_block_q8 *out, long n) { (void)x; (void)out; (void)n; }
+void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n) { (void)x; (void)out; (void)n; }
 float avx2_dot(const float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
 void avx2_axpy(float a, const float *x, float *y, long n) { (void)a; (void)x; (void)y; (void)n; }
-void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q8 *xq,
+void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
                       long tokens, float *y, long rows, long row_begin, long row_end) {
     (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
 }

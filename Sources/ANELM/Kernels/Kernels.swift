@@ -9,7 +9,7 @@ public enum Kernels {
     public static func forcePortable(_ on: Bool) { anelm_force_portable(on ? 1 : 0) }
 
     /// `y[t, r] = Σ_c w[r, c] · x[t, c]` for `tokens` rows of `x`, split by rows over the pool.
-    /// Quantized weights multiply 8-bit quantized activations (as llama.cpp does).
+    /// Quantized weights multiply 16-bit quantized activations (see anelm_block_q16).
     public static func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, pool: ThreadPool) {
         guard tokens > 0 else { return }
         let type = Int32(w.type.rawValue)
@@ -17,9 +17,9 @@ public enum Kernels {
         let minimumRows = max(1, 16384 / max(w.rowBytes, 1))
         if w.usesQuantizedActivations {
             let blocks = w.cols / 32
-            let xq = UnsafeMutablePointer<anelm_block_q8>.allocate(capacity: tokens * blocks)
+            let xq = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
             defer { xq.deallocate() }
-            for t in 0..<tokens { anelm_quantize_q8(x + t * w.cols, xq + t * blocks, w.cols) }
+            for t in 0..<tokens { anelm_quantize_q16(x + t * w.cols, xq + t * blocks, w.cols) }
             pool.parallelRanges(w.rows, minimum: minimumRows) { r in
                 anelm_matmul_rows(type, w.data, w.rowBytes, w.cols, nil, xq, tokens, y, w.rows, r.lowerBound, r.upperBound)
             }

@@ -55,8 +55,8 @@ final class KernelTests: XCTestCase {
                     let x = random(tokens * cols)
                     var y = [Float](repeating: .nan, count: tokens * rows)
                     x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { Kernels.matmul(w, xp.baseAddress!, $0.baseAddress!, tokens: tokens, pool: pool) } }
-                    // Quantized weights multiply 8-bit activations: the error is bounded by the
-                    // activation rounding (≤ half a step of 1/127 of the block max per element).
+                    // Quantized weights multiply 16-bit activations: the error is bounded by the
+                    // activation rounding (≤ half a step of 1/32767 of the block max, here ≤ 1).
                     for t in 0..<tokens {
                         for r in 0..<rows {
                             var exact = 0.0, magnitude = 0.0
@@ -64,7 +64,7 @@ final class KernelTests: XCTestCase {
                                 exact += Double(dense[r * cols + c]) * Double(x[t * cols + c])
                                 magnitude += abs(Double(dense[r * cols + c]))
                             }
-                            let tolerance = type.isQuantized ? magnitude / 127 * 0.51 + 1e-4 : 1e-4 * max(1, magnitude)
+                            let tolerance = type.isQuantized ? magnitude / 32767 * 0.51 + 1e-4 : 1e-4 * max(1, magnitude)
                             XCTAssertEqual(Double(y[t * rows + r]), exact, accuracy: tolerance, "\(type) \(rows)x\(cols) t\(t) r\(r)")
                         }
                     }
@@ -95,21 +95,26 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    func testQuantizeQ8MatchesPortableBitForBit() throws {
+    func testQuantizeQ16MatchesPortableBitForBit() throws {
         for n in [32, 96, 1024] {
-            let x = random(n, scale: 3) + []
-            var a = [anelm_block_q8](repeating: anelm_block_q8(), count: n / 32), b = a
-            anelm_quantize_q8(x, &a, n)
+            var x = random(n, scale: 3)
+            x[0] = 3; x[1] = -3   // values at ±max hit the ends of the int16 range exactly
+            var a = [anelm_block_q16](repeating: anelm_block_q16(), count: n / 32), b = a
+            anelm_quantize_q16(x, &a, n)
             Kernels.forcePortable(true)
-            anelm_quantize_q8(x, &b, n)
+            anelm_quantize_q16(x, &b, n)
             Kernels.forcePortable(false)
             for i in a.indices {
                 XCTAssertEqual(a[i].d, b[i].d); XCTAssertEqual(a[i].s, b[i].s)
                 XCTAssertEqual(withUnsafeBytes(of: a[i].q) { Array($0) }, withUnsafeBytes(of: b[i].q) { Array($0) })
+                // Each value comes back within half a step.
+                let q = withUnsafeBytes(of: a[i].q) { Array($0.bindMemory(to: Int16.self)) }
+                for j in 0..<32 { XCTAssertEqual(Float(q[j]) * a[i].d, x[i * 32 + j], accuracy: a[i].d * 0.5001) }
             }
+            XCTAssertEqual(a[0].q.0, 32767); XCTAssertEqual(a[0].q.1, -32767)
         }
-        var zero = [anelm_block_q8](repeating: anelm_block_q8(), count: 1)
-        anelm_quantize_q8([Float](repeating: 0, count: 32), &zero, 32)
+        var zero = [anelm_block_q16](repeating: anelm_block_q16(), count: 1)
+        anelm_quantize_q16([Float](repeating: 0, count: 32), &zero, 32)
         XCTAssertEqual(zero[0].d, 0); XCTAssertEqual(zero[0].s, 0)
     }
 
