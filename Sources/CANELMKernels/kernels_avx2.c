@@ -138,9 +138,39 @@ AVX2 static inline void unpack_q8(const uint8_t *qs, __m256i *w0, __m256i *w1) {
         for (int i = 0; i < N; i++) out[i] = hsum(acc[i]) + mins[i];                                  \
     }
 
-DEFINE_DOT(dot_q8_0, 1, 34, unpack_q8, 2, 0, 0)
-DEFINE_DOT(dot_q4_0, 1, 18, unpack_q4, 2, 8, 0)
-DEFINE_DOT(dot_q4_1, 1, 20, unpack_q4, 4, 0, 1)
+// Decode (one activation row): two accumulators over alternating blocks, so consecutive blocks'
+// FMAs do not wait on each other (a single chain costs the FMA latency per block).
+#define DEFINE_DOT1(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                        \
+    AVX2 static void NAME(const uint8_t *w, const anelm_block_q16 *a, long blocks, float *out) {      \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                \
+        float min0 = 0, min1 = 0;                                                                     \
+        long b = 0;                                                                                   \
+        for (; b + 2 <= blocks; b += 2, w += 2 * BLOCK) {                                             \
+            __m256i w0, w1, v0, v1;                                                                   \
+            UNPACK(w + OFFSET, &w0, &w1);                                                             \
+            UNPACK(w + BLOCK + OFFSET, &v0, &v1);                                                     \
+            if (BIAS) {                                                                               \
+                const __m256i bias = _mm256_set1_epi16(BIAS);                                         \
+                w0 = _mm256_sub_epi16(w0, bias); w1 = _mm256_sub_epi16(w1, bias);                     \
+                v0 = _mm256_sub_epi16(v0, bias); v1 = _mm256_sub_epi16(v1, bias);                     \
+            }                                                                                         \
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * a[b].d), block_dot(w0, w1, a[b].q), acc0); \
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(half(w + BLOCK) * a[b + 1].d), block_dot(v0, v1, a[b + 1].q), acc1); \
+            if (HAS_MIN) { min0 += half(w + 2) * a[b].s; min1 += half(w + BLOCK + 2) * a[b + 1].s; } \
+        }                                                                                             \
+        for (; b < blocks; b++, w += BLOCK) {                                                         \
+            __m256i w0, w1;                                                                           \
+            UNPACK(w + OFFSET, &w0, &w1);                                                             \
+            if (BIAS) { w0 = _mm256_sub_epi16(w0, _mm256_set1_epi16(BIAS)); w1 = _mm256_sub_epi16(w1, _mm256_set1_epi16(BIAS)); } \
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(half(w) * a[b].d), block_dot(w0, w1, a[b].q), acc0); \
+            if (HAS_MIN) min0 += half(w + 2) * a[b].s;                                                \
+        }                                                                                             \
+        *out = hsum(_mm256_add_ps(acc0, acc1)) + min0 + min1;                                         \
+    }
+
+DEFINE_DOT1(dot_q8_0, 34, unpack_q8, 2, 0, 0)
+DEFINE_DOT1(dot_q4_0, 18, unpack_q4, 2, 8, 0)
+DEFINE_DOT1(dot_q4_1, 20, unpack_q4, 4, 0, 1)
 DEFINE_DOT(dot4_q8_0, 4, 34, unpack_q8, 2, 0, 0)
 DEFINE_DOT(dot4_q4_0, 4, 18, unpack_q4, 2, 8, 0)
 DEFINE_DOT(dot4_q4_1, 4, 20, unpack_q4, 4, 0, 1)
