@@ -10,17 +10,31 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Hot loops in C with per-function ISA attributes and runtime dispatch: the library stays
         // usable as a SwiftPM dependency (no unsafeFlags) and still gets AVX2/FMA/F16C on x86_64.
         .target(name: "CANELMKernels"),
         .target(name: "ANELM", dependencies: ["CANELMKernels"]),
+        // The OpenAI-compatible HTTP server behind `anelm serve`.
+        .target(
+            name: "ANELMServer",
+            dependencies: [
+                "ANELM",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "anelm",
-            dependencies: ["ANELM", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["ANELM", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "ANELMTests", dependencies: ["ANELM", "CANELMKernels"]),
+        .testTarget(name: "ANELMServerTests", dependencies: ["ANELMServer", "ANELM"]),
     ],
     swiftLanguageModes: [.v5]
 )

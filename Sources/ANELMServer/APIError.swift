@@ -1,0 +1,38 @@
+import Foundation
+import Hummingbird
+
+/// A failure shown to the client as OpenAI's `{"error": {...}}` body.
+struct APIError: Error, Sendable {
+    let status: HTTPResponse.Status
+    let message: String
+    let type: String
+    let code: String?
+    let param: String?
+
+    init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", code: String? = nil, param: String? = nil) {
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+    }
+
+    var body: JSON {
+        ["error": [
+            "message": .string(message), "type": .string(type),
+            "code": code.map(JSON.string) ?? .null, "param": param.map(JSON.string) ?? .null,
+        ]]
+    }
+
+    static func invalid(_ message: String, param: String? = nil, code: String = "invalid_value") -> APIError {
+        APIError(.badRequest, message, code: code, param: param)
+    }
+
+    static func wrongType(_ param: String, _ expected: String) -> APIError {
+        APIError(.badRequest, "'\(param)' must be \(expected)", code: "invalid_type", param: param)
+    }
+
+    static let unauthorized = APIError(.unauthorized, "missing or invalid API key (send 'Authorization: Bearer <key>')", code: "invalid_api_key")
+    static let queueFull = APIError(.serviceUnavailable, "the server is busy: too many requests are waiting, retry later", type: "server_error", code: "queue_full")
+    static let shuttingDown = APIError(.serviceUnavailable, "the server is shutting down", type: "server_error", code: "shutting_down")
+}

@@ -1,0 +1,244 @@
+import ANELM
+import Foundation
+import Hummingbird
+import Logging
+
+/// Routes requests, checks the API key, turns every failure into an OpenAI error body, and
+/// counts each request for `/metrics`.
+struct APIResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let model: ServedModel
+    let configuration: ServerConfiguration
+    let scheduler: Scheduler
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    static let endpoints: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let path = request.uri.path
+        let endpoint = Self.endpoints.contains(path) ? path : "other"
+        let response: Response
+        do {
+            response = try await route(request, path: path)
+        } catch let error as APIError {
+            if error.status.code >= 500 {
+                logger.warning("request refused", metadata: ["path": "\(path)", "status": "\(error.status.code)", "error": "\(error.message)"])
+            } else {
+                logger.info("bad request", metadata: ["path": "\(path)", "status": "\(error.status.code)", "error": "\(error.message)"])
+            }
+            response = Self.json(error.status, error.body)
+        } catch {
+            logger.error("request failed", metadata: ["path": "\(path)", "error": "\(error)"])
+            let failure = APIError(.internalServerError, "internal error: \(error)", type: "server_error", code: "internal_error")
+            response = Self.json(failure.status, failure.body)
+        }
+        metrics.countRequest(endpoint: endpoint, status: response.status.code)
+        return response
+    }
+
+    private func route(_ request: Request, path: String) async throws -> Response {
+        let method = request.method
+        if path != "/health", let key = configuration.apiKey {
+            guard request.headers[.authorization] == "Bearer \(key)" else { throw APIError.unauthorized }
+        }
+        switch (path, method) {
+        case ("/health", .get):
+            return Self.json(.ok, ["status": "ok"])
+        case ("/metrics", .get):
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
+        case ("/v1/models", .get):
+            return Self.json(.ok, ["object": "list", "data": [modelObject]])
+        case ("/v1/chat/completions", .post):
+            return try await complete(request, chat: true)
+        case ("/v1/completions", .post):
+            return try await complete(request, chat: false)
+        default:
+            if Self.endpoints.contains(path) {
+                throw APIError(.methodNotAllowed, "\(method.rawValue) is not allowed on \(path)", code: "method_not_allowed")
+            }
+            throw APIError(.notFound, "no route \(method.rawValue) \(path)", code: "not_found")
+        }
+    }
+
+    private var modelObject: JSON {
+        ["id": .string(model.id), "object": "model", "created": .int(model.created), "owned_by": "anelm",
+         "context_length": .int(model.contextLength)]
+    }
+
+    // MARK: - Completions
+
+    private func complete(_ request: Request, chat: Bool) async throws -> Response {
+        let requestID = (chat ? "chatcmpl-" : "cmpl-") + Self.randomID()
+        let body = try await readBody(request)
+        let parsed = try CompletionRequest.parse(body, chat: chat)
+        guard model.accepts(parsed.model) else {
+            throw APIError(.notFound, "the model '\(parsed.model ?? "")' does not exist; this server serves '\(model.id)'", code: "model_not_found", param: "model")
+        }
+        let prompt = try promptTokens(parsed.input)
+        let context = model.contextLength
+        guard prompt.count < context else {
+            throw APIError.invalid("the prompt has \(prompt.count) tokens; the context length is \(context)", param: chat ? "messages" : "prompt", code: "context_length_exceeded")
+        }
+        if let m = parsed.maxTokens {
+            guard m <= context else { throw APIError.invalid("'max_tokens' is \(m), more than the context length of \(context)", param: "max_tokens") }
+            guard prompt.count + m <= context else {
+                throw APIError.invalid("the prompt (\(prompt.count) tokens) plus 'max_tokens' (\(m)) exceed the context length of \(context)", param: "max_tokens", code: "context_length_exceeded")
+            }
+        }
+        do { try parsed.sampling.validate() } catch let e as ANELMError { throw APIError.invalid(e.message) }
+        let parameters = GenerationParameters(maxTokens: parsed.maxTokens ?? context - prompt.count, sampling: parsed.sampling,
+                                              stopStrings: parsed.stop, stopAtEndOfSequence: true)
+        let handle = try scheduler.submit(id: requestID, prompt: prompt, parameters: parameters)
+        let reply = Reply(id: requestID, chat: chat, model: model.id, created: Int(Date().timeIntervalSince1970))
+        if parsed.stream {
+            return stream(handle, reply: reply, includeUsage: parsed.includeUsage)
+        }
+        var text = ""
+        var summary: GenerationSummary?
+        for await event in handle.events {
+            switch event {
+            case .text(let piece): text += piece
+            case .finished(let s): summary = s
+            case .failed(let message): throw APIError(.internalServerError, message, type: "server_error", code: "generation_failed")
+            }
+        }
+        guard let summary else { throw APIError(.internalServerError, "the generation ended without a result", type: "server_error") }
+        log(reply, summary, stream: false)
+        return Self.json(.ok, reply.complete(text: text, summary: summary))
+    }
+
+    private func stream(_ handle: JobHandle, reply: Reply, includeUsage: Bool) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        let body = ResponseBody { [self] writer in
+            func send(_ json: JSON) async throws { try await writer.write(ByteBuffer(string: "data: \(json.text)\n\n")) }
+            do {
+                if reply.chat { try await send(reply.chunk(delta: ["role": "assistant", "content": ""], finishReason: nil)) }
+                for await event in handle.events {
+                    switch event {
+                    case .text(let piece):
+                        try await send(reply.chat ? reply.chunk(delta: ["content": .string(piece)], finishReason: nil)
+                                                  : reply.chunk(text: piece, finishReason: nil))
+                    case .finished(let summary):
+                        let reason = Reply.finishReason(summary.finishReason)
+                        try await send(reply.chat ? reply.chunk(delta: [:], finishReason: reason) : reply.chunk(text: "", finishReason: reason))
+                        if includeUsage { try await send(reply.usageChunk(summary)) }
+                        log(reply, summary, stream: true)
+                    case .failed(let message):
+                        try await send(APIError(.internalServerError, message, type: "server_error", code: "generation_failed").body)
+                    }
+                }
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            } catch {
+                // The client went away: stop generating for it and free the slot.
+                handle.cancel()
+                logger.info("stream closed by client", metadata: ["request_id": "\(reply.id)"])
+                throw error
+            }
+        }
+        return Response(status: .ok, headers: headers, body: body)
+    }
+
+    private func promptTokens(_ input: CompletionRequest.Input) throws -> [Int] {
+        let tokens: [Int]
+        switch input {
+        case .chat(let messages):
+            guard model.loaded.chatTemplate != nil else {
+                throw APIError.invalid("\(model.id) has no chat template; use /v1/completions", code: "no_chat_template")
+            }
+            do { tokens = try model.loaded.chatPromptTokens(messages) } catch let e as ANELMError {
+                throw APIError.invalid("the chat template rejected the messages: \(e.message)", param: "messages")
+            }
+        case .text(let text):
+            tokens = model.loaded.tokenizer.encode(text)
+        }
+        guard !tokens.isEmpty else { throw APIError.invalid("the prompt is empty", param: "prompt") }
+        return tokens
+    }
+
+    /// The body, refused with 413 beyond the configured size.
+    private func readBody(_ request: Request) async throws -> Data {
+        let limit = configuration.maxBodyBytes
+        let tooLarge = APIError(.contentTooLarge, "the request body is larger than \(limit) bytes", code: "request_too_large")
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }
+        var data = Data()
+        for try await buffer in request.body {
+            guard data.count + buffer.readableBytes <= limit else { throw tooLarge }
+            data.append(contentsOf: buffer.readableBytesView)
+        }
+        return data
+    }
+
+    private func log(_ reply: Reply, _ s: GenerationSummary, stream: Bool) {
+        logger.info("completion", metadata: [
+            "request_id": "\(reply.id)", "stream": "\(stream)", "prompt_tokens": "\(s.promptTokens)",
+            "cached_tokens": "\(s.cachedTokens)", "completion_tokens": "\(s.completionTokens)",
+            "finish_reason": "\(s.finishReason.rawValue)",
+            "ttft_ms": "\(Int(s.timeToFirstToken * 1000))", "total_ms": "\(Int(s.totalSeconds * 1000))",
+            "prefill_tps": "\(Int(s.prefillSeconds > 0 ? Double(s.prefilledTokens) / s.prefillSeconds : 0))",
+            "decode_tps": "\(Int(s.decodeSeconds > 0 ? Double(s.decodeSteps) / s.decodeSeconds : 0))",
+        ])
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: JSON) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
+    }
+
+    static func randomID() -> String {
+        (0..<24).map { _ in String("0123456789abcdefghijklmnopqrstuvwxyz".randomElement() ?? "0") }.joined()
+    }
+}
+
+/// Builds the response objects of one completion in OpenAI's shapes.
+struct Reply: Sendable {
+    let id: String
+    let chat: Bool
+    let model: String
+    let created: Int
+
+    static func finishReason(_ reason: FinishReason) -> JSON {
+        reason == .length ? "length" : "stop"
+    }
+
+    private func envelope(_ object: String, choices: JSON) -> [String: JSON] {
+        ["id": .string(id), "object": .string(object), "created": .int(created), "model": .string(model), "choices": choices]
+    }
+
+    func usage(_ s: GenerationSummary) -> JSON {
+        ["prompt_tokens": .int(s.promptTokens), "completion_tokens": .int(s.completionTokens),
+         "total_tokens": .int(s.promptTokens + s.completionTokens),
+         "prompt_tokens_details": ["cached_tokens": .int(s.cachedTokens)]]
+    }
+
+    func complete(text: String, summary: GenerationSummary) -> JSON {
+        let choice: JSON = chat
+            ? ["index": 0, "message": ["role": "assistant", "content": .string(text)], "finish_reason": Self.finishReason(summary.finishReason), "logprobs": nil]
+            : ["index": 0, "text": .string(text), "finish_reason": Self.finishReason(summary.finishReason), "logprobs": nil]
+        var object = envelope(chat ? "chat.completion" : "text_completion", choices: [choice])
+        object["usage"] = usage(summary)
+        return .object(object)
+    }
+
+    func chunk(delta: [String: JSON], finishReason: JSON?) -> JSON {
+        .object(envelope("chat.completion.chunk", choices: [["index": 0, "delta": .object(delta), "finish_reason": finishReason ?? .null, "logprobs": nil]]))
+    }
+
+    func chunk(text: String, finishReason: JSON?) -> JSON {
+        .object(envelope("text_completion", choices: [["index": 0, "text": .string(text), "finish_reason": finishReason ?? .null, "logprobs": nil]]))
+    }
+
+    /// The last chunk when `stream_options.include_usage` is set: usage and no choices.
+    func usageChunk(_ summary: GenerationSummary) -> JSON {
+        var object = envelope(chat ? "chat.completion.chunk" : "text_completion", choices: [])
+        object["usage"] = usage(summary)
+        return .object(object)
+    }
+}

@@ -1,0 +1,165 @@
+import ANELM
+import Foundation
+
+/// A chat or text completion request, checked field by field (OpenAI's names, plus `top_k`,
+/// `min_p` and `repetition_penalty` as extensions). Unknown fields are ignored, as OpenAI clients
+/// send many optional ones.
+struct CompletionRequest: Sendable {
+    enum Input: Sendable {
+        case chat([ChatMessage])
+        case text(String)
+    }
+
+    var input: Input
+    var model: String?
+    var maxTokens: Int?
+    var sampling: SamplingParameters
+    var stop: [String]
+    var stream: Bool
+    var includeUsage: Bool
+
+    /// Roles the chat endpoint accepts; `developer` is OpenAI's newer name for `system`.
+    static let roles: [String: String] = ["system": "system", "developer": "system", "user": "user", "assistant": "assistant"]
+
+    static func parse(_ data: Data, chat: Bool) throws -> CompletionRequest {
+        guard let root = JSON.parse(data) else { throw APIError.invalid("the request body is not valid JSON", code: "invalid_json") }
+        guard let fields = root.objectValue else { throw APIError.invalid("the request body must be a JSON object", code: "invalid_json") }
+        let body = Fields(fields)
+
+        let input: Input = chat ? .chat(try messages(body)) : .text(try prompt(body))
+        let model = try body.string("model")
+        var maxTokens = try body.integer("max_completion_tokens")
+        if maxTokens == nil { maxTokens = try body.integer("max_tokens") }
+        if let m = maxTokens, m < 1 {
+            throw APIError.invalid("'max_tokens' must be ≥ 1, got \(m)", param: "max_tokens")
+        }
+        if let n = try body.integer("n"), n != 1 { throw APIError.invalid("only n = 1 is supported", param: "n") }
+
+        var sampling = SamplingParameters(temperature: 1, seed: nil)
+        if let t = try body.number("temperature") {
+            guard t >= 0, t <= 2 else { throw APIError.invalid("'temperature' must be between 0 and 2, got \(t)", param: "temperature") }
+            sampling.temperature = Float(t)
+        }
+        if let p = try body.number("top_p") {
+            guard p > 0, p <= 1 else { throw APIError.invalid("'top_p' must be in (0, 1], got \(p)", param: "top_p") }
+            sampling.topP = Float(p)
+        }
+        if let k = try body.integer("top_k") {
+            guard k >= 0 else { throw APIError.invalid("'top_k' must be ≥ 0, got \(k)", param: "top_k") }
+            sampling.topK = k
+        }
+        if let p = try body.number("min_p") {
+            guard p >= 0, p <= 1 else { throw APIError.invalid("'min_p' must be in [0, 1], got \(p)", param: "min_p") }
+            sampling.minP = Float(p)
+        }
+        if let r = try body.number("repetition_penalty") {
+            guard r > 0, r <= 10 else { throw APIError.invalid("'repetition_penalty' must be in (0, 10], got \(r)", param: "repetition_penalty") }
+            sampling.repetitionPenalty = Float(r)
+        }
+        if let seed = try body.integer("seed") { sampling.seed = UInt64(bitPattern: Int64(seed)) }
+
+        let stop: [String]
+        switch body.value("stop") {
+        case nil: stop = []
+        case .string(let s)?: stop = [s]
+        case .array(let items)?:
+            stop = try items.map { item in
+                guard let s = item.stringValue else { throw APIError.wrongType("stop", "a string or an array of strings") }
+                return s
+            }
+            guard stop.count <= 16 else { throw APIError.invalid("'stop' takes at most 16 strings", param: "stop") }
+        default: throw APIError.wrongType("stop", "a string or an array of strings")
+        }
+
+        let stream = try body.bool("stream") ?? false
+        var includeUsage = false
+        if let options = body.value("stream_options") {
+            guard let o = options.objectValue else { throw APIError.wrongType("stream_options", "an object") }
+            includeUsage = try Fields(o, prefix: "stream_options.").bool("include_usage") ?? false
+        }
+        return CompletionRequest(input: input, model: model, maxTokens: maxTokens, sampling: sampling,
+                                 stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage)
+    }
+
+    private static func messages(_ body: Fields) throws -> [ChatMessage] {
+        guard let value = body.value("messages") else { throw APIError.invalid("'messages' is required", param: "messages", code: "missing_required_parameter") }
+        guard let items = value.arrayValue else { throw APIError.wrongType("messages", "an array") }
+        guard !items.isEmpty else { throw APIError.invalid("'messages' must not be empty", param: "messages") }
+        return try items.enumerated().map { index, item in
+            let param = "messages[\(index)]"
+            guard let object = item.objectValue else { throw APIError.wrongType(param, "an object") }
+            guard let role = object["role"]?.stringValue else { throw APIError.wrongType("\(param).role", "a string") }
+            guard let mapped = roles[role] else {
+                throw APIError.invalid("unknown role '\(role)' in \(param): use system, user or assistant", param: "\(param).role")
+            }
+            return ChatMessage(role: mapped, content: try content(object["content"], param: "\(param).content"))
+        }
+    }
+
+    /// A message's text: a string, or an array of `{"type": "text", "text": ...}` parts.
+    private static func content(_ value: JSON?, param: String) throws -> String {
+        switch value {
+        case .string(let s)?: return s
+        case .array(let parts)?:
+            return try parts.map { part in
+                guard let o = part.objectValue, o["type"]?.stringValue == "text", let text = o["text"]?.stringValue else {
+                    throw APIError.invalid("only text content parts are supported in \(param)", param: param)
+                }
+                return text
+            }.joined()
+        default: throw APIError.wrongType(param, "a string or an array of text parts")
+        }
+    }
+
+    private static func prompt(_ body: Fields) throws -> String {
+        switch body.value("prompt") {
+        case nil: throw APIError.invalid("'prompt' is required", param: "prompt", code: "missing_required_parameter")
+        case .string(let s)?: return s
+        case .array(let items)? where items.count == 1:
+            guard let s = items[0].stringValue else { throw APIError.wrongType("prompt", "a string") }
+            return s
+        case .array?: throw APIError.invalid("'prompt' must be one string (batches are not supported)", param: "prompt")
+        default: throw APIError.wrongType("prompt", "a string")
+        }
+    }
+}
+
+/// Typed access to a request's fields; JSON null counts as absent.
+private struct Fields {
+    let fields: [String: JSON]
+    var prefix = ""
+
+    init(_ fields: [String: JSON], prefix: String = "") {
+        self.fields = fields
+        self.prefix = prefix
+    }
+
+    func value(_ key: String) -> JSON? {
+        guard let v = fields[key], !v.isNull else { return nil }
+        return v
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard let v = value(key) else { return nil }
+        guard let s = v.stringValue else { throw APIError.wrongType(prefix + key, "a string") }
+        return s
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let v = value(key) else { return nil }
+        guard let b = v.boolValue else { throw APIError.wrongType(prefix + key, "a boolean") }
+        return b
+    }
+
+    func number(_ key: String) throws -> Double? {
+        guard let v = value(key) else { return nil }
+        guard let d = v.numberValue, d.isFinite else { throw APIError.wrongType(prefix + key, "a number") }
+        return d
+    }
+
+    func integer(_ key: String) throws -> Int? {
+        guard let v = value(key) else { return nil }
+        guard let i = v.integerValue else { throw APIError.wrongType(prefix + key, "an integer") }
+        return i
+    }
+}

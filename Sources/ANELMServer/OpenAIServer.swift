@@ -1,0 +1,147 @@
+import ANELM
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// How the server listens, authenticates and schedules.
+public struct ServerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// When set, every endpoint but `/health` needs `Authorization: Bearer <apiKey>`.
+    public var apiKey: String?
+    /// Sequences generated at the same time (slots, each with its own KV cache).
+    public var parallel: Int
+    /// Requests that may wait for a slot; more get 503.
+    public var queueLimit: Int
+    /// Largest request body accepted; larger gets 413.
+    public var maxBodyBytes: Int
+    /// Pause after every token step, in seconds: 0 in production; tests use it to make a tiny,
+    /// fast model generate slowly enough to disconnect or queue behind it.
+    public var tokenDelay: Double = 0
+    /// On shutdown, generations in flight may run this long (seconds) before they are ended.
+    public var shutdownGracePeriod: Double = 10
+
+    /// The defaults of `anelm serve`.
+    public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, parallel: Int = 4, queueLimit: Int = 16, maxBodyBytes: Int = 1 << 20) {
+        self.host = host
+        self.port = port
+        self.apiKey = apiKey
+        self.parallel = parallel
+        self.queueLimit = queueLimit
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// Rejects settings the server cannot run with.
+    public func validate() throws {
+        guard (0...65535).contains(port) else { throw ANELMError("--port must be between 0 and 65535, got \(port)") }
+        guard (1...256).contains(parallel) else { throw ANELMError("--parallel must be between 1 and 256, got \(parallel)") }
+        guard (0...100_000).contains(queueLimit) else { throw ANELMError("--queue must be between 0 and 100000, got \(queueLimit)") }
+        guard maxBodyBytes > 0 else { throw ANELMError("the body limit must be positive") }
+        guard tokenDelay >= 0, tokenDelay <= 10 else { throw ANELMError("the token delay must be between 0 and 10 seconds") }
+        if let apiKey, apiKey.isEmpty { throw ANELMError("the API key must not be empty") }
+    }
+}
+
+/// An OpenAI-compatible HTTP server for one loaded model: `/v1/chat/completions`,
+/// `/v1/completions`, `/v1/models`, `/health` and `/metrics`.
+public final class OpenAIServer: @unchecked Sendable {
+    private let model: LoadedModel
+    private let configuration: ServerConfiguration
+    private let logger: Logger
+    private let lock = NSLock()
+    private var group: ServiceGroup?
+    private var stopRequested = false
+
+    /// A server for `model`; call `run` to serve.
+    public init(model: LoadedModel, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server")) {
+        self.model = model
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Serves until SIGINT/SIGTERM (when `handleSignals`) or `shutdown()`; requests in flight finish first.
+    /// `onRunning` gets the bound port (useful with port 0).
+    public func run(handleSignals: Bool = true, onRunning: @escaping @Sendable (_ port: Int) -> Void = { _ in }) async throws {
+        try configuration.validate()
+        let metrics = ServerMetrics(slots: configuration.parallel)
+        let scheduler = Scheduler(model: model, slots: configuration.parallel, queueLimit: configuration.queueLimit,
+                                  tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
+        scheduler.start()
+        defer { scheduler.shutdown() }
+
+        let responder = APIResponder(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
+        let host = configuration.host
+        let serverLogger = logger
+        let app = Application(
+            responder: responder,
+            configuration: .init(address: .hostname(host, port: configuration.port), serverName: "anelm"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                serverLogger.info("listening", metadata: ["address": "http://\(host):\(port)"])
+                onRunning(port)
+            },
+            logger: logger)
+        let watcher = ShutdownWatcher(scheduler: scheduler, gracePeriod: configuration.shutdownGracePeriod, logger: logger)
+        // The group shuts services down last to first: the watcher hears of it before the server.
+        let group = ServiceGroup(configuration: .init(
+            services: [app, watcher], gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+        let stopEarly = lock.withLock {
+            self.group = group
+            return stopRequested
+        }
+        if stopEarly { return }
+        try await group.run()
+        logger.info("stopped")
+    }
+
+    /// Stops a running server gracefully: no new connections, requests in flight finish.
+    public func shutdown() async {
+        let group = lock.withLock {
+            stopRequested = true
+            return self.group
+        }
+        await group?.triggerGracefulShutdown()
+    }
+}
+
+/// On graceful shutdown, gives generations in flight a grace period, then ends them so that
+/// open streams close cleanly (final chunk and `[DONE]`) and the server can stop.
+struct ShutdownWatcher: Service {
+    let scheduler: Scheduler
+    let gracePeriod: Double
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.info("shutting down", metadata: ["grace_seconds": "\(gracePeriod)"])
+        let scheduler = self.scheduler
+        let nanoseconds = UInt64(max(0, gracePeriod) * 1e9)
+        Task.detached {
+            try? await Task.sleep(nanoseconds: nanoseconds)
+            scheduler.stopGenerating()
+        }
+    }
+}
+
+/// The loaded model with the names clients may use for it.
+final class ServedModel: @unchecked Sendable {
+    let loaded: LoadedModel
+    /// The id listed by `/v1/models`: the file or folder name without `.gguf`.
+    let id: String
+    let created = Int(Date().timeIntervalSince1970)
+
+    init(_ loaded: LoadedModel) {
+        self.loaded = loaded
+        let name = loaded.name
+        id = name.lowercased().hasSuffix(".gguf") ? String(name.dropLast(5)) : name
+    }
+
+    var contextLength: Int { loaded.model.contextLength }
+
+    /// Whether a request's `model` names this model (absent means the one served).
+    func accepts(_ name: String?) -> Bool {
+        guard let name else { return true }
+        return name == id || name == loaded.name
+    }
+}

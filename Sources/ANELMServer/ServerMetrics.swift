@@ -1,0 +1,81 @@
+import Foundation
+
+/// Counters and gauges behind `GET /metrics`, in Prometheus' text format.
+final class ServerMetrics: @unchecked Sendable {
+    private let lock = NSLock()
+    private var requests: [RequestKey: Int] = [:]
+    private var promptTokens = 0
+    private var completionTokens = 0
+    private var cachedPromptTokens = 0
+    private var prefilledTokens = 0
+    private var cancelledGenerations = 0
+    private var prefillTokensPerSecond = 0.0
+    private var decodeTokensPerSecond = 0.0
+    private var queueDepth = 0
+    private var activeSlots = 0
+    let slots: Int
+
+    private struct RequestKey: Hashable, Comparable {
+        let endpoint: String
+        let status: Int
+        static func < (a: RequestKey, b: RequestKey) -> Bool { (a.endpoint, a.status) < (b.endpoint, b.status) }
+    }
+
+    init(slots: Int) { self.slots = slots }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+
+    func countRequest(endpoint: String, status: Int) {
+        locked { requests[RequestKey(endpoint: endpoint, status: status), default: 0] += 1 }
+    }
+
+    /// Records a finished generation.
+    func recordGeneration(_ summary: GenerationSummary) {
+        locked {
+            promptTokens += summary.promptTokens
+            completionTokens += summary.completionTokens
+            cachedPromptTokens += summary.cachedTokens
+            prefilledTokens += summary.prefilledTokens
+            if summary.finishReason == .cancelled { cancelledGenerations += 1 }
+            if summary.prefillSeconds > 0 { prefillTokensPerSecond = Double(summary.prefilledTokens) / summary.prefillSeconds }
+            if summary.decodeSeconds > 0, summary.decodeSteps > 0 { decodeTokensPerSecond = Double(summary.decodeSteps) / summary.decodeSeconds }
+        }
+    }
+
+    func setLoad(queueDepth: Int, activeSlots: Int) {
+        locked {
+            self.queueDepth = queueDepth
+            self.activeSlots = activeSlots
+        }
+    }
+
+    /// Prometheus exposition text (version 0.0.4).
+    func render() -> String {
+        locked {
+            var out = ""
+            func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+                out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+                for (labels, value) in samples { out += "\(name)\(labels) \(value)\n" }
+            }
+            metric("anelm_requests_total", "counter", "HTTP requests by endpoint and status.",
+                   requests.keys.sorted().map { ("{endpoint=\"\($0.endpoint)\",status=\"\($0.status)\"}", "\(requests[$0] ?? 0)") })
+            metric("anelm_prompt_tokens_total", "counter", "Prompt tokens of finished generations.", [("", "\(promptTokens)")])
+            metric("anelm_completion_tokens_total", "counter", "Generated tokens.", [("", "\(completionTokens)")])
+            metric("anelm_prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's KV cache instead of prefilled.", [("", "\(cachedPromptTokens)")])
+            metric("anelm_prompt_tokens_prefilled_total", "counter", "Prompt tokens run through the model.", [("", "\(prefilledTokens)")])
+            metric("anelm_generations_cancelled_total", "counter", "Generations ended because the client went away.", [("", "\(cancelledGenerations)")])
+            metric("anelm_prefill_tokens_per_second", "gauge", "Prefill speed of the last generation.", [("", format(prefillTokensPerSecond))])
+            metric("anelm_decode_tokens_per_second", "gauge", "Decode speed of the last generation (model time only).", [("", format(decodeTokensPerSecond))])
+            metric("anelm_queue_depth", "gauge", "Requests waiting for a slot.", [("", "\(queueDepth)")])
+            metric("anelm_active_slots", "gauge", "Slots generating now.", [("", "\(activeSlots)")])
+            metric("anelm_slots", "gauge", "Slots (sequences generated in parallel).", [("", "\(slots)")])
+            return out
+        }
+    }
+
+    private func format(_ x: Double) -> String { String(format: "%.3f", x) }
+}

@@ -1,0 +1,42 @@
+import ANELM
+import ANELMServer
+import ArgumentParser
+import Foundation
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(name: .long, help: "Port to listen on (0 picks a free one).") var port: Int = 8080
+    @Option(name: .long, help: "Require 'Authorization: Bearer KEY' (default: $ANELM_API_KEY, if set).") var apiKey: String?
+    @Option(name: .long, help: "Requests generated at the same time (slots).") var parallel: Int = 4
+    @Option(name: .long, help: "Requests that may wait for a slot; more get 503.") var queue: Int = 16
+
+    func run() throws {
+        let key = apiKey ?? ProcessInfo.processInfo.environment["ANELM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        let configuration = ServerConfiguration(host: host, port: port, apiKey: key, parallel: parallel, queueLimit: queue)
+        try configuration.validate()
+        let loaded = try modelOptions.load()
+        printError("anelm serve — \(loaded.name) (context \(loaded.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(loaded.loadSeconds)) s")
+        let server = OpenAIServer(model: loaded, configuration: configuration)
+        // ArgumentParser runs commands synchronously: serve on the concurrency pool and wait.
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do { try await server.run() } catch { outcome.set(error) }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.error { throw ANELMError("the server stopped: \(error)") }
+    }
+}
+
+/// The error a background task ended with.
+private final class Outcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Error?
+    func set(_ error: Error) { lock.lock(); stored = error; lock.unlock() }
+    var error: Error? { lock.lock(); defer { lock.unlock() }; return stored }
+}
