@@ -175,6 +175,35 @@ DEFINE_DOT(dot4_q8_0, 4, 34, unpack_q8, 2, 0, 0)
 DEFINE_DOT(dot4_q4_0, 4, 18, unpack_q4, 2, 8, 0)
 DEFINE_DOT(dot4_q4_1, 4, 20, unpack_q4, 4, 0, 1)
 
+// Four activation rows against one float weight row (prefill): each 8 weights are loaded and
+// converted once for the four rows.
+#define DEFINE_DOT4_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                  \
+    AVX2 static void NAME(const TYPE *w, const float *x, long cols, float *out) {                     \
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()}; \
+        long c = 0;                                                                                   \
+        for (; c + 8 <= cols; c += 8) {                                                               \
+            __m256 wv = LOAD8(w + c);                                                                 \
+            for (int i = 0; i < 4; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * cols + c), acc[i]); \
+        }                                                                                             \
+        for (int i = 0; i < 4; i++) {                                                                 \
+            float s = hsum(acc[i]);                                                                   \
+            for (long k = c; k < cols; k++) s += SCALAR(w[k]) * x[i * cols + k];                       \
+            out[i] = s;                                                                               \
+        }                                                                                             \
+    }
+
+AVX2 static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
+AVX2 static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+AVX2 static inline __m256 load8_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+static inline float scalar_f32(float v) { return v; }
+static inline float scalar_bf16(uint16_t v) { uint32_t b = (uint32_t)v << 16; float f; memcpy(&f, &b, 4); return f; }
+
+DEFINE_DOT4_FLOAT(dot4_f32, float, load8_f32, scalar_f32)
+DEFINE_DOT4_FLOAT(dot4_f16, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
+
 AVX2 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                            const float *x, const anelm_block_q16 *xq, long tokens,
                            float *y, long rows, long row_begin, long row_end) {
@@ -182,14 +211,18 @@ AVX2 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
     for (long r = row_begin; r < row_end; r++) {
         const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
         long t = 0;
-        if (type == ANELM_Q8_0 || type == ANELM_Q4_0 || type == ANELM_Q4_1) {
-            for (; t + 4 <= tokens; t += 4) {
-                float out[4];
-                if (type == ANELM_Q8_0) dot4_q8_0(wr, xq + t * blocks, blocks, out);
-                else if (type == ANELM_Q4_0) dot4_q4_0(wr, xq + t * blocks, blocks, out);
-                else dot4_q4_1(wr, xq + t * blocks, blocks, out);
-                for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];
+        for (; t + 4 <= tokens; t += 4) {
+            float out[4];
+            switch (type) {
+            case ANELM_Q8_0: dot4_q8_0(wr, xq + t * blocks, blocks, out); break;
+            case ANELM_Q4_0: dot4_q4_0(wr, xq + t * blocks, blocks, out); break;
+            case ANELM_Q4_1: dot4_q4_1(wr, xq + t * blocks, blocks, out); break;
+            case ANELM_F32: dot4_f32((const float *)wr, x + t * cols, cols, out); break;
+            case ANELM_F16: dot4_f16((const uint16_t *)wr, x + t * cols, cols, out); break;
+            case ANELM_BF16: dot4_bf16((const uint16_t *)wr, x + t * cols, cols, out); break;
+            default: out[0] = out[1] = out[2] = out[3] = 0;
             }
+            for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];
         }
         for (; t < tokens; t++) {
             float v = 0;
