@@ -1,6 +1,14 @@
 #ifndef ANELM_INTERNAL_H
 #define ANELM_INTERNAL_H
 #include "anelm_kernels.h"
+
+// K-quants (Q4_K, Q5_K): the 6-bit scale and min of sub-block j (0–7) from the 12 packed bytes:
+// bytes 0–3 hold scales 0–3 (low 6 bits) and the top 2 bits of scales 4–7, bytes 4–7 the same for
+// the mins, bytes 8–11 the low 4 bits of scale (low nibble) and min (high nibble) 4–7.
+static inline void anelm_scale_min_k4(const uint8_t *q, int j, int *scale, int *min) {
+    if (j < 4) { *scale = q[j] & 63; *min = q[j + 4] & 63; }
+    else { *scale = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4); *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
 // AVX2/FMA/F16C versions (kernels_avx2.c); called only when anelm_uses_avx2().
 void avx2_f16_to_f32(const uint16_t *src, float *dst, long n);
 void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n);

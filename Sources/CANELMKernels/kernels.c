@@ -4,6 +4,9 @@
 #include <math.h>
 #include <string.h>
 
+// Dequantization must round as gguf-py/ggml do (a multiply, then an add, each rounded): no fusing.
+#pragma STDC FP_CONTRACT OFF
+
 static int force_portable = 0;
 
 int anelm_uses_avx2(void) {
@@ -71,6 +74,27 @@ void anelm_convert_f32_to_f16(const float *src, uint16_t *dst, long n) {
 }
 
 static uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static uint32_t load_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+// Q5_0/Q5_1 value j (0–31) of a block: the nibble (low nibbles are values 0–15) and bit j of qh.
+static int q5_value(const uint8_t *qs, uint32_t qh, int j) {
+    int nibble = j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4;
+    return nibble | (int)(((qh >> j) & 1) << 4);
+}
+
+// Q4_K/Q5_K value l (0–31) of sub-block i (0–7): 32 bytes of nibbles serve sub-blocks 2k (low) and
+// 2k + 1 (high); Q5_K's fifth bit of sub-block i is bit i of qh[l].
+static int q4_k_value(const uint8_t *qs, int i, int l) { return (qs[32 * (i / 2) + l] >> (4 * (i & 1))) & 0x0f; }
+static int q5_k_value(const uint8_t *qh, const uint8_t *qs, int i, int l) { return q4_k_value(qs, i, l) | (((qh[l] >> i) & 1) << 4); }
+
+// Q6_K value e (0–255), signed: each half of 128 has 64 bytes of low nibbles (values 0–63 low,
+// 64–127 high) and 32 bytes of 2-bit pairs (bits 2k–2k+1 of byte l are value 32k + l).
+static int q6_k_value(const uint8_t *ql, const uint8_t *qh, int e) {
+    int h = e >> 7, w = e & 127;
+    int low = (ql[64 * h + (w & 63)] >> (4 * (w >> 6))) & 0x0f;
+    int high = (qh[32 * h + (w & 31)] >> (2 * (w >> 5))) & 3;
+    return (low | (high << 4)) - 32;
+}
 
 int anelm_dequantize(int type, const void *src, float *dst, long n) {
     const uint8_t *p = src;
@@ -99,6 +123,46 @@ int anelm_dequantize(int type, const void *src, float *dst, long n) {
             for (int j = 0; j < 16; j++) {
                 dst[b * 32 + j] = d * (float)(p[4 + j] & 0x0f) + m;
                 dst[b * 32 + j + 16] = d * (float)(p[4 + j] >> 4) + m;
+            }
+        }
+        return 1;
+    case ANELM_Q5_0:  // f16 d, 32 high bits, 16 bytes of nibbles; values q − 16
+        for (long b = 0; b < n / 32; b++, p += 22) {
+            float d = anelm_f16_to_f32(load_u16(p));
+            uint32_t qh = load_u32(p + 2);
+            for (int j = 0; j < 32; j++) dst[b * 32 + j] = d * (float)(q5_value(p + 6, qh, j) - 16);
+        }
+        return 1;
+    case ANELM_Q5_1:  // f16 d, f16 m, 32 high bits, 16 bytes of nibbles; values d·q + m
+        for (long b = 0; b < n / 32; b++, p += 24) {
+            float d = anelm_f16_to_f32(load_u16(p)), m = anelm_f16_to_f32(load_u16(p + 2));
+            uint32_t qh = load_u32(p + 4);
+            for (int j = 0; j < 32; j++) dst[b * 32 + j] = d * (float)q5_value(p + 8, qh, j) + m;
+        }
+        return 1;
+    case ANELM_Q4_K:  // f16 d, f16 dmin, 12 bytes of scales/mins, 128 bytes of nibbles
+    case ANELM_Q5_K:  // as Q4_K, with 32 bytes of fifth bits before the nibbles
+        for (long b = 0; b < n / 256; b++) {
+            float d = anelm_f16_to_f32(load_u16(p)), dmin = anelm_f16_to_f32(load_u16(p + 2));
+            const uint8_t *qh = p + 16, *qs = type == ANELM_Q4_K ? p + 16 : p + 48;
+            for (int i = 0; i < 8; i++) {
+                int sc, m;
+                anelm_scale_min_k4(p + 4, i, &sc, &m);
+                float ds = d * (float)sc, dm = dmin * (float)m;
+                for (int l = 0; l < 32; l++) {
+                    int q = type == ANELM_Q4_K ? q4_k_value(qs, i, l) : q5_k_value(qh, qs, i, l);
+                    dst[b * 256 + i * 32 + l] = ds * (float)q - dm;
+                }
+            }
+            p += type == ANELM_Q4_K ? 144 : 176;
+        }
+        return 1;
+    case ANELM_Q6_K:  // 128 bytes low nibbles, 64 bytes 2-bit highs, 16 int8 scales (one per 16), f16 d
+        for (long b = 0; b < n / 256; b++, p += 210) {
+            float d = anelm_f16_to_f32(load_u16(p + 208));
+            for (int e = 0; e < 256; e++) {
+                float ds = d * (float)(int8_t)p[192 + e / 16];
+                dst[b * 256 + e] = ds * (float)q6_k_value(p, p + 128, e);
             }
         }
         return 1;
@@ -151,6 +215,47 @@ static float row_dot_portable(int type, const uint8_t *w, long cols, const float
             int s = 0;
             for (int j = 0; j < 16; j++) s += (w[4 + j] & 0x0f) * xq[b].q[j] + (w[4 + j] >> 4) * xq[b].q[j + 16];
             sum += anelm_f16_to_f32(load_u16(w)) * xq[b].d * (float)s + anelm_f16_to_f32(load_u16(w + 2)) * xq[b].s;
+        }
+        break;
+    case ANELM_Q5_0:
+    case ANELM_Q5_1: {
+        int q5_0 = type == ANELM_Q5_0, size = q5_0 ? 22 : 24, bias = q5_0 ? 16 : 0;
+        const int header = q5_0 ? 2 : 4;
+        for (long b = 0; b < cols / 32; b++, w += size) {
+            uint32_t qh = load_u32(w + header);
+            int s = 0;
+            for (int j = 0; j < 32; j++) s += (q5_value(w + header + 4, qh, j) - bias) * xq[b].q[j];
+            sum += anelm_f16_to_f32(load_u16(w)) * xq[b].d * (float)s;
+            if (!q5_0) sum += anelm_f16_to_f32(load_u16(w + 2)) * xq[b].s;
+        }
+        break;
+    }
+    case ANELM_Q4_K:
+    case ANELM_Q5_K:
+        // Sub-block i of a super-block lines up with activation block 8·super + i.
+        for (long b = 0; b < cols / 256; b++) {
+            float d = anelm_f16_to_f32(load_u16(w)), dmin = anelm_f16_to_f32(load_u16(w + 2));
+            const uint8_t *qh = w + 16, *qs = type == ANELM_Q4_K ? w + 16 : w + 48;
+            for (int i = 0; i < 8; i++) {
+                const anelm_block_q16 *a = xq + 8 * b + i;
+                int sc, m, s = 0;
+                anelm_scale_min_k4(w + 4, i, &sc, &m);
+                for (int l = 0; l < 32; l++) s += (type == ANELM_Q4_K ? q4_k_value(qs, i, l) : q5_k_value(qh, qs, i, l)) * a->q[l];
+                sum += d * (float)sc * a->d * (float)s - dmin * (float)m * a->s;
+            }
+            w += type == ANELM_Q4_K ? 144 : 176;
+        }
+        break;
+    case ANELM_Q6_K:
+        // Two scales per activation block; 64-bit sum: 32 products of |q·scale| ≤ 4096 and |x| ≤ 32767 overflow int32.
+        for (long b = 0; b < cols / 256; b++, w += 210) {
+            float d = anelm_f16_to_f32(load_u16(w + 208));
+            for (int i = 0; i < 8; i++) {
+                const anelm_block_q16 *a = xq + 8 * b + i;
+                long long s = 0;
+                for (int l = 0; l < 32; l++) s += (long long)q6_k_value(w, w + 128, 32 * i + l) * (int8_t)w[192 + 2 * i + l / 16] * a->q[l];
+                sum += d * a->d * (float)s;
+            }
         }
         break;
     }

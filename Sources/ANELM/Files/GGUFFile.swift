@@ -148,7 +148,7 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
             throw ANELMError("tensor '\(name)' has type \(info.typeName), which anelm does not support yet (supported: \(TensorType.allCases.map(\.description).joined(separator: ", ")))")
         }
         guard info.shape.last.map({ $0 % type.blockSize == 0 }) ?? false else {
-            throw ANELMError("tensor '\(name)': row length \(info.shape.last ?? 0) is not a multiple of the \(type) block size")
+            throw ANELMError("tensor '\(name)': row length \(info.shape.last ?? 0) is not a multiple of the \(type) block size (\(type.blockSize))")
         }
         let start = dataOffset + info.offset
         let data = UnsafeRawBufferPointer(rebasing: file.bytes[start..<(start + info.byteSize)])

@@ -14,8 +14,8 @@ public struct WeightMatrix: @unchecked Sendable {
     /// The tensor as stored, not copied.
     public init(_ tensor: Tensor) throws {
         guard tensor.shape.count <= 2 else { throw ANELMError("tensor '\(tensor.name)' with shape \(tensor.shape) is not a matrix") }
-        guard let rowBytes = tensor.type.byteCount(elements: tensor.rowLength), let base = tensor.data.baseAddress else {
-            throw ANELMError("tensor '\(tensor.name)': row length \(tensor.rowLength) does not fit \(tensor.type) blocks")
+        guard let rowBytes = tensor.type.byteCount(elements: tensor.rowLength), tensor.rowLength > 0, let base = tensor.data.baseAddress else {
+            throw ANELMError("tensor '\(tensor.name)': row length \(tensor.rowLength) is not a positive multiple of \(tensor.type)'s \(tensor.type.blockSize)-element blocks")
         }
         type = tensor.type
         rows = tensor.rowCount
@@ -65,7 +65,7 @@ public struct WeightMatrix: @unchecked Sendable {
         anelm_dequantize(Int32(type.rawValue), data + row * rowBytes, out, cols)
     }
 
-    /// Whether activations are quantized to 8 bits before the dot products.
+    /// Whether activations are quantized (anelm_block_q16) before the dot products.
     var usesQuantizedActivations: Bool { type.isQuantized }
 }
 

@@ -5,14 +5,20 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
     case f16 = 1
     case q4_0 = 2
     case q4_1 = 3
+    case q5_0 = 6
+    case q5_1 = 7
     case q8_0 = 8
+    case q4_K = 12
+    case q5_K = 13
+    case q6_K = 14
     case bf16 = 30
 
     /// Elements per block (1 for plain float types).
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16: return 1
-        case .q4_0, .q4_1, .q8_0: return 32
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return 32
+        case .q4_K, .q5_K, .q6_K: return 256   // K-quant super-blocks
         }
     }
 
@@ -23,7 +29,12 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .f16, .bf16: return 2
         case .q4_0: return 18   // f16 scale + 16 bytes of nibbles
         case .q4_1: return 20   // f16 scale + f16 min + 16 bytes of nibbles
+        case .q5_0: return 22   // f16 scale + 32 fifth bits + 16 bytes of nibbles
+        case .q5_1: return 24   // f16 scale + f16 min + 32 fifth bits + 16 bytes of nibbles
         case .q8_0: return 34   // f16 scale + 32 int8
+        case .q4_K: return 144  // f16 scale + f16 min scale + 12 bytes of 6-bit sub-block scales/mins + 128 bytes of nibbles
+        case .q5_K: return 176  // as Q4_K + 32 bytes of fifth bits
+        case .q6_K: return 210  // 128 bytes of low nibbles + 64 of 2-bit highs + 16 int8 scales + f16 scale
         }
     }
 
@@ -43,7 +54,12 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .bf16: return "BF16"
         case .q4_0: return "Q4_0"
         case .q4_1: return "Q4_1"
+        case .q5_0: return "Q5_0"
+        case .q5_1: return "Q5_1"
         case .q8_0: return "Q8_0"
+        case .q4_K: return "Q4_K"
+        case .q5_K: return "Q5_K"
+        case .q6_K: return "Q6_K"
         }
     }
 

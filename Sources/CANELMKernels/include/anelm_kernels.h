@@ -11,7 +11,10 @@ extern "C" {
 #endif
 
 // GGML type ids (as in GGUF).
-enum { ANELM_F32 = 0, ANELM_F16 = 1, ANELM_Q4_0 = 2, ANELM_Q4_1 = 3, ANELM_Q8_0 = 8, ANELM_BF16 = 30 };
+enum {
+    ANELM_F32 = 0, ANELM_F16 = 1, ANELM_Q4_0 = 2, ANELM_Q4_1 = 3, ANELM_Q5_0 = 6, ANELM_Q5_1 = 7, ANELM_Q8_0 = 8,
+    ANELM_Q4_K = 12, ANELM_Q5_K = 13, ANELM_Q6_K = 14, ANELM_BF16 = 30
+};
 
 /// 1 when the AVX2/FMA/F16C kernels are in use.
 int anelm_uses_avx2(void);
@@ -36,6 +39,8 @@ void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n);
 
 /// y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for rows [row_begin, row_end) and all tokens.
 /// f32/f16/bf16 weights read `x`; quantized weights read `xq` (x quantized with anelm_quantize_q16).
+/// K-quant super-blocks (256 values) span 8 activation blocks, each with its own scale; `cols`
+/// must be a whole number of the weight type's blocks.
 void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                        const float *x, const anelm_block_q16 *xq, long tokens,
                        float *y, long rows, long row_begin, long row_end);

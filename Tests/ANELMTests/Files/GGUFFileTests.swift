@@ -60,12 +60,12 @@ final class GGUFFileTests: XCTestCase {
 
     func testUnsupportedTensorTypeIsNamed() throws {
         var w = GGUFWriter()
-        w.tensors = [("k", [256], 12, [UInt8](repeating: 0, count: 144))]   // Q4_K
-        let url = temporaryFile("q4k.gguf")
+        w.tensors = [("k", [256], 10, [UInt8](repeating: 0, count: 84))]   // Q2_K
+        let url = temporaryFile("q2k.gguf")
         try w.write(to: url)
         let f = try GGUFFile(path: url.path)
-        XCTAssertEqual(f.tensorInfos.first?.typeName, "Q4_K")
-        XCTAssertThrowsError(try f.tensor(named: "k")) { XCTAssertTrue("\($0)".contains("Q4_K"), "\($0)") }
+        XCTAssertEqual(f.tensorInfos.first?.typeName, "Q2_K")
+        XCTAssertThrowsError(try f.tensor(named: "k")) { XCTAssertTrue("\($0)".contains("Q2_K"), "\($0)") }
     }
 
     func testBadMagicAndVersion() throws {

@@ -22,10 +22,13 @@ final class KernelTests: XCTestCase {
                 let v = random(1)[0]
                 let bits: UInt16 = type == .f16 ? anelm_f32_to_f16(v) : UInt16(v.bitPattern >> 16)
                 bytes += [UInt8(bits & 0xff), UInt8(bits >> 8)]
-            case .q8_0, .q4_0, .q4_1:
-                let headers = type == .q4_1 ? 2 : 1
+            case .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K:
+                let headers = [.q4_1, .q5_1, .q4_K, .q5_K].contains(type) ? 2 : 1   // scale (and min) first
                 for _ in 0..<headers { let h = anelm_f32_to_f16(random(1, scale: 0.05)[0]); bytes += [UInt8(h & 0xff), UInt8(h >> 8)] }
                 bytes += (0..<(type.bytesPerBlock - 2 * headers)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            case .q6_K:   // scale last
+                bytes += (0..<(type.bytesPerBlock - 2)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                let h = anelm_f32_to_f16(random(1, scale: 0.05)[0]); bytes += [UInt8(h & 0xff), UInt8(h >> 8)]
             }
         }
         return bytes
@@ -49,7 +52,7 @@ final class KernelTests: XCTestCase {
         let pool = ThreadPool(threads: 2)
         let shapes = [(1, 32), (7, 64), (33, 96), (130, 160), (1, 576), (3, 1024)]
         for type in TensorType.allCases {
-            for (rows, cols) in shapes {
+            for (rows, cols) in shapes where cols % type.blockSize == 0 {   // K-quants: QuantTests covers more shapes
                 for tokens in [1, 3, 6] {   // 6: one 4-token group and a remainder
                     let (w, dense, _) = try matrix(type, rows: rows, cols: cols)
                     let x = random(tokens * cols)
@@ -77,7 +80,7 @@ final class KernelTests: XCTestCase {
         guard Kernels.isaName == "avx2" else { throw XCTSkip("no AVX2 here") }
         let pool = ThreadPool(threads: 1)
         for type in TensorType.allCases {
-            for (rows, cols) in [(5, 32), (9, 288), (2, 1000 - 1000 % type.blockSize)] {
+            for (rows, cols) in [(5, 32), (9, 288), (2, 1000 - 1000 % type.blockSize)] where cols % type.blockSize == 0 {
                 let (w, _, _) = try matrix(type, rows: rows, cols: cols)
                 let tokens = 5
                 let x = random(tokens * cols)
