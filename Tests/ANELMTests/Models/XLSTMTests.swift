@@ -182,7 +182,7 @@ final class XLSTMTests: XCTestCase {
         assertLoadFails(try brokenModel { $0["v_dim_factor"] = "wide" }, mentioning: "v_dim_factor")
         assertLoadFails(try brokenModel { $0["hidden_size"] = 1 << 40 }, mentioning: "hidden_size")
         // Sizes that parse but do not match the stored tensors.
-        assertLoadFails(try brokenModel { $0["ffn_proj_factor"] = 2.0 }, mentioning: "proj_up_gate.weight' has shape")
+        assertLoadFails(try brokenModel { $0["ffn_proj_factor"] = 2.0 }, mentioning: "ffn.proj_down.weight' has shape")
         assertLoadFails(try brokenModel { $0["weight_mode"] = "fused" }, mentioning: "qkv_opreact.weight' is missing")
         assertLoadFails(try brokenModel({ _ in }, dropWeights: true), mentioning: "backbone.blocks.2.")
     }
