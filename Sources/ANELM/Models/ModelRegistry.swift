@@ -42,6 +42,7 @@ public enum ModelRegistry {
         "llama": LlamaModel.load, "mistral": LlamaModel.load, "qwen2": LlamaModel.load,
         // Hugging Face `architectures` names.
         "LlamaForCausalLM": LlamaModel.load, "MistralForCausalLM": LlamaModel.load, "Qwen2ForCausalLM": LlamaModel.load,
+        "xLSTMForCausalLM": XLSTMModel.load,
     ]
 
     public static var supportedArchitectures: [String] { builders.keys.sorted() }
