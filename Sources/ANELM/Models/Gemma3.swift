@@ -2,7 +2,7 @@ import Foundation
 
 // Gemma 3 text (`Gemma3ForCausalLM`, GGUF `gemma3`): embeddings scaled by √hidden, (1 + w) RMSNorms
 // before and after attention and MLP, q/k RMSNorm per head, GELU-tanh gated MLP, interleaved
-// sliding-window (local) and global layers with their own RoPE bases, optional soft-capping.
+// sliding-window (local) and global layers with their own RoPE bases, optional final-logit soft-capping.
 
 /// Tensor names of one file format, per role.
 struct Gemma3TensorNames {
@@ -79,9 +79,11 @@ struct Gemma3Attention {
         qNorm = try norm(names.qNorm, count: headDim)
         kNorm = try norm(names.kNorm, count: headDim)
         isSliding = type == .slidingAttention
+        // No score soft-capping: `Gemma3Attention` keeps `attn_logit_softcapping` from the config but never
+        // passes it to the attention function (Gemma 2 did), and llama.cpp's gemma3 graph has none either.
         shape = AttentionShape(
             heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 1 / c.queryPreAttnScalar.squareRoot(),
-            window: isSliding ? c.slidingWindow : nil, softcap: c.attnLogitSoftcapping)
+            window: isSliding ? c.slidingWindow : nil, softcap: nil)
     }
 }
 

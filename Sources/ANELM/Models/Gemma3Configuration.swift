@@ -30,6 +30,7 @@ public struct Gemma3Configuration: Sendable {
     public var ropeScaling: RoPEScaling
     /// RoPE base of the local (sliding-window) layers, never scaled.
     public var ropeLocalBaseFreq: Float
+    /// Read and validated, but unused: transformers' Gemma 3 attention does not apply it.
     public var attnLogitSoftcapping: Float?
     public var finalLogitSoftcapping: Float?
     /// `gelu_pytorch_tanh` (Gemma 3) or `gelu` (erf).
@@ -187,6 +188,25 @@ extension Gemma3Configuration: Decodable {
         }
     }
 
+    /// `gemma3.attention.sliding_window_pattern` when present: a period (every n-th layer global) or,
+    /// as llama.cpp writes it for newer Gemmas, one bool per layer (true: sliding); else llama.cpp's 6.
+    static func ggufLayerTypes(_ file: GGUFFile, layers: Int) throws -> [Gemma3LayerType] {
+        let key = "gemma3.attention.sliding_window_pattern"
+        switch file.metadata[key] {
+        case .array(let items)?:
+            let flags = items.compactMap { item -> Bool? in if case .bool(let b) = item { return b }; return nil }
+            guard flags.count == items.count, flags.count == layers else {
+                throw ANELMError("GGUF \(key) must hold one bool per layer (\(layers))")
+            }
+            return flags.map { $0 ? .slidingAttention : .fullAttention }
+        case let value?:
+            guard let pattern = value.intValue, pattern > 0 else { throw ANELMError("GGUF \(key) must be a positive integer") }
+            return layerTypes(layers: layers, pattern: pattern)
+        case nil:
+            return layerTypes(layers: layers, pattern: 6)
+        }
+    }
+
     /// From GGUF `gemma3.*` metadata as llama.cpp writes it. llama.cpp fixes what the file does not
     /// say: every 6th layer is global, local layers use RoPE base 10000.
     public init(gguf file: GGUFFile) throws {
@@ -220,7 +240,7 @@ extension Gemma3Configuration: Decodable {
             tieWordEmbeddings: !file.tensorNames.contains("output.weight"),
             attentionBias: file.tensorNames.contains("blk.0.attn_q.bias"), queryPreAttnScalar: queryScalar,
             slidingWindow: try int("attention.sliding_window"),
-            layerTypes: Self.layerTypes(layers: layers, pattern: file.int("\(arch).attention.sliding_window_pattern") ?? 6),
+            layerTypes: try Self.ggufLayerTypes(file, layers: layers),
             ropeTheta: float("rope.freq_base") ?? 1_000_000, ropeScaling: scaling,
             ropeLocalBaseFreq: float("rope.freq_base_swa") ?? 10_000,
             attnLogitSoftcapping: float("attn_logit_softcapping"), finalLogitSoftcapping: float("final_logit_softcapping"))
