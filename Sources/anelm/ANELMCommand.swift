@@ -70,6 +70,15 @@ struct SamplingOptions: ParsableArguments {
     }
 }
 
+/// `--template NAME`: a built-in chat template instead of the model's own.
+struct TemplateOption: ParsableArguments {
+    @Option(name: .long, help: "Built-in chat template to use instead of the model's (\(BuiltinChatTemplates.names.joined(separator: ", "))).")
+    var template: String?
+
+    /// The chosen built-in template's source, or nil for the model's own.
+    func source() throws -> String? { try template.map(BuiltinChatTemplates.named) }
+}
+
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }

@@ -8,10 +8,14 @@ struct Chat: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var sampling: SamplingOptions
     @Option(name: .long, help: "System message.") var system: String?
+    @OptionGroup var templateOption: TemplateOption
 
     func run() throws {
+        let template = try templateOption.source()
         let loaded = try modelOptions.load()
-        guard loaded.chatTemplate != nil else { throw ANELMError("\(loaded.name) has no chat template") }
+        guard loaded.chatTemplate != nil || template != nil else {
+            throw ANELMError("\(loaded.name) has no chat template; pick a built-in one with --template (\(BuiltinChatTemplates.names.joined(separator: ", ")))")
+        }
         let parameters = try sampling.parameters()
         let session = loaded.makeSession()
         let interrupt = InterruptWatcher()
@@ -31,7 +35,7 @@ struct Chat: ParsableCommand {
             }
             messages.append(ChatMessage(role: "user", content: input))
             let prompt: [Int]
-            do { prompt = try loaded.chatPromptTokens(messages) } catch {
+            do { prompt = try loaded.chatPromptTokens(messages, template: template) } catch {
                 printError("error: \(error)")
                 messages.removeLast()
                 continue

@@ -11,15 +11,18 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Wrap the prompt in the model's chat template.") var chat = false
     @Option(name: .long, help: "System message (with --chat).") var system: String?
     @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
+    @OptionGroup var templateOption: TemplateOption
 
     func run() throws {
+        let template = try templateOption.source()
+        guard chat || template == nil else { throw ANELMError("--template needs --chat") }
         let loaded = try modelOptions.load()
         let promptTokens: [Int]
         if chat {
             var messages: [ChatMessage] = []
             if let system { messages.append(ChatMessage(role: "system", content: system)) }
             messages.append(ChatMessage(role: "user", content: prompt))
-            promptTokens = try loaded.chatPromptTokens(messages)
+            promptTokens = try loaded.chatPromptTokens(messages, template: template)
         } else {
             guard system == nil else { throw ANELMError("--system needs --chat") }
             promptTokens = loaded.tokenizer.encode(prompt)

@@ -1,3 +1,4 @@
+import Foundation
 import CANELMKernels
 
 /// anelm's numeric kernels: thin Swift names over the C microkernels (see CANELMKernels).
@@ -49,4 +50,23 @@ public enum Kernels {
     public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) { anelm_axpy(a, x, y, count) }
 
     public static func scale(_ x: UnsafeMutablePointer<Float>, by a: Float, count: Int) { anelm_scale(x, a, count) }
+}
+
+extension Kernels {
+    /// `gate = gelu_tanh(gate) · up` (PyTorch's `gelu(approximate="tanh")`, Gemma's activation).
+    public static func geluTanhMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        let c: Float = 0.7978845608028654  // √(2/π)
+        for i in 0..<count {
+            let x = gate[i]
+            gate[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x))) * up[i]
+        }
+    }
+
+    /// `gate = gelu(gate) · up` with the exact (erf) GELU.
+    public static func geluMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let x = gate[i]
+            gate[i] = 0.5 * x * (1 + erff(x * 0.7071067811865476)) * up[i]
+        }
+    }
 }

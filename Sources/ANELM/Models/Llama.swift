@@ -44,14 +44,11 @@ struct LlamaTensorNames {
 /// Multi-head attention with grouped key/value heads.
 struct LlamaAttention {
     let q, k, v, o: Linear
-    let heads: Int
-    let kvHeads: Int
-    let headDim: Int
+    let shape: AttentionShape
 
     init(_ w: WeightReader, _ names: LlamaTensorNames.Layer, _ c: LlamaConfiguration) throws {
-        heads = c.numAttentionHeads
-        kvHeads = c.numKeyValueHeads
-        headDim = c.headDim
+        let heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads, headDim = c.headDim
+        shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 1 / Float(headDim).squareRoot())
         let bias = c.attentionBias
         q = try w.linear(names.q, bias: bias ? names.qBias : nil, out: heads * headDim, in: c.hiddenSize)
         k = try w.linear(names.k, bias: bias ? names.kBias : nil, out: kvHeads * headDim, in: c.hiddenSize)
@@ -153,7 +150,7 @@ public final class LlamaModel: LanguageModel {
                 rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
                 rope.apply(keys + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
             }
-            attend(layer.attention, cache: cache, layer: l, queries: q.pointer, tokens: n, start: start, into: attended.pointer)
+            causalAttention(layer.attention.shape, cache: cache, layer: l, queries: q.pointer, tokens: n, start: start, into: attended.pointer, pool: pool)
             layer.attention.o(attended.pointer, tokens: n, into: projected.pointer, pool: pool)
             Kernels.addInPlace(x.pointer, projected.pointer, count: n * hidden)
 
@@ -174,27 +171,6 @@ public final class LlamaModel: LanguageModel {
         var logits = [Float](repeating: 0, count: rows * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { output(xn.pointer, tokens: rows, into: $0.baseAddress!, pool: pool) }
         return logits
-    }
-
-    /// Causal attention of `tokens` new queries over the cache (which already holds their keys).
-    private func attend(_ a: LlamaAttention, cache: KVCache, layer l: Int, queries: UnsafeMutablePointer<Float>, tokens n: Int, start: Int, into out: UnsafeMutablePointer<Float>) {
-        let headDim = a.headDim, group = a.heads / a.kvHeads, kvWidth = cache.rowWidth, qWidth = a.heads * headDim
-        let scale = 1 / Float(headDim).squareRoot()
-        let keys = cache.keys(l), values = cache.values(l)
-        let span = start + n
-        pool.parallelFor(n * a.heads) { task in
-            let t = task / a.heads, h = task % a.heads, kvh = h / group
-            let q = queries + t * qWidth + h * headDim
-            let visible = start + t + 1
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: span) { scores in
-                let s = scores.baseAddress!
-                for j in 0..<visible { s[j] = Kernels.dot(q, keys + j * kvWidth + kvh * headDim, count: headDim) * scale }
-                Kernels.softmax(s, count: visible)
-                let o = out + t * qWidth + h * headDim
-                o.update(repeating: 0, count: headDim)
-                for j in 0..<visible { Kernels.axpy(s[j], values + j * kvWidth + kvh * headDim, o, count: headDim) }
-            }
-        }
     }
 }
 

@@ -13,6 +13,25 @@ public enum RoPEScaling: Sendable, Equatable {
     case none
     case linear(factor: Float)
     case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalContext: Int)
+
+    /// From a `rope_scaling` / `rope_parameters` section of config.json (nil: no scaling).
+    public init(json s: [String: JSONScalar]?) throws {
+        guard let s else { self = .none; return }
+        let kind = s["rope_type"]?.string ?? s["type"]?.string ?? "default"
+        let factor = Float(s["factor"]?.number ?? 1)
+        switch kind {
+        case "default": self = .none
+        case "linear": self = .linear(factor: factor)
+        case "llama3":
+            self = .llama3(
+                factor: factor,
+                lowFreqFactor: Float(s["low_freq_factor"]?.number ?? 1),
+                highFreqFactor: Float(s["high_freq_factor"]?.number ?? 4),
+                originalContext: Int(s["original_max_position_embeddings"]?.number ?? 8192))
+        default:
+            throw ANELMError("rope_scaling type '\(kind)' is not supported (supported: linear, llama3)")
+        }
+    }
 }
 
 /// The Llama family's hyper-parameters. Keys are Hugging Face's `config.json` keys; GGUF metadata is
@@ -106,23 +125,7 @@ public struct LlamaConfiguration: Decodable, Sendable {
     }
 
     /// The parsed `rope_scaling` section.
-    public func ropeScaling() throws -> RoPEScaling {
-        guard let s = ropeScalingJSON else { return .none }
-        let kind = s["rope_type"]?.string ?? s["type"]?.string ?? "default"
-        let factor = Float(s["factor"]?.number ?? 1)
-        switch kind {
-        case "default": return .none
-        case "linear": return .linear(factor: factor)
-        case "llama3":
-            return .llama3(
-                factor: factor,
-                lowFreqFactor: Float(s["low_freq_factor"]?.number ?? 1),
-                highFreqFactor: Float(s["high_freq_factor"]?.number ?? 4),
-                originalContext: Int(s["original_max_position_embeddings"]?.number ?? 8192))
-        default:
-            throw ANELMError("rope_scaling type '\(kind)' is not supported (supported: linear, llama3)")
-        }
-    }
+    public func ropeScaling() throws -> RoPEScaling { try RoPEScaling(json: ropeScalingJSON) }
 
     /// Checks sizes that the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {

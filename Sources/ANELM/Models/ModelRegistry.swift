@@ -40,8 +40,10 @@ public enum ModelRegistry {
     static let builders: [String: Builder] = [
         // GGUF `general.architecture` names.
         "llama": LlamaModel.load, "mistral": LlamaModel.load, "qwen2": LlamaModel.load,
+        "gemma3": Gemma3Model.load,
         // Hugging Face `architectures` names.
         "LlamaForCausalLM": LlamaModel.load, "MistralForCausalLM": LlamaModel.load, "Qwen2ForCausalLM": LlamaModel.load,
+        "Gemma3ForCausalLM": Gemma3Model.load, "gemma3_text": Gemma3Model.load,
         "xLSTMForCausalLM": XLSTMModel.load,
     ]
 

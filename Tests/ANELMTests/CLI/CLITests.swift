@@ -86,4 +86,43 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(r.stderr.contains("Fatal error"))
         XCTAssertEqual(try run(["--help"]).status, 0)
     }
+
+    /// `--chat` on a model without a template is a clear error; `--template gemma3` picks the built-in one and
+    /// gives the reference's chat prompt ids and greedy tokens (tiny-gemma3 without its chat_template.jinja).
+    func testBuiltinTemplateForModelWithoutOne() throws {
+        let fixture = try ModelFixture.load("tiny-gemma3")
+        let c = try XCTUnwrap(fixture.cases.first { $0.name == "chat" })
+        let message = try XCTUnwrap(c.chat_messages?.first?.content)
+        let folder = temporaryFile("tiny-gemma3-no-template")
+        try? FileManager.default.removeItem(at: folder)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: try fixture.modelPath()), to: folder)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("chat_template.jinja"))
+
+        try assertCleanError(["generate", "--model", folder.path, "--chat", "--prompt", message], contains: "--template")
+        try assertCleanError(["chat", "--model", folder.path], contains: "--template")
+        try assertCleanError(["generate", "--model", folder.path, "--chat", "--template", "nope", "--prompt", message], contains: "gemma3")
+        try assertCleanError(["generate", "--model", folder.path, "--template", "gemma3", "--prompt", message], contains: "--chat")
+        let r = try run(["generate", "--model", folder.path, "--chat", "--template", "gemma3", "--prompt", message, "--max-tokens", "8",
+                         "--precision", "f32", "--ignore-eos", "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let last = try XCTUnwrap(r.stdout.split(separator: "\n").last)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        XCTAssertEqual(object["prompt_tokens"] as? [Int], c.prompt_ids)
+        XCTAssertEqual(object["tokens"] as? [Int], Array(c.greedy.ids.prefix(8)))
+    }
+
+    /// The built-in templates are the committed fixtures, byte for byte.
+    func testBuiltinTemplatesAreTheFixtures() throws {
+        let files = [
+            "gemma3": "Tests/Fixtures/chat_templates/templates/gemma-3-it.jinja",
+            "gemma2": "Tests/Fixtures/chat_templates/templates/gemma-2-it.jinja",
+            "chatml": "Tests/Fixtures/models/tiny-qwen2/chat_template.jinja",
+        ]
+        XCTAssertEqual(BuiltinChatTemplates.names, files.keys.sorted())
+        for (name, path) in files {
+            XCTAssertEqual(try BuiltinChatTemplates.named(name), try String(contentsOf: Self.root.appendingPathComponent(path), encoding: .utf8), name)
+        }
+        XCTAssertThrowsError(try BuiltinChatTemplates.named("nope"))
+    }
 }

@@ -23,6 +23,9 @@ struct ModelFixture: Decodable {
     let model: Model
     let cases: [Case]
 
+    /// Largest absolute logit error the f32 path may have (the fixtures' `tolerance.logit_abs`).
+    static let tolerance = 1e-3
+
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fixtures/models")
 

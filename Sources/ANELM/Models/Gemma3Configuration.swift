@@ -1,0 +1,248 @@
+import Foundation
+
+/// Whether a Gemma 3 layer attends within a sliding window (local) or over the whole sequence (global).
+public enum Gemma3LayerType: String, Sendable, Decodable {
+    case slidingAttention = "sliding_attention"
+    case fullAttention = "full_attention"
+}
+
+/// Gemma 3 text hyper-parameters (`Gemma3TextConfig`, model_type `gemma3_text`). Keys are config.json's;
+/// GGUF `gemma3.*` metadata is mapped onto the same fields.
+public struct Gemma3Configuration: Sendable {
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var headDim: Int
+    public var rmsNormEps: Float
+    public var vocabSize: Int
+    public var maxPositionEmbeddings: Int
+    public var tieWordEmbeddings: Bool
+    public var attentionBias: Bool
+    /// Attention scores are scaled by `queryPreAttnScalar^-0.5`.
+    public var queryPreAttnScalar: Float
+    /// Positions a local layer sees: its own and the `slidingWindow - 1` before it.
+    public var slidingWindow: Int
+    public var layerTypes: [Gemma3LayerType]
+    /// RoPE base and scaling of the global (full-attention) layers.
+    public var ropeTheta: Float
+    public var ropeScaling: RoPEScaling
+    /// RoPE base of the local (sliding-window) layers, never scaled.
+    public var ropeLocalBaseFreq: Float
+    /// Read and validated, but unused: transformers' Gemma 3 attention does not apply it.
+    public var attnLogitSoftcapping: Float?
+    public var finalLogitSoftcapping: Float?
+    /// `gelu_pytorch_tanh` (Gemma 3) or `gelu` (erf).
+    public var hiddenActivation: String
+
+    public init(
+        hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int, numKeyValueHeads: Int,
+        headDim: Int, rmsNormEps: Float = 1e-6, vocabSize: Int, maxPositionEmbeddings: Int, tieWordEmbeddings: Bool = true,
+        attentionBias: Bool = false, queryPreAttnScalar: Float, slidingWindow: Int, layerTypes: [Gemma3LayerType],
+        ropeTheta: Float = 1_000_000, ropeScaling: RoPEScaling = .none, ropeLocalBaseFreq: Float = 10_000,
+        attnLogitSoftcapping: Float? = nil, finalLogitSoftcapping: Float? = nil, hiddenActivation: String = "gelu_pytorch_tanh"
+    ) {
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.numHiddenLayers = numHiddenLayers
+        self.numAttentionHeads = numAttentionHeads
+        self.numKeyValueHeads = numKeyValueHeads
+        self.headDim = headDim
+        self.rmsNormEps = rmsNormEps
+        self.vocabSize = vocabSize
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.tieWordEmbeddings = tieWordEmbeddings
+        self.attentionBias = attentionBias
+        self.queryPreAttnScalar = queryPreAttnScalar
+        self.slidingWindow = slidingWindow
+        self.layerTypes = layerTypes
+        self.ropeTheta = ropeTheta
+        self.ropeScaling = ropeScaling
+        self.ropeLocalBaseFreq = ropeLocalBaseFreq
+        self.attnLogitSoftcapping = attnLogitSoftcapping
+        self.finalLogitSoftcapping = finalLogitSoftcapping
+        self.hiddenActivation = hiddenActivation
+    }
+
+    /// The layer types of `layers` layers when a config gives only `sliding_window_pattern`: every
+    /// `pattern`-th layer is global, as transformers and llama.cpp derive them.
+    public static func layerTypes(layers: Int, pattern: Int) -> [Gemma3LayerType] {
+        (0..<layers).map { pattern > 0 && ($0 + 1) % pattern == 0 ? .fullAttention : .slidingAttention }
+    }
+
+    /// Checks what the forward pass relies on, so a bad file gives an error rather than a trap.
+    public func validate() throws {
+        func positive(_ v: Int, _ name: String) throws {
+            guard v > 0 else { throw ANELMError("model configuration: \(name) must be positive, got \(v)") }
+        }
+        try positive(hiddenSize, "hidden_size")
+        try positive(intermediateSize, "intermediate_size")
+        try positive(numHiddenLayers, "num_hidden_layers")
+        try positive(numAttentionHeads, "num_attention_heads")
+        try positive(numKeyValueHeads, "num_key_value_heads")
+        try positive(headDim, "head_dim")
+        try positive(vocabSize, "vocab_size")
+        try positive(maxPositionEmbeddings, "max_position_embeddings")
+        try positive(slidingWindow, "sliding_window")
+        guard numAttentionHeads % numKeyValueHeads == 0 else {
+            throw ANELMError("model configuration: num_attention_heads (\(numAttentionHeads)) is not a multiple of num_key_value_heads (\(numKeyValueHeads))")
+        }
+        guard headDim % 2 == 0 else { throw ANELMError("model configuration: head_dim must be even for RoPE, got \(headDim)") }
+        let limit = 1 << 20
+        for (v, n) in [(hiddenSize, "hidden_size"), (intermediateSize, "intermediate_size"), (numHiddenLayers, "num_hidden_layers"), (numAttentionHeads, "num_attention_heads"), (headDim, "head_dim")] where v > limit {
+            throw ANELMError("model configuration: \(n) = \(v) is implausibly large")
+        }
+        guard layerTypes.count == numHiddenLayers else {
+            throw ANELMError("model configuration: layer_types has \(layerTypes.count) entries for \(numHiddenLayers) layers")
+        }
+        guard queryPreAttnScalar > 0 else { throw ANELMError("model configuration: query_pre_attn_scalar must be positive") }
+        for (cap, name) in [(attnLogitSoftcapping, "attn_logit_softcapping"), (finalLogitSoftcapping, "final_logit_softcapping")] {
+            if let cap, !(cap > 0) { throw ANELMError("model configuration: \(name) must be positive, got \(cap)") }
+        }
+        guard ["gelu_pytorch_tanh", "gelu_tanh", "gelu"].contains(hiddenActivation) else {
+            throw ANELMError("model configuration: hidden_activation '\(hiddenActivation)' is not supported (gelu_pytorch_tanh, gelu)")
+        }
+    }
+}
+
+extension Gemma3Configuration: Decodable {
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads"
+        case headDim = "head_dim"
+        case rmsNormEps = "rms_norm_eps"
+        case vocabSize = "vocab_size"
+        case maxPositionEmbeddings = "max_position_embeddings"
+        case tieWordEmbeddings = "tie_word_embeddings"
+        case attentionBias = "attention_bias"
+        case queryPreAttnScalar = "query_pre_attn_scalar"
+        case slidingWindow = "sliding_window"
+        case slidingWindowPattern = "sliding_window_pattern"
+        case layerTypes = "layer_types"
+        case ropeTheta = "rope_theta"
+        case ropeScaling = "rope_scaling"
+        case ropeLocalBaseFreq = "rope_local_base_freq"
+        case ropeParameters = "rope_parameters"
+        case attnLogitSoftcapping = "attn_logit_softcapping"
+        case finalLogitSoftcapping = "final_logit_softcapping"
+        case hiddenActivation = "hidden_activation"
+        case hiddenAct = "hidden_act"
+        case useBidirectionalAttention = "use_bidirectional_attention"
+    }
+
+    /// Defaults are `Gemma3TextConfig`'s. Both config styles are read: transformers ≥ 5's
+    /// `rope_parameters` per layer type + `layer_types`, and the Hub's older `rope_theta`,
+    /// `rope_local_base_freq`, `rope_scaling` and `sliding_window_pattern`.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if try c.decodeIfPresent(Bool.self, forKey: .useBidirectionalAttention) == true {
+            throw ANELMError("Gemma 3 with use_bidirectional_attention (an embedding model) is not supported")
+        }
+        let hidden = try c.decode(Int.self, forKey: .hiddenSize)
+        let heads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? 8
+        let layers = try c.decode(Int.self, forKey: .numHiddenLayers)
+        let headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? 256
+        var types = try c.decodeIfPresent([Gemma3LayerType].self, forKey: .layerTypes)
+        if types == nil {
+            let pattern = try c.decodeIfPresent(Int.self, forKey: .slidingWindowPattern) ?? 6
+            types = Self.layerTypes(layers: layers, pattern: pattern)
+        }
+        // rope_parameters: {"full_attention": {...}, "sliding_attention": {...}}.
+        let perType = try? c.decodeIfPresent([String: [String: JSONScalar]].self, forKey: .ropeParameters)
+        let global = try perType?["full_attention"] ?? c.decodeIfPresent([String: JSONScalar].self, forKey: .ropeScaling)
+        let local = perType?["sliding_attention"]
+        let globalTheta = try global?["rope_theta"]?.number.map(Float.init) ?? c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 1_000_000
+        let localTheta = try local?["rope_theta"]?.number.map(Float.init) ?? c.decodeIfPresent(Float.self, forKey: .ropeLocalBaseFreq) ?? 10_000
+        if let kind = local?["rope_type"]?.string, kind != "default" {
+            throw ANELMError("Gemma 3 sliding-window layers with rope_type '\(kind)' are not supported")
+        }
+        self.init(
+            hiddenSize: hidden, intermediateSize: try c.decode(Int.self, forKey: .intermediateSize),
+            numHiddenLayers: layers, numAttentionHeads: heads,
+            numKeyValueHeads: try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads) ?? heads, headDim: headDim,
+            rmsNormEps: try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6,
+            vocabSize: try c.decode(Int.self, forKey: .vocabSize),
+            maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 131_072,
+            tieWordEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true,
+            attentionBias: try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false,
+            queryPreAttnScalar: try c.decodeIfPresent(Float.self, forKey: .queryPreAttnScalar) ?? 256,
+            slidingWindow: try c.decodeIfPresent(Int.self, forKey: .slidingWindow) ?? 4096,
+            layerTypes: types ?? [],
+            ropeTheta: globalTheta, ropeScaling: try RoPEScaling(json: global), ropeLocalBaseFreq: localTheta,
+            attnLogitSoftcapping: try c.decodeIfPresent(Float.self, forKey: .attnLogitSoftcapping),
+            finalLogitSoftcapping: try c.decodeIfPresent(Float.self, forKey: .finalLogitSoftcapping),
+            hiddenActivation: try c.decodeIfPresent(String.self, forKey: .hiddenActivation)
+                ?? c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "gelu_pytorch_tanh")
+    }
+
+    /// From config.json.
+    public init(configJSON data: Data) throws {
+        do {
+            self = try JSONDecoder().decode(Gemma3Configuration.self, from: data)
+        } catch let error as DecodingError {
+            throw ANELMError("config.json: \(describe(error))")
+        }
+    }
+
+    /// `gemma3.attention.sliding_window_pattern` when present: a period (every n-th layer global) or,
+    /// as llama.cpp writes it for newer Gemmas, one bool per layer (true: sliding); else llama.cpp's 6.
+    static func ggufLayerTypes(_ file: GGUFFile, layers: Int) throws -> [Gemma3LayerType] {
+        let key = "gemma3.attention.sliding_window_pattern"
+        switch file.metadata[key] {
+        case .array(let items)?:
+            let flags = items.compactMap { item -> Bool? in if case .bool(let b) = item { return b }; return nil }
+            guard flags.count == items.count, flags.count == layers else {
+                throw ANELMError("GGUF \(key) must hold one bool per layer (\(layers))")
+            }
+            return flags.map { $0 ? .slidingAttention : .fullAttention }
+        case let value?:
+            guard let pattern = value.intValue, pattern > 0 else { throw ANELMError("GGUF \(key) must be a positive integer") }
+            return layerTypes(layers: layers, pattern: pattern)
+        case nil:
+            return layerTypes(layers: layers, pattern: 6)
+        }
+    }
+
+    /// From GGUF `gemma3.*` metadata as llama.cpp writes it. llama.cpp fixes what the file does not
+    /// say: every 6th layer is global, local layers use RoPE base 10000.
+    public init(gguf file: GGUFFile) throws {
+        let arch = "gemma3"
+        func int(_ key: String) throws -> Int {
+            guard let v = file.int("\(arch).\(key)") else { throw ANELMError("GGUF metadata lacks \(arch).\(key)") }
+            return v
+        }
+        func float(_ key: String) -> Float? { file.double("\(arch).\(key)").map(Float.init) }
+        let hidden = try int("embedding_length")
+        let heads = try int("attention.head_count")
+        let layers = try int("block_count")
+        let headDim = file.int("\(arch).attention.key_length") ?? (heads > 0 ? hidden / heads : 0)
+        if let rotary = file.int("\(arch).rope.dimension_count"), rotary != headDim {
+            throw ANELMError("partial rotary embeddings (\(rotary) of \(headDim) dims) are not supported")
+        }
+        var scaling = RoPEScaling.none
+        if let type = file.string("\(arch).rope.scaling.type"), type != "none" {
+            guard type == "linear" else { throw ANELMError("GGUF rope scaling '\(type)' is not supported") }
+            scaling = .linear(factor: float("rope.scaling.factor") ?? 1)
+        }
+        // llama.cpp: Gemma 3 27B (62 layers) scales queries by hidden/heads, the others by head_dim
+        // (their query_pre_attn_scalar).
+        let queryScalar = layers == 62 && heads > 0 ? Float(hidden / heads) : Float(headDim)
+        self.init(
+            hiddenSize: hidden, intermediateSize: try int("feed_forward_length"), numHiddenLayers: layers,
+            numAttentionHeads: heads, numKeyValueHeads: file.int("\(arch).attention.head_count_kv") ?? heads,
+            headDim: headDim, rmsNormEps: float("attention.layer_norm_rms_epsilon") ?? 1e-6,
+            vocabSize: file.int("\(arch).vocab_size") ?? file.arrayCount("tokenizer.ggml.tokens") ?? 0,
+            maxPositionEmbeddings: try int("context_length"),
+            tieWordEmbeddings: !file.tensorNames.contains("output.weight"),
+            attentionBias: file.tensorNames.contains("blk.0.attn_q.bias"), queryPreAttnScalar: queryScalar,
+            slidingWindow: try int("attention.sliding_window"),
+            layerTypes: try Self.ggufLayerTypes(file, layers: layers),
+            ropeTheta: float("rope.freq_base") ?? 1_000_000, ropeScaling: scaling,
+            ropeLocalBaseFreq: float("rope.freq_base_swa") ?? 10_000,
+            attnLogitSoftcapping: float("attn_logit_softcapping"), finalLogitSoftcapping: float("final_logit_softcapping"))
+    }
+}
