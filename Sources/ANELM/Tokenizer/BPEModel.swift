@@ -2,7 +2,7 @@ import Foundation
 
 /// Byte-pair encoding: merge adjacent symbols by rank until no known merge is left.
 final class BPEModel: @unchecked Sendable {
-    let vocab: [String: Int]
+    let vocab: Vocabulary
     private let merges: [UInt64: Merge]
     /// Ids of single-scalar tokens, the starting symbols of every word.
     private let scalarIds: [UInt32: Int]
@@ -13,7 +13,7 @@ final class BPEModel: @unchecked Sendable {
     /// SentencePiece style: ids of `<0x00>`…`<0xFF>` (nil where missing) for characters not in the vocabulary.
     private let byteFallbackIds: [Int?]?
 
-    private var cache: [String: [Int]] = [:]
+    private var cache: [ExactString: [Int]] = [:]
     private let cacheLock = NSLock()
     private static let cacheCapacity = 50_000
     /// Longer words are not cached (SentencePiece-style words can be whole paragraphs).
@@ -25,7 +25,7 @@ final class BPEModel: @unchecked Sendable {
     struct IdMerge { let left: Int32, right: Int32, merged: Int32, rank: Int32 }
 
     convenience init(
-        vocab: [String: Int], merges: [(String, String)], unknownToken: String?, fuseUnknown: Bool,
+        vocab: Vocabulary, merges: [(String, String)], unknownToken: String?, fuseUnknown: Bool,
         ignoreMerges: Bool, byteFallback: Bool = false
     ) throws {
         var idMerges: [IdMerge] = []
@@ -47,7 +47,7 @@ final class BPEModel: @unchecked Sendable {
     }
 
     init(
-        vocab: [String: Int], idMerges: [IdMerge], unknownToken: String?, fuseUnknown: Bool, ignoreMerges: Bool,
+        vocab: Vocabulary, idMerges: [IdMerge], unknownToken: String?, fuseUnknown: Bool, ignoreMerges: Bool,
         byteFallback: Bool
     ) throws {
         self.vocab = vocab
@@ -113,7 +113,7 @@ final class BPEModel: @unchecked Sendable {
         let cacheable = word.count <= Self.cachedWordLimit
         if cacheable {
             cacheLock.lock()
-            let cached = cache[text]
+            let cached = cache[ExactString(text)]
             cacheLock.unlock()
             if let cached { out.append(contentsOf: cached); return }
         }
@@ -121,7 +121,7 @@ final class BPEModel: @unchecked Sendable {
         if cacheable {
             cacheLock.lock()
             if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
-            cache[text] = ids
+            cache[ExactString(text)] = ids
             cacheLock.unlock()
         }
         out.append(contentsOf: ids)

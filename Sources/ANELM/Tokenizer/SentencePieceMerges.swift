@@ -5,7 +5,7 @@ enum SentencePieceMerges {
     ///
     /// A 262k vocabulary has about two million split points, so pieces are looked up by a rolling hash of their
     /// UTF-8 bytes (checked byte for byte) instead of building a String for each.
-    static func fromVocabularyOrder(_ tokens: [String], vocab: [String: Int]) -> [BPEModel.IdMerge] {
+    static func fromVocabularyOrder(_ tokens: [String], vocab: Vocabulary) -> [BPEModel.IdMerge] {
         var bytes: [UInt8] = []
         var starts: [Int] = [0]
         starts.reserveCapacity(tokens.count + 1)

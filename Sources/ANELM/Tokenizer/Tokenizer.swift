@@ -161,7 +161,7 @@ public final class Tokenizer: @unchecked Sendable {
             }
         }
         let vocabJSON = try modelJSON.object("vocab")
-        var vocab: [String: Int] = [:]
+        var vocab: Vocabulary = [:]
         vocab.reserveCapacity(vocabJSON.fields.count)
         var tokensById: [Int: String] = [:]
         for (token, value) in vocabJSON.fields {
@@ -286,7 +286,7 @@ public final class Tokenizer: @unchecked Sendable {
     private convenience init(byteLevelGGUF gguf: GGUFTokenizerData) throws {
         let preTokenizer = try Self.ggufSplit(gguf.preTokenizer)
         // Tokens spelled outside the byte alphabet are respelled byte by byte, as transformers does.
-        var vocab: [String: Int] = [:]
+        var vocab: Vocabulary = [:]
         vocab.reserveCapacity(gguf.tokens.count)
         var tokensById: [Int: String] = [:]
         tokensById.reserveCapacity(gguf.tokens.count)
@@ -347,7 +347,7 @@ public final class Tokenizer: @unchecked Sendable {
             guard scalars.contains(" "), scalars.allSatisfy(SentencePieceMerges.isPythonWhitespace) else { return token }
             return String(repeating: "\u{2581}", count: scalars.count)
         }
-        var vocab: [String: Int] = [:]
+        var vocab: Vocabulary = [:]
         vocab.reserveCapacity(spelled.count)
         for (id, token) in spelled.enumerated() { vocab[token] = id }
         var tokensById: [Int: String] = [:]
