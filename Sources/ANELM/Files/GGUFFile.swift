@@ -260,6 +260,7 @@ extension GGUFTokenizerData {
             bosTokenId: file.int("tokenizer.ggml.bos_token_id"), eosTokenId: file.int("tokenizer.ggml.eos_token_id"),
             padTokenId: file.int("tokenizer.ggml.padding_token_id"), unknownTokenId: file.int("tokenizer.ggml.unknown_token_id"),
             addBosToken: file.bool("tokenizer.ggml.add_bos_token"), addEosToken: file.bool("tokenizer.ggml.add_eos_token"),
-            chatTemplate: file.string("tokenizer.chat_template"))
+            chatTemplate: file.string("tokenizer.chat_template"), architecture: file.string("general.architecture"),
+            scores: file.floats("tokenizer.ggml.scores"), addSpacePrefix: file.bool("tokenizer.ggml.add_space_prefix"))
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// Byte-pair encoding: merge adjacent symbols by rank until no known merge is left.
 final class BPEModel: @unchecked Sendable {
-    let vocab: [String: Int]
+    let vocab: Vocabulary
     private let merges: [UInt64: Merge]
     /// Ids of single-scalar tokens, the starting symbols of every word.
     private let scalarIds: [UInt32: Int]
@@ -10,17 +10,26 @@ final class BPEModel: @unchecked Sendable {
     private let fuseUnknown: Bool
     /// Llama-3 style: a word that is itself in the vocabulary is taken whole.
     private let ignoreMerges: Bool
+    /// SentencePiece style: ids of `<0x00>`…`<0xFF>` (nil where missing) for characters not in the vocabulary.
+    private let byteFallbackIds: [Int?]?
 
-    private var cache: [String: [Int]] = [:]
+    private var cache: [ExactString: [Int]] = [:]
     private let cacheLock = NSLock()
     private static let cacheCapacity = 50_000
+    /// Longer words are not cached (SentencePiece-style words can be whole paragraphs).
+    private static let cachedWordLimit = 256
 
     private struct Merge { let rank: Int32; let id: Int32 }
 
-    init(vocab: [String: Int], merges: [(String, String)], unknownToken: String?, fuseUnknown: Bool, ignoreMerges: Bool) throws {
-        self.vocab = vocab
-        var table: [UInt64: Merge] = [:]
-        table.reserveCapacity(merges.count)
+    /// A merge by ids: `left` and `right` make `merged`; lower ranks merge first.
+    struct IdMerge { let left: Int32, right: Int32, merged: Int32, rank: Int32 }
+
+    convenience init(
+        vocab: Vocabulary, merges: [(String, String)], unknownToken: String?, fuseUnknown: Bool,
+        ignoreMerges: Bool, byteFallback: Bool = false
+    ) throws {
+        var idMerges: [IdMerge] = []
+        idMerges.reserveCapacity(merges.count)
         for (rank, (left, right)) in merges.enumerated() {
             guard let a = vocab[left], let b = vocab[right] else {
                 throw ANELMError("BPE merge '\(left) \(right)' refers to a token that is not in the vocabulary")
@@ -28,14 +37,32 @@ final class BPEModel: @unchecked Sendable {
             guard let merged = vocab[left + right] else {
                 throw ANELMError("BPE merge '\(left) \(right)' makes a token that is not in the vocabulary")
             }
-            let key = Self.key(a, b)
-            if table[key] == nil { table[key] = Merge(rank: Int32(clamping: rank), id: Int32(clamping: merged)) }
+            idMerges.append(IdMerge(
+                left: Int32(clamping: a), right: Int32(clamping: b), merged: Int32(clamping: merged),
+                rank: Int32(clamping: rank)))
+        }
+        try self.init(
+            vocab: vocab, idMerges: idMerges, unknownToken: unknownToken, fuseUnknown: fuseUnknown,
+            ignoreMerges: ignoreMerges, byteFallback: byteFallback)
+    }
+
+    init(
+        vocab: Vocabulary, idMerges: [IdMerge], unknownToken: String?, fuseUnknown: Bool, ignoreMerges: Bool,
+        byteFallback: Bool
+    ) throws {
+        self.vocab = vocab
+        var table: [UInt64: Merge] = [:]
+        table.reserveCapacity(idMerges.count)
+        for merge in idMerges {
+            // `tokenizers` keeps the last of duplicate pairs.
+            table[Self.key(Int(merge.left), Int(merge.right))] = Merge(rank: merge.rank, id: merge.merged)
         }
         self.merges = table
         var scalars: [UInt32: Int] = [:]
         for (token, id) in vocab {
             let view = token.unicodeScalars
-            if view.count == 1, let scalar = view.first { scalars[scalar.value] = id }
+            var iterator = view.makeIterator()
+            if let scalar = iterator.next(), iterator.next() == nil { scalars[scalar.value] = id }
         }
         self.scalarIds = scalars
         if let unknownToken {
@@ -48,6 +75,31 @@ final class BPEModel: @unchecked Sendable {
         }
         self.fuseUnknown = fuseUnknown
         self.ignoreMerges = ignoreMerges
+        byteFallbackIds = byteFallback ? (0..<256).map { vocab[Self.byteTokenName(UInt8($0))] } : nil
+    }
+
+    /// `<0x0A>`: the token SentencePiece uses for one raw byte.
+    static func byteTokenName(_ byte: UInt8) -> String {
+        let hex = String(byte, radix: 16, uppercase: true)
+        return "<0x" + (hex.count == 1 ? "0" + hex : hex) + ">"
+    }
+
+    /// The byte a `<0xHH>` token stands for, or nil for any other token.
+    static func byteOfToken(_ token: String) -> UInt8? {
+        let utf8 = token.utf8
+        guard utf8.count == 6 else { return nil }
+        let b = Array(utf8)
+        guard b[0] == 0x3C, b[1] == 0x30, b[2] == 0x78, b[5] == 0x3E else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x41...0x46: return c - 0x41 + 10
+            case 0x61...0x66: return c - 0x61 + 10
+            default: return nil
+            }
+        }
+        guard let high = nibble(b[3]), let low = nibble(b[4]) else { return nil }
+        return high << 4 | low
     }
 
     @inline(__always) private static func key(_ a: Int, _ b: Int) -> UInt64 {
@@ -58,34 +110,57 @@ final class BPEModel: @unchecked Sendable {
     func tokenize(_ word: [Unicode.Scalar], into out: inout [Int]) {
         if word.isEmpty { return }
         let text = String(String.UnicodeScalarView(word))
-        cacheLock.lock()
-        let cached = cache[text]
-        cacheLock.unlock()
-        if let cached { out.append(contentsOf: cached); return }
+        let cacheable = word.count <= Self.cachedWordLimit
+        if cacheable {
+            cacheLock.lock()
+            let cached = cache[ExactString(text)]
+            cacheLock.unlock()
+            if let cached { out.append(contentsOf: cached); return }
+        }
         let ids = encodeWord(word, text: text)
-        cacheLock.lock()
-        if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
-        cache[text] = ids
-        cacheLock.unlock()
+        if cacheable {
+            cacheLock.lock()
+            if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
+            cache[ExactString(text)] = ids
+            cacheLock.unlock()
+        }
         out.append(contentsOf: ids)
     }
 
+    /// Initial symbols as `tokenizers`' BPE makes them: a vocabulary character, else its byte tokens, else `<unk>`.
     private func encodeWord(_ word: [Unicode.Scalar], text: String) -> [Int] {
         if ignoreMerges, let id = vocab[text] { return [id] }
         var ids: [Int] = []
         ids.reserveCapacity(word.count)
-        var lastWasUnknown = false
+        // An unknown character waits here, so runs of them fuse; byte tokens pass it (as in `tokenizers`).
+        var pendingUnknown = false
         for scalar in word {
             if let id = scalarIds[scalar.value] {
+                if pendingUnknown, let unknownId { ids.append(unknownId) }
+                pendingUnknown = false
                 ids.append(id)
-                lastWasUnknown = false
-            } else if let unknownId {
-                // Characters missing from the vocabulary become <unk>, or vanish when there is none (as in `tokenizers`).
-                if !(fuseUnknown && lastWasUnknown) { ids.append(unknownId) }
-                lastWasUnknown = true
+                continue
             }
+            if let byteFallbackIds, let byteIds = Self.byteIds(of: scalar, in: byteFallbackIds) {
+                ids.append(contentsOf: byteIds)
+                continue
+            }
+            // Characters missing from the vocabulary become <unk>, or vanish when there is none.
+            guard let unknownId else { continue }
+            if pendingUnknown && !fuseUnknown { ids.append(unknownId) }
+            pendingUnknown = true
         }
+        if pendingUnknown, let unknownId { ids.append(unknownId) }
         return ids.count < 2 ? ids : applyMerges(ids)
+    }
+
+    private static func byteIds(of scalar: Unicode.Scalar, in table: [Int?]) -> [Int]? {
+        var ids: [Int] = []
+        var complete = true
+        UTF8.encode(scalar) { byte in
+            if let id = table[Int(byte)] { ids.append(id) } else { complete = false }
+        }
+        return complete ? ids : nil
     }
 
     /// Merges the lowest-ranked adjacent pair first (leftmost on ties), with a heap so long words stay fast.

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The `post_processor` section of tokenizer.json: adds special tokens around an encoded sequence.
 indirect enum PostProcessor: Sendable {
     /// `TemplateProcessing` for a single sequence: each item is either the sequence or fixed ids.
@@ -81,6 +83,14 @@ enum TokenDecoder: Sendable {
     case byteLevel
     /// No decoder: tokens joined with spaces, as `tokenizers` does.
     case joinWithSpaces
+    /// SentencePiece style, `Sequence[Replace, ByteFallback, Fuse, Strip]`: literal replacements ("▁" → " "),
+    /// `<0xHH>` tokens as raw bytes, and up to `stripLeading` leading spaces removed from the text.
+    case pieces(replacements: [Replacement], byteFallback: Bool, stripLeading: Int)
+
+    struct Replacement: Sendable {
+        let pattern: String
+        let content: String
+    }
 
     init(_ json: JSONObject?) throws {
         guard let json else { self = .joinWithSpaces; return }
@@ -90,20 +100,79 @@ enum TokenDecoder: Sendable {
             self = .byteLevel
         case "Sequence":
             let steps = try json.objects("decoders")
-            guard steps.count == 1, try steps[0].string("type") == "ByteLevel" else {
-                throw ANELMError("unsupported tokenizer decoder Sequence (only a single ByteLevel is supported)")
+            if steps.count == 1, try steps[0].string("type") == "ByteLevel" {
+                self = .byteLevel
+            } else {
+                self = try Self.pieces(steps)
             }
-            self = .byteLevel
+        case "Replace", "ByteFallback", "Fuse", "Strip":
+            self = try Self.pieces([json])
         default:
-            throw ANELMError("unsupported tokenizer decoder '\(type)' (supported: ByteLevel)")
+            throw ANELMError("unsupported tokenizer decoder '\(type)' (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Sequence)")
         }
     }
 
-    /// Bytes for one token; `isFirst` matters only when joining with spaces.
+    /// A sequence of Replace / ByteFallback / Fuse / Strip steps, in the orders real tokenizers use.
+    private static func pieces(_ steps: [JSONObject]) throws -> TokenDecoder {
+        var replacements: [Replacement] = []
+        var byteFallback = false
+        var stripLeading = 0
+        var fused = false
+        for step in steps {
+            let type = try step.string("type")
+            switch type {
+            case "Replace" where !byteFallback && !fused:
+                guard let literal = try step.object("pattern").optionalString("String"), !literal.isEmpty else {
+                    throw ANELMError("unsupported Replace decoder pattern (only a non-empty literal String is supported)")
+                }
+                replacements.append(Replacement(pattern: literal, content: try step.string("content")))
+            case "ByteFallback" where !fused:
+                byteFallback = true
+            case "Fuse":
+                fused = true
+            case "Strip" where fused:
+                // After Fuse there is one string, so Strip only touches the start and end of the whole text.
+                guard try step.string("content") == " ", try step.int("stop") == 0 else {
+                    throw ANELMError("unsupported Strip decoder (only leading spaces are supported)")
+                }
+                stripLeading = try step.int("start")
+            default:
+                throw ANELMError("unsupported tokenizer decoder step '\(type)' in this position (supported: Replace…, ByteFallback, Fuse, Strip)")
+            }
+        }
+        return .pieces(replacements: replacements, byteFallback: byteFallback, stripLeading: stripLeading)
+    }
+
+    /// Whether `<0xHH>` tokens decode to raw bytes.
+    var hasByteFallback: Bool {
+        if case .pieces(_, true, _) = self { return true }
+        return false
+    }
+
+    /// The raw byte of a `<0xHH>` token when this decoder has ByteFallback.
+    func fallbackByte(of token: String) -> UInt8? {
+        hasByteFallback ? BPEModel.byteOfToken(token) : nil
+    }
+
+    /// Bytes for one token; `isFirst` matters for joining with spaces and for Strip.
     func bytes(of token: String, isFirst: Bool) -> [UInt8] {
         switch self {
-        case .byteLevel: return ByteLevelAlphabet.decode(token)
-        case .joinWithSpaces: return isFirst ? Array(token.utf8) : [0x20] + Array(token.utf8)
+        case .byteLevel:
+            return ByteLevelAlphabet.decode(token)
+        case .joinWithSpaces:
+            return isFirst ? Array(token.utf8) : [0x20] + Array(token.utf8)
+        case .pieces(let replacements, let byteFallback, let stripLeading):
+            if byteFallback, let byte = BPEModel.byteOfToken(token) { return [byte] }
+            var text = token
+            for replacement in replacements {
+                text = text.replacingOccurrences(of: replacement.pattern, with: replacement.content, options: .literal)
+            }
+            var bytes = Array(text.utf8)
+            if isFirst && stripLeading > 0 {
+                let spaces = bytes.prefix(stripLeading).prefix { $0 == 0x20 }.count
+                bytes.removeFirst(spaces)
+            }
+            return bytes
         }
     }
 }

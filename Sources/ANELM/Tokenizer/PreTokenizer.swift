@@ -2,11 +2,18 @@
 indirect enum PreTokenizer: Sendable {
     /// Splits with one of the known regexes; matches become their own pieces.
     case split(SplitPattern, removeMatches: Bool)
+    /// Splits at each occurrence of a literal string, keeping it as `behavior` says.
+    case splitLiteral([Unicode.Scalar], LiteralBehavior)
     /// Isolates each digit (or each run of digits).
     case digits(individual: Bool)
     /// Respells bytes with the GPT-2 alphabet, after an optional GPT-2 regex split.
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
     case sequence([PreTokenizer])
+
+    /// What happens to the delimiter of a literal split (`tokenizers`' SplitDelimiterBehavior).
+    enum LiteralBehavior: Sendable {
+        case removed, isolated, mergedWithPrevious, mergedWithNext
+    }
 
     init(_ json: JSONObject) throws {
         let type = try json.string("type")
@@ -21,6 +28,10 @@ indirect enum PreTokenizer: Sendable {
             self = .digits(individual: try json.bool("individual_digits", default: false))
         case "Split":
             let pattern = try json.object("pattern")
+            if let literal = try pattern.optionalString("String") {
+                self = try Self.literalSplit(literal, json)
+                return
+            }
             guard let regex = try pattern.optionalString("Regex") else {
                 throw ANELMError("unsupported Split pre-tokenizer pattern (only known regexes are supported)")
             }
@@ -41,6 +52,23 @@ indirect enum PreTokenizer: Sendable {
         }
     }
 
+    private static func literalSplit(_ literal: String, _ json: JSONObject) throws -> PreTokenizer {
+        guard !literal.isEmpty else { throw ANELMError("Split pre-tokenizer with an empty string pattern") }
+        if try json.bool("invert", default: false) {
+            throw ANELMError("unsupported Split pre-tokenizer with invert: true")
+        }
+        let behavior = try json.string("behavior")
+        let kept: LiteralBehavior
+        switch behavior {
+        case "Removed": kept = .removed
+        case "Isolated": kept = .isolated
+        case "MergedWithPrevious": kept = .mergedWithPrevious
+        case "MergedWithNext": kept = .mergedWithNext
+        default: throw ANELMError("unsupported Split pre-tokenizer behavior '\(behavior)'")
+        }
+        return .splitLiteral(Array(literal.unicodeScalars), kept)
+    }
+
     /// Appends the pieces of `piece` to `out`.
     func split(_ piece: [Unicode.Scalar], into out: inout [[Unicode.Scalar]]) {
         switch self {
@@ -55,6 +83,37 @@ indirect enum PreTokenizer: Sendable {
             out.append(contentsOf: pieces)
         case .split(let pattern, let removeMatches):
             Self.isolate(piece, ranges: pattern.matches(piece[...]), removeMatches: removeMatches, into: &out)
+        case .splitLiteral(let needle, let behavior):
+            var matches: [Range<Int>] = []
+            var i = 0
+            while i + needle.count <= piece.count {
+                if needle.indices.allSatisfy({ piece[i + $0] == needle[$0] }) {
+                    matches.append(i..<(i + needle.count))
+                    i += needle.count
+                } else {
+                    i += 1
+                }
+            }
+            switch behavior {
+            case .removed: Self.isolate(piece, ranges: matches, removeMatches: true, into: &out)
+            case .isolated: Self.isolate(piece, ranges: matches, removeMatches: false, into: &out)
+            case .mergedWithPrevious:
+                // Each delimiter closes the piece before it.
+                var start = 0
+                for match in matches {
+                    out.append(Array(piece[start..<match.upperBound]))
+                    start = match.upperBound
+                }
+                if start < piece.count { out.append(Array(piece[start...])) }
+            case .mergedWithNext:
+                // Each delimiter opens the piece after it.
+                var start = 0
+                for match in matches where match.lowerBound > start {
+                    out.append(Array(piece[start..<match.lowerBound]))
+                    start = match.lowerBound
+                }
+                if start < piece.count { out.append(Array(piece[start...])) }
+            }
         case .digits(let individual):
             var ranges: [Range<Int>] = []
             var i = 0

@@ -14,13 +14,20 @@ public struct StreamingDecoder {
 
     /// Adds one token and returns the text it completes (possibly empty).
     public mutating func append(_ token: Int) -> String {
-        let bytes = tokenizer.bytes(of: [token], skipSpecialTokens: skipSpecialTokens, isFirst: isFirst)
+        let bytes = tokenizer.bytes(of: [token], skipSpecialTokens: skipSpecialTokens, isFirst: isFirst, exactByteRuns: false)
         if bytes.isEmpty { return "" }
         isFirst = false
+        var text = ""
+        // With byte fallback only `<0xHH>` tokens can finish a character; any other token ends the run, and
+        // `tokenizers` shows each byte of an unfinished one as U+FFFD.
+        if !pending.isEmpty, tokenizer.hasByteFallback, !tokenizer.isByteFallbackToken(token) {
+            text = String(repeating: "\u{FFFD}", count: pending.count)
+            pending.removeAll()
+        }
         pending.append(contentsOf: bytes)
         let cut = pending.count - Self.incompleteTailLength(pending)
-        guard cut > 0 else { return "" }
-        let text = String(decoding: pending[..<cut], as: UTF8.self)
+        guard cut > 0 else { return text }
+        text += String(decoding: pending[..<cut], as: UTF8.self)
         pending.removeFirst(cut)
         return text
     }
@@ -28,6 +35,7 @@ public struct StreamingDecoder {
     /// Whatever remains, with invalid bytes as U+FFFD.
     public mutating func flush() -> String {
         defer { pending.removeAll() }
+        if tokenizer.hasByteFallback { return String(repeating: "\u{FFFD}", count: pending.count) }
         return String(decoding: pending, as: UTF8.self)
     }
 
@@ -59,5 +67,21 @@ public struct StreamingDecoder {
             }
         }
         return continuation + 1
+    }
+}
+
+extension String {
+    /// The string for `bytes` when they are entirely valid UTF-8, else nil.
+    init?(validatingUTF8Bytes bytes: [UInt8]) {
+        var iterator = bytes.makeIterator()
+        var decoder = UTF8()
+        var scalars = String.UnicodeScalarView()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue(let scalar): scalars.append(scalar)
+            case .emptyInput: self = String(scalars); return
+            case .error: return nil
+            }
+        }
     }
 }

@@ -96,21 +96,50 @@ public final class Tokenizer: @unchecked Sendable {
     /// Whether `id` is a special (control) token.
     public func isSpecialToken(_ id: Int) -> Bool { specialIds.contains(id) }
 
+    /// Whether `<0xHH>` tokens decode to raw bytes (SentencePiece byte fallback).
+    var hasByteFallback: Bool { decoder.hasByteFallback }
+
+    /// Whether `id` is a `<0xHH>` byte token of a byte-fallback tokenizer.
+    func isByteFallbackToken(_ id: Int) -> Bool {
+        guard decoder.hasByteFallback, let token = tokensById[id] else { return false }
+        return BPEModel.byteOfToken(token) != nil
+    }
+
     /// The id of a token given by its exact vocabulary text.
     public func tokenId(_ token: String) -> Int? {
         model.vocab[token] ?? tokensById.first { $0.value == token }?.key
     }
 
     /// Raw decoded bytes, so streaming can cut at character boundaries.
-    func bytes(of ids: [Int], skipSpecialTokens: Bool, isFirst: Bool) -> [UInt8] {
+    ///
+    /// With `exactByteRuns`, a run of `<0xHH>` tokens that is not valid UTF-8 becomes one U+FFFD per byte, as
+    /// `tokenizers`' ByteFallback decoder does; streaming passes false and keeps the raw bytes instead.
+    func bytes(of ids: [Int], skipSpecialTokens: Bool, isFirst: Bool, exactByteRuns: Bool = true) -> [UInt8] {
         var out: [UInt8] = []
         var first = isFirst
+        var run: [UInt8] = []
+        func endRun() {
+            guard !run.isEmpty else { return }
+            if String(validatingUTF8Bytes: run) != nil {
+                out.append(contentsOf: run)
+            } else {
+                for _ in run { out.append(contentsOf: [0xEF, 0xBF, 0xBD]) }
+            }
+            run.removeAll(keepingCapacity: true)
+        }
         for id in ids {
             guard let token = tokensById[id] else { continue }
             if skipSpecialTokens && specialIds.contains(id) { continue }
+            if exactByteRuns, let byte = decoder.fallbackByte(of: token) {
+                run.append(byte)
+                first = false
+                continue
+            }
+            endRun()
             out.append(contentsOf: decoder.bytes(of: token, isFirst: first))
             first = false
         }
+        endRun()
         return out
     }
 
@@ -126,16 +155,13 @@ public final class Tokenizer: @unchecked Sendable {
         guard modelType == "BPE" else {
             throw ANELMError("unsupported tokenizer model type '\(modelType)' (supported: BPE)")
         }
-        if try modelJSON.bool("byte_fallback", default: false) {
-            throw ANELMError("unsupported BPE with byte_fallback (SentencePiece-style tokenizers come later)")
-        }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let affix = try modelJSON.optionalString(key), !affix.isEmpty {
                 throw ANELMError("unsupported BPE \(key) '\(affix)'")
             }
         }
         let vocabJSON = try modelJSON.object("vocab")
-        var vocab: [String: Int] = [:]
+        var vocab: Vocabulary = [:]
         vocab.reserveCapacity(vocabJSON.fields.count)
         var tokensById: [Int: String] = [:]
         for (token, value) in vocabJSON.fields {
@@ -149,7 +175,8 @@ public final class Tokenizer: @unchecked Sendable {
         let model = try BPEModel(
             vocab: vocab, merges: merges, unknownToken: try modelJSON.optionalString("unk_token"),
             fuseUnknown: try modelJSON.bool("fuse_unk", default: false),
-            ignoreMerges: try modelJSON.bool("ignore_merges", default: false))
+            ignoreMerges: try modelJSON.bool("ignore_merges", default: false),
+            byteFallback: try modelJSON.bool("byte_fallback", default: false))
 
         var addedTokens = root.isNull("added_tokens") ? [] : try root.objects("added_tokens").map(AddedToken.init)
         let normalizer = try root.optionalObject("normalizer").map(Normalizer.init)
@@ -242,12 +269,24 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Builds the tokenizer from GGUF metadata, as transformers' GGUF loader does.
     public convenience init(gguf: GGUFTokenizerData) throws {
-        guard gguf.model == "gpt2" else {
-            throw ANELMError("unsupported GGUF tokenizer model '\(gguf.model)' (supported: gpt2 byte-level BPE; llama/SentencePiece comes later)")
+        switch gguf.model {
+        case "gpt2":
+            try self.init(byteLevelGGUF: gguf)
+        case "llama":
+            let architecture = gguf.architecture ?? "unknown"
+            guard ["gemma", "gemma2", "gemma3"].contains(architecture) else {
+                throw ANELMError("unsupported GGUF SentencePiece tokenizer for architecture '\(architecture)' (supported: gemma, gemma2, gemma3)")
+            }
+            try self.init(gemmaGGUF: gguf)
+        default:
+            throw ANELMError("unsupported GGUF tokenizer model '\(gguf.model)' (supported: gpt2 byte-level BPE, llama SentencePiece for Gemma)")
         }
+    }
+
+    private convenience init(byteLevelGGUF gguf: GGUFTokenizerData) throws {
         let preTokenizer = try Self.ggufSplit(gguf.preTokenizer)
         // Tokens spelled outside the byte alphabet are respelled byte by byte, as transformers does.
-        var vocab: [String: Int] = [:]
+        var vocab: Vocabulary = [:]
         vocab.reserveCapacity(gguf.tokens.count)
         var tokensById: [Int: String] = [:]
         tokensById.reserveCapacity(gguf.tokens.count)
@@ -290,6 +329,63 @@ public final class Tokenizer: @unchecked Sendable {
         self.init(
             normalizer: nil, preTokenizer: preTokenizer, model: model, postProcessor: Self.bosEosTemplate(bos: bos, eos: eos),
             decoder: .byteLevel, addedTokens: added, tokensById: tokensById, bosToken: token(gguf.bosTokenId),
+            eosToken: token(gguf.eosTokenId), chatTemplate: gguf.chatTemplate)
+    }
+
+    /// Gemma's SentencePiece vocabulary as transformers' GGUF loader builds it: `GemmaTokenizer` (BPE with byte
+    /// fallback, " " → "▁"), merges rebuilt from the vocabulary order, control tokens special, user-defined added.
+    private convenience init(gemmaGGUF gguf: GGUFTokenizerData) throws {
+        guard gguf.tokenTypes.isEmpty || gguf.tokenTypes.count == gguf.tokens.count else {
+            throw ANELMError("tokenizer.ggml.token_type has \(gguf.tokenTypes.count) entries for \(gguf.tokens.count) tokens")
+        }
+        guard gguf.merges.isEmpty else {
+            throw ANELMError("unsupported Gemma GGUF tokenizer with tokenizer.ggml.merges (expected merges implied by the vocabulary)")
+        }
+        // Tokens of only whitespace with a space in them are stored with real spaces; GemmaTokenizer spells them "▁".
+        let spelled = gguf.tokens.map { token -> String in
+            let scalars = token.unicodeScalars
+            guard scalars.contains(" "), scalars.allSatisfy(SentencePieceMerges.isPythonWhitespace) else { return token }
+            return String(repeating: "\u{2581}", count: scalars.count)
+        }
+        var vocab: Vocabulary = [:]
+        vocab.reserveCapacity(spelled.count)
+        for (id, token) in spelled.enumerated() { vocab[token] = id }
+        var tokensById: [Int: String] = [:]
+        tokensById.reserveCapacity(spelled.count)
+        for (token, id) in vocab { tokensById[id] = token }
+
+        let merges = SentencePieceMerges.fromVocabularyOrder(spelled, vocab: vocab)
+        let unknown = vocab["<unk>"] != nil ? "<unk>" : nil
+        let model = try BPEModel(
+            vocab: vocab, idMerges: merges, unknownToken: unknown, fuseUnknown: true, ignoreMerges: false,
+            byteFallback: true)
+
+        func token(_ id: Int?) -> String? { id.flatMap { gguf.tokens.indices.contains($0) ? gguf.tokens[$0] : nil } }
+        var added: [AddedToken] = []
+        var seen = Set<Int>()
+        for (id, type) in gguf.tokenTypes.enumerated() {
+            let text = gguf.tokens[id]
+            guard type == 3 || type == 4, let vocabId = vocab[text], !seen.contains(vocabId) else { continue }
+            added.append(AddedToken(id: vocabId, content: text, special: type == 3, normalized: false))
+            seen.insert(vocabId)
+        }
+        // transformers makes the named special tokens (and GemmaTokenizer's "<mask>") special too.
+        for text in [token(gguf.bosTokenId), token(gguf.eosTokenId), token(gguf.unknownTokenId), token(gguf.padTokenId), "<mask>"] {
+            guard let text, let vocabId = vocab[text], !seen.contains(vocabId) else { continue }
+            added.append(AddedToken(id: vocabId, content: text, special: true, normalized: false))
+            seen.insert(vocabId)
+        }
+        // transformers adds BOS to a SentencePiece vocabulary unless the file says otherwise.
+        let bos = gguf.addBosToken ?? true ? gguf.bosTokenId.flatMap { token($0) != nil ? $0 : nil } : nil
+        let eos = gguf.addEosToken == true ? gguf.eosTokenId.flatMap { token($0) != nil ? $0 : nil } : nil
+        self.init(
+            normalizer: .replace(pattern: " ", content: "\u{2581}"),
+            preTokenizer: .splitLiteral([" "], .mergedWithPrevious), model: model,
+            postProcessor: Self.bosEosTemplate(bos: bos, eos: eos),
+            decoder: .pieces(
+                replacements: [TokenDecoder.Replacement(pattern: "\u{2581}", content: " ")], byteFallback: true,
+                stripLeading: 0),
+            addedTokens: added, tokensById: tokensById, bosToken: token(gguf.bosTokenId),
             eosToken: token(gguf.eosTokenId), chatTemplate: gguf.chatTemplate)
     }
 }
