@@ -70,3 +70,10 @@ func defaultModelPath() -> String? {
     let path = DefaultModel.path.path
     return FileManager.default.fileExists(atPath: path) ? path : nil
 }
+
+/// Gemma 3 270M (`scripts/fetch-gemma3` installs it; `ANELM_GEMMA_GGUF` overrides), else nil.
+func gemmaModelPath() -> String? {
+    let path = ProcessInfo.processInfo.environment["ANELM_GEMMA_GGUF"]
+        ?? DefaultModel.cacheDirectory.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+    return FileManager.default.fileExists(atPath: path) ? path : nil
+}

@@ -143,8 +143,7 @@ final class QuantTests: XCTestCase {
 
     /// Every Q5_0/Q4_K/Q6_K tensor of the real Gemma 3 270M Q4_K_M file dequantizes to gguf-py's values.
     func testGemmaGGUFTensorsMatchGGUFPy() throws {
-        let path = ProcessInfo.processInfo.environment["ANELM_GEMMA_GGUF"] ?? "/tmp/dl/gemma/gemma-3-270m-q4_k_m.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found (set ANELM_GEMMA_GGUF)") }
+        guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
         struct Entry: Decodable { let name: String; let type: String; let shape: [Int]; let checksum: String; let first: [UInt32]?; let last: [UInt32]? }
         struct Fixture: Decodable { let tensors: [Entry] }
         let fixture = try JSONDecoder().decode(Fixture.self, from: try fixture("gemma-3-270m-q4_k_m.json"))

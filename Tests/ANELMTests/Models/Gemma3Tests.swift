@@ -9,6 +9,22 @@ final class Gemma3Tests: XCTestCase {
     func testTinyGemma3() throws { try checkReferenceExact("tiny-gemma3") }
     func testTinyGemma3SoftCapped() throws { try checkReferenceExact("tiny-gemma3-softcap") }
 
+    /// The real Gemma 3 270M from its Q4_K_M GGUF (SentencePiece tokenizer, Q4_K/Q5_0/Q6_K weights),
+    /// `--precision f32`, against transformers loading the same file.
+    func testGemma3_270mGGUF() throws {
+        guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
+        try checkReferenceExact("gemma-3-270m", modelPath: path)
+    }
+
+    /// The default path on Gemma 3 270M (Q4_K/Q5_0/Q6_K × 16-bit activations), reported.
+    func testGemma3_270mDefaultPathFidelity() throws {
+        guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
+        let f = try measureDefaultPathFidelity("gemma-3-270m", modelPath: path)
+        XCTAssertEqual(f.top1, f.cases)
+        XCTAssertGreaterThanOrEqual(f.agreement, 0.95)   // measured 280/280, max logit error 0.002
+        XCTAssertLessThan(f.worstLogit, 0.02)
+    }
+
     /// tiny-gemma3-softcap rewritten as a GGUF (llama.cpp names, norms stored as 1 + w, `gemma3.*`
     /// metadata): same logits at every position and the same greedy tokens as transformers on the folder.
     func testGGUFLayoutMatchesFolder() throws {

@@ -13,8 +13,19 @@ final class ModelParityTests: XCTestCase {
     /// The default (fast) path: quantized weights × 16-bit quantized activations. Reported (README
     /// "Fidelity"), and held near the level measured when it was written: 280/280, 7/7, 0.003.
     func testDefaultPathFidelity() throws {
-        let fixture = try ModelFixture.load("smollm2-135m-instruct")
-        let loaded = try ModelLoader.load(try fixture.modelPath(), options: LoadOptions(precision: .auto))
+        let f = try measureDefaultPathFidelity("smollm2-135m-instruct")
+        XCTAssertEqual(f.top1, f.cases)
+        XCTAssertGreaterThanOrEqual(f.agreement, 0.95)
+        XCTAssertLessThan(f.worstLogit, 0.02)
+    }
+}
+
+extension XCTestCase {
+    /// The default (fast) path against a fixture: greedy tokens equal to the reference before the first
+    /// divergence, top-1 agreement at the prompt end, and the largest top-20 logit error; printed.
+    func measureDefaultPathFidelity(_ fixtureName: String, modelPath: String? = nil) throws -> (agreement: Double, top1: Int, cases: Int, worstLogit: Double) {
+        let fixture = try ModelFixture.load(fixtureName)
+        let loaded = try ModelLoader.load(try modelPath ?? fixture.modelPath(), options: LoadOptions(precision: .auto))
         let vocab = fixture.model.vocab_size
         var agreeing = 0, total = 0, worstLogit = 0.0, top1Agree = 0
         for c in fixture.cases {
@@ -23,20 +34,14 @@ final class ModelParityTests: XCTestCase {
             worstLogit = max(worstLogit, maxError(last, c.last_logits_top20))
             if last.indices.max(by: { last[$0] < last[$1] }).map({ $0 - last.startIndex }) == c.last_logits_top20.ids[0] { top1Agree += 1 }
             let result = try loaded.makeSession().generate(prompt: c.prompt_ids, parameters: GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false))
-            // Agreement = greedy tokens equal to the reference before the first divergence.
-            let prefix = zip(result.tokens, c.greedy.ids).prefix { $0 == $1 }.count
-            agreeing += prefix
+            agreeing += zip(result.tokens, c.greedy.ids).prefix { $0 == $1 }.count
             total += c.greedy.ids.count
         }
         let agreement = Double(agreeing) / Double(total)
-        print("fidelity default path (\(Kernels.isaName)): greedy agreement \(agreeing)/\(total) = \(String(format: "%.3f", agreement)), top-1 at prompt end \(top1Agree)/\(fixture.cases.count), max top-20 logit error \(String(format: "%.3f", worstLogit))")
-        XCTAssertEqual(top1Agree, fixture.cases.count)
-        XCTAssertGreaterThanOrEqual(agreement, 0.95)
-        XCTAssertLessThan(worstLogit, 0.02)
+        print("fidelity default path \(fixtureName) (\(Kernels.isaName)): greedy agreement \(agreeing)/\(total) = \(String(format: "%.3f", agreement)), top-1 at prompt end \(top1Agree)/\(fixture.cases.count), max top-20 logit error \(String(format: "%.3f", worstLogit))")
+        return (agreement, top1Agree, fixture.cases.count, worstLogit)
     }
-}
 
-extension XCTestCase {
     /// `--precision f32` against a fixture: logits within 1e-3 (every position where given) and the greedy
     /// continuation token for token.
     func checkReferenceExact(_ fixtureName: String, modelPath: String? = nil) throws {

@@ -15,8 +15,7 @@ final class GemmaTokenizerTests: XCTestCase {
     }
 
     private static func loadGGUF() throws -> Tokenizer {
-        let path = ProcessInfo.processInfo.environment["ANELM_GEMMA_GGUF"] ?? "/tmp/dl/gemma/gemma-3-270m-q4_k_m.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("no Gemma GGUF at \(path)") }
+        guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
         return try Tokenizer(gguf: try GGUFTokenizerData(GGUFFile(path: path)))
     }
 
@@ -100,8 +99,7 @@ final class GemmaTokenizerTests: XCTestCase {
         #if DEBUG
         throw XCTSkip("timing is only meaningful in release builds")
         #else
-        let path = ProcessInfo.processInfo.environment["ANELM_GEMMA_GGUF"] ?? "/tmp/dl/gemma/gemma-3-270m-q4_k_m.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("no Gemma GGUF at \(path)") }
+        guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
         let data = try GGUFTokenizerData(GGUFFile(path: path))
         let start = Date()
         let tokenizer = try Tokenizer(gguf: data)
