@@ -21,13 +21,18 @@ def prompt_ids(n, vocab):
         out.append(vocab // 8 + z % (vocab // 2))
     return out
 
+def last_logits(llm):
+    """Logits of the last evaluated token (llama-cpp-python fills `scores` only with logits_all)."""
+    import numpy as np
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
 def llama_worker(args):
     """One llama.cpp measurement in this (fresh) process; prints one JSON line."""
     import llama_cpp
     base = peak_rss_mb()
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(model_path=args.model, n_threads=args.threads, n_threads_batch=args.threads,
-                          n_ctx=args.prompt + args.gen + 8, n_batch=512, n_ubatch=512, verbose=False)
+                          n_ctx=max(2048, args.prompt + args.gen + 8), n_batch=512, n_ubatch=512, verbose=False)
     load = time.perf_counter() - t0
     vocab = llm.n_vocab()
     ids = prompt_ids(args.prompt, vocab)
@@ -36,11 +41,11 @@ def llama_worker(args):
     for _ in range(args.repetitions):
         llm.reset()
         t = time.perf_counter(); llm.eval(ids); pre.append(args.prompt / (time.perf_counter() - t))
-        token = int(max(range(vocab), key=lambda i: llm.scores[llm.n_tokens - 1][i]))
+        token = int(last_logits(llm).argmax())
         t = time.perf_counter()
         for _ in range(args.gen - 1):     # as anelm: gen tokens = gen - 1 decode steps after the prompt's logits
             llm.eval([token])
-            token = int(llm.scores[llm.n_tokens - 1].argmax())
+            token = int(last_logits(llm).argmax())
         dec.append((args.gen - 1) / (time.perf_counter() - t))
     med = lambda xs: sorted(xs)[len(xs) // 2]
     print(json.dumps({"prefill_tps": med(pre), "decode_tps": med(dec), "load_s": load,
@@ -57,7 +62,7 @@ def llama_greedy_worker(args):
         llm.eval(case["prompt_ids"])
         toks = []
         for _ in range(case["greedy"]["max_new_tokens"]):
-            t = int(llm.scores[llm.n_tokens - 1].argmax())
+            t = int(last_logits(llm).argmax())
             toks.append(t)
             llm.eval([t])
         out.append(toks)
@@ -83,6 +88,8 @@ def main():
     p.add_argument("--prompts", default="128"); p.add_argument("--gen", type=int, default=64)
     p.add_argument("--repetitions", type=int, default=3); p.add_argument("--fidelity", action="store_true")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--gguf", help="compare on this GGUF instead of the default model and its variants")
+    p.add_argument("--reference", help="fixture JSON for --fidelity (default: the default model's)")
     p.add_argument("--worker", choices=["speed", "greedy"]); p.add_argument("--model"); p.add_argument("--fixture")
     p.add_argument("--prompt", type=int); p.add_argument("--threads-one", type=int, dest="threads_one")
     args = p.parse_args()
@@ -90,8 +97,10 @@ def main():
         args.threads = args.threads_one
         return llama_worker(args) if args.worker == "speed" else llama_greedy_worker(args)
 
-    default = run_json([args.anelm, "info", "--format", "json"])["path"]
+    default = args.gguf or run_json([args.anelm, "info", "--format", "json"])["path"]
     variants = {"q4_1": default}
+    if args.gguf:
+        args.models = "q4_1"
     cache = os.path.join(os.path.dirname(default), "variants")
     for name in args.models.split(","):
         if name in variants: continue
@@ -116,7 +125,7 @@ def main():
                 # Alternate the two engines, each in a fresh process.
                 l = run_json(me + ["--worker", "speed", "--model", variants[name], "--threads-one", str(threads), "--prompt", str(prompt), "--gen", str(args.gen), "--repetitions", str(args.repetitions)])
                 a = run_json([args.anelm, "bench", "--model", variants[name], "--threads", str(threads), "--format", "json"] + common)
-                rows.append((name, threads, prompt, a, l))
+                rows.append((os.path.basename(args.gguf) if args.gguf else name, threads, prompt, a, l))
                 print(f"{name:5} t={threads} p={prompt}: prefill {a['prefill_tps']:.1f} vs {l['prefill_tps']:.1f} t/s ({a['prefill_tps']/l['prefill_tps']:.2f}x), "
                       f"decode {a['decode_tps']:.1f} vs {l['decode_tps']:.1f} t/s ({a['decode_tps']/l['decode_tps']:.2f}x), "
                       f"peak RSS {a['peak_rss_mb']:.0f} vs {l['peak_rss_mb']:.0f} MB", file=sys.stderr)
@@ -124,22 +133,24 @@ def main():
     print("| model | threads | prompt | anelm prefill t/s | llama.cpp prefill t/s | ratio | anelm decode t/s | llama.cpp decode t/s | ratio | anelm peak MB | llama.cpp peak MB | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, threads, prompt, a, l in rows:
-        print(f"| {name.upper()} | {threads} | {prompt} | {a['prefill_tps']:.1f} | {l['prefill_tps']:.1f} | {a['prefill_tps']/l['prefill_tps']:.2f} "
+        label = name if "." in name else name.upper()
+        print(f"| {label} | {threads} | {prompt} | {a['prefill_tps']:.1f} | {l['prefill_tps']:.1f} | {a['prefill_tps']/l['prefill_tps']:.2f} "
               f"| {a['decode_tps']:.1f} | {l['decode_tps']:.1f} | {a['decode_tps']/l['decode_tps']:.2f} "
               f"| {a['peak_rss_mb']:.0f} | {l['peak_rss_mb']:.0f} | {a['peak_rss_mb']/l['peak_rss_mb']:.2f} |")
 
     if args.fidelity:
-        fixture = os.path.join(args.root, "Tests/Fixtures/models/smollm2-135m-instruct.json")
+        fixture = args.reference or os.path.join(args.root, "Tests/Fixtures/models/smollm2-135m-instruct.json")
         cases = json.load(open(fixture))["cases"]
         llama_tokens = run_json(me + ["--worker", "greedy", "--model", default, "--fixture", fixture, "--threads-one", "2"])
         total = sum(len(c["greedy"]["ids"]) for c in cases)
         la = sum(agreement(t, c["greedy"]["ids"]) for t, c in zip(llama_tokens, cases))
         aa = 0
         for c in cases:
-            r = run_json([args.anelm, "generate", "--model", default, "--prompt", c["text"], "--max-tokens", str(c["greedy"]["max_new_tokens"]), "--ignore-eos", "--format", "json"])
+            r = run_json([args.anelm, "generate", "--model", default, "--prompt", c["text"], "--max-tokens", str(c["greedy"]["max_new_tokens"]), "--ignore-eos", "--format", "json"]
+                         + ([] if c["add_special_tokens"] else ["--no-special-tokens"]))
             assert r["prompt_tokens"] == c["prompt_ids"], f"tokenization differs on {c['name']}"
             aa += agreement(r["tokens"], c["greedy"]["ids"])
-        print(f"\nfidelity (greedy tokens equal to transformers f32 before the first divergence, {len(cases)} fixture prompts, Q4_1):")
+        print(f"\nfidelity (greedy tokens equal to transformers f32 before the first divergence, {len(cases)} fixture prompts, {os.path.basename(default)}):")
         print(f"| engine | agreement |\n|---|---|\n| anelm (default path) | {aa}/{total} = {aa/total:.3f} |\n| llama.cpp | {la}/{total} = {la/total:.3f} |")
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ struct Generate: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @Option(name: .long, help: "The prompt: raw text, or the user message with --chat.") var prompt: String
     @Flag(name: .long, help: "Wrap the prompt in the model's chat template.") var chat = false
+    @Flag(name: .long, help: "Do not add the tokenizer's BOS/EOS to a raw prompt (one that already holds them).") var noSpecialTokens = false
     @Option(name: .long, help: "System message (with --chat).") var system: String?
     @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
     @OptionGroup var templateOption: TemplateOption
@@ -25,7 +26,7 @@ struct Generate: ParsableCommand {
             promptTokens = try loaded.chatPromptTokens(messages, template: template)
         } else {
             guard system == nil else { throw ANELMError("--system needs --chat") }
-            promptTokens = loaded.tokenizer.encode(prompt)
+            promptTokens = loaded.tokenizer.encode(prompt, addSpecialTokens: !noSpecialTokens)
         }
         let session = loaded.makeSession()
         let result = try session.generate(prompt: promptTokens, parameters: try sampling.parameters()) { chunk in
