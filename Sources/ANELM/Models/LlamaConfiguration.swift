@@ -129,25 +129,9 @@ public struct LlamaConfiguration: Decodable, Sendable {
 
     /// Checks sizes that the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {
-        func positive(_ v: Int, _ name: String) throws {
-            guard v > 0 else { throw ANELMError("model configuration: \(name) must be positive, got \(v)") }
-        }
-        try positive(hiddenSize, "hidden_size")
-        try positive(intermediateSize, "intermediate_size")
-        try positive(numHiddenLayers, "num_hidden_layers")
-        try positive(numAttentionHeads, "num_attention_heads")
-        try positive(numKeyValueHeads, "num_key_value_heads")
-        try positive(headDim, "head_dim")
-        try positive(vocabSize, "vocab_size")
-        try positive(maxPositionEmbeddings, "max_position_embeddings")
-        guard numAttentionHeads % numKeyValueHeads == 0 else {
-            throw ANELMError("model configuration: num_attention_heads (\(numAttentionHeads)) is not a multiple of num_key_value_heads (\(numKeyValueHeads))")
-        }
-        guard headDim % 2 == 0 else { throw ANELMError("model configuration: head_dim must be even for RoPE, got \(headDim)") }
-        let limit = 1 << 20
-        for (v, n) in [(hiddenSize, "hidden_size"), (intermediateSize, "intermediate_size"), (numHiddenLayers, "num_hidden_layers"), (numAttentionHeads, "num_attention_heads"), (headDim, "head_dim")] where v > limit {
-            throw ANELMError("model configuration: \(n) = \(v) is implausibly large")
-        }
+        try validateTransformerShape(hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
+                                     numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
+                                     vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
         _ = try ropeScaling()
     }
 }
