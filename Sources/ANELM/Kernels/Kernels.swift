@@ -12,21 +12,35 @@ public enum Kernels {
     /// `y[t, r] = Σ_c w[r, c] · x[t, c]` for `tokens` rows of `x`, split by rows over the pool.
     /// Quantized weights multiply 16-bit quantized activations (see anelm_block_q16).
     public static func matmul(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, pool: ThreadPool) {
-        guard tokens > 0 else { return }
-        let type = Int32(w.type.rawValue)
-        // About 16 KB of weights per task keeps tasks small enough to balance, large enough to amortize.
-        let minimumRows = max(1, 16384 / max(w.rowBytes, 1))
-        if w.usesQuantizedActivations {
-            let blocks = w.cols / 32
-            let xq = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
-            defer { xq.deallocate() }
-            for t in 0..<tokens { anelm_quantize_q16(x + t * w.cols, xq + t * blocks, w.cols) }
-            pool.parallelRanges(w.rows, minimum: minimumRows) { r in
-                anelm_matmul_rows(type, w.data, w.rowBytes, w.cols, nil, xq, tokens, y, w.rows, r.lowerBound, r.upperBound)
-            }
-        } else {
-            pool.parallelRanges(w.rows, minimum: minimumRows) { r in
-                anelm_matmul_rows(type, w.data, w.rowBytes, w.cols, x, nil, tokens, y, w.rows, r.lowerBound, r.upperBound)
+        matmul([(w, y)], x, tokens: tokens, pool: pool)
+    }
+
+    /// Several products of the same input (q/k/v, gate/up) in one pass over the pool: the input is
+    /// quantized once and the workers synchronize once instead of once per matrix.
+    public static func matmul(_ products: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
+        guard tokens > 0, let cols = products.first?.0.cols else { return }
+        precondition(products.allSatisfy { $0.0.cols == cols }, "products of one input need equal column counts")
+        var xq: UnsafeMutablePointer<anelm_block_q16>?
+        if products.contains(where: { $0.0.usesQuantizedActivations }) {
+            let blocks = cols / 32
+            let buffer = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
+            for t in 0..<tokens { anelm_quantize_q16(x + t * cols, buffer + t * blocks, cols) }
+            xq = buffer
+        }
+        defer { xq?.deallocate() }
+        // Tasks of about 16 KB of weights: small enough to balance, large enough to amortize.
+        var tasks: [(product: Int, rows: Range<Int>)] = []
+        let totalBytes = products.reduce(0) { $0 + $1.0.rows * $1.0.rowBytes }
+        let perTask = max(16384, totalBytes / (pool.threads * 4))
+        for (index, (w, _)) in products.enumerated() {
+            let rowsPerTask = max(1, perTask / max(w.rowBytes, 1))
+            for start in stride(from: 0, to: w.rows, by: rowsPerTask) { tasks.append((index, start..<min(w.rows, start + rowsPerTask))) }
+        }
+        tasks.withUnsafeBufferPointer { tasks in
+            pool.parallelFor(tasks.count) { i in
+                let (w, y) = products[tasks[i].product], r = tasks[i].rows
+                anelm_matmul_rows(Int32(w.type.rawValue), w.data, w.rowBytes, w.cols, w.usesQuantizedActivations ? nil : x,
+                                  w.usesQuantizedActivations ? UnsafePointer(xq) : nil, tokens, y, w.rows, r.lowerBound, r.upperBound)
             }
         }
     }

@@ -198,9 +198,7 @@ public final class Gemma3Model: LanguageModel {
             let a = layer.attention
             rmsNorm(x.pointer, layer.inputNorm, eps: eps, rows: n, width: hidden, into: xn.pointer)
             let keys = cache.keys(l) + start * kvWidth, values = cache.values(l) + start * kvWidth
-            a.q(xn.pointer, tokens: n, into: q.pointer, pool: pool)
-            a.k(xn.pointer, tokens: n, into: keys, pool: pool)
-            a.v(xn.pointer, tokens: n, into: values, pool: pool)
+            Linear.apply([(a.q, q.pointer), (a.k, keys), (a.v, values)], to: xn.pointer, tokens: n, pool: pool)
             rmsNorm(q.pointer, a.qNorm, eps: eps, rows: n * c.numAttentionHeads, width: headDim, into: q.pointer)
             rmsNorm(keys, a.kNorm, eps: eps, rows: n * c.numKeyValueHeads, width: headDim, into: keys)
             let rope = a.isSliding ? localRope : globalRope
@@ -215,8 +213,7 @@ public final class Gemma3Model: LanguageModel {
 
             // 3. Feed-forward: down(gelu(gate(x)) * up(x)), pre- and post-normed.
             rmsNorm(x.pointer, layer.preFeedforwardNorm, eps: eps, rows: n, width: hidden, into: xn.pointer)
-            layer.mlp.gate(xn.pointer, tokens: n, into: gate.pointer, pool: pool)
-            layer.mlp.up(xn.pointer, tokens: n, into: up.pointer, pool: pool)
+            Linear.apply([(layer.mlp.gate, gate.pointer), (layer.mlp.up, up.pointer)], to: xn.pointer, tokens: n, pool: pool)
             if c.hiddenActivation == "gelu" {
                 Kernels.geluMul(gate: gate.pointer, up: up.pointer, count: n * c.intermediateSize)
             } else {

@@ -143,9 +143,7 @@ public final class LlamaModel: LanguageModel {
             // 2. Attention: q/k/v projections, RoPE, append k/v to the cache, attend, project back.
             rmsNorm(x.pointer, layer.attentionNorm, eps: c.rmsNormEps, rows: n, width: hidden, into: xn.pointer)
             let keys = cache.keys(l) + start * kvWidth, values = cache.values(l) + start * kvWidth
-            layer.attention.q(xn.pointer, tokens: n, into: q.pointer, pool: pool)
-            layer.attention.k(xn.pointer, tokens: n, into: keys, pool: pool)
-            layer.attention.v(xn.pointer, tokens: n, into: values, pool: pool)
+            Linear.apply([(layer.attention.q, q.pointer), (layer.attention.k, keys), (layer.attention.v, values)], to: xn.pointer, tokens: n, pool: pool)
             for t in 0..<n {
                 rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
                 rope.apply(keys + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
@@ -156,8 +154,7 @@ public final class LlamaModel: LanguageModel {
 
             // 3. Feed-forward: down(silu(gate(x)) * up(x)).
             rmsNorm(x.pointer, layer.mlpNorm, eps: c.rmsNormEps, rows: n, width: hidden, into: xn.pointer)
-            layer.mlp.gate(xn.pointer, tokens: n, into: gate.pointer, pool: pool)
-            layer.mlp.up(xn.pointer, tokens: n, into: up.pointer, pool: pool)
+            Linear.apply([(layer.mlp.gate, gate.pointer), (layer.mlp.up, up.pointer)], to: xn.pointer, tokens: n, pool: pool)
             Kernels.siluMul(gate: gate.pointer, up: up.pointer, count: n * c.intermediateSize)
             layer.mlp.down(gate.pointer, tokens: n, into: projected.pointer, pool: pool)
             Kernels.addInPlace(x.pointer, projected.pointer, count: n * hidden)

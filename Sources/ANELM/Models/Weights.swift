@@ -15,11 +15,18 @@ struct Linear {
     var outFeatures: Int { weight.rows }
 
     func callAsFunction(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        Kernels.matmul(weight, x, y, tokens: tokens, pool: pool)
-        guard let bias else { return }
-        for t in 0..<tokens {
-            let row = y + t * outFeatures
-            for i in 0..<outFeatures { row[i] += bias[i] }
+        Linear.apply([(self, y)], to: x, tokens: tokens, pool: pool)
+    }
+
+    /// Several layers of the same input in one pass (q/k/v, gate/up).
+    static func apply(_ layers: [(Linear, UnsafeMutablePointer<Float>)], to x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
+        Kernels.matmul(layers.map { ($0.0.weight, $0.1) }, x, tokens: tokens, pool: pool)
+        for (layer, y) in layers {
+            guard let bias = layer.bias else { continue }
+            for t in 0..<tokens {
+                let row = y + t * layer.outFeatures
+                for i in 0..<layer.outFeatures { row[i] += bias[i] }
+            }
         }
     }
 }
