@@ -94,6 +94,27 @@ final class ANELoweringTests: XCTestCase {
         XCTAssertTrue(graph.tensors.allSatisfy { $0.shape.count == 4 || graph.constants[$0.id] != nil })
     }
 
+    /// The report: every conv, norm and attention op fits the ANE; only the int32 token plumbing (embedding
+    /// gather, argmax) falls back; a conv wider than 16,384 channels is flagged.
+    func testReport() throws {
+        let loaded = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-llama").path)
+        let report = ANEReport(graph: try ANELowering.decodeGraph(loaded))
+        let byKind = Dictionary(uniqueKeysWithValues: report.rows.map { ($0.kind, $0) })
+        for kind in [ANEOpKind.conv, .matmul, .softmax, .rsqrt, .readState, .writeState] {
+            XCTAssertEqual(byKind[kind]?.fallBacks, 0, "\(kind)")
+        }
+        XCTAssertEqual(byKind[.gather]?.fallBacks, 2)
+        XCTAssertEqual(byKind[.reduceArgmax]?.fallBacks, 2)  // one chunk (512) + the winner
+        XCTAssertTrue(report.table.contains("conv"))
+
+        let g = ANEGraphBuilder()
+        let x = g.input("x", shape: [1, 4, 1, 1])
+        g.output("y", try g.conv(x, weight: g.constant("w", fp16Bits: [UInt16](repeating: 0, count: 16_385 * 4), shape: [16_385, 4, 1, 1])))
+        let wide = ANEReport(graph: g.build())
+        XCTAssertEqual(wide.rows.first { $0.kind == .conv }?.fallBacks, 1)
+        XCTAssertTrue(wide.table.contains("16385 channels"), wide.table)
+    }
+
     // MARK: Ops against plain f32
 
     func testRoundingMatchesFloat16() {
