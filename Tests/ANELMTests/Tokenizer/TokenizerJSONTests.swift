@@ -150,8 +150,7 @@ final class TokenizerJSONTests: XCTestCase {
         let ids = tokenizer.encode(text)
         let seconds = Date().timeIntervalSince(start)
         print("encoded \(text.utf8.count) bytes into \(ids.count) tokens in \(seconds) s")
-        XCTAssertGreaterThan(ids.count, 100_000)
-        XCTAssertLessThan(seconds, 1.0)
+        XCTAssertGreaterThan(ids.count, 100_000)   // the time is reported, not asserted: speed lives in benchmarks
         #endif
     }
 }
