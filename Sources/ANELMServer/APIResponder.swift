@@ -97,18 +97,52 @@ struct APIResponder: HTTPResponder {
         if parsed.stream {
             return stream(handle, reply: reply, includeUsage: parsed.includeUsage)
         }
+        return try await answer(handle, reply: reply)
+    }
+
+    /// A non-streaming answer. The first event is awaited before answering, so a failure to start
+    /// keeps its error status. While tokens come, single spaces (leading JSON whitespace) are sent
+    /// every few tokens: writing to a client that has gone fails, which cancels the generation and
+    /// frees its slot; then the JSON object follows.
+    private func answer(_ handle: JobHandle, reply: Reply) async throws -> Response {
+        var events = handle.events.makeAsyncIterator()
         var text = ""
-        var summary: GenerationSummary?
-        for await event in handle.events {
-            switch event {
-            case .text(let piece): text += piece
-            case .finished(let s): summary = s
-            case .failed(let message): throw APIError(.internalServerError, message, type: "server_error", code: "generation_failed")
+        switch await events.next() {
+        case .text(let piece)?: text = piece
+        case .finished(let summary)?:
+            log(reply, summary, stream: false)
+            return Self.json(.ok, reply.complete(text: "", summary: summary))
+        case .failed(let message)?: throw APIError(.internalServerError, message, type: "server_error", code: "generation_failed")
+        case nil: throw APIError(.internalServerError, "the generation ended without a result", type: "server_error")
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        let body = ResponseBody { [self, text, events] writer in
+            var text = text, events = events, pieces = 1
+            var result: JSON = APIError(.internalServerError, "the generation ended without a result", type: "server_error").body
+            do {
+                while let event = await events.next() {
+                    switch event {
+                    case .text(let piece):
+                        text += piece
+                        pieces += 1
+                        if pieces % 8 == 0 { try await writer.write(ByteBuffer(string: " ")) }
+                    case .finished(let summary):
+                        log(reply, summary, stream: false)
+                        result = reply.complete(text: text, summary: summary)
+                    case .failed(let message):
+                        result = APIError(.internalServerError, message, type: "server_error", code: "generation_failed").body
+                    }
+                }
+                try await writer.write(ByteBuffer(string: result.text))
+                try await writer.finish(nil)
+            } catch {
+                handle.cancel()
+                logger.info("connection closed by client", metadata: ["request_id": "\(reply.id)"])
+                throw error
             }
         }
-        guard let summary else { throw APIError(.internalServerError, "the generation ended without a result", type: "server_error") }
-        log(reply, summary, stream: false)
-        return Self.json(.ok, reply.complete(text: text, summary: summary))
+        return Response(status: .ok, headers: headers, body: body)
     }
 
     private func stream(_ handle: JobHandle, reply: Reply, includeUsage: Bool) -> Response {

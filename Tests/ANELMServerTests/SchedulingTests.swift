@@ -57,6 +57,21 @@ final class SchedulingTests: XCTestCase {
         XCTAssertEqual(next.status, 200)
     }
 
+    /// A non-streaming client that hangs up is noticed too (the server writes leading spaces while it
+    /// generates): its generation is cancelled and the slot freed.
+    func testNonStreamingDisconnectCancelsGeneration() throws {
+        let s = try slowServer(parallel: 1, queue: 1)
+        defer { s.stop() }
+        let c = try TestConnection(port: s.port)
+        let body = Array((try? JSONSerialization.data(withJSONObject: ["prompt": "Once upon a time", "max_tokens": 400, "temperature": 0] as [String: Any])) ?? Data())
+        try c.sendRequest(method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"], body: body)
+        try eventually("one active slot") { try s.metric("anelm_active_slots") == 1 }
+        c.hangUp()
+        try eventually("the slot to be freed") { try s.metric("anelm_active_slots") == 0 }
+        XCTAssertEqual(try s.metric("anelm_generations_cancelled_total"), 1)
+        XCTAssertLessThan(try s.metric("anelm_completion_tokens_total"), 400, "generation stopped early")
+    }
+
     func testQueueFullGets503() throws {
         let s = try slowServer(parallel: 1, queue: 1)
         defer { s.stop() }
