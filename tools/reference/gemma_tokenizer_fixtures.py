@@ -23,6 +23,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tokenizer_fixtures  # noqa: E402  (shares the case builder and the JSON writer)
+from tokenizer_fixtures import write_json  # noqa: E402
+
 TEXTS = [
     "",
     " ",
@@ -80,24 +84,8 @@ Byte pair encoding merges the most frequent pairs of symbols, again and again, u
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
 
 
-def ids_of(tok, text, special):
-    return tok(text, add_special_tokens=special)["input_ids"]
-
-
 def expected_for(tok):
-    cases = []
-    for text in TEXTS:
-        with_special = ids_of(tok, text, True)
-        without = ids_of(tok, text, False)
-        cases.append(
-            {
-                "text": text,
-                "ids": with_special,
-                "ids_no_special": without,
-                "decoded": tok.decode(with_special, skip_special_tokens=False),
-                "decoded_skip_special": tok.decode(with_special, skip_special_tokens=True),
-            }
-        )
+    expected = tokenizer_fixtures.expected_for(tok, TEXTS)
     # Decoding generated ids: byte tokens that do not form valid UTF-8 become one U+FFFD per byte.
     byte = {b: tok.convert_tokens_to_ids(f"<0x{b:02X}>") for b in (0xE4, 0xB8, 0xAD, 0xF0, 0x41)}
     hello = tok("Hello", add_special_tokens=False)["input_ids"]
@@ -107,21 +95,8 @@ def expected_for(tok):
         hello + [byte[0xF0]],
         [byte[0x41], byte[0xE4]] + hello + [byte[0xE4], byte[0xB8], byte[0xAD]],
     ]
-    decodes = [{"ids": ids, "decoded": tok.decode(ids)} for ids in raw]
-    return {
-        "vocab_size": len(tok),
-        "bos_token": tok.bos_token,
-        "eos_token": tok.eos_token,
-        "eos_token_id": tok.eos_token_id,
-        "cases": cases,
-        "raw_decodes": decodes,
-    }
-
-
-def write_json(path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1, sort_keys=True)
-        f.write("\n")
+    expected["raw_decodes"] = [{"ids": ids, "decoded": tok.decode(ids)} for ids in raw]
+    return expected
 
 
 def gguf_fixture(gguf_path, out_dir):

@@ -91,9 +91,9 @@ def ids_of(tok, text, special):
     return tok(text, add_special_tokens=special)["input_ids"]
 
 
-def expected_for(tok):
+def expected_for(tok, texts=TEXTS):
     cases = []
-    for text in TEXTS:
+    for text in texts:
         with_special = ids_of(tok, text, True)
         without = ids_of(tok, text, False)
         cases.append(
