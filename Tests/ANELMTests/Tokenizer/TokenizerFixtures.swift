@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ANELM
 
 /// Expected ids and decodes that tools/reference/tokenizer_fixtures.py wrote from transformers.
 struct TokenizerExpectation: Decodable {
@@ -34,5 +35,25 @@ enum TokenizerFixtures {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         return try decoder.decode(TokenizerExpectation.self, from: data)
+    }
+
+    /// The tokenizer against a fixture: vocabulary size, BOS/EOS, and for every text the ids with and
+    /// without special tokens and both decodes.
+    static func assertMatches(_ tokenizer: Tokenizer, _ expected: TokenizerExpectation, name: String,
+                              file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(tokenizer.vocabSize, expected.vocabSize, "vocab size", file: file, line: line)
+        XCTAssertEqual(tokenizer.bosToken, expected.bosToken, file: file, line: line)
+        XCTAssertEqual(tokenizer.eosToken, expected.eosToken, file: file, line: line)
+        XCTAssertEqual(tokenizer.eosTokenIds, expected.eosTokenId.map { [$0] } ?? [], file: file, line: line)
+        for testCase in expected.cases {
+            let label = "\(name): \(testCase.text.debugDescription)"
+            XCTAssertEqual(tokenizer.encode(testCase.text), testCase.ids, label, file: file, line: line)
+            XCTAssertEqual(
+                tokenizer.encode(testCase.text, addSpecialTokens: false), testCase.idsNoSpecial, label, file: file, line: line)
+            XCTAssertEqual(tokenizer.decode(testCase.ids), testCase.decoded, label, file: file, line: line)
+            XCTAssertEqual(
+                tokenizer.decode(testCase.ids, skipSpecialTokens: true), testCase.decodedSkipSpecial, label,
+                file: file, line: line)
+        }
     }
 }

@@ -14,20 +14,7 @@ final class TokenizerJSONTests: XCTestCase {
     private func assertMatchesTransformers(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let tokenizer = try load(name)
         let expected = try TokenizerFixtures.expectation("\(name)/expected.json")
-        XCTAssertEqual(tokenizer.vocabSize, expected.vocabSize, "vocab size", file: file, line: line)
-        XCTAssertEqual(tokenizer.bosToken, expected.bosToken, file: file, line: line)
-        XCTAssertEqual(tokenizer.eosToken, expected.eosToken, file: file, line: line)
-        XCTAssertEqual(tokenizer.eosTokenIds, expected.eosTokenId.map { [$0] } ?? [], file: file, line: line)
-        for testCase in expected.cases {
-            let label = "\(name): \(testCase.text.debugDescription)"
-            XCTAssertEqual(tokenizer.encode(testCase.text), testCase.ids, label, file: file, line: line)
-            XCTAssertEqual(
-                tokenizer.encode(testCase.text, addSpecialTokens: false), testCase.idsNoSpecial, label, file: file, line: line)
-            XCTAssertEqual(tokenizer.decode(testCase.ids), testCase.decoded, label, file: file, line: line)
-            XCTAssertEqual(
-                tokenizer.decode(testCase.ids, skipSpecialTokens: true), testCase.decodedSkipSpecial, label,
-                file: file, line: line)
-        }
+        TokenizerFixtures.assertMatches(tokenizer, expected, name: name, file: file, line: line)
     }
 
     func testLlama3StyleMatchesTransformers() throws { try assertMatchesTransformers("llama3_bpe") }
