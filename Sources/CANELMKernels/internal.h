@@ -9,12 +9,21 @@ static inline void anelm_scale_min_k4(const uint8_t *q, int j, int *scale, int *
     if (j < 4) { *scale = q[j] & 63; *min = q[j + 4] & 63; }
     else { *scale = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4); *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
 }
-// AVX2/FMA/F16C versions (kernels_avx2.c); called only when anelm_uses_avx2().
+// AVX2/FMA/F16C versions (kernels_avx2.c, kernels_x86.h); called only when anelm_uses_avx2().
 void avx2_f16_to_f32(const uint16_t *src, float *dst, long n);
 void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n);
 float avx2_dot(const float *a, const float *b, long n);
 void avx2_axpy(float a, const float *x, float *y, long n);
+void avx2_f32_to_f16(const float *src, uint16_t *dst, long n);
+void avx2_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c);
+void avx2_softmax(float *x, long n);
+void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
+                    long stride, long count, float scale, float softcap, float *scratch, float *out);
 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                       const float *x, const anelm_block_q16 *xq, long tokens,
                       float *y, long rows, long row_begin, long row_end);
+// The same matrix kernels with AVX-VNNI (kernels_avxvnni.c); called only when the CPU has it.
+void avxvnni_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
+                         const float *x, const anelm_block_q16 *xq, long tokens,
+                         float *y, long rows, long row_begin, long row_end);
 #endif

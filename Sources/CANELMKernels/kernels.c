@@ -7,22 +7,26 @@
 // Dequantization must round as gguf-py/ggml do (a multiply, then an add, each rounded): no fusing.
 #pragma STDC FP_CONTRACT OFF
 
-static int force_portable = 0;
+static int isa_cap = ANELM_ISA_AVXVNNI;
 
-int anelm_uses_avx2(void) {
-#if defined(__x86_64__) || defined(__i386__)
+// The best level this CPU (and OS) runs, found once.
+static int detected_isa_level(void) {
+#if defined(__x86_64__)
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        cached = !avx2 ? ANELM_ISA_PORTABLE : __builtin_cpu_supports("avxvnni") ? ANELM_ISA_AVXVNNI : ANELM_ISA_AVX2;
     }
-    return cached && !force_portable;
+    return cached;
 #else
-    return 0;
+    return ANELM_ISA_PORTABLE;
 #endif
 }
 
-void anelm_force_portable(int on) { force_portable = on; }
+int anelm_isa_level(void) { int level = detected_isa_level(); return level < isa_cap ? level : isa_cap; }
+void anelm_limit_isa(int level) { isa_cap = level < 0 ? ANELM_ISA_AVXVNNI : level; }
+int anelm_uses_avx2(void) { return anelm_isa_level() >= ANELM_ISA_AVX2; }
 
 // MARK: conversions
 
@@ -70,6 +74,7 @@ void anelm_convert_bf16_to_f32(const uint16_t *src, float *dst, long n) {
 }
 
 void anelm_convert_f32_to_f16(const float *src, uint16_t *dst, long n) {
+    if (anelm_uses_avx2()) { avx2_f32_to_f16(src, dst, n); return; }
     for (long i = 0; i < n; i++) dst[i] = anelm_f32_to_f16(src[i]);
 }
 
@@ -265,7 +270,11 @@ static float row_dot_portable(int type, const uint8_t *w, long cols, const float
 void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                        const float *x, const anelm_block_q16 *xq, long tokens,
                        float *y, long rows, long row_begin, long row_end) {
-    if (anelm_uses_avx2()) { avx2_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return; }
+    switch (anelm_isa_level()) {
+    case ANELM_ISA_AVXVNNI: avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
+    case ANELM_ISA_AVX2: avx2_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
+    default: break;
+    }
     for (long r = row_begin; r < row_end; r++) {
         const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
         for (long t = 0; t < tokens; t++)
@@ -287,6 +296,38 @@ void anelm_axpy(float a, const float *x, float *y, long n) {
     for (long i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+// Row j of a key/value cache as f32 (f16 rows converted into `tmp`).
+static const float *cache_row(const void *base, int kv_type, long stride, long j, long head_dim, float *tmp) {
+    if (kv_type == ANELM_F32) return (const float *)base + j * stride;
+    anelm_convert_f16_to_f32((const uint16_t *)base + j * stride, tmp, head_dim);
+    return tmp;
+}
+
+void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
+                     long stride, long count, float scale, float softcap, float *scratch, float *out) {
+    if (anelm_uses_avx2() && head_dim % 8 == 0) {
+        avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out);
+        return;
+    }
+    float *scores = scratch, *tmp = scratch + group * count;
+    // 1. Scores: each key row converted once, dotted with every query of the group.
+    for (long j = 0; j < count; j++) {
+        const float *k = cache_row(keys, kv_type, stride, j, head_dim, tmp);
+        for (long g = 0; g < group; g++) {
+            float s = anelm_dot(q + g * head_dim, k, head_dim) * scale;
+            scores[g * count + j] = softcap > 0 ? tanhf(s / softcap) * softcap : s;
+        }
+    }
+    // 2. Softmax of each query's scores.
+    for (long g = 0; g < group; g++) anelm_softmax(scores + g * count, count);
+    // 3. Weighted values: each value row converted once, added into every query's output.
+    memset(out, 0, (size_t)(group * head_dim) * sizeof(float));
+    for (long j = 0; j < count; j++) {
+        const float *v = cache_row(values, kv_type, stride, j, head_dim, tmp);
+        for (long g = 0; g < group; g++) anelm_axpy(scores[g * count + j], v, out + g * head_dim, head_dim);
+    }
+}
+
 void anelm_add(float *y, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += x[i]; }
 void anelm_scale(float *x, float a, long n) { for (long i = 0; i < n; i++) x[i] *= a; }
 
@@ -299,6 +340,7 @@ void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *ou
 
 void anelm_softmax(float *x, long n) {
     if (n <= 0) return;
+    if (anelm_uses_avx2()) { avx2_softmax(x, n); return; }
     float m = x[0];
     for (long i = 1; i < n; i++) m = fmaxf(m, x[i]);
     double s = 0;
@@ -307,6 +349,15 @@ void anelm_softmax(float *x, long n) {
     for (long i = 0; i < n; i++) x[i] *= inv;
 }
 
-void anelm_silu_mul(float *gate, const float *up, long n) {
-    for (long i = 0; i < n; i++) { float g = gate[i]; gate[i] = g / (1.0f + expf(-g)) * up[i]; }
+// x · sigmoid(k·x + c·x³) · up (SiLU: k 1, c 0; GELU's tanh form: k 2√(2/π), c 0.044715·k).
+static void sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) {
+    if (anelm_uses_avx2()) { avx2_sigmoid_gate_mul(gate, up, n, k, c); return; }
+    for (long i = 0; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
+}
+
+void anelm_silu_mul(float *gate, const float *up, long n) { sigmoid_gate_mul(gate, up, n, 1, 0); }
+
+void anelm_gelu_tanh_mul(float *gate, const float *up, long n) {
+    const float k = 2 * 0.7978845608028654f;  // 2·√(2/π): 0.5·x·(1 + tanh(u)) = x·sigmoid(2u)
+    sigmoid_gate_mul(gate, up, n, k, k * 0.044715f);
 }

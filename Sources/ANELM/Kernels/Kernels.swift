@@ -3,11 +3,31 @@ import CANELMKernels
 
 /// anelm's numeric kernels: thin Swift names over the C microkernels (see CANELMKernels).
 public enum Kernels {
-    /// "avx2" when the AVX2/FMA/F16C kernels run, else "portable".
-    public static var isaName: String { anelm_uses_avx2() != 0 ? "avx2" : "portable" }
+    /// Elements below which an elementwise pass runs on the calling thread: splitting a decode step's
+    /// few thousand values costs more than it saves; a prefill block's hundreds of thousands do not.
+    public static let elementwiseGrain = 16_384
 
-    /// Forces the portable kernels (the tests' reference), or lifts that.
-    public static func forcePortable(_ on: Bool) { anelm_force_portable(on ? 1 : 0) }
+    /// The vector ISA levels the kernels are written for, lowest (the tests' reference) first.
+    public enum ISA: Int32, CaseIterable, Sendable {
+        case portable = 0, avx2 = 1, avxvnni = 2
+
+        public var name: String { ["portable", "avx2", "avx2+vnni"][Int(rawValue)] }
+    }
+
+    /// The level in use: the best this CPU runs, unless capped.
+    public static var isa: ISA { ISA(rawValue: anelm_isa_level()) ?? .portable }
+    public static var isaName: String { isa.name }
+
+    /// The levels this CPU runs.
+    public static var availableISAs: [ISA] {
+        let cap = isa
+        limitISA(nil)
+        defer { limitISA(cap) }
+        return ISA.allCases.filter { $0.rawValue <= isa.rawValue }
+    }
+
+    /// Caps the level (tests compare each level with the portable kernels); nil lifts the cap.
+    public static func limitISA(_ level: ISA?) { anelm_limit_isa(level?.rawValue ?? -1) }
 
     /// `y[t, r] = Σ_c w[r, c] · x[t, c]` for `tokens` rows of `x`, split by rows over the pool.
     /// Quantized weights multiply 16-bit quantized activations (see anelm_block_q16).
@@ -24,7 +44,9 @@ public enum Kernels {
         if products.contains(where: { $0.0.usesQuantizedActivations }) {
             let blocks = cols / 32
             let buffer = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
-            for t in 0..<tokens { anelm_quantize_q16(x + t * cols, buffer + t * blocks, cols) }
+            pool.parallelRanges(tokens, minimum: max(1, elementwiseGrain / cols)) { rows in
+                for t in rows { anelm_quantize_q16(x + t * cols, buffer + t * blocks, cols) }
+            }
             xq = buffer
         }
         defer { xq?.deallocate() }
@@ -68,13 +90,7 @@ public enum Kernels {
 
 extension Kernels {
     /// `gate = gelu_tanh(gate) · up` (PyTorch's `gelu(approximate="tanh")`, Gemma's activation).
-    public static func geluTanhMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        let c: Float = 0.7978845608028654  // √(2/π)
-        for i in 0..<count {
-            let x = gate[i]
-            gate[i] = 0.5 * x * (1 + tanhf(c * (x + 0.044715 * x * x * x))) * up[i]
-        }
-    }
+    public static func geluTanhMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) { anelm_gelu_tanh_mul(gate, up, count) }
 
     /// `gate = gelu(gate) · up` with the exact (erf) GELU.
     public static func geluMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {

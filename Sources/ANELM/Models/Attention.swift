@@ -1,3 +1,4 @@
+import CANELMKernels
 import Foundation
 
 /// The shape and scoring rule of one attention layer, shared by the model families.
@@ -13,29 +14,26 @@ struct AttentionShape {
     var softcap: Float? = nil
 }
 
-/// Causal attention of `tokens` new queries over a cache layer that already holds their keys and values.
-/// `queries` and `out` are `[token][head][headDim]`; the cache rows are `[position][kvHead][headDim]`.
+/// Causal attention of `tokens` new queries over a cache layer that already holds their keys and values
+/// (stored, not yet committed). `queries` and `out` are `[token][head][headDim]`. One task per token and
+/// key/value head: the heads of a group are scored together, so each cached row is read once per token.
+/// With too few such tasks to keep the pool busy (decode), each query head is a task of its own.
 func causalAttention(_ a: AttentionShape, cache: KVCache, layer l: Int, queries: UnsafeMutablePointer<Float>, tokens n: Int, start: Int, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-    let headDim = a.headDim, group = a.heads / a.kvHeads, kvWidth = cache.rowWidth, qWidth = a.heads * headDim
-    let scale = a.scale
+    let headDim = a.headDim, kvWidth = cache.rowWidth, qWidth = a.heads * headDim
     let keys = cache.keys(l), values = cache.values(l)
-    let span = start + n
-    pool.parallelFor(n * a.heads) { task in
-        let t = task / a.heads, h = task % a.heads, kvh = h / group
-        let q = queries + t * qWidth + h * headDim
+    let elementSize = cache.element == .f16 ? 2 : 4, kvType = Int32(cache.element.rawValue)
+    let group = n * a.kvHeads >= 2 * pool.threads ? a.heads / a.kvHeads : 1
+    let groupsPerToken = a.heads / group, headsPerKV = a.heads / a.kvHeads
+    pool.parallelFor(n * groupsPerToken) { task in
+        let t = task / groupsPerToken, firstHead = (task % groupsPerToken) * group, kvh = firstHead / headsPerKV
         let end = start + t + 1
         let first = a.window.map { max(0, end - $0) } ?? 0
         let visible = end - first
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: span) { scores in
-            let s = scores.baseAddress!
-            for j in 0..<visible { s[j] = Kernels.dot(q, keys + (first + j) * kvWidth + kvh * headDim, count: headDim) * scale }
-            if let cap = a.softcap {
-                for j in 0..<visible { s[j] = tanhf(s[j] / cap) * cap }
-            }
-            Kernels.softmax(s, count: visible)
-            let o = out + t * qWidth + h * headDim
-            o.update(repeating: 0, count: headDim)
-            for j in 0..<visible { Kernels.axpy(s[j], values + (first + j) * kvWidth + kvh * headDim, o, count: headDim) }
+        let offset = (first * kvWidth + kvh * headDim) * elementSize
+        let heads = t * qWidth + firstHead * headDim
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: group * visible + headDim) { scratch in
+            anelm_attention(queries + heads, group, headDim, keys + offset, values + offset, kvType, kvWidth, visible,
+                            a.scale, a.softcap ?? 0, scratch.baseAddress, out + heads)
         }
     }
 }

@@ -125,6 +125,7 @@ public final class Gemma3Model: LanguageModel {
     let localRope: RotaryEmbedding
     let globalRope: RotaryEmbedding
     let pool: ThreadPool
+    let cacheElement: TensorType
 
     public var vocabularySize: Int { configuration.vocabSize }
     public var contextLength: Int { configuration.maxPositionEmbeddings }
@@ -135,6 +136,7 @@ public final class Gemma3Model: LanguageModel {
         let norm = Gemma3NormReader(weights: w, includesOne: names.normsIncludeOne)
         configuration = c
         self.pool = pool
+        cacheElement = KVCache.element(for: precision)
         embedding = try w.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
         let scale = Float(c.hiddenSize).squareRoot()
         // `embed_scale.to(self.weight.dtype)`; llama.cpp (GGUF) multiplies by the f32 value.
@@ -166,7 +168,7 @@ public final class Gemma3Model: LanguageModel {
     }
 
     public func makeState() -> ModelState {
-        KVCache(layers: configuration.numHiddenLayers, kvHeads: configuration.numKeyValueHeads, headDim: configuration.headDim, capacity: contextLength)
+        KVCache(layers: configuration.numHiddenLayers, kvHeads: configuration.numKeyValueHeads, headDim: configuration.headDim, capacity: contextLength, element: cacheElement)
     }
 
     public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
@@ -184,6 +186,7 @@ public final class Gemma3Model: LanguageModel {
         let x = FloatBuffer(n * hidden)               // residual stream
         let xn = FloatBuffer(n * hidden)              // normalized input of a block
         let q = FloatBuffer(n * qWidth)
+        let k = FloatBuffer(n * kvWidth), v = FloatBuffer(n * kvWidth)
         let attended = FloatBuffer(n * qWidth)
         let projected = FloatBuffer(n * hidden)
         let gate = FloatBuffer(n * c.intermediateSize)
@@ -196,31 +199,35 @@ public final class Gemma3Model: LanguageModel {
         for (l, layer) in layers.enumerated() {
             // 2. Attention: q/k/v, per-head q/k norms, RoPE of the layer's kind, cache, attend, o, post-norm.
             let a = layer.attention
-            rmsNorm(x.pointer, layer.inputNorm, eps: eps, rows: n, width: hidden, into: xn.pointer)
-            let keys = cache.keys(l) + start * kvWidth, values = cache.values(l) + start * kvWidth
-            Linear.apply([(a.q, q.pointer), (a.k, keys), (a.v, values)], to: xn.pointer, tokens: n, pool: pool)
-            rmsNorm(q.pointer, a.qNorm, eps: eps, rows: n * c.numAttentionHeads, width: headDim, into: q.pointer)
-            rmsNorm(keys, a.kNorm, eps: eps, rows: n * c.numKeyValueHeads, width: headDim, into: keys)
+            rmsNorm(x.pointer, layer.inputNorm, eps: eps, rows: n, width: hidden, into: xn.pointer, pool: pool)
+            Linear.apply([(a.q, q.pointer), (a.k, k.pointer), (a.v, v.pointer)], to: xn.pointer, tokens: n, pool: pool)
+            rmsNorm(q.pointer, a.qNorm, eps: eps, rows: n * c.numAttentionHeads, width: headDim, into: q.pointer, pool: pool)
+            rmsNorm(k.pointer, a.kNorm, eps: eps, rows: n * c.numKeyValueHeads, width: headDim, into: k.pointer, pool: pool)
             let rope = a.isSliding ? localRope : globalRope
-            for t in 0..<n {
-                rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
-                rope.apply(keys + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
+            pool.parallelRanges(n, minimum: 16) { tokens in
+                for t in tokens {
+                    rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
+                    rope.apply(k.pointer + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
+                }
             }
+            cache.store(layer: l, keys: k.pointer, values: v.pointer, tokens: n)
             causalAttention(a.shape, cache: cache, layer: l, queries: q.pointer, tokens: n, start: start, into: attended.pointer, pool: pool)
             a.o(attended.pointer, tokens: n, into: projected.pointer, pool: pool)
-            rmsNorm(projected.pointer, layer.postAttentionNorm, eps: eps, rows: n, width: hidden, into: projected.pointer)
+            rmsNorm(projected.pointer, layer.postAttentionNorm, eps: eps, rows: n, width: hidden, into: projected.pointer, pool: pool)
             Kernels.addInPlace(x.pointer, projected.pointer, count: n * hidden)
 
             // 3. Feed-forward: down(gelu(gate(x)) * up(x)), pre- and post-normed.
-            rmsNorm(x.pointer, layer.preFeedforwardNorm, eps: eps, rows: n, width: hidden, into: xn.pointer)
+            rmsNorm(x.pointer, layer.preFeedforwardNorm, eps: eps, rows: n, width: hidden, into: xn.pointer, pool: pool)
             Linear.apply([(layer.mlp.gate, gate.pointer), (layer.mlp.up, up.pointer)], to: xn.pointer, tokens: n, pool: pool)
-            if c.hiddenActivation == "gelu" {
-                Kernels.geluMul(gate: gate.pointer, up: up.pointer, count: n * c.intermediateSize)
-            } else {
-                Kernels.geluTanhMul(gate: gate.pointer, up: up.pointer, count: n * c.intermediateSize)
+            pool.parallelRanges(n * c.intermediateSize, minimum: Kernels.elementwiseGrain) { r in
+                if c.hiddenActivation == "gelu" {
+                    Kernels.geluMul(gate: gate.pointer + r.lowerBound, up: up.pointer + r.lowerBound, count: r.count)
+                } else {
+                    Kernels.geluTanhMul(gate: gate.pointer + r.lowerBound, up: up.pointer + r.lowerBound, count: r.count)
+                }
             }
             layer.mlp.down(gate.pointer, tokens: n, into: projected.pointer, pool: pool)
-            rmsNorm(projected.pointer, layer.postFeedforwardNorm, eps: eps, rows: n, width: hidden, into: projected.pointer)
+            rmsNorm(projected.pointer, layer.postFeedforwardNorm, eps: eps, rows: n, width: hidden, into: projected.pointer, pool: pool)
             Kernels.addInPlace(x.pointer, projected.pointer, count: n * hidden)
         }
         cache.commit(n)
@@ -228,7 +235,7 @@ public final class Gemma3Model: LanguageModel {
         // 4. Final norm and logits (soft-capped when configured), for the last token unless every position is asked for.
         let first = allPositions ? 0 : n - 1
         let rows = n - first
-        rmsNorm(x.pointer + first * hidden, outputNorm, eps: eps, rows: rows, width: hidden, into: xn.pointer)
+        rmsNorm(x.pointer + first * hidden, outputNorm, eps: eps, rows: rows, width: hidden, into: xn.pointer, pool: pool)
         var logits = [Float](repeating: 0, count: rows * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { output(xn.pointer, tokens: rows, into: $0.baseAddress!, pool: pool) }
         if let cap = c.finalLogitSoftcapping {

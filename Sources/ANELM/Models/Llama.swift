@@ -91,6 +91,7 @@ public final class LlamaModel: LanguageModel {
     let output: Linear
     let rope: RotaryEmbedding
     let pool: ThreadPool
+    let cacheElement: TensorType
 
     public var vocabularySize: Int { configuration.vocabSize }
     public var contextLength: Int { configuration.maxPositionEmbeddings }
@@ -100,6 +101,7 @@ public final class LlamaModel: LanguageModel {
         let w = WeightReader(store: store, precision: precision)
         configuration = c
         self.pool = pool
+        cacheElement = KVCache.element(for: precision)
         embedding = try w.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
         layers = try (0..<c.numHiddenLayers).map { try LlamaDecoderLayer(w, names.layer($0), c) }
         outputNorm = try w.vector(names.outputNorm, count: c.hiddenSize)
@@ -114,7 +116,7 @@ public final class LlamaModel: LanguageModel {
     }
 
     public func makeState() -> ModelState {
-        KVCache(layers: configuration.numHiddenLayers, kvHeads: configuration.numKeyValueHeads, headDim: configuration.headDim, capacity: contextLength)
+        KVCache(layers: configuration.numHiddenLayers, kvHeads: configuration.numKeyValueHeads, headDim: configuration.headDim, capacity: contextLength, element: cacheElement)
     }
 
     public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
@@ -131,6 +133,7 @@ public final class LlamaModel: LanguageModel {
         let x = FloatBuffer(n * hidden)               // residual stream
         let xn = FloatBuffer(n * hidden)              // normalized input of a block
         let q = FloatBuffer(n * qWidth)
+        let k = FloatBuffer(n * kvWidth), v = FloatBuffer(n * kvWidth)
         let attended = FloatBuffer(n * qWidth)
         let projected = FloatBuffer(n * hidden)
         let gate = FloatBuffer(n * c.intermediateSize)
@@ -141,21 +144,25 @@ public final class LlamaModel: LanguageModel {
 
         for (l, layer) in layers.enumerated() {
             // 2. Attention: q/k/v projections, RoPE, append k/v to the cache, attend, project back.
-            rmsNorm(x.pointer, layer.attentionNorm, eps: c.rmsNormEps, rows: n, width: hidden, into: xn.pointer)
-            let keys = cache.keys(l) + start * kvWidth, values = cache.values(l) + start * kvWidth
-            Linear.apply([(layer.attention.q, q.pointer), (layer.attention.k, keys), (layer.attention.v, values)], to: xn.pointer, tokens: n, pool: pool)
-            for t in 0..<n {
-                rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
-                rope.apply(keys + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
+            rmsNorm(x.pointer, layer.attentionNorm, eps: c.rmsNormEps, rows: n, width: hidden, into: xn.pointer, pool: pool)
+            Linear.apply([(layer.attention.q, q.pointer), (layer.attention.k, k.pointer), (layer.attention.v, v.pointer)], to: xn.pointer, tokens: n, pool: pool)
+            pool.parallelRanges(n, minimum: 16) { tokens in
+                for t in tokens {
+                    rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
+                    rope.apply(k.pointer + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
+                }
             }
+            cache.store(layer: l, keys: k.pointer, values: v.pointer, tokens: n)
             causalAttention(layer.attention.shape, cache: cache, layer: l, queries: q.pointer, tokens: n, start: start, into: attended.pointer, pool: pool)
             layer.attention.o(attended.pointer, tokens: n, into: projected.pointer, pool: pool)
             Kernels.addInPlace(x.pointer, projected.pointer, count: n * hidden)
 
             // 3. Feed-forward: down(silu(gate(x)) * up(x)).
-            rmsNorm(x.pointer, layer.mlpNorm, eps: c.rmsNormEps, rows: n, width: hidden, into: xn.pointer)
+            rmsNorm(x.pointer, layer.mlpNorm, eps: c.rmsNormEps, rows: n, width: hidden, into: xn.pointer, pool: pool)
             Linear.apply([(layer.mlp.gate, gate.pointer), (layer.mlp.up, up.pointer)], to: xn.pointer, tokens: n, pool: pool)
-            Kernels.siluMul(gate: gate.pointer, up: up.pointer, count: n * c.intermediateSize)
+            pool.parallelRanges(n * c.intermediateSize, minimum: Kernels.elementwiseGrain) { r in
+                Kernels.siluMul(gate: gate.pointer + r.lowerBound, up: up.pointer + r.lowerBound, count: r.count)
+            }
             layer.mlp.down(gate.pointer, tokens: n, into: projected.pointer, pool: pool)
             Kernels.addInPlace(x.pointer, projected.pointer, count: n * hidden)
         }
@@ -164,16 +171,20 @@ public final class LlamaModel: LanguageModel {
         // 4. Final norm and logits, for the last token unless every position is asked for.
         let first = allPositions ? 0 : n - 1
         let rows = n - first
-        rmsNorm(x.pointer + first * hidden, outputNorm, eps: c.rmsNormEps, rows: rows, width: hidden, into: xn.pointer)
+        rmsNorm(x.pointer + first * hidden, outputNorm, eps: c.rmsNormEps, rows: rows, width: hidden, into: xn.pointer, pool: pool)
         var logits = [Float](repeating: 0, count: rows * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { output(xn.pointer, tokens: rows, into: $0.baseAddress!, pool: pool) }
         return logits
     }
 }
 
-/// RMSNorm of each of `rows` rows of `width` floats.
-func rmsNorm(_ x: UnsafePointer<Float>, _ weight: [Float], eps: Float, rows: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
+/// RMSNorm of each of `rows` rows of `width` floats (spread over `pool`, when given, if there are many: prefill).
+func rmsNorm(_ x: UnsafePointer<Float>, _ weight: [Float], eps: Float, rows: Int, width: Int, into out: UnsafeMutablePointer<Float>, pool: ThreadPool? = nil) {
     weight.withUnsafeBufferPointer { w in
-        for r in 0..<rows { Kernels.rmsNorm(x + r * width, weight: w.baseAddress, eps: eps, count: width, into: out + r * width) }
+        let normRows = { (range: Range<Int>) in
+            for r in range { Kernels.rmsNorm(x + r * width, weight: w.baseAddress, eps: eps, count: width, into: out + r * width) }
+        }
+        guard let pool else { return normRows(0..<rows) }
+        pool.parallelRanges(rows, minimum: max(1, Kernels.elementwiseGrain / max(width, 1)), normRows)
     }
 }

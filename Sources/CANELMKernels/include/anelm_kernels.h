@@ -16,10 +16,13 @@ enum {
     ANELM_Q4_K = 12, ANELM_Q5_K = 13, ANELM_Q6_K = 14, ANELM_BF16 = 30
 };
 
-/// 1 when the AVX2/FMA/F16C kernels are in use.
+/// The vector ISA the kernels use: the best the CPU runs, unless capped by anelm_limit_isa.
+enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2 };
+int anelm_isa_level(void);
+/// Caps the level (the tests compare every level with the portable reference); -1 lifts the cap.
+void anelm_limit_isa(int level);
+/// 1 when at least the AVX2/FMA/F16C kernels are in use.
 int anelm_uses_avx2(void);
-/// Forces the portable kernels (tests compare the two).
-void anelm_force_portable(int on);
 
 // Conversions.
 float anelm_f16_to_f32(uint16_t h);
@@ -45,6 +48,14 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                        const float *x, const anelm_block_q16 *xq, long tokens,
                        float *y, long rows, long row_begin, long row_end);
 
+/// Attention of `group` query heads (q: group × head_dim, contiguous) that share one key/value head,
+/// over `count` cached positions: out[g] = Σ_j softmax_j(s_gj) · v_j with s_gj = scale · q_g·k_j, soft-capped
+/// to cap · tanh(s / cap) when `softcap` > 0. Keys and values are `count` rows `stride` elements apart, of
+/// `kv_type` ANELM_F32 or ANELM_F16; each row is read once for the whole group. `scratch` holds
+/// group × count + head_dim floats; `out` is group × head_dim.
+void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
+                     long stride, long count, float scale, float softcap, float *scratch, float *out);
+
 // Vector kernels.
 float anelm_dot(const float *a, const float *b, long n);
 void anelm_axpy(float a, const float *x, float *y, long n);
@@ -53,6 +64,8 @@ void anelm_scale(float *x, float a, long n);
 void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *out);
 void anelm_softmax(float *x, long n);
 void anelm_silu_mul(float *gate, const float *up, long n);
+/// gate = gelu_tanh(gate) · up (PyTorch's gelu(approximate="tanh"), Gemma's activation).
+void anelm_gelu_tanh_mul(float *gate, const float *up, long n);
 
 // A persistent pool of worker threads. `run` calls fn(ctx, i) for i in [0, count), spread over the
 // workers and the caller, and returns when all are done.

@@ -35,22 +35,17 @@ final class KernelTests: XCTestCase {
     }
 
     func matrix(_ type: TensorType, rows: Int, cols: Int) throws -> (WeightMatrix, [Float], Data) {
-        let bytes = Data(randomBlocks(type, rows: rows, cols: cols))
-        let owner = Box(bytes)
-        let tensor = owner.data.withUnsafeBytes { raw in
-            Tensor(name: "w", type: type, shape: [rows, cols], data: UnsafeRawBufferPointer(start: raw.baseAddress, count: raw.count), owner: owner)
-        }
+        let bytes = randomBlocks(type, rows: rows, cols: cols)
+        let tensor = StableBytes(bytes).tensor(type, shape: [rows, cols])
         let w = try WeightMatrix(tensor)
         let f = try WeightMatrix.dequantized(tensor)
         let dense = Array(UnsafeBufferPointer(start: f.data.assumingMemoryBound(to: Float.self), count: rows * cols))
-        return (w, dense, bytes)
+        return (w, dense, Data(bytes))
     }
-
-    final class Box { var data: Data; init(_ d: Data) { data = d } }
 
     func testMatmulEveryTypeAgainstDoubleReference() throws {
         let pool = ThreadPool(threads: 2)
-        let shapes = [(1, 32), (7, 64), (33, 96), (130, 160), (1, 576), (3, 1024)]
+        let shapes = [(1, 1), (3, 7), (1, 32), (7, 64), (33, 96), (130, 160), (1, 576), (3, 1024)]
         for type in TensorType.allCases {
             for (rows, cols) in shapes where cols % type.blockSize == 0 {   // K-quants: QuantTests covers more shapes
                 for tokens in [1, 3, 6] {   // 6: one 4-token group and a remainder
@@ -76,11 +71,12 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    func testAVX2MatchesPortable() throws {
-        guard Kernels.isaName == "avx2" else { throw XCTSkip("no AVX2 here") }
+    func testEveryISAMatchesPortable() throws {
+        guard Kernels.availableISAs.count > 1 else { throw XCTSkip("only the portable kernels run here") }
         let pool = ThreadPool(threads: 1)
         for type in TensorType.allCases {
-            for (rows, cols) in [(5, 32), (9, 288), (2, 1000 - 1000 % type.blockSize)] where cols % type.blockSize == 0 {
+            // Float types also get widths that are not a multiple of the SIMD width (1, 7, 23 columns).
+            for (rows, cols) in [(5, 32), (9, 288), (2, 1000 - 1000 % type.blockSize), (1, 1), (3, 7), (4, 23)] where cols % type.blockSize == 0 {
                 let (w, _, _) = try matrix(type, rows: rows, cols: cols)
                 let tokens = 5
                 let x = random(tokens * cols)
@@ -89,11 +85,14 @@ final class KernelTests: XCTestCase {
                     x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { Kernels.matmul(w, xp.baseAddress!, $0.baseAddress!, tokens: tokens, pool: pool) } }
                     return y
                 }
-                let fast = run()
-                Kernels.forcePortable(true)
+                Kernels.limitISA(.portable)
                 let plain = run()
-                Kernels.forcePortable(false)
-                for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols)") }
+                for isa in Kernels.availableISAs.dropFirst() {
+                    Kernels.limitISA(isa)
+                    let fast = run()
+                    for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols) \(isa.name)") }
+                }
+                Kernels.limitISA(nil)
             }
         }
     }
@@ -104,9 +103,9 @@ final class KernelTests: XCTestCase {
             x[0] = 3; x[1] = -3   // values at ±max hit the ends of the int16 range exactly
             var a = [anelm_block_q16](repeating: anelm_block_q16(), count: n / 32), b = a
             anelm_quantize_q16(x, &a, n)
-            Kernels.forcePortable(true)
+            Kernels.limitISA(.portable)
             anelm_quantize_q16(x, &b, n)
-            Kernels.forcePortable(false)
+            Kernels.limitISA(nil)
             for i in a.indices {
                 XCTAssertEqual(a[i].d, b[i].d); XCTAssertEqual(a[i].s, b[i].s)
                 XCTAssertEqual(withUnsafeBytes(of: a[i].q) { Array($0) }, withUnsafeBytes(of: b[i].q) { Array($0) })
@@ -122,6 +121,9 @@ final class KernelTests: XCTestCase {
     }
 
     func testVectorKernels() {
+        defer { Kernels.limitISA(nil) }
+        for isa in Kernels.availableISAs {
+        Kernels.limitISA(isa)
         for n in [1, 7, 8, 15, 16, 17, 64, 577] {
             let a = random(n), b = random(n)
             let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
@@ -145,6 +147,71 @@ final class KernelTests: XCTestCase {
             var g = a
             b.withUnsafeBufferPointer { bp in g.withUnsafeMutableBufferPointer { Kernels.siluMul(gate: $0.baseAddress!, up: bp.baseAddress!, count: n) } }
             for i in 0..<n { XCTAssertEqual(Double(g[i]), Double(a[i]) / (1 + exp(-Double(a[i]))) * Double(b[i]), accuracy: 1e-6) }
+
+            // Activations over a wide range (exp's clamping, both tails). The references are exact in double;
+            // GELU's tanh form as x·sigmoid(2u), which is 0.5·x·(1 + tanh(u)) without its cancellation for x ≪ 0.
+            // In float, the sigmoid's argument z carries a relative rounding of ~1e-7, which moves exp(-z) by
+            // |z|·1e-7 relative: the tolerance grows with |z| (and allows the ~1e-37 a clamped exp leaves of 0).
+            let wide = random(n, scale: 30)
+            for (name, argument) in [("silu", { (x: Double) in x }),
+                                     ("gelu_tanh", { (x: Double) in 2 * 0.7978845608028654 * (x + 0.044715 * x * x * x) })] {
+                var out = wide
+                b.withUnsafeBufferPointer { bp in out.withUnsafeMutableBufferPointer {
+                    name == "silu" ? Kernels.siluMul(gate: $0.baseAddress!, up: bp.baseAddress!, count: n) : Kernels.geluTanhMul(gate: $0.baseAddress!, up: bp.baseAddress!, count: n)
+                } }
+                for i in 0..<n {
+                    let x = Double(wide[i]), z = argument(x)
+                    let expected = x / (1 + exp(-z)) * Double(b[i])
+                    XCTAssertEqual(Double(out[i]), expected, accuracy: 3e-7 * (abs(z) + 2) * abs(expected) + 1e-36, "\(name)(\(wide[i])) \(isa.name)")
+                }
+            }
+        }
+        }
+    }
+
+    /// The grouped attention kernel against a double-precision reference, with f32 and f16 caches,
+    /// soft-capped or not, on head sizes and position counts off the SIMD width, at every ISA level.
+    func testAttentionAgainstDoubleReference() {
+        defer { Kernels.limitISA(nil) }
+        for isa in Kernels.availableISAs {
+        Kernels.limitISA(isa)
+        for (group, headDim, count, stride) in [(1, 16, 1, 16), (3, 64, 33, 192), (4, 24, 7, 48), (2, 256, 5, 256), (7, 8, 64, 56)] {
+            for kvType in [TensorType.f32, .f16] {
+                for softcap: Float in [0, 3] {
+                    let q = random(group * headDim, scale: 2)
+                    var keys = random(count * stride, scale: 2), values = random(count * stride)
+                    if kvType == .f16 {   // the reference sees the values the f16 cache holds
+                        keys = keys.map { anelm_f16_to_f32(anelm_f32_to_f16($0)) }
+                        values = values.map { anelm_f16_to_f32(anelm_f32_to_f16($0)) }
+                    }
+                    let stored: [UInt8] = kvType == .f16
+                        ? (keys + values).flatMap { v -> [UInt8] in let h = anelm_f32_to_f16(v); return [UInt8(h & 0xff), UInt8(h >> 8)] }
+                        : floatBytes(keys + values)
+                    let scale = 1 / Float(headDim).squareRoot()
+                    var out = [Float](repeating: .nan, count: group * headDim)
+                    var scratch = [Float](repeating: 0, count: group * count + headDim)
+                    stored.withUnsafeBytes { kv in
+                        let half = kv.count / 2
+                        anelm_attention(q, group, headDim, kv.baseAddress, kv.baseAddress! + half, Int32(kvType.rawValue), stride, count, scale, softcap, &scratch, &out)
+                    }
+                    for g in 0..<group {
+                        var s = (0..<count).map { j -> Double in
+                            var d = 0.0
+                            for i in 0..<headDim { d += Double(q[g * headDim + i]) * Double(keys[j * stride + i]) }
+                            d *= Double(scale)
+                            return softcap > 0 ? tanh(d / Double(softcap)) * Double(softcap) : d
+                        }
+                        let m = s.max()!
+                        s = s.map { exp($0 - m) }
+                        let total = s.reduce(0, +)
+                        for i in 0..<headDim {
+                            let expected = (0..<count).reduce(0.0) { $0 + s[$1] / total * Double(values[$1 * stride + i]) }
+                            XCTAssertEqual(Double(out[g * headDim + i]), expected, accuracy: 1e-5, "group \(group) dim \(headDim) count \(count) \(kvType) cap \(softcap) \(isa.name)")
+                        }
+                    }
+                }
+            }
+        }
         }
     }
 
@@ -159,6 +226,18 @@ final class KernelTests: XCTestCase {
         let halves = (0..<19).map { anelm_f32_to_f16(Float($0) * 0.25 - 2) }
         anelm_convert_f16_to_f32(halves, &out, 19)
         XCTAssertEqual(out, (0..<19).map { Float($0) * 0.25 - 2 })
+
+        // The vectorized f32 → f16 conversion (the KV cache's) rounds as the portable one, bit for bit:
+        // ties to even, subnormals, overflow to infinity.
+        var values: [Float] = [0, -0.0, 1, 65504, 65519, 65520, 1e-8, 6e-5, 5.9604645e-8, 2.9802322e-8, 8.940697e-8, -.infinity, .infinity, 1.0009765625, 1.00048828125]
+        values += (0..<4000).map { _ in Float(sign: rng.next() % 2 == 0 ? .plus : .minus, exponent: Int(rng.next() % 40) - 28, significand: 1 + Float(rng.next() % 8_388_608) / 8_388_608) }
+        var fast = [UInt16](repeating: 0, count: values.count), plain = fast
+        anelm_convert_f32_to_f16(values, &fast, values.count)
+        Kernels.limitISA(.portable)
+        anelm_convert_f32_to_f16(values, &plain, values.count)
+        Kernels.limitISA(nil)
+        XCTAssertEqual(fast, plain)
+        XCTAssertEqual(plain, values.map(anelm_f32_to_f16))
     }
 
     func testThreadPoolRunsEveryIndexOnce() {

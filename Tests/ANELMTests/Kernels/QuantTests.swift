@@ -68,13 +68,8 @@ final class QuantTests: XCTestCase {
         return bytes
     }
 
-    final class Box { let data: Data; init(_ d: Data) { data = d } }
-
     func matrix(_ type: TensorType, rows: Int, cols: Int) throws -> (WeightMatrix, [Float]) {
-        let owner = Box(Data(randomBlocks(type, count: rows * cols / type.blockSize)))
-        let tensor = owner.data.withUnsafeBytes { raw in
-            Tensor(name: "w", type: type, shape: [rows, cols], data: UnsafeRawBufferPointer(start: raw.baseAddress, count: raw.count), owner: owner)
-        }
+        let tensor = StableBytes(randomBlocks(type, count: rows * cols / type.blockSize)).tensor(type, shape: [rows, cols])
         let w = try WeightMatrix(tensor)
         let f = try WeightMatrix.dequantized(tensor)
         return (w, Array(UnsafeBufferPointer(start: f.data.assumingMemoryBound(to: Float.self), count: rows * cols)))
@@ -114,30 +109,29 @@ final class QuantTests: XCTestCase {
         }
     }
 
-    func testAVX2MatchesPortable() throws {
-        guard Kernels.isaName == "avx2" else { throw XCTSkip("no AVX2 here") }
+    func testEveryISAMatchesPortable() throws {
+        guard Kernels.availableISAs.count > 1 else { throw XCTSkip("only the portable kernels run here") }
         let pool = ThreadPool(threads: 2)
         for type in Self.newTypes {
             for (rows, cols) in [(1, 256), (9, 768), (2, 2048), (37, 512)] {
                 let (w, _) = try matrix(type, rows: rows, cols: cols)
                 for tokens in [1, 3, 6] {
                     let x = random(tokens * cols)
-                    let fast = matmul(w, x, tokens: tokens, pool: pool)
-                    Kernels.forcePortable(true)
+                    Kernels.limitISA(.portable)
                     let plain = matmul(w, x, tokens: tokens, pool: pool)
-                    Kernels.forcePortable(false)
-                    for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols) tokens \(tokens)") }
+                    for isa in Kernels.availableISAs.dropFirst() {
+                        Kernels.limitISA(isa)
+                        let fast = matmul(w, x, tokens: tokens, pool: pool)
+                        for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols) tokens \(tokens) \(isa.name)") }
+                    }
+                    Kernels.limitISA(nil)
                 }
             }
         }
     }
 
     func testRowLengthNotAWholeSuperBlockIsAClearError() {
-        let bytes = Data(count: 144 * 5)
-        let owner = Box(bytes)
-        let tensor = owner.data.withUnsafeBytes { raw in
-            Tensor(name: "w", type: .q4_K, shape: [2, 640], data: UnsafeRawBufferPointer(start: raw.baseAddress, count: raw.count), owner: owner)
-        }
+        let tensor = StableBytes([UInt8](repeating: 0, count: 144 * 5)).tensor(.q4_K, shape: [2, 640])
         XCTAssertThrowsError(try WeightMatrix(tensor)) { XCTAssertTrue("\($0)".contains("256"), "\($0)") }
     }
 

@@ -1,0 +1,347 @@
+// The x86_64 matrix kernels, written once and compiled for two ISA levels: kernels_avx2.c
+// (AVX2/FMA/F16C) and kernels_avxvnni.c (the same plus AVX-VNNI, whose vpdpwssd fuses one multiply-add
+// and the add of the two halves of a block). Before including this file the includer defines
+// ISA_TARGET (the target attribute string), ISA_VNNI (0 or 1) and ISA_NAME(name) (the exported prefix).
+// (AVX-512 versions were measured and dropped: on the development machine the quantized kernels ran
+// 20–40% slower at 512 bits, whose integer ops issue on fewer ports, and the f16 ones no faster.)
+#include "internal.h"
+#include <immintrin.h>
+#include <string.h>
+
+#define KERNEL __attribute__((target(ISA_TARGET)))
+
+// One 32-value block's weights as int16, in two 256-bit halves (elements 0–15, 16–31).
+typedef struct { __m256i lo, hi; } wblock;
+KERNEL static inline wblock wblock_of(__m256i lo, __m256i hi) { wblock w = {lo, hi}; return w; }
+KERNEL static inline wblock wblock_minus(wblock w, short bias) {
+    const __m256i b = _mm256_set1_epi16(bias);
+    return wblock_of(_mm256_sub_epi16(w.lo, b), _mm256_sub_epi16(w.hi, b));
+}
+
+// How far ahead of the row being read the kernels prefetch. The weights stream from memory once per
+// token; on the development machine hardware prefetch alone left the decode kernels waiting on memory
+// (5.4 GB/s of the ~11 GB/s one core can read), and 4 KB ahead doubled the decode rate (BENCHMARKS.md).
+#define PREFETCH_AHEAD 4096
+
+KERNEL static inline void prefetch_ahead(const uint8_t *p) { _mm_prefetch((const char *)p + PREFETCH_AHEAD, _MM_HINT_T0); }
+
+KERNEL static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+KERNEL static inline float half(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return _cvtsh_ss(v); }
+
+// Σ over a block of 32 weights times 16-bit activations, as partial sums in a float vector.
+KERNEL static inline __m256 block_dot(wblock w, const int16_t *a) {
+    __m256i p = _mm256_madd_epi16(w.lo, _mm256_loadu_si256((const __m256i *)a));
+#if ISA_VNNI
+    p = _mm256_dpwssd_avx_epi32(p, w.hi, _mm256_loadu_si256((const __m256i *)(a + 16)));
+#else
+    p = _mm256_add_epi32(p, _mm256_madd_epi16(w.hi, _mm256_loadu_si256((const __m256i *)(a + 16))));
+#endif
+    return _mm256_cvtepi32_ps(p);
+}
+
+// One block's weights as int16: Q4 nibbles (low nibbles are elements 0–15, high 16–31), Q8 bytes.
+KERNEL static inline wblock unpack_q4(const uint8_t *qs) {
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qs));
+    return wblock_of(_mm256_and_si256(b, _mm256_set1_epi16(0x0f)), _mm256_srli_epi16(b, 4));
+}
+KERNEL static inline wblock unpack_q8(const uint8_t *qs) {
+    return wblock_of(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)qs)), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qs + 16))));
+}
+// Q5_0/Q5_1 from the 32 high bits: Q4 nibbles, plus 16 where bit j of qh is set for value j.
+KERNEL static inline wblock unpack_q5(const uint8_t *qh_qs) {
+    uint32_t qh;
+    memcpy(&qh, qh_qs, 4);
+    wblock w = unpack_q4(qh_qs + 4);
+    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, (short)0x8000);
+    const __m256i sixteen = _mm256_set1_epi16(16);
+    __m256i h0 = _mm256_and_si256(_mm256_set1_epi16((short)(qh & 0xffff)), bit);
+    __m256i h1 = _mm256_and_si256(_mm256_set1_epi16((short)(qh >> 16)), bit);
+    return wblock_of(_mm256_or_si256(w.lo, _mm256_and_si256(_mm256_cmpeq_epi16(h0, bit), sixteen)),
+                     _mm256_or_si256(w.hi, _mm256_and_si256(_mm256_cmpeq_epi16(h1, bit), sixteen)));
+}
+
+// A block's f16 scale d (and min m, for types with one) as floats in lanes 0 (and 1); they sit at
+// the block's start, as anelm_block_q16's d and s do, so one conversion makes both...
+KERNEL static inline __m128 block_scales(const uint8_t *w, int has_min) {
+    uint32_t bits = 0;
+    memcpy(&bits, w, has_min ? 4 : 2);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)bits));
+}
+// ...and one multiply by the activation block's (d, s) gives lane 0 d·d_x, which scales the integer
+// dot product, and lane 1 m·s_x, the min term.
+KERNEL static inline __m128 times_activation_scales(__m128 scales, const anelm_block_q16 *a) {
+    return _mm_mul_ps(scales, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&a->d)));
+}
+
+// One weight row of 32-value blocks against one activation row (decode). Two accumulators over
+// alternating blocks, so consecutive blocks' FMAs do not wait on each other.
+#define DEFINE_DOT1(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                \
+    KERNEL static __m256 NAME##_block(const uint8_t *w, const anelm_block_q16 *a, __m128 *scale) {    \
+        wblock q = UNPACK(w + OFFSET);                                                                \
+        if (BIAS) q = wblock_minus(q, BIAS);                                                          \
+        *scale = times_activation_scales(block_scales(w, HAS_MIN), a);                                \
+        return block_dot(q, a->q);                                                                    \
+    }                                                                                                 \
+    KERNEL static void NAME(const uint8_t *w, const anelm_block_q16 *a, long blocks, float *out) {    \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                                        \
+        __m128 min0 = _mm_setzero_ps(), min1 = _mm_setzero_ps(), s0, s1;                              \
+        long b = 0;                                                                                   \
+        for (; b + 2 <= blocks; b += 2, w += 2 * BLOCK) {                                             \
+            prefetch_ahead(w);                                                                        \
+            __m256 p0 = NAME##_block(w, a + b, &s0), p1 = NAME##_block(w + BLOCK, a + b + 1, &s1);     \
+            acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), p0, acc0);                                                  \
+            acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s1), p1, acc1);                                                  \
+            if (HAS_MIN) { min0 = _mm_add_ps(min0, s0); min1 = _mm_add_ps(min1, s1); }                \
+        }                                                                                             \
+        for (; b < blocks; b++, w += BLOCK) {                                                         \
+            __m256 p0 = NAME##_block(w, a + b, &s0);                                                  \
+            acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(s0), p0, acc0);                                                  \
+            if (HAS_MIN) min0 = _mm_add_ps(min0, s0);                                                 \
+        }                                                                                             \
+        float mins = HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(_mm_add_ps(min0, min1))) : 0;            \
+        *out = hsum(_mm256_add_ps(acc0, acc1)) + mins;                                                         \
+    }
+
+// One weight row against four activation rows (prefill): each block's weights are loaded and
+// unpacked once for the four.
+#define DEFINE_DOT4(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                \
+    KERNEL static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {   \
+        __m256 acc[4];                                                                                \
+        __m128 mins[4];                                                                               \
+        for (int i = 0; i < 4; i++) { acc[i] = _mm256_setzero_ps(); mins[i] = _mm_setzero_ps(); }                 \
+        for (long b = 0; b < blocks; b++, w += BLOCK) {                                               \
+            prefetch_ahead(w);                                                                        \
+            wblock q = UNPACK(w + OFFSET);                                                            \
+            if (BIAS) q = wblock_minus(q, BIAS);                                                      \
+            __m128 ws = block_scales(w, HAS_MIN);                                                     \
+            for (int i = 0; i < 4; i++) {                                                             \
+                const anelm_block_q16 *a = xq + i * blocks + b;                                       \
+                __m128 s = times_activation_scales(ws, a);                                            \
+                acc[i] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s), block_dot(q, a->q), acc[i]);                              \
+                if (HAS_MIN) mins[i] = _mm_add_ps(mins[i], s);                                        \
+            }                                                                                         \
+        }                                                                                             \
+        for (int i = 0; i < 4; i++) out[i] = hsum(acc[i]) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(mins[i])) : 0); \
+    }
+
+// K-quant super-blocks unpack to 8 activation-block-sized pieces: q[2k], q[2k + 1] are values
+// 32k…32k + 15 and 32k + 16…32k + 31 as int16, scale[k] multiplies their dot product with
+// activation block k, and min[k]·(its d·Σq) is subtracted.
+KERNEL static inline void k4_scales(const uint8_t *p, float *scale, float *min) {
+    float d = half(p), dmin = half(p + 2);
+    for (int k = 0; k < 8; k++) {
+        int sc, m;
+        anelm_scale_min_k4(p + 4, k, &sc, &m);
+        scale[k] = d * (float)sc;
+        min[k] = dmin * (float)m;
+    }
+}
+// 128 bytes of nibbles: 32 bytes j serve sub-blocks 2j (low nibbles) and 2j + 1 (high).
+KERNEL static inline void k4_nibbles(const uint8_t *qs, __m256i *q) {
+    const __m256i low = _mm256_set1_epi16(0x0f);
+    for (int j = 0; j < 4; j++) {
+        __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 32 * j)));
+        __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qs + 32 * j + 16)));
+        q[4 * j] = _mm256_and_si256(b0, low);
+        q[4 * j + 1] = _mm256_and_si256(b1, low);
+        q[4 * j + 2] = _mm256_srli_epi16(b0, 4);
+        q[4 * j + 3] = _mm256_srli_epi16(b1, 4);
+    }
+}
+KERNEL static inline void unpack_q4_k(const uint8_t *p, __m256i *q, float *scale, float *min) {
+    k4_scales(p, scale, min);
+    k4_nibbles(p + 16, q);
+}
+KERNEL static inline void unpack_q5_k(const uint8_t *p, __m256i *q, float *scale, float *min) {
+    // Q4_K's scales; the nibbles come after 32 bytes of fifth bits (bit k of byte l: sub-block k, value l).
+    k4_scales(p, scale, min);
+    k4_nibbles(p + 48, q);
+    const uint8_t *qh = p + 16;
+    const __m256i one = _mm256_set1_epi16(1);
+    __m256i h0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qh));
+    __m256i h1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qh + 16)));
+    for (int k = 0; k < 8; k++) {
+        q[2 * k] = _mm256_or_si256(q[2 * k], _mm256_slli_epi16(_mm256_and_si256(h0, one), 4));
+        q[2 * k + 1] = _mm256_or_si256(q[2 * k + 1], _mm256_slli_epi16(_mm256_and_si256(h1, one), 4));
+        h0 = _mm256_srli_epi16(h0, 1);
+        h1 = _mm256_srli_epi16(h1, 1);
+    }
+}
+KERNEL static inline void unpack_q6_k(const uint8_t *p, __m256i *q, float *scale, float *min) {
+    // Each of the two halves: 64 bytes of nibbles (sub-blocks 0, 1 low; 2, 3 high), 32 bytes of
+    // 2-bit pairs (bits 2k, 2k + 1: sub-block k), 8 int8 scales (one per 16 values). The scales are
+    // folded into the int16 weights (|q·scale| ≤ 4096), so scale[k] is just d.
+    float d = half(p + 208);
+    const __m256i low = _mm256_set1_epi16(0x0f), three = _mm256_set1_epi16(3), bias = _mm256_set1_epi16(32);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = p + 64 * h, *qh = p + 128 + 32 * h;
+        const int8_t *sc = (const int8_t *)(p + 192 + 8 * h);
+        __m256i h0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)qh));
+        __m256i h1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(qh + 16)));
+        for (int k = 0; k < 4; k++) {
+            __m256i l0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(ql + 32 * (k & 1))));
+            __m256i l1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(ql + 32 * (k & 1) + 16)));
+            if (k >= 2) { l0 = _mm256_srli_epi16(l0, 4); l1 = _mm256_srli_epi16(l1, 4); }
+            __m256i v0 = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi16(_mm256_and_si256(h0, three), 4));
+            __m256i v1 = _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_slli_epi16(_mm256_and_si256(h1, three), 4));
+            h0 = _mm256_srli_epi16(h0, 2);
+            h1 = _mm256_srli_epi16(h1, 2);
+            int b = 4 * h + k;
+            q[2 * b] = _mm256_mullo_epi16(_mm256_sub_epi16(v0, bias), _mm256_set1_epi16(sc[2 * k]));
+            q[2 * b + 1] = _mm256_mullo_epi16(_mm256_sub_epi16(v1, bias), _mm256_set1_epi16(sc[2 * k + 1]));
+            scale[b] = d;
+            min[b] = 0;
+        }
+    }
+}
+
+// One weight row of K-quant super-blocks (BLOCK bytes each) against N activation rows: each
+// super-block is unpacked once for all N; even and odd activation blocks go to separate
+// accumulators, so consecutive FMAs do not wait on each other.
+#define DEFINE_KDOT(NAME, N, BLOCK, UNPACK, HAS_MIN)                                                  \
+    KERNEL static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {   \
+        __m256 acc0[N], acc1[N];                                                                      \
+        float mins[N];                                                                                \
+        for (int i = 0; i < N; i++) { acc0[i] = _mm256_setzero_ps(); acc1[i] = _mm256_setzero_ps(); mins[i] = 0; }            \
+        for (long s = 0; s < blocks / 8; s++, w += BLOCK) {                                           \
+            for (int line = 0; line < BLOCK; line += 64) prefetch_ahead(w + line);                    \
+            __m256i q[16];                                                                            \
+            float scale[8], min[8];                                                                   \
+            UNPACK(w, q, scale, min);                                                                 \
+            for (int i = 0; i < N; i++) {                                                             \
+                const anelm_block_q16 *a = xq + i * blocks + 8 * s;                                   \
+                for (int k = 0; k < 8; k += 2) {                                                      \
+                    acc0[i] = _mm256_fmadd_ps(_mm256_set1_ps(scale[k] * a[k].d), block_dot(wblock_of(q[2 * k], q[2 * k + 1]), a[k].q), acc0[i]); \
+                    acc1[i] = _mm256_fmadd_ps(_mm256_set1_ps(scale[k + 1] * a[k + 1].d), block_dot(wblock_of(q[2 * k + 2], q[2 * k + 3]), a[k + 1].q), acc1[i]); \
+                    if (HAS_MIN) mins[i] += min[k] * a[k].s + min[k + 1] * a[k + 1].s;                \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        for (int i = 0; i < N; i++) out[i] = hsum(_mm256_add_ps(acc0[i], acc1[i])) - mins[i];                  \
+    }
+
+DEFINE_DOT1(dot_q8_0, 34, unpack_q8, 2, 0, 0)
+DEFINE_DOT1(dot_q4_0, 18, unpack_q4, 2, 8, 0)
+DEFINE_DOT1(dot_q4_1, 20, unpack_q4, 4, 0, 1)
+DEFINE_DOT1(dot_q5_0, 22, unpack_q5, 2, 16, 0)
+DEFINE_DOT1(dot_q5_1, 24, unpack_q5, 4, 0, 1)
+DEFINE_DOT4(dot4_q8_0, 34, unpack_q8, 2, 0, 0)
+DEFINE_DOT4(dot4_q4_0, 18, unpack_q4, 2, 8, 0)
+DEFINE_DOT4(dot4_q4_1, 20, unpack_q4, 4, 0, 1)
+DEFINE_DOT4(dot4_q5_0, 22, unpack_q5, 2, 16, 0)
+DEFINE_DOT4(dot4_q5_1, 24, unpack_q5, 4, 0, 1)
+DEFINE_KDOT(dot_q4_k, 1, 144, unpack_q4_k, 1)
+DEFINE_KDOT(dot_q5_k, 1, 176, unpack_q5_k, 1)
+DEFINE_KDOT(dot_q6_k, 1, 210, unpack_q6_k, 0)
+DEFINE_KDOT(dot4_q4_k, 4, 144, unpack_q4_k, 1)
+DEFINE_KDOT(dot4_q5_k, 4, 176, unpack_q5_k, 1)
+DEFINE_KDOT(dot4_q6_k, 4, 210, unpack_q6_k, 0)
+
+// Float weights: 8 values as f32.
+KERNEL static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
+KERNEL static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+KERNEL static inline __m256 load8_bf16(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+static inline float scalar_f32(float v) { return v; }
+static inline float scalar_bf16(uint16_t v) { uint32_t b = (uint32_t)v << 16; float f; memcpy(&f, &b, 4); return f; }
+
+// N activation rows against one float weight row: each 8 weights are loaded and converted once
+// for the N. Two accumulators per row over alternating steps: one chain per row would wait out the
+// FMA latency (4 cycles) and run at half the FMA throughput.
+#define DEFINE_DOTN_FLOAT(NAME, N, TYPE, LOAD8, SCALAR)                                               \
+    KERNEL static void NAME(const TYPE *w, const float *x, long cols, float *out) {                   \
+        __m256 acc[N], acc2[N];                                                                       \
+        for (int i = 0; i < N; i++) { acc[i] = _mm256_setzero_ps(); acc2[i] = _mm256_setzero_ps(); }                          \
+        long c = 0;                                                                                   \
+        for (; c + 2 * 8 <= cols; c += 2 * 8) {                                             \
+            prefetch_ahead((const uint8_t *)(w + c));                                                 \
+            __m256 w0 = LOAD8(w + c), w1 = LOAD8(w + c + 8);                                     \
+            for (int i = 0; i < N; i++) {                                                             \
+                acc[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * cols + c), acc[i]);                                \
+                acc2[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i * cols + c + 8), acc2[i]);                     \
+            }                                                                                         \
+        }                                                                                             \
+        for (; c + 8 <= cols; c += 8) {                                                     \
+            __m256 wv = LOAD8(w + c);                                                                 \
+            for (int i = 0; i < N; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * cols + c), acc[i]);        \
+        }                                                                                             \
+        for (int i = 0; i < N; i++) {                                                                 \
+            float s = hsum(_mm256_add_ps(acc[i], acc2[i]));                                                    \
+            for (long k = c; k < cols; k++) s += SCALAR(w[k]) * x[i * cols + k];                      \
+            out[i] = s;                                                                               \
+        }                                                                                             \
+    }
+
+DEFINE_DOTN_FLOAT(dot_f32, 1, float, load8_f32, scalar_f32)
+DEFINE_DOTN_FLOAT(dot_f16, 1, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_DOTN_FLOAT(dot_bf16, 1, uint16_t, load8_bf16, scalar_bf16)
+DEFINE_DOTN_FLOAT(dot4_f32, 4, float, load8_f32, scalar_f32)
+DEFINE_DOTN_FLOAT(dot4_f16, 4, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_DOTN_FLOAT(dot4_bf16, 4, uint16_t, load8_bf16, scalar_bf16)
+
+// Rows [r0, r1) of one weight type against every token: four tokens per pass over a row (prefill),
+// the rest one by one. Rows go in chunks of about 16 KB, and each chunk meets every token before the
+// next: the chunk's weights and one group's activations both stay in L1 (row by row over all tokens
+// re-read every token's activations from L2 for each row, and L2 bandwidth bounded prefill).
+// The dot kernels are called directly, so they inline. ACTIVATIONS(t) is token t's input as the
+// kernels take it, LENGTH its length in their units.
+#define QUANTIZED_INPUT(t) (xq + (t) * (cols / 32))
+#define FLOAT_INPUT(t) (x + (t) * cols)
+#define DEFINE_ROWS(NAME, ONE, FOUR, ACTIVATIONS, LENGTH)                                              \
+    KERNEL static void NAME(const uint8_t *w, size_t row_bytes, long cols, const float *x,            \
+                            const anelm_block_q16 *xq, long tokens, float *y, long rows, long r0, long r1) { \
+        (void)x; (void)xq;                                                                            \
+        long chunk = row_bytes >= 16384 ? 1 : (long)(16384 / row_bytes);                              \
+        for (long c0 = r0; c0 < r1; c0 += chunk) {                                                    \
+            long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = 0;                                       \
+            for (; t + 4 <= tokens; t += 4) {                                                         \
+                for (long r = c0; r < c1; r++) {                                                      \
+                    float out[4];                                                                     \
+                    FOUR((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, out);     \
+                    for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];                      \
+                }                                                                                     \
+            }                                                                                         \
+            for (; t < tokens; t++)                                                                   \
+                for (long r = c0; r < c1; r++) ONE((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, y + t * rows + r); \
+        }                                                                                             \
+    }
+
+DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, FLOAT_INPUT, cols)
+
+KERNEL void ISA_NAME(matmul_rows)(int type, const void *w, size_t row_bytes, long cols,
+                                  const float *x, const anelm_block_q16 *xq, long tokens,
+                                  float *y, long rows, long row_begin, long row_end) {
+    void (*run)(const uint8_t *, size_t, long, const float *, const anelm_block_q16 *, long, float *, long, long, long);
+    switch (type) {
+    case ANELM_Q8_0: run = rows_q8_0; break;
+    case ANELM_Q4_0: run = rows_q4_0; break;
+    case ANELM_Q4_1: run = rows_q4_1; break;
+    case ANELM_Q5_0: run = rows_q5_0; break;
+    case ANELM_Q5_1: run = rows_q5_1; break;
+    case ANELM_Q4_K: run = rows_q4_k; break;
+    case ANELM_Q5_K: run = rows_q5_k; break;
+    case ANELM_Q6_K: run = rows_q6_k; break;
+    case ANELM_F32: run = rows_f32; break;
+    case ANELM_F16: run = rows_f16; break;
+    case ANELM_BF16: run = rows_bf16; break;
+    default: return;
+    }
+    run(w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end);
+}
