@@ -37,8 +37,9 @@ final class ANELoweringGemma3Tests: XCTestCase {
 
     /// Gemma 3 270M (Q4_K_M GGUF dequantized to fp16), N = 512, B = 64: no op's output leaves fp16's
     /// finite range anywhere in either function (the residual stream is carried at 1/16, see
-    /// `Gemma3ANELowering.residualScale`), the prompt-end logits stay within tolerance of transformers,
-    /// and the greedy continuation equals the reference for ≥ 16 tokens.
+    /// `Gemma3ANELowering.residualScale`; unscaled, the residual adds overflow and the logits are NaN),
+    /// the prompt-end logits stay within tolerance of transformers, and the greedy continuation (20
+    /// steps of `decode` after `prefill`) equals the reference for ≥ 16 tokens.
     func testGemma3_270m() throws {
         guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
         let fixture = try ModelFixture.load("gemma-3-270m")
@@ -64,9 +65,16 @@ final class ANELoweringGemma3Tests: XCTestCase {
             print("ane gemma-3-270m \(name): greedy equal to the reference for \(equal)/20 tokens")
             XCTAssertGreaterThanOrEqual(equal, 16, "\(name): greedy \(generated) vs \(c.greedy.ids.prefix(20))")
         }
+        // A prompt of several blocks (200 tokens: 3 × 64 + 8), prompt-end logits only.
+        let passage = try XCTUnwrap(fixture.cases.first { $0.name == "passage" })
+        executor.reset()
+        let error = maxError(try executor.forward(passage.prompt_ids).logits[...], passage.last_logits_top20)
+        print("ane gemma-3-270m passage: prefill of \(passage.prompt_ids.count) tokens, max top-20 logit error \(error)")
+        XCTAssertLessThanOrEqual(error, Self.gemmaLogitTolerance, "passage")
         XCTAssertEqual(overflows, [], "ops whose fp16 output overflowed")
     }
 
-    /// Measured 0.019 (`question`) and 0.013 (`chat`) on logits of ~25 (top-20, vs transformers); 3× headroom.
+    /// Measured 0.019 (`question`), 0.013 (`chat`) and 0.013 (`passage`) on logits of ~25 (top-20, vs
+    /// transformers); 3× headroom.
     static let gemmaLogitTolerance = 0.06
 }
