@@ -12,7 +12,10 @@ public enum ANEDataType: String, Sendable {
     case int32
 }
 
-/// The ops the IR knows, by their MIL names.
+/// The ops the IR knows, by their MIL names (iOS 15+ op set, states iOS 18). Attributes map to MIL
+/// parameters: `axis`; reductions keep the reduced axis (keep_dims = true); `matmul`'s transpose_x/y;
+/// `slice_by_index` begin/end along `axis`; `concat` along `axis` (interleave = false); `gelu`'s `mode`;
+/// `gather` takes rank-1 indices and `gather_along_axis` indices of x's rank, both int32.
 public enum ANEOpKind: String, Sendable, CaseIterable {
     case const_ = "const", gather, gatherAlongAxis = "gather_along_axis", conv, mul, add, sub, abs, inverse, rsqrt, square
     case sigmoid, tanh, gelu

@@ -71,8 +71,8 @@ final class ANELoweringTests: XCTestCase {
     func testTinyLlamaFamily() throws {
         for name in ["tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-llama3-rope"] {
             let worst = try checkTinyFixture(name, options: ANELoweringOptions(contextLength: 128))
-            // Random weights rounded to fp16; measured at most 0.024 (top-20) and 0.067 (all 512 logits
-            // over 8 steps, tiny-mistral); asserted with ~2× headroom.
+            // Random weights rounded to fp16; measured at most 0.029 (top-20, tiny-qwen2) and 0.068 (all
+            // ~512 logits over 8 steps, tiny-llama); asserted with ~1.7× headroom.
             XCTAssertLessThanOrEqual(worst.prompt, 0.05, name)
             XCTAssertLessThanOrEqual(worst.decode, 0.12, name)
         }
