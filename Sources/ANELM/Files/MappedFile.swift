@@ -23,11 +23,6 @@ public final class MappedFile: @unchecked Sendable {
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw ANELMError("cannot map \(path) into memory: \(String(cString: strerror(errno)))")
         }
-        #if os(Linux)
-        // Weights stream through once per token: 2 MB pages (where the kernel's page cache has them) spare
-        // the TLB misses of 4 KB pages, which cost a third of the decode time on the development machine.
-        _ = madvise(base, size, MADV_HUGEPAGE)
-        #endif
         bytes = UnsafeRawBufferPointer(start: base, count: size)
     }
 
