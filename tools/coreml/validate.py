@@ -27,6 +27,7 @@ What it asserts, and what each check is independent of:
 """
 import argparse
 import json
+import logging
 import math
 import os
 import re
@@ -36,6 +37,8 @@ import time
 
 import numpy as np
 
+# coremltools warns on import that its Core ML runtime (macOS only) is missing; nothing here needs it.
+logging.getLogger("coremltools").setLevel(logging.ERROR)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BLOB_TYPES = {"FLOAT16": (1, 16), "FLOAT32": (2, 32), "UINT8": (3, 8), "INT8": (4, 8), "UINT4": (11, 4), "UINT6": (13, 6), "INT32": (14, 32)}
 CONSTEXPR = {"int8": "constexpr_blockwise_shift_scale", "lut4": "constexpr_lut_to_dense", "lut6": "constexpr_lut_to_dense"}

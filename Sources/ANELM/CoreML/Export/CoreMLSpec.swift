@@ -5,11 +5,11 @@
 // MARK: MIL.proto
 
 /// MIL.proto `DataType` (the values anelm uses).
-enum MILDataType: UInt64 {
+public enum MILDataType: UInt64, Sendable {
     case bool = 1, string = 2, float16 = 10, float32 = 11, int8 = 21, int32 = 23, uint8 = 31, uint4 = 35, uint6 = 38
 
     /// Bits one element takes in weight.bin.
-    var bits: Int {
+    public var bits: Int {
         switch self {
         case .bool, .int8, .uint8: return 8
         case .float16: return 16
@@ -22,11 +22,16 @@ enum MILDataType: UInt64 {
 }
 
 /// MIL.proto `TensorType` with static dimensions; rank 0 is a scalar.
-struct MILTensorType: Equatable {
-    var dataType: MILDataType
-    var shape: [Int]
+public struct MILTensorType: Equatable, Sendable {
+    public var dataType: MILDataType
+    public var shape: [Int]
 
-    func encode(into w: inout ProtobufWriter) {
+    public init(dataType: MILDataType, shape: [Int]) {
+        self.dataType = dataType
+        self.shape = shape
+    }
+
+    public func encode(into w: inout ProtobufWriter) {
         w.uint(1, dataType.rawValue)              // TensorType.dataType = 1
         w.int(2, Int64(shape.count))              // TensorType.rank = 2
         for d in shape {                          // TensorType.dimensions = 3
@@ -38,11 +43,11 @@ struct MILTensorType: Equatable {
 }
 
 /// MIL.proto `ValueType`: a tensor, or a state wrapping one.
-enum MILValueType: Equatable {
+public enum MILValueType: Equatable, Sendable {
     case tensor(MILTensorType)
     case state(MILTensorType)
 
-    func encode(into w: inout ProtobufWriter) {
+    public func encode(into w: inout ProtobufWriter) {
         switch self {
         case .tensor(let t): w.message(1) { t.encode(into: &$0) }                 // ValueType.tensorType = 1
         case .state(let t): w.message(5) { s in s.message(1) { MILValueType.tensor(t).encode(into: &$0) } }  // ValueType.stateType = 5, StateType.wrappedType = 1
@@ -51,27 +56,32 @@ enum MILValueType: Equatable {
 }
 
 /// MIL.proto `Value`: an immediate tensor, or a blob in weight.bin found by its metadata offset.
-struct MILValue {
-    enum Storage {
+public struct MILValue: Sendable {
+    public enum Storage: Sendable {
         case ints([Int32]), bools([Bool]), strings([String])
         /// fp16/int8/uint8 and sub-byte values travel as raw little-endian bytes.
         case bytes([UInt8])
         case blob(file: String, offset: UInt64)
     }
 
-    var type: MILTensorType
-    var storage: Storage
+    public var type: MILTensorType
+    public var storage: Storage
 
-    static func string(_ s: String) -> MILValue { MILValue(type: MILTensorType(dataType: .string, shape: []), storage: .strings([s])) }
-    static func int32(_ v: Int32) -> MILValue { MILValue(type: MILTensorType(dataType: .int32, shape: []), storage: .ints([v])) }
-    static func int32s(_ v: [Int32]) -> MILValue { MILValue(type: MILTensorType(dataType: .int32, shape: [v.count]), storage: .ints(v)) }
-    static func bool(_ v: Bool) -> MILValue { MILValue(type: MILTensorType(dataType: .bool, shape: []), storage: .bools([v])) }
-    static func bools(_ v: [Bool]) -> MILValue { MILValue(type: MILTensorType(dataType: .bool, shape: [v.count]), storage: .bools(v)) }
-    static func fp16(_ bits: [UInt16], shape: [Int]) -> MILValue {
+    public init(type: MILTensorType, storage: Storage) {
+        self.type = type
+        self.storage = storage
+    }
+
+    public static func string(_ s: String) -> MILValue { MILValue(type: MILTensorType(dataType: .string, shape: []), storage: .strings([s])) }
+    public static func int32(_ v: Int32) -> MILValue { MILValue(type: MILTensorType(dataType: .int32, shape: []), storage: .ints([v])) }
+    public static func int32s(_ v: [Int32]) -> MILValue { MILValue(type: MILTensorType(dataType: .int32, shape: [v.count]), storage: .ints(v)) }
+    public static func bool(_ v: Bool) -> MILValue { MILValue(type: MILTensorType(dataType: .bool, shape: []), storage: .bools([v])) }
+    public static func bools(_ v: [Bool]) -> MILValue { MILValue(type: MILTensorType(dataType: .bool, shape: [v.count]), storage: .bools(v)) }
+    public static func fp16(_ bits: [UInt16], shape: [Int]) -> MILValue {
         MILValue(type: MILTensorType(dataType: .float16, shape: shape), storage: .bytes(littleEndianBytes(bits)))
     }
 
-    func encode(into w: inout ProtobufWriter) {
+    public func encode(into w: inout ProtobufWriter) {
         w.message(2) { MILValueType.tensor(type).encode(into: &$0) }            // Value.type = 2
         switch storage {
         case .blob(let file, let offset):
@@ -96,11 +106,11 @@ struct MILValue {
 }
 
 /// MIL.proto `Argument.Binding`: a named variable or a literal value.
-enum MILBinding {
+public enum MILBinding: Sendable {
     case name(String)
     case value(MILValue)
 
-    func encode(into w: inout ProtobufWriter) {
+    public func encode(into w: inout ProtobufWriter) {
         switch self {
         case .name(let n): w.string(1, n, always: true)           // Binding.name = 1
         case .value(let v): w.message(2) { v.encode(into: &$0) }  // Binding.value = 2
@@ -109,13 +119,21 @@ enum MILBinding {
 }
 
 /// MIL.proto `Operation`.
-struct MILOperation {
-    var type: String
-    var inputs: [(name: String, bindings: [MILBinding])] = []
-    var outputs: [(name: String, type: MILValueType)] = []
-    var attributes: [(name: String, value: MILValue)] = []
+public struct MILOperation: Sendable {
+    public var type: String
+    public var inputs: [(name: String, bindings: [MILBinding])]
+    public var outputs: [(name: String, type: MILValueType)]
+    public var attributes: [(name: String, value: MILValue)]
 
-    func encode(into w: inout ProtobufWriter) {
+    public init(type: String, inputs: [(name: String, bindings: [MILBinding])] = [], outputs: [(name: String, type: MILValueType)] = [],
+                attributes: [(name: String, value: MILValue)] = []) {
+        self.type = type
+        self.inputs = inputs
+        self.outputs = outputs
+        self.attributes = attributes
+    }
+
+    public func encode(into w: inout ProtobufWriter) {
         w.string(1, type)                                                        // Operation.type = 1
         for input in inputs {                                                    // Operation.inputs = 2 (map<string, Argument>)
             w.mapEntry(2, key: input.name) { argument in
@@ -128,19 +146,26 @@ struct MILOperation {
 }
 
 /// MIL.proto `NamedValueType`.
-func namedValueType(_ name: String, _ type: MILValueType, _ w: inout ProtobufWriter) {
+public func namedValueType(_ name: String, _ type: MILValueType, _ w: inout ProtobufWriter) {
     w.string(1, name)                           // NamedValueType.name = 1
     w.message(2) { type.encode(into: &$0) }     // NamedValueType.type = 2
 }
 
 /// MIL.proto `Function` with its single block (`block_specializations[opset]`).
-struct MILFunction {
-    var inputs: [(name: String, type: MILValueType)]
-    var opset: String
-    var outputs: [String]
-    var operations: [MILOperation]
+public struct MILFunction: Sendable {
+    public var inputs: [(name: String, type: MILValueType)]
+    public var opset: String
+    public var outputs: [String]
+    public var operations: [MILOperation]
 
-    func encode(into w: inout ProtobufWriter) {
+    public init(inputs: [(name: String, type: MILValueType)], opset: String, outputs: [String], operations: [MILOperation]) {
+        self.inputs = inputs
+        self.opset = opset
+        self.outputs = outputs
+        self.operations = operations
+    }
+
+    public func encode(into w: inout ProtobufWriter) {
         for input in inputs { w.message(1) { namedValueType(input.name, input.type, &$0) } }  // Function.inputs = 1
         w.string(2, opset)                                                                     // Function.opset = 2
         w.mapEntry(3, key: opset) { block in                                                   // Function.block_specializations = 3
@@ -151,10 +176,12 @@ struct MILFunction {
 }
 
 /// MIL.proto `Program`.
-struct MILProgram {
-    var functions: [(name: String, function: MILFunction)]
+public struct MILProgram: Sendable {
+    public var functions: [(name: String, function: MILFunction)]
 
-    func encode(into w: inout ProtobufWriter) {
+    public init(functions: [(name: String, function: MILFunction)]) { self.functions = functions }
+
+    public func encode(into w: inout ProtobufWriter) {
         w.int(1, 1)                                                                            // Program.version = 1
         for f in functions { w.mapEntry(2, key: f.name) { f.function.encode(into: &$0) } }    // Program.functions = 2
     }
@@ -163,18 +190,25 @@ struct MILProgram {
 // MARK: Model.proto / FeatureTypes.proto
 
 /// FeatureTypes.proto `ArrayFeatureType.ArrayDataType`.
-enum CoreMLArrayDataType: UInt64 {
+public enum CoreMLArrayDataType: UInt64, Sendable {
     case float16 = 65552, float32 = 65568, int32 = 131104
 }
 
 /// Model.proto `FeatureDescription` of a multi-array input/output or a state.
-struct CoreMLFeature {
-    var name: String
-    var dataType: CoreMLArrayDataType
-    var shape: [Int]
-    var isState = false
+public struct CoreMLFeature: Sendable {
+    public var name: String
+    public var dataType: CoreMLArrayDataType
+    public var shape: [Int]
+    public var isState: Bool
 
-    func encode(into w: inout ProtobufWriter) {
+    public init(name: String, dataType: CoreMLArrayDataType, shape: [Int], isState: Bool = false) {
+        self.name = name
+        self.dataType = dataType
+        self.shape = shape
+        self.isState = isState
+    }
+
+    public func encode(into w: inout ProtobufWriter) {
         w.string(1, name)                                       // FeatureDescription.name = 1
         w.message(3) { type in                                  // FeatureDescription.type = 3
             let array: (inout ProtobufWriter) -> Void = { a in
@@ -191,13 +225,20 @@ struct CoreMLFeature {
 }
 
 /// Model.proto `FunctionDescription`.
-struct CoreMLFunctionDescription {
-    var name: String
-    var inputs: [CoreMLFeature]
-    var outputs: [CoreMLFeature]
-    var states: [CoreMLFeature]
+public struct CoreMLFunctionDescription: Sendable {
+    public var name: String
+    public var inputs: [CoreMLFeature]
+    public var outputs: [CoreMLFeature]
+    public var states: [CoreMLFeature]
 
-    func encode(into w: inout ProtobufWriter) {
+    public init(name: String, inputs: [CoreMLFeature], outputs: [CoreMLFeature], states: [CoreMLFeature]) {
+        self.name = name
+        self.inputs = inputs
+        self.outputs = outputs
+        self.states = states
+    }
+
+    public func encode(into w: inout ProtobufWriter) {
         w.string(1, name)                                                  // FunctionDescription.name = 1
         for f in inputs { w.message(2) { f.encode(into: &$0) } }          // FunctionDescription.input = 2
         for f in outputs { w.message(3) { f.encode(into: &$0) } }         // FunctionDescription.output = 3
@@ -206,14 +247,23 @@ struct CoreMLFunctionDescription {
 }
 
 /// Model.proto `Model` holding an ML Program with several functions.
-struct CoreMLModel {
-    var specificationVersion: Int
-    var functions: [CoreMLFunctionDescription]
-    var defaultFunctionName: String
-    var userDefined: [(key: String, value: String)]
-    var program: MILProgram
+public struct CoreMLModel: Sendable {
+    public var specificationVersion: Int
+    public var functions: [CoreMLFunctionDescription]
+    public var defaultFunctionName: String
+    public var userDefined: [(key: String, value: String)]
+    public var program: MILProgram
 
-    func serialized() -> [UInt8] {
+    public init(specificationVersion: Int, functions: [CoreMLFunctionDescription], defaultFunctionName: String,
+                userDefined: [(key: String, value: String)], program: MILProgram) {
+        self.specificationVersion = specificationVersion
+        self.functions = functions
+        self.defaultFunctionName = defaultFunctionName
+        self.userDefined = userDefined
+        self.program = program
+    }
+
+    public func serialized() -> [UInt8] {
         var w = ProtobufWriter()
         w.int(1, Int64(specificationVersion))                                        // Model.specificationVersion = 1
         w.message(2) { d in                                                           // Model.description = 2
@@ -229,7 +279,7 @@ struct CoreMLModel {
 }
 
 /// Little-endian bytes of 16-bit values (fp16 bit patterns).
-func littleEndianBytes(_ values: [UInt16]) -> [UInt8] {
+public func littleEndianBytes(_ values: [UInt16]) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: values.count * 2)
     for (i, v) in values.enumerated() {
         out[2 * i] = UInt8(v & 0xFF)

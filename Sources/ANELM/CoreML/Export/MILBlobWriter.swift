@@ -5,12 +5,12 @@ import Foundation
 /// blob a 64-byte `blob_metadata` (sentinel 0xDEADBEEF, data type, size, data offset, padding bits) at a
 /// 64-byte aligned offset, immediately followed by the data. A `BlobFileValue` names a blob by the
 /// offset of its metadata. Gaps between blobs are zeros; the file ends where the last data ends.
-final class MILBlobWriter {
+public final class MILBlobWriter {
     /// MILBlob `BlobDataType` (BlobDataType.hpp).
-    enum DataType: UInt32 {
+    public enum DataType: UInt32, Sendable {
         case float16 = 1, float32 = 2, uint8 = 3, int8 = 4, uint4 = 11, uint6 = 13, int32 = 14
 
-        init(_ type: MILDataType) throws {
+        public init(_ type: MILDataType) throws {
             switch type {
             case .float16: self = .float16
             case .float32: self = .float32
@@ -24,18 +24,18 @@ final class MILBlobWriter {
         }
     }
 
-    static let alignment = 64
-    static let headerSize = 64
-    static let metadataSize = 64
-    static let sentinel: UInt32 = 0xDEAD_BEEF
+    public static let alignment = 64
+    public static let headerSize = 64
+    public static let metadataSize = 64
+    public static let sentinel: UInt32 = 0xDEAD_BEEF
 
-    let path: String
+    public let path: String
     private let handle: FileHandle
-    private(set) var count = 0
+    public private(set) var count = 0
     /// Bytes written so far: where the next blob's metadata goes, once aligned.
-    private(set) var size = UInt64(headerSize)
+    public private(set) var size = UInt64(headerSize)
 
-    init(path: String) throws {
+    public init(path: String) throws {
         self.path = path
         guard FileManager.default.createFile(atPath: path, contents: Data(Self.header(count: 0))),
               let handle = FileHandle(forWritingAtPath: path) else {
@@ -54,7 +54,7 @@ final class MILBlobWriter {
 
     /// Appends one blob of `elements` values of `type` (sub-byte types packed as `packSubByte` does);
     /// returns the offset of its metadata, which `BlobFileValue.offset` holds.
-    func append(_ milType: MILDataType, _ data: [UInt8], elements: Int) throws -> UInt64 {
+    public func append(_ milType: MILDataType, _ data: [UInt8], elements: Int) throws -> UInt64 {
         let type = try DataType(milType)
         let metadataOffset = Self.aligned(size)
         let bits = milType.bits
@@ -81,7 +81,7 @@ final class MILBlobWriter {
     }
 
     /// Writes the final blob count into the header and closes the file.
-    func finish() throws {
+    public func finish() throws {
         try handle.seek(toOffset: 0)
         try handle.write(contentsOf: Data(Self.header(count: UInt32(count))))
         try handle.close()
@@ -99,7 +99,7 @@ final class MILBlobWriter {
 
 /// Packs `bits`-wide unsigned values as MILBlob stores sub-byte types (SubByteTypes.cpp): a little-endian
 /// bit stream, element i in bits [i·bits, (i+1)·bits), so a uint4 byte holds element 2k in its low nibble.
-func packSubByte(_ values: [UInt8], bits: Int) -> [UInt8] {
+public func packSubByte(_ values: [UInt8], bits: Int) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: (values.count * bits + 7) / 8)
     for (i, v) in values.enumerated() {
         let start = i * bits, byte = start / 8, shift = start % 8

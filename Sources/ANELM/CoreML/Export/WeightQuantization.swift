@@ -62,14 +62,14 @@ func fp16Bits(_ values: [Float]) -> [UInt16] {
 
 /// A (rows, cols) matrix as symmetric int8 in blocks of `block` columns, one fp16 scale per block:
 /// value = scale · q, the semantics of `constexpr_blockwise_shift_scale` without an offset.
-struct BlockwiseInt8 {
-    let rows: Int, cols: Int, block: Int
+public struct BlockwiseInt8: Sendable {
+    public let rows: Int, cols: Int, block: Int
     /// rows × cols, row-major.
-    let data: [Int8]
+    public let data: [Int8]
     /// rows × (cols / block) fp16 bit patterns.
-    let scales: [UInt16]
+    public let scales: [UInt16]
 
-    init(fp16 weights: [UInt16], rows: Int, cols: Int, block: Int) {
+    public init(fp16 weights: [UInt16], rows: Int, cols: Int, block: Int) {
         precondition(weights.count == rows * cols && cols % block == 0)
         self.rows = rows
         self.cols = cols
@@ -92,7 +92,7 @@ struct BlockwiseInt8 {
         self.scales = scales
     }
 
-    func dequantized() -> [Float] {
+    public func dequantized() -> [Float] {
         let blocks = cols / block
         return data.indices.map { i in anelm_f16_to_f32(scales[(i / cols) * blocks + (i % cols) / block]) * Float(data[i]) }
     }
@@ -101,14 +101,14 @@ struct BlockwiseInt8 {
 /// A (rows, cols) matrix palettized: each group of `groupRows` rows has a table of 2^bits fp16 values
 /// (1-D k-means of the group's weights) and each weight the index of its nearest table entry, the
 /// semantics of `constexpr_lut_to_dense` with one LUT per group of output channels.
-struct Palettized {
-    let rows: Int, cols: Int, bits: Int, groupRows: Int
+public struct Palettized: Sendable {
+    public let rows: Int, cols: Int, bits: Int, groupRows: Int
     /// rows × cols indices, one per byte (packed with `packSubByte` for the blob).
-    let indices: [UInt8]
+    public let indices: [UInt8]
     /// (rows / groupRows) × 2^bits fp16 bit patterns, each group's table ascending.
-    let lut: [UInt16]
+    public let lut: [UInt16]
 
-    init(fp16 weights: [UInt16], rows: Int, cols: Int, bits: Int, groupRows: Int, iterations: Int = 10) {
+    public init(fp16 weights: [UInt16], rows: Int, cols: Int, bits: Int, groupRows: Int, iterations: Int = 50) {
         precondition(weights.count == rows * cols && rows % groupRows == 0)
         self.rows = rows
         self.cols = cols
@@ -131,32 +131,50 @@ struct Palettized {
         self.lut = lut
     }
 
-    func dequantized() -> [Float] {
+    public func dequantized() -> [Float] {
         let k = 1 << bits, groupSize = groupRows * cols
         return indices.indices.map { i in anelm_f16_to_f32(lut[(i / groupSize) * k + Int(indices[i])]) }
     }
 
     /// Lloyd's k-means in one dimension: on sorted values every cluster is a contiguous run, so each
-    /// iteration is k binary searches and k means from prefix sums. Starts at the k quantiles.
+    /// iteration is k binary searches and k means from prefix sums. Lloyd stops in local optima, so it
+    /// starts twice, from the k quantiles and from k evenly spaced values, and keeps the smaller error.
     static func kMeans(sorted x: [Float], k: Int, iterations: Int) -> [Float] {
         let n = x.count
-        guard n > 0 else { return [Float](repeating: 0, count: k) }
-        var prefix = [Double](repeating: 0, count: n + 1)
-        for i in 0..<n { prefix[i + 1] = prefix[i] + Double(x[i]) }
-        var centroids = (0..<k).map { x[min(n - 1, (2 * $0 + 1) * n / (2 * k))] }
-        for _ in 0..<iterations {
-            var next = centroids, start = 0
-            for j in 0..<k {
-                // Cluster j: the values up to the midpoint with the next centroid (ties stay in j).
-                let end = j == k - 1 ? n : upperBound(x, (centroids[j] + centroids[j + 1]) / 2, from: start)
-                if end > start { next[j] = Float((prefix[end] - prefix[start]) / Double(end - start)) }
-                start = max(start, end)
-            }
-            next.sort()
-            if next == centroids { break }
-            centroids = next
+        guard n > 0, let lo = x.first, let hi = x.last else { return [Float](repeating: 0, count: k) }
+        var sum = [Double](repeating: 0, count: n + 1), squares = sum
+        for i in 0..<n {
+            sum[i + 1] = sum[i] + Double(x[i])
+            squares[i + 1] = squares[i] + Double(x[i]) * Double(x[i])
         }
-        return centroids
+        /// Each cluster's run [start, end): the values up to the midpoint with the next centroid.
+        func runs(_ c: [Float]) -> [Range<Int>] {
+            var start = 0
+            return (0..<k).map { j in
+                let end = j == k - 1 ? n : max(start, upperBound(x, (c[j] + c[j + 1]) / 2, from: start))
+                defer { start = end }
+                return start..<end
+            }
+        }
+        func lloyd(_ initial: [Float]) -> (centroids: [Float], error: Double) {
+            var c = initial
+            for _ in 0..<iterations {
+                var next = c
+                for (j, r) in runs(c).enumerated() where !r.isEmpty { next[j] = Float((sum[r.upperBound] - sum[r.lowerBound]) / Double(r.count)) }
+                next.sort()
+                if next == c { break }
+                c = next
+            }
+            // Squared error of the runs around their centroids: Σx² − 2cΣx + c²·count.
+            let error = zip(runs(c), c).reduce(0.0) { total, rc in
+                let (r, m) = (rc.0, Double(rc.1))
+                return total + (squares[r.upperBound] - squares[r.lowerBound]) - 2 * m * (sum[r.upperBound] - sum[r.lowerBound]) + m * m * Double(r.count)
+            }
+            return (c, error)
+        }
+        let quantiles = lloyd((0..<k).map { x[min(n - 1, (2 * $0 + 1) * n / (2 * k))] })
+        let even = lloyd((0..<k).map { lo + (hi - lo) * Float($0) / Float(max(k - 1, 1)) })
+        return even.error < quantiles.error ? even.centroids : quantiles.centroids
     }
 
     /// First index in sorted `x[from...]` whose value is greater than `value`.
@@ -170,7 +188,7 @@ struct Palettized {
     }
 
     /// Index of the entry of the ascending `table` nearest to `v` (the lower one on a tie).
-    static func nearest(_ v: Float, in table: [Float]) -> Int {
+    public static func nearest(_ v: Float, in table: [Float]) -> Int {
         let above = upperBound(table, v, from: 0)
         if above == 0 { return 0 }
         if above == table.count { return table.count - 1 }
