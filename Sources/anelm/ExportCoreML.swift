@@ -20,6 +20,7 @@ struct ExportCoreML: ParsableCommand {
         guard context > 0 else { throw ANELMError("--context must be positive, got \(context)") }
         // The lowering has no prefill function yet; once ANELoweringOptions has its block size, pass it here.
         if let prefillBlock { throw ANELMError("--prefill-block \(prefillBlock): the ANE lowering has no prefill function yet (decode only)") }
+        try CoreMLPackage.checkDestination(output)  // before the slow part
         let path = try model ?? DefaultModel.installIfNeeded().path
         let start = Date()
         printError("loading \(path)…")

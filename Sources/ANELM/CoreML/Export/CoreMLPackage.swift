@@ -110,7 +110,7 @@ public enum CoreMLPackage {
     }
 
     /// An export needs a new `NAME.mlpackage` in an existing folder.
-    static func checkDestination(_ path: String) throws {
+    public static func checkDestination(_ path: String) throws {
         let url = URL(fileURLWithPath: path)
         guard url.pathExtension == "mlpackage" else { throw ANELMError("--output must end in .mlpackage, got \(path)") }
         guard !FileManager.default.fileExists(atPath: path) else { throw ANELMError("\(path) already exists; remove it or choose another --output") }
