@@ -37,16 +37,38 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Maximum context length in tokens (default: the model's).")
     var context: Int?
 
+    @Option(name: .long, help: "cpu (anelm's kernels) or coreml (a package made by export-coreml, run by Core ML with the Neural Engine; macOS 15 / iOS 18).")
+    var backend: Backend = .cpu
+
+    enum Backend: String, ExpressibleByArgument, CaseIterable {
+        case cpu, coreml
+    }
+
     func modelPath() throws -> String {
         if let model { return model }
         return try DefaultModel.installIfNeeded().path
     }
 
     func load() throws -> LoadedModel {
+        if backend == .coreml { return try loadCoreML() }
         guard let p = Precision(rawValue: precision) else {
             throw ANELMError("--precision must be one of: \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return try ModelLoader.load(try modelPath(), options: LoadOptions(precision: p, threads: threads, contextLength: context))
+    }
+
+    /// An exported .mlpackage on Core ML; the package fixes precision, context and compute placement.
+    func loadCoreML() throws -> LoadedModel {
+        guard precision == "auto", threads == nil, context == nil else {
+            throw ANELMError("--precision, --threads and --context apply to --backend cpu; a Core ML package fixes them when exported")
+        }
+        guard let model else { throw ANELMError("--backend coreml needs --model PATH.mlpackage (made by anelm export-coreml)") }
+        #if canImport(CoreML)
+        guard #available(macOS 15.0, iOS 18.0, *) else { throw ANELMError("--backend coreml needs macOS 15 or iOS 18 (Core ML states)") }
+        return try ModelLoader.loadCoreML(model)
+        #else
+        throw ANELMError("--backend coreml needs Core ML (macOS 15 / iOS 18), which this build does not have; use --backend cpu")
+        #endif
     }
 }
 

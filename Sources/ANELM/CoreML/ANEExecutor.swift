@@ -1,36 +1,61 @@
 import CANELMKernels
 import Foundation
 
-/// Runs an `ANEGraph` on the CPU as the Neural Engine would numerically: each op computes in f32 and
-/// its result is rounded to fp16 before any other op sees it; weights are fp16; states persist across calls.
+/// Runs a lowered program on the CPU as the Neural Engine would numerically: each op computes in f32
+/// and its result is rounded to fp16 before any other op sees it; weights are fp16; the states persist
+/// across calls and are shared by the program's functions, as Core ML's are.
 public final class ANEExecutor {
-    public let graph: ANEGraph
+    public let program: ANEProgram
     private let pool: ThreadPool
-    /// fp16 constants as f32, except conv weights and gather tables (read as fp16 bits).
-    private var constantValues: [Int: [Float]] = [:]
+    /// Per function: fp16 constants as f32, except conv weights and gather tables (read as fp16 bits).
+    private var constantValues: [String: [Int: [Float]]] = [:]
     private var states: [[Float]]
+    /// Tokens run so far by `forward` (the next one's position).
+    public private(set) var position = 0
+    /// Called with every op's output after rounding (diagnostics: overflow checks, activation ranges).
+    public var observe: ((ANETensor, [Float]) -> Void)?
 
-    public init(graph: ANEGraph, pool: ThreadPool? = nil) {
-        self.graph = graph
+    public init(program: ANEProgram, pool: ThreadPool? = nil) {
+        self.program = program
         self.pool = pool ?? ThreadPool(threads: ThreadPool.physicalCoreCount)
-        var keptAsBits = Set<Int>()
-        for op in graph.ops where op.kind == .conv || op.kind == .gather { keptAsBits.insert(op.inputs[op.kind == .conv ? 1 : 0]) }
-        for (id, constant) in graph.constants {
-            switch constant {
-            case .fp16(let bits):
-                if keptAsBits.contains(id) { continue }
-                var f = [Float](repeating: 0, count: bits.count)
-                bits.withUnsafeBufferPointer { b in f.withUnsafeMutableBufferPointer { anelm_convert_f16_to_f32(b.baseAddress, $0.baseAddress, bits.count) } }
-                constantValues[id] = f
-            case .int32(let v): constantValues[id] = v.map(Float.init)
+        for function in program.functions {
+            let graph = function.graph
+            var keptAsBits = Set<Int>()
+            for op in graph.ops where op.kind == .conv || op.kind == .gather { keptAsBits.insert(op.inputs[op.kind == .conv ? 1 : 0]) }
+            var values: [Int: [Float]] = [:]
+            for (id, constant) in graph.constants {
+                switch constant {
+                case .fp16(let bits):
+                    if keptAsBits.contains(id) { continue }
+                    var f = [Float](repeating: 0, count: bits.count)
+                    bits.withUnsafeBufferPointer { b in f.withUnsafeMutableBufferPointer { anelm_convert_f16_to_f32(b.baseAddress, $0.baseAddress, bits.count) } }
+                    values[id] = f
+                case .int32(let v): values[id] = v.map(Float.init)
+                }
             }
+            constantValues[function.name] = values
         }
-        states = graph.states.map { [Float](repeating: 0, count: $0.shape.reduce(1, *)) }
+        states = (program.functions.first?.graph.states ?? []).map { [Float](repeating: 0, count: $0.shape.reduce(1, *)) }
+    }
+
+    /// An executor of one graph (its function is named "main").
+    public convenience init(graph: ANEGraph, pool: ThreadPool? = nil) throws {
+        self.init(program: try ANEProgram(functions: [.init(name: "main", graph: graph)], metadata: graph.metadata), pool: pool)
     }
 
     /// Zeroes every state (a new sequence).
     public func reset() {
         for i in states.indices { states[i] = [Float](repeating: 0, count: states[i].count) }
+        position = 0
+    }
+
+    /// Runs `tokens` at the positions after those already run (prefill blocks, or decode for one token)
+    /// and returns the last token's fp16 logits (as f32) and the graph's own argmax.
+    public func forward(_ tokens: [Int]) throws -> (logits: [Float], token: Int) {
+        let layout = try ANESequenceLayout(metadata: program.metadata)
+        let result = try layout.forward(tokens, start: position) { function, inputs in try run(function.rawValue, inputs) }
+        position += tokens.count
+        return result
     }
 
     /// `x` rounded to the nearest fp16 value (ties to even), as f32.
@@ -47,29 +72,16 @@ public final class ANEExecutor {
         return Float(bitPattern: rounded)
     }
 
-    /// One decode step of a lowered language model: feeds `token` at `position`, updates the KV state,
-    /// and returns the fp16 logits (as f32) and the graph's own argmax.
-    public func step(token: Int, position: Int) throws -> (logits: [Float], argmax: Int) {
-        let n = graph.metadata["context_length"] ?? 0, vocab = graph.metadata["vocab_size"] ?? 0
-        guard position >= 0, position < n else { throw ANELMError("position \(position) is outside the graph's context of \(n)") }
-        guard token >= 0, token < vocab else { throw ANELMError("token id \(token) is outside the vocabulary of \(vocab)") }
-        var oneHot = [Float](repeating: 0, count: n)
-        oneHot[position] = 1
-        // Additive mask: keys after `position` are hidden (-65504, fp16's lowest finite, not -inf).
-        let mask = (0..<n).map { $0 <= position ? Float(0) : -65504 }
-        let out = try run(["token": [Float(token)], "position_onehot": oneHot, "attention_mask": mask])
-        var logits = [Float]()
-        logits.reserveCapacity(vocab)
-        for c in 0..<(graph.metadata["output_chunks"] ?? 0) {
-            guard let chunk = out["logits_\(c)"] else { throw ANELMError("graph has no output logits_\(c)") }
-            logits += chunk
-        }
-        guard let token = out["token"]?.first else { throw ANELMError("graph has no output token") }
-        return (logits, Int(token))
+    /// Runs the program's first function once on named inputs (single-graph executors).
+    public func run(_ inputs: [String: [Float]]) throws -> [String: [Float]] {
+        try run(program.functions.first?.name ?? "", inputs)
     }
 
-    /// Runs the whole graph once on named inputs; returns every named output (int32 values as whole floats).
-    public func run(_ inputs: [String: [Float]]) throws -> [String: [Float]] {
+    /// Runs the function `name` once on named inputs; returns every named output (int32 values as whole floats).
+    public func run(_ name: String, _ inputs: [String: [Float]]) throws -> [String: [Float]] {
+        guard let graph = program.function(name), let constantValues = constantValues[name] else {
+            throw ANELMError("the ANE program has no function \(name)")
+        }
         var values = [[Float]?](repeating: nil, count: graph.tensors.count)
         for (name, id) in graph.inputs {
             guard let v = inputs[name], v.count == graph.tensors[id].count else {
@@ -90,23 +102,28 @@ public final class ANEExecutor {
             case .writeState:
                 states[op.state] = try value(op.inputs[0])
                 continue
-            case .gather: result = try gather(op, shapes, computed: values[op.inputs[0]], try value(op.inputs[1]))
-            case .conv: result = try conv(op, shapes, try value(op.inputs[0]), bias: op.inputs.count > 2 ? try value(op.inputs[2]) : nil)
+            case .gather: result = try gather(graph, op, shapes, source: values[op.inputs[0]] ?? constantValues[op.inputs[0]], try value(op.inputs[1]))
+            case .gatherAlongAxis: result = try Self.gatherAlongAxis(try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1], op.axis)
+            case .conv: result = try conv(graph, op, shapes, try value(op.inputs[0]), bias: op.inputs.count > 2 ? try value(op.inputs[2]) : nil)
             case .mul, .add, .sub: result = Self.broadcast(op.kind, try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1])
             case .abs: result = try value(op.inputs[0]).map { Swift.abs($0) }
             case .inverse: result = try value(op.inputs[0]).map { 1 / $0 }
             case .rsqrt: result = try value(op.inputs[0]).map { 1 / $0.squareRoot() }
             case .square: result = try value(op.inputs[0]).map { $0 * $0 }
             case .sigmoid: result = try value(op.inputs[0]).map { 1 / (1 + expf(-$0)) }
+            case .tanh: result = try value(op.inputs[0]).map { tanhf($0) }
+            case .gelu: result = try value(op.inputs[0]).map(op.mode == "EXACT" ? Self.geluExact : Self.geluTanh)
             case .reduceMean, .reduceMax, .reduceArgmax, .softmax: result = Self.alongAxis(op.kind, try value(op.inputs[0]), shapes[0], op.axis)
-            case .matmul: result = Self.matmul(try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1], op.transposeX, op.transposeY)
+            case .matmul: result = matmul(try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1], op.transposeX, op.transposeY)
             case .sliceByIndex: result = Self.slice(try value(op.inputs[0]), shapes[0], op.axis, op.begin, op.end)
             case .concat: result = Self.concat(try op.inputs.map(value), shapes, op.axis)
             }
             guard let out = op.output else { continue }
-            if graph.tensors[out].dtype == .fp16 {
-                for i in result.indices { result[i] = Self.roundedToFP16(result[i]) }
+            // State values were rounded when written; everything computed is rounded here.
+            if graph.tensors[out].dtype == .fp16, op.kind != .readState {
+                result.withUnsafeMutableBufferPointer { r in for i in r.indices { r[i] = Self.roundedToFP16(r[i]) } }
             }
+            observe?(graph.tensors[out], result)
             values[out] = result
         }
         var outputs: [String: [Float]] = [:]
@@ -116,7 +133,7 @@ public final class ANEExecutor {
 
     // MARK: Ops
 
-    private func fp16Bits(_ id: Int) throws -> [UInt16] {
+    private func fp16Bits(_ graph: ANEGraph, _ id: Int) throws -> [UInt16] {
         guard case .fp16(let bits)? = graph.constants[id] else { throw ANELMError("ANE graph: \(graph.tensors[id].name) must be an fp16 constant") }
         return bits
     }
@@ -126,14 +143,15 @@ public final class ANEExecutor {
         (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
     }
 
-    private func gather(_ op: ANEOp, _ shapes: [[Int]], computed: [Float]?, _ indices: [Float]) throws -> [Float] {
+    /// MIL `gather` with rank-1 indices: slices of x along `axis`, in the indices' order.
+    private func gather(_ graph: ANEGraph, _ op: ANEOp, _ shapes: [[Int]], source computed: [Float]?, _ indices: [Float]) throws -> [Float] {
         let (outer, size, inner) = Self.split(shapes[0], op.axis)
         let source: [Float]
-        if let v = computed ?? constantValues[op.inputs[0]] {
+        if let v = computed {
             source = v
         } else {
             // A large fp16 table (the embedding): convert only the selected slices.
-            let bits = try fp16Bits(op.inputs[0])
+            let bits = try fp16Bits(graph, op.inputs[0])
             var out = [Float](repeating: 0, count: outer * indices.count * inner)
             for o in 0..<outer {
                 for (s, index) in indices.enumerated() {
@@ -155,9 +173,9 @@ public final class ANEExecutor {
         return out
     }
 
-    private func conv(_ op: ANEOp, _ shapes: [[Int]], _ x: [Float], bias: [Float]?) throws -> [Float] {
+    private func conv(_ graph: ANEGraph, _ op: ANEOp, _ shapes: [[Int]], _ x: [Float], bias: [Float]?) throws -> [Float] {
         let cin = shapes[0][1], s = shapes[0][3], cout = shapes[1][0]
-        let weight = try fp16Bits(op.inputs[1])
+        let weight = try fp16Bits(graph, op.inputs[1])
         // The kernel wants positions as rows: transpose (C, S) to (S, C) and back when S > 1.
         var rows = x
         if s > 1 { for c in 0..<cin { for p in 0..<s { rows[p * cin + c] = x[c * s + p] } } }
@@ -181,23 +199,38 @@ public final class ANEExecutor {
     }
 
     static func broadcast(_ kind: ANEOpKind, _ a: [Float], _ sa: [Int], _ b: [Float], _ sb: [Int]) -> [Float] {
+        switch kind {
+        case .mul: return broadcast(a, sa, b, sb) { $0 * $1 }
+        case .add: return broadcast(a, sa, b, sb) { $0 + $1 }
+        default: return broadcast(a, sa, b, sb) { $0 - $1 }
+        }
+    }
+
+    /// `f` of a and b broadcast to their common rank-4 shape (a size-1 axis repeats).
+    @inline(__always)
+    static func broadcast(_ a: [Float], _ sa: [Int], _ b: [Float], _ sb: [Int], _ f: (Float, Float) -> Float) -> [Float] {
         let shape = zip(sa, sb).map { max($0, $1) }
         func strides(_ s: [Int]) -> [Int] {
             var st = [0, 0, 0, 0], run = 1
             for d in (0..<4).reversed() { st[d] = s[d] == 1 ? 0 : run; run *= s[d] }
             return st
         }
-        let ta = strides(sa), tb = strides(sb)
+        let ta = strides(sa), tb = strides(sb), width = shape[3]
         var out = [Float](repeating: 0, count: shape.reduce(1, *))
-        var i = 0
-        for d0 in 0..<shape[0] {
-            for d1 in 0..<shape[1] {
-                for d2 in 0..<shape[2] {
-                    var ia = d0 * ta[0] + d1 * ta[1] + d2 * ta[2], ib = d0 * tb[0] + d1 * tb[1] + d2 * tb[2]
-                    for _ in 0..<shape[3] {
-                        let x = a[ia], y = b[ib]
-                        out[i] = kind == .mul ? x * y : kind == .add ? x + y : x - y
-                        i += 1; ia += ta[3]; ib += tb[3]
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                out.withUnsafeMutableBufferPointer { op in
+                    let pa = ap.baseAddress!, pb = bp.baseAddress!, po = op.baseAddress!
+                    var i = 0
+                    for d0 in 0..<shape[0] {
+                        for d1 in 0..<shape[1] {
+                            for d2 in 0..<shape[2] {
+                                let ra = pa + d0 * ta[0] + d1 * ta[1] + d2 * ta[2], rb = pb + d0 * tb[0] + d1 * tb[1] + d2 * tb[2]
+                                let sa3 = ta[3], sb3 = tb[3], row = po + i
+                                for j in 0..<width { row[j] = f(ra[j * sa3], rb[j * sb3]) }
+                                i += width
+                            }
+                        }
                     }
                 }
             }
@@ -231,22 +264,67 @@ public final class ANEExecutor {
         return out
     }
 
-    static func matmul(_ x: [Float], _ sx: [Int], _ y: [Float], _ sy: [Int], _ tx: Bool, _ ty: Bool) -> [Float] {
+    /// x (or xᵀ) · y (or yᵀ) of the (C, S) matrices, in f32: for wide results each output row is a sum
+    /// of scaled rows of the right factor (axpy over contiguous rows), otherwise each entry a dot product
+    /// of contiguous rows (the row kernel). No zero is skipped: 0·inf must stay NaN, as on the device.
+    func matmul(_ x: [Float], _ sx: [Int], _ y: [Float], _ sy: [Int], _ tx: Bool, _ ty: Bool) -> [Float] {
         let m = tx ? sx[3] : sx[1], k = tx ? sx[1] : sx[3], n = ty ? sy[1] : sy[3]
+        let left = tx ? Self.transposed(x, rows: sx[1], cols: sx[3]) : x  // m × k
         var out = [Float](repeating: 0, count: m * n)
-        for i in 0..<m {
-            for j in 0..<n {
-                var sum: Float = 0
-                for p in 0..<k {
-                    let a = tx ? x[p * sx[3] + i] : x[i * sx[3] + p]
-                    let b = ty ? y[j * sy[3] + p] : y[p * sy[3] + j]
-                    sum += a * b
+        if n >= 16 {
+            let right = ty ? Self.transposed(y, rows: sy[1], cols: sy[3]) : y  // k × n
+            right.withUnsafeBufferPointer { rp in
+                left.withUnsafeBufferPointer { lp in
+                    out.withUnsafeMutableBufferPointer { o in
+                        let r = rp.baseAddress!, l = lp.baseAddress!, op = o.baseAddress!
+                        pool.parallelRanges(m, minimum: max(1, 65_536 / max(k * n, 1))) { rows in
+                            for i in rows { for p in 0..<k { anelm_axpy(l[i * k + p], r + p * n, op + i * n, n) } }
+                        }
+                    }
                 }
-                out[i * n + j] = sum
+            }
+            return out
+        }
+        let right = ty ? y : Self.transposed(y, rows: sy[1], cols: sy[3])  // n × k
+        right.withUnsafeBytes { w in
+            left.withUnsafeBufferPointer { l in
+                out.withUnsafeMutableBufferPointer { o in
+                    let wp = w.baseAddress, lp = l.baseAddress, op = o.baseAddress
+                    pool.parallelRanges(n, minimum: max(1, 8192 / max(k * m, 1))) { r in
+                        anelm_matmul_rows(Int32(ANELM_F32), wp, k * 4, k, lp, nil, m, op, n, r.lowerBound, r.upperBound)
+                    }
+                }
             }
         }
         return out
     }
+
+    static func transposed(_ x: [Float], rows: Int, cols: Int) -> [Float] {
+        var t = [Float](repeating: 0, count: x.count)
+        for r in 0..<rows { for c in 0..<cols { t[c * rows + r] = x[r * cols + c] } }
+        return t
+    }
+
+    /// MIL `gather_along_axis`: out[i] = x[i with its `axis` coordinate replaced by indices[i]].
+    static func gatherAlongAxis(_ x: [Float], _ sx: [Int], _ indices: [Float], _ si: [Int], _ axis: Int) throws -> [Float] {
+        let (outer, size, inner) = split(sx, axis)
+        let count = si[axis]
+        var out = [Float](repeating: 0, count: indices.count)
+        for o in 0..<outer {
+            for j in 0..<count {
+                for k in 0..<inner {
+                    let at = (o * count + j) * inner + k, i = Int(indices[at])
+                    guard i >= 0, i < size else { throw ANELMError("gather_along_axis index \(i) is outside 0..<\(size)") }
+                    out[at] = x[(o * size + i) * inner + k]
+                }
+            }
+        }
+        return out
+    }
+
+    /// PyTorch's gelu(approximate="tanh").
+    static func geluTanh(_ x: Float) -> Float { 0.5 * x * (1 + tanhf(0.7978845608 * (x + 0.044715 * x * x * x))) }
+    static func geluExact(_ x: Float) -> Float { 0.5 * x * (1 + erff(x * 0.70710678118)) }
 
     static func slice(_ x: [Float], _ shape: [Int], _ axis: Int, _ begin: Int, _ end: Int) -> [Float] {
         let (outer, size, inner) = split(shape, axis)

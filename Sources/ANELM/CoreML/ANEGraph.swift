@@ -12,9 +12,13 @@ public enum ANEDataType: String, Sendable {
     case int32
 }
 
-/// The ops the IR knows, by their MIL names.
+/// The ops the IR knows, by their MIL names (iOS 15+ op set, states iOS 18). Attributes map to MIL
+/// parameters: `axis`; reductions keep the reduced axis (keep_dims = true); `matmul`'s transpose_x/y;
+/// `slice_by_index` begin/end along `axis`; `concat` along `axis` (interleave = false); `gelu`'s `mode`;
+/// `gather` takes rank-1 indices and `gather_along_axis` indices of x's rank, both int32.
 public enum ANEOpKind: String, Sendable, CaseIterable {
-    case const_ = "const", gather, conv, mul, add, sub, abs, inverse, rsqrt, square, sigmoid
+    case const_ = "const", gather, gatherAlongAxis = "gather_along_axis", conv, mul, add, sub, abs, inverse, rsqrt, square
+    case sigmoid, tanh, gelu
     case reduceMean = "reduce_mean", reduceMax = "reduce_max", reduceArgmax = "reduce_argmax"
     case softmax, matmul, sliceByIndex = "slice_by_index", concat
     case readState = "read_state", writeState = "write_state"
@@ -38,6 +42,8 @@ public struct ANEOp: Sendable {
     public var axis = 0
     public var begin = 0, end = 0
     public var transposeX = false, transposeY = false
+    /// `gelu`'s MIL mode: "TANH_APPROXIMATION" or "EXACT".
+    public var mode = ""
     /// The state a `read_state`/`write_state` op reads or writes.
     public var state = 0
 }
@@ -108,7 +114,13 @@ public final class ANEGraphBuilder {
         return t
     }
 
-    public func output(_ name: String, _ t: ANETensor) { outputs[name] = t.id }
+    /// Names `t` as the graph output `name`; the tensor takes that name, so MIL var names are the
+    /// outputs' names. Every tensor name of a graph is unique (inputs, constants, outputs, op results).
+    public func output(_ name: String, _ t: ANETensor) throws {
+        try Self.check(outputs[name] == nil && !tensors.contains { $0.name == name && $0.id != t.id }, "output name \(name) is already used")
+        tensors[t.id] = ANETensor(id: t.id, name: name, shape: t.shape, dtype: t.dtype)
+        outputs[name] = t.id
+    }
 
     /// An fp16 constant; `values` are rounded to fp16 here.
     public func constant(_ name: String, _ values: [Float], shape: [Int]) throws -> ANETensor {
@@ -146,12 +158,21 @@ public final class ANEGraphBuilder {
 
     // MARK: Ops
 
-    /// `gather` along `axis`: the indices (1, 1, 1, S) select S slices; output has S along `axis`.
+    /// MIL `gather` along `axis` with rank-1 indices (S): the output is x's shape with S at `axis`
+    /// (MIL's rule, x.shape[..<axis] + indices.shape + x.shape[axis+1...], for rank-1 indices).
     public func gather(_ x: ANETensor, indices: ANETensor, axis: Int) throws -> ANETensor {
-        try Self.check(x.shape.count == 4 && (0..<4).contains(axis) && indices.dtype == .int32 && indices.shape.count == 4, "gather of \(x.shape) by \(indices.shape)")
+        try Self.check(x.shape.count == 4 && (0..<4).contains(axis) && indices.dtype == .int32 && indices.shape.count == 1, "gather of \(x.shape) by \(indices.shape)")
         var shape = x.shape
         shape[axis] = indices.count
         return add(.gather, [x, indices], shape, x.dtype) { $0.axis = axis }
+    }
+
+    /// MIL `gather_along_axis`: indices of x's rank, equal to x's shape except along `axis`; the output
+    /// has the indices' shape and takes x at the index along `axis`, the other coordinates kept.
+    public func gatherAlongAxis(_ x: ANETensor, indices: ANETensor, axis: Int) throws -> ANETensor {
+        try Self.check(x.shape.count == 4 && indices.shape.count == 4 && indices.dtype == .int32 && (0..<4).contains(axis)
+                       && (0..<4).allSatisfy { $0 == axis || x.shape[$0] == indices.shape[$0] }, "gather_along_axis of \(x.shape) by \(indices.shape)")
+        return add(.gatherAlongAxis, [x, indices], indices.shape, x.dtype) { $0.axis = axis }
     }
 
     /// A 1×1 convolution: x (1, Cin, 1, S), weight (Cout, Cin, 1, 1), optional bias (Cout) → (1, Cout, 1, S).
@@ -182,6 +203,13 @@ public final class ANEGraphBuilder {
     public func rsqrt(_ x: ANETensor) -> ANETensor { add(.rsqrt, [x], x.shape) }
     public func square(_ x: ANETensor) -> ANETensor { add(.square, [x], x.shape) }
     public func sigmoid(_ x: ANETensor) -> ANETensor { add(.sigmoid, [x], x.shape) }
+    public func tanh(_ x: ANETensor) -> ANETensor { add(.tanh, [x], x.shape) }
+
+    /// MIL `gelu`: `tanhApproximation` is PyTorch's gelu(approximate="tanh") (mode TANH_APPROXIMATION),
+    /// otherwise the erf form (EXACT).
+    public func gelu(_ x: ANETensor, tanhApproximation: Bool) -> ANETensor {
+        add(.gelu, [x], x.shape) { $0.mode = tanhApproximation ? "TANH_APPROXIMATION" : "EXACT" }
+    }
 
     public func reduceMean(_ x: ANETensor, axis: Int) throws -> ANETensor { try reduce(.reduceMean, x, axis, .fp16) }
     public func reduceMax(_ x: ANETensor, axis: Int) throws -> ANETensor { try reduce(.reduceMax, x, axis, .fp16) }

@@ -3,30 +3,74 @@ import Foundation
 
 /// Choices of the ANE lowering.
 public struct ANELoweringOptions: Sendable {
-    /// The fixed context N of the decode function (KV states are (1, headDim, 1, N)).
+    /// The fixed context N of every function (KV states are (1, headDim, 1, N)).
     public var contextLength = 512
+    /// Tokens per `prefill` call (the block B; a shorter prompt tail is padded).
+    public var prefillBlock = 64
     /// Most channels of one output-layer conv: the ANE rejects wider conv outputs (16,384).
     public var maxOutputChannels = 16_384
-    public init(contextLength: Int = 512, maxOutputChannels: Int = 16_384) {
+    public init(contextLength: Int = 512, prefillBlock: Int = 64, maxOutputChannels: Int = 16_384) {
         self.contextLength = contextLength
+        self.prefillBlock = prefillBlock
         self.maxOutputChannels = maxOutputChannels
     }
 }
 
-/// Lowers a loaded model into an `ANEGraph` for one-token decode (fixed context, KV cache as states),
-/// in the style of Apple's ml-ane-transformers: every linear a 1×1 conv with fp16 weights, heads split
-/// into explicit per-head ops, no reshapes or transposes on the hot path.
-/// A prefill function (a block of tokens per call) is not lowered yet.
-public enum ANELowering {
-    /// Architectures this lowering handles: the Llama family.
-    public static let supportedArchitectures = ["llama", "mistral", "qwen2", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"]
+/// The functions of a lowered model: `decode` runs one token, `prefill` a block of tokens.
+public enum ANEFunction: String, Sendable, CaseIterable {
+    case decode, prefill
+}
 
-    /// The decode graph of `loaded`; a model outside the Llama family is an error naming its architecture.
+/// Lowers a loaded model into static-shape `ANEGraph`s in the style of Apple's ml-ane-transformers:
+/// every linear a 1×1 conv with fp16 weights, heads split into explicit per-head ops, no reshapes or
+/// transposes on the hot path, the KV cache as states updated in place.
+///
+/// Both functions are one graph shape over S columns (S = 1 for `decode`, the prefill block B for
+/// `prefill`), context N:
+/// - inputs `token` (decode) / `tokens` (prefill): int32 (S); `position_onehot` (1, S, 1, N): row s is the
+///   one-hot of column s's position, all zero for a padding column; `attention_mask` (1, S, 1, N): additive,
+///   0 where column s may attend, -32768 elsewhere; Gemma 3 also `sliding_mask`, the same for its local layers;
+/// - outputs `logits_<i>` (1, chunk_i, 1, 1) per output chunk and `next_token` (1, 1, 1, 1) int32, the argmax:
+///   both for the last column only — the block's real tokens are right-aligned, so the last column is the
+///   last real token, whose logits are what an app needs next (all B columns' logits would cost B output
+///   layers per call).
+/// `ANESequenceLayout` builds these inputs.
+public enum ANELowering {
+    /// Architectures this lowering handles: the Llama family and Gemma 3 text.
+    public static let supportedArchitectures = ["llama", "mistral", "qwen2", "gemma3", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM"]
+
+    /// The graph of one function of `loaded`.
+    public static func graph(_ loaded: LoadedModel, _ function: ANEFunction, options: ANELoweringOptions = ANELoweringOptions()) throws -> ANEGraph {
+        try graph(try lowering(loaded), function, options: options, weights: ANEWeightCache())
+    }
+
+    /// The decode graph of `loaded`; a model outside the supported families is an error naming its architecture.
     public static func decodeGraph(_ loaded: LoadedModel, options: ANELoweringOptions = ANELoweringOptions()) throws -> ANEGraph {
-        guard let llama = loaded.model as? LlamaModel else {
-            throw ANELMError("ANE lowering does not support architecture '\(loaded.architecture)' (supported: the Llama family: \(supportedArchitectures.joined(separator: ", ")))")
+        try graph(loaded, .decode, options: options)
+    }
+
+    static func lowering(_ loaded: LoadedModel) throws -> ANEModelLowering {
+        switch loaded.model {
+        case let llama as LlamaModel: return LlamaANELowering(model: llama)
+        case let gemma as Gemma3Model: return Gemma3ANELowering(model: gemma)
+        default:
+            throw ANELMError("ANE lowering does not support architecture '\(loaded.architecture)' (supported: the Llama family and Gemma 3: \(supportedArchitectures.joined(separator: ", ")))")
         }
-        return try LlamaANELowering(model: llama, options: options).build()
+    }
+
+    static func graph(_ lowering: ANEModelLowering, _ function: ANEFunction, options: ANELoweringOptions, weights: ANEWeightCache) throws -> ANEGraph {
+        let n = min(options.contextLength, lowering.maxPositions)
+        guard n > 0 else { throw ANELMError("ANE lowering needs a positive context length, got \(options.contextLength)") }
+        guard options.prefillBlock > 0, options.prefillBlock <= n else {
+            throw ANELMError("the prefill block must be between 1 and the context length \(n), got \(options.prefillBlock)")
+        }
+        let width = function == .decode ? 1 : options.prefillBlock
+        let f = try ANEFunctionLowering(function: function, width: width, context: n, options: options, weights: weights)
+        try lowering.lower(f)
+        f.g.metadata["context_length"] = n
+        f.g.metadata["prefill_block"] = options.prefillBlock
+        f.g.metadata["block"] = width
+        return f.g.build()
     }
 
     /// The output layer's channel ranges: as few chunks as keep each ≤ `maxChannels`, sizes balanced.
@@ -43,33 +87,69 @@ public enum ANELowering {
     }
 }
 
-/// The Llama-family decode graph. Graph inputs: `token` (int32), `position_onehot` (1, 1, 1, N) and
-/// `attention_mask` (1, 1, 1, N, additive); outputs: `logits_<i>` per output chunk and `token` (argmax).
-struct LlamaANELowering {
-    let model: LlamaModel
-    let options: ANELoweringOptions
+/// A model family's lowering: the layers between the inputs and the output head.
+protocol ANEModelLowering {
+    /// Positions the model was trained for (caps the context).
+    var maxPositions: Int { get }
+    func lower(_ f: ANEFunctionLowering) throws
+}
+
+/// fp16 weights converted once per program, so both functions' same-named constants share one buffer
+/// (the contract: same name, same values) and the model is dequantized once.
+final class ANEWeightCache {
+    private var bits: [String: [UInt16]] = [:]
+
+    func callAsFunction(_ name: String, _ make: () throws -> [UInt16]) rethrows -> [UInt16] {
+        if let b = bits[name] { return b }
+        let b = try make()
+        bits[name] = b
+        return b
+    }
+}
+
+/// One function being lowered: its graph builder, S columns, context N, the common inputs, and the
+/// building blocks every model family shares.
+final class ANEFunctionLowering {
     let g = ANEGraphBuilder()
+    let function: ANEFunction
+    let width: Int, context: Int
+    let options: ANELoweringOptions
+    let weights: ANEWeightCache
+    let tokens, placement, mask: ANETensor
+    /// 1 where the cache keeps its column, 0 where this call writes one: 1 − max over rows of the placement
+    /// (exact on 0/1 values).
+    let keep: ANETensor
 
-    var c: LlamaConfiguration { model.configuration }
+    init(function: ANEFunction, width: Int, context: Int, options: ANELoweringOptions, weights: ANEWeightCache) throws {
+        self.function = function
+        self.width = width
+        self.context = context
+        self.options = options
+        self.weights = weights
+        tokens = g.input(function == .decode ? "token" : "tokens", shape: [width], dtype: .int32)
+        placement = g.input("position_onehot", shape: [1, width, 1, context])
+        mask = g.input("attention_mask", shape: [1, width, 1, context])
+        keep = try g.sub(try g.constant("one", [1], shape: [1, 1, 1, 1]), try g.reduceMax(placement, axis: 1))
+    }
 
-    func build() throws -> ANEGraph {
-        let n = min(options.contextLength, c.maxPositionEmbeddings)
-        guard n > 0 else { throw ANELMError("ANE lowering needs a positive context length, got \(options.contextLength)") }
-        let hidden = c.hiddenSize, headDim = c.headDim, half = headDim / 2
-        let chunks = try ANELowering.outputChunks(vocabularySize: c.vocabSize, maxChannels: options.maxOutputChannels)
-        g.metadata = ["context_length": n, "vocab_size": c.vocabSize, "output_chunks": chunks.count, "layers": c.numHiddenLayers]
+    /// The second additive mask (Gemma's sliding-window layers), same shape as `attention_mask`.
+    private(set) lazy var slidingMask: ANETensor = g.input("sliding_mask", shape: [1, width, 1, context])
 
-        let token = g.input("token", shape: [1, 1, 1, 1], dtype: .int32)
-        let oneHot = g.input("position_onehot", shape: [1, 1, 1, n])
-        let mask = g.input("attention_mask", shape: [1, 1, 1, n])
+    // MARK: Embedding and RoPE
 
-        // Embedding: the table as (vocab, hidden, 1, 1); gathering row `token` gives (1, hidden, 1, 1).
-        let table = g.constant("embedding", fp16Bits: try fp16(model.embedding), shape: [c.vocabSize, hidden, 1, 1])
-        var x = try g.gather(table, indices: token, axis: 0)
+    /// Token embeddings (1, hidden, 1, S), times `scale`: the table is the const `embedding` laid out
+    /// (1, hidden, 1, vocab) so that a MIL `gather` along the last axis yields channels-first columns.
+    func embed(_ table: WeightMatrix, scale: Float = 1) throws -> ANETensor {
+        let bits = try weights("embedding") { try fp16Transposed(table, scale: scale) }
+        let t = g.constant("embedding", fp16Bits: bits, shape: [1, table.cols, 1, table.rows])
+        return try g.gather(t, indices: tokens, axis: 3)
+    }
 
-        // RoPE: cos/sin of every position as consts (1, headDim, 1, N); the position's column is picked by a
-        // matmul with the one-hot input. rotate_half's sign is folded into the sin table.
-        let inv = model.rope.inverseFrequencies
+    /// cos/sin of the columns' positions (1, headDim, 1, S): tables of every position as consts
+    /// (1, headDim, 1, N), the columns picked by a matmul with the placement (exact: one 1 per row;
+    /// a padding column gets 0). rotate_half's sign is folded into the sin table.
+    func ropeTables(_ name: String, inverseFrequencies inv: [Float], headDim: Int) throws -> (cos: ANETensor, sin: ANETensor) {
+        let n = context, half = headDim / 2
         var cosTable = [Float](repeating: 0, count: headDim * n), sinTable = cosTable
         for d in 0..<headDim {
             for p in 0..<n {
@@ -78,84 +158,32 @@ struct LlamaANELowering {
                 sinTable[d * n + p] = Float(sin(Double(angle))) * (d < half ? -1 : 1)
             }
         }
-        let cosP = try g.matmul(try g.constant("rope_cos", cosTable, shape: [1, headDim, 1, n]), oneHot, transposeY: true)
-        let sinP = try g.matmul(try g.constant("rope_sin", sinTable, shape: [1, headDim, 1, n]), oneHot, transposeY: true)
-        let keep = try g.sub(try g.constant("one", [1], shape: [1, 1, 1, 1]), oneHot)
-
-        func rope(_ v: ANETensor) throws -> ANETensor {
-            let rotated = try g.concat([try g.slice(v, axis: 1, begin: half, end: headDim), try g.slice(v, axis: 1, begin: 0, end: half)], axis: 1)
-            return try g.add(try g.mul(v, cosP), try g.mul(rotated, sinP))
-        }
-
-        let group = c.numAttentionHeads / c.numKeyValueHeads
-        // 1/√headDim is folded into the q projection (and its bias): one op fewer per head.
-        let scale = 1 / Float(headDim).squareRoot()
-        // GGUF `llama` files permute q/k rows so RoPE pairs adjacent dims; un-permute them to rotate_half
-        // order, which slices express. q·k is unchanged because q and k get the same permutation.
-        let permute = model.rope.style == .adjacent
-        for (l, layer) in model.layers.enumerated() {
-            let a = layer.attention
-            let h = try rmsNorm(x, layer.attentionNorm, "l\(l)_attn_norm")
-            let q = try linear(h, a.q, "l\(l)_q", scale: scale, permuteHeads: permute ? headDim : nil)
-            let k = try linear(h, a.k, "l\(l)_k", permuteHeads: permute ? headDim : nil)
-            let v = try linear(h, a.v, "l\(l)_v")
-            var keys = [ANETensor](), values = [ANETensor]()
-            for kv in 0..<c.numKeyValueHeads {
-                let range = (kv * headDim, (kv + 1) * headDim)
-                let kh = try rope(try g.slice(k, axis: 1, begin: range.0, end: range.1))
-                let vh = try g.slice(v, axis: 1, begin: range.0, end: range.1)
-                // Write this position's column into the cache: cache·(1 - onehot) + new·onehot.
-                for (name, new) in [("k", kh), ("v", vh)] {
-                    let state = g.readState("l\(l)_\(name)\(kv)_cache", shape: [1, headDim, 1, n])
-                    let updated = try g.add(try g.mul(state.value, keep), try g.mul(new, oneHot))
-                    try g.writeState(state.state, updated)
-                    if name == "k" { keys.append(updated) } else { values.append(updated) }
-                }
-            }
-            var heads = [ANETensor]()
-            for head in 0..<c.numAttentionHeads {
-                let qh = try rope(try g.slice(q, axis: 1, begin: head * headDim, end: (head + 1) * headDim))
-                let scores = try g.add(try g.matmul(qh, keys[head / group], transposeX: true), mask)  // (1, 1, 1, N)
-                let weights = try g.softmax(scores, axis: 3)
-                heads.append(try g.matmul(values[head / group], weights, transposeY: true))  // (1, headDim, 1, 1)
-            }
-            let attended = try g.concat(heads, axis: 1)
-            x = try g.add(x, try linear(attended, a.o, "l\(l)_o"))
-
-            let h2 = try rmsNorm(x, layer.mlpNorm, "l\(l)_mlp_norm")
-            let gate = try linear(h2, layer.mlp.gate, "l\(l)_gate")
-            let up = try linear(h2, layer.mlp.up, "l\(l)_up")
-            let act = try g.mul(try g.mul(gate, g.sigmoid(gate)), up)  // SiLU(gate)·up
-            x = try g.add(x, try linear(act, layer.mlp.down, "l\(l)_down"))
-        }
-        let final = try rmsNorm(x, model.outputNorm, "final_norm")
-
-        // Output layer in chunks ≤ maxOutputChannels; each chunk's argmax and max, then the argmax over
-        // the chunk winners picks the token.
-        var chunkIndices = [ANETensor](), chunkMaxima = [ANETensor]()
-        for (i, range) in chunks.enumerated() {
-            let w = try fp16(model.output.weight, rows: range)
-            let logits = try g.conv(final, weight: g.constant("output_\(i)", fp16Bits: w, shape: [range.count, hidden, 1, 1]), name: "logits_\(i)")
-            g.output("logits_\(i)", logits)
-            let local = try g.reduceArgmax(logits, axis: 1)
-            chunkIndices.append(try g.add(local, try g.constant("output_\(i)_offset", int32: [Int32(range.lowerBound)], shape: [1, 1, 1, 1])))
-            chunkMaxima.append(try g.reduceMax(logits, axis: 1))
-        }
-        let winner = try g.reduceArgmax(try g.concat(chunkMaxima, axis: 1), axis: 1)
-        g.output("token", try g.gather(try g.concat(chunkIndices, axis: 1), indices: winner, axis: 1))
-        return g.build()
+        let c = try g.matmul(try g.constant(name + "_cos", cosTable, shape: [1, headDim, 1, n]), placement, transposeY: true)
+        let s = try g.matmul(try g.constant(name + "_sin", sinTable, shape: [1, headDim, 1, n]), placement, transposeY: true)
+        return (c, s)
     }
 
-    /// RMSNorm from ANE-friendly ops, fp16-safe: SmolLM2's residual stream has outliers in the hundreds,
-    /// whose squares overflow fp16 (max 65,504). So x is first divided by max|x| (≤ 1 after, squares ≤ 1,
-    /// and their mean ≥ 1/C stays a normal fp16 number); the norm is scale-invariant, so only eps must
-    /// follow the scale: eps / max|x|².
-    func rmsNorm(_ x: ANETensor, _ weight: [Float], _ name: String) throws -> ANETensor {
+    /// RoPE of one head (1, headDim, 1, S) in rotate_half form: v·cos + [v₂, v₁]·sin.
+    func rope(_ v: ANETensor, _ t: (cos: ANETensor, sin: ANETensor)) throws -> ANETensor {
+        let headDim = v.shape[1], half = headDim / 2
+        let rotated = try g.concat([try g.slice(v, axis: 1, begin: half, end: headDim), try g.slice(v, axis: 1, begin: 0, end: half)], axis: 1)
+        return try g.add(try g.mul(v, t.cos), try g.mul(rotated, t.sin))
+    }
+
+    // MARK: Norms and linears
+
+    /// RMSNorm over channels from ANE-friendly ops, fp16-safe: residual streams have outliers in the
+    /// hundreds (SmolLM2) or thousands (Gemma), whose squares overflow fp16 (max 65,504). So x is first
+    /// divided by max|x| (≤ 1 after, squares ≤ 1, their mean ≥ 1/C stays a normal fp16 number); the norm is
+    /// scale-invariant, so only eps must follow the scale: eps / max|x|², computed as (√eps / max|x|)² so
+    /// that neither a small max|x| (1/max|x|² would overflow) nor a small eps (an fp16 constant below
+    /// 6e-8 is 0) is lost. `eps` is the model's eps times the square of any scale the lowering put on x.
+    func rmsNorm(_ x: ANETensor, _ weight: [Float], eps: Float, _ name: String) throws -> ANETensor {
         let inv = g.inverse(try g.reduceMax(g.abs(x), axis: 1))
         let scaled = try g.mul(x, inv)
         let meanSquare = try g.reduceMean(g.square(scaled), axis: 1)
-        let eps = try g.mul(g.square(inv), try g.constant(name + "_eps", [c.rmsNormEps], shape: [1, 1, 1, 1]))
-        let normalized = try g.mul(scaled, g.rsqrt(try g.add(meanSquare, eps)))
+        let epsilon = g.square(try g.mul(inv, try g.constant(name + "_eps_sqrt", [eps.squareRoot()], shape: [1, 1, 1, 1])))
+        let normalized = try g.mul(scaled, g.rsqrt(try g.add(meanSquare, epsilon)))
         return try g.mul(normalized, try g.constant(name + "_weight", weight, shape: [1, weight.count, 1, 1]))
     }
 
@@ -171,11 +199,67 @@ struct LlamaANELowering {
                 return head * headDim + (j < half ? 2 * j : 2 * (j - half) + 1)
             }
         }
-        let weight = try fp16(layer.weight, rows: 0..<rows, order: order, scale: scale)
-        let w = g.constant(name + "_weight", fp16Bits: weight, shape: [rows, cols, 1, 1])
+        let bits = try weights(name + "_weight") { try fp16(layer.weight, rows: 0..<rows, order: order, scale: scale) }
+        let w = g.constant(name + "_weight", fp16Bits: bits, shape: [rows, cols, 1, 1])
         let bias = try layer.bias.map { b in try g.constant(name + "_bias", order.map { b[$0] * scale }, shape: [rows]) }
         return try g.conv(x, weight: w, bias: bias, name: name)
     }
+
+    // MARK: Attention
+
+    /// Writes this call's key or value columns of one KV head into its cache state and returns the
+    /// updated cache (1, headDim, 1, N): cache·keep + new·placement. The (headDim × S)·(S × N) product puts
+    /// column s at its position exactly (every output sums one product x·1 and zeros); padding columns
+    /// have all-zero placement rows and write nothing, and `keep` leaves every other position as it was.
+    func cache(_ name: String, _ new: ANETensor) throws -> ANETensor {
+        let state = g.readState(name, shape: [1, new.shape[1], 1, context])
+        let updated = try g.add(try g.mul(state.value, keep), try g.matmul(new, placement))
+        try g.writeState(state.state, updated)
+        return updated
+    }
+
+    /// One head's attention: scores (1, S, 1, N) = qᵀ·K + mask, softmax over positions, then V·weightsᵀ
+    /// (1, headDim, 1, S). The score scale is folded into q by the caller.
+    func attend(_ q: ANETensor, keys: ANETensor, values: ANETensor, mask: ANETensor) throws -> ANETensor {
+        let scores = try g.add(try g.matmul(q, keys, transposeX: true), mask)
+        let weights = try g.softmax(scores, axis: 3)
+        return try g.matmul(values, weights, transposeY: true)
+    }
+
+    // MARK: Output
+
+    /// The last column (1, C, 1, 1): the last real token of a right-aligned block.
+    func lastColumn(_ x: ANETensor) throws -> ANETensor {
+        width == 1 ? x : try g.slice(x, axis: 3, begin: width - 1, end: width)
+    }
+
+    /// The output layer over the normed last column, in chunks ≤ maxOutputChannels: outputs `logits_<i>`
+    /// (soft-capped as cap·tanh(logits/cap) when `softcap` is set) and `next_token`, the argmax: each chunk's
+    /// argmax and max, then the argmax over the chunk winners. The argmax reads the raw logits: the cap is
+    /// monotonic, and fp16 tanh near ±1 could tie distinct logits.
+    func outputHead(_ x: ANETensor, _ matrix: WeightMatrix, vocabularySize: Int, softcap: Float? = nil) throws {
+        let hidden = x.shape[1]
+        let chunks = try ANELowering.outputChunks(vocabularySize: vocabularySize, maxChannels: options.maxOutputChannels)
+        g.metadata["vocab_size"] = vocabularySize
+        g.metadata["output_chunks"] = chunks.count
+        let caps = try softcap.map { cap in
+            (inverse: try g.constant("softcap_inverse", [1 / cap], shape: [1, 1, 1, 1]), cap: try g.constant("softcap", [cap], shape: [1, 1, 1, 1]))
+        }
+        var chunkIndices = [ANETensor](), chunkMaxima = [ANETensor]()
+        for (i, range) in chunks.enumerated() {
+            let bits = try weights("output_\(i)") { try fp16(matrix, rows: range) }
+            var logits = try g.conv(x, weight: g.constant("output_\(i)", fp16Bits: bits, shape: [range.count, hidden, 1, 1]))
+            let local = try g.reduceArgmax(logits, axis: 1)
+            chunkIndices.append(try g.add(local, try g.constant("output_\(i)_offset", int32: [Int32(range.lowerBound)], shape: [1, 1, 1, 1])))
+            chunkMaxima.append(try g.reduceMax(logits, axis: 1))
+            if let caps { logits = try g.mul(g.tanh(try g.mul(logits, caps.inverse)), caps.cap) }
+            try g.output("logits_\(i)", logits)
+        }
+        let winner = try g.reduceArgmax(try g.concat(chunkMaxima, axis: 1), axis: 1)
+        try g.output("next_token", try g.gatherAlongAxis(try g.concat(chunkIndices, axis: 1), indices: winner, axis: 1))
+    }
+
+    // MARK: Weights
 
     /// Rows of a weight matrix as fp16 bits, row i taken from `order[i]` and multiplied by `scale`.
     func fp16(_ m: WeightMatrix, rows: Range<Int>? = nil, order: [Int]? = nil, scale: Float = 1) throws -> [UInt16] {
@@ -190,5 +274,61 @@ struct LlamaANELowering {
             row.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { anelm_convert_f32_to_f16(src.baseAddress, $0.baseAddress! + i * m.cols, m.cols) } }
         }
         return out
+    }
+
+    /// The matrix transposed (cols × rows) as fp16 bits, times `scale`.
+    func fp16Transposed(_ m: WeightMatrix, scale: Float) throws -> [UInt16] {
+        let rowMajor = try fp16(m, scale: scale)
+        var out = [UInt16](repeating: 0, count: rowMajor.count)
+        for r in 0..<m.rows { for c in 0..<m.cols { out[c * m.rows + r] = rowMajor[r * m.cols + c] } }
+        return out
+    }
+}
+
+/// The Llama family (Llama, SmolLM2, Mistral, Qwen2): pre-norm attention and SwiGLU MLP.
+struct LlamaANELowering: ANEModelLowering {
+    let model: LlamaModel
+    var maxPositions: Int { model.configuration.maxPositionEmbeddings }
+
+    func lower(_ f: ANEFunctionLowering) throws {
+        let c = model.configuration, g = f.g
+        let headDim = c.headDim, eps = c.rmsNormEps
+        g.metadata["layers"] = c.numHiddenLayers
+        var x = try f.embed(model.embedding)
+        let rope = try f.ropeTables("rope", inverseFrequencies: model.rope.inverseFrequencies, headDim: headDim)
+
+        let group = c.numAttentionHeads / c.numKeyValueHeads
+        // 1/√headDim is folded into the q projection (and its bias): one op fewer per head.
+        let scale = 1 / Float(headDim).squareRoot()
+        // GGUF `llama` files permute q/k rows so RoPE pairs adjacent dims; un-permute them to rotate_half
+        // order, which slices express. q·k is unchanged because q and k get the same permutation.
+        let permute = model.rope.style == .adjacent ? headDim : nil
+        for (l, layer) in model.layers.enumerated() {
+            let a = layer.attention
+            let h = try f.rmsNorm(x, layer.attentionNorm, eps: eps, "l\(l)_attn_norm")
+            let q = try f.linear(h, a.q, "l\(l)_q", scale: scale, permuteHeads: permute)
+            let k = try f.linear(h, a.k, "l\(l)_k", permuteHeads: permute)
+            let v = try f.linear(h, a.v, "l\(l)_v")
+            var keys = [ANETensor](), values = [ANETensor]()
+            for kv in 0..<c.numKeyValueHeads {
+                let head = kv * headDim..<(kv + 1) * headDim
+                keys.append(try f.cache("l\(l)_k\(kv)_cache", try f.rope(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), rope)))
+                values.append(try f.cache("l\(l)_v\(kv)_cache", try g.slice(v, axis: 1, begin: head.lowerBound, end: head.upperBound)))
+            }
+            var heads = [ANETensor]()
+            for head in 0..<c.numAttentionHeads {
+                let qh = try f.rope(try g.slice(q, axis: 1, begin: head * headDim, end: (head + 1) * headDim), rope)
+                heads.append(try f.attend(qh, keys: keys[head / group], values: values[head / group], mask: f.mask))
+            }
+            x = try g.add(x, try f.linear(try g.concat(heads, axis: 1), a.o, "l\(l)_o"))
+
+            let h2 = try f.rmsNorm(x, layer.mlpNorm, eps: eps, "l\(l)_mlp_norm")
+            let gate = try f.linear(h2, layer.mlp.gate, "l\(l)_gate")
+            let up = try f.linear(h2, layer.mlp.up, "l\(l)_up")
+            let act = try g.mul(try g.mul(gate, g.sigmoid(gate)), up)  // SiLU(gate)·up
+            x = try g.add(x, try f.linear(act, layer.mlp.down, "l\(l)_down"))
+        }
+        let final = try f.rmsNorm(try f.lastColumn(x), model.outputNorm, eps: eps, "final_norm")
+        try f.outputHead(final, model.output.weight, vocabularySize: c.vocabSize)
     }
 }

@@ -3,7 +3,7 @@
 public struct ANEReport: Sendable {
     /// Op kinds the ANE executes (with fp16 tensors of supported shapes).
     public static let aneKinds: Set<ANEOpKind> = [
-        .const_, .conv, .mul, .add, .sub, .abs, .inverse, .rsqrt, .square, .sigmoid, .reduceMean, .reduceMax,
+        .const_, .conv, .mul, .add, .sub, .abs, .inverse, .rsqrt, .square, .sigmoid, .tanh, .gelu, .reduceMean, .reduceMax,
         .reduceArgmax, .softmax, .matmul, .sliceByIndex, .concat, .readState, .writeState,
     ]
     /// Widest conv output the ANE accepts.

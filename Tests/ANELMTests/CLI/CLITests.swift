@@ -45,6 +45,11 @@ final class CLITests: XCTestCase {
         try assertCleanError(["info", text.path], contains: "error: ")
         try assertCleanError(["tokenize", "--model", text.path, "--text", "hi"], contains: "not a GGUF")
         try assertCleanError(["info", FileManager.default.temporaryDirectory.path], contains: "config.json")
+        #if !canImport(CoreML)
+        try assertCleanError(["generate", "--backend", "coreml", "--model", "x.mlpackage", "--prompt", "hi"], contains: "needs Core ML")
+        #endif
+        try assertCleanError(["generate", "--backend", "coreml", "--model", "x.mlpackage", "--context", "64", "--prompt", "hi"], contains: "apply to --backend cpu")
+        try assertCleanError(["generate", "--backend", "coreml", "--prompt", "hi"], contains: "--model")
         if let model {
             try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--precision", "f8"], contains: "--precision")
             try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--max-tokens=-3"], contains: "max-tokens")
@@ -84,6 +89,9 @@ final class CLITests: XCTestCase {
         let r = try run(["generate", "--max-tokens", "many"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertFalse(r.stderr.contains("Fatal error"))
+        let backend = try run(["generate", "--backend", "gpu", "--prompt", "hi"])
+        XCTAssertNotEqual(backend.status, 0)
+        XCTAssertTrue(backend.stderr.contains("'cpu' and 'coreml'"), backend.stderr)
         XCTAssertEqual(try run(["--help"]).status, 0)
     }
 
@@ -124,5 +132,17 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(try BuiltinChatTemplates.named(name), try String(contentsOf: Self.root.appendingPathComponent(path), encoding: .utf8), name)
         }
         XCTAssertThrowsError(try BuiltinChatTemplates.named("nope"))
+    }
+
+    /// `info --ane` lowers both functions and prints one op table each.
+    func testInfoANEReportsBothFunctions() throws {
+        let tiny = ModelFixture.directory.appendingPathComponent("tiny-llama").path
+        let r = try run(["info", tiny, "--ane"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("ANE decode graph (fp16, context 512, 1 token per call)"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ANE prefill graph (fp16, context 512, 64 tokens per call)"), r.stdout)
+        let json = try run(["info", tiny, "--ane", "--format", "json"])
+        XCTAssertTrue(json.stdout.contains("\"ane_prefill_ops\""), json.stdout)
+        XCTAssertTrue(json.stdout.contains("\"ane_prefill_block\":64"), json.stdout)
     }
 }
