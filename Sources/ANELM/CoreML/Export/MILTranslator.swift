@@ -359,7 +359,15 @@ private struct FunctionEmitter {
             case .mul, .add, .sub:
                 let (t, v) = try outputTensor(op)
                 emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), ("y", [.name(try input(op, 1))])])
-            case .abs, .square, .sigmoid:
+            case .gatherAlongAxis:
+                let (t, v) = try outputTensor(op)
+                emit("gather_along_axis", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), ("indices", [.name(try input(op, 1))]),
+                     parameter(v, "axis", .int32(Int32(op.axis))), parameter(v, "validate_indices", .bool(false))])
+            case .gelu:
+                let (t, v) = try outputTensor(op)
+                guard ["EXACT", "TANH_APPROXIMATION"].contains(op.mode) else { throw ANELMError("ANE graph (\(function.name)): gelu mode '\(op.mode)'") }
+                emit("gelu", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "mode", .string(op.mode))])
+            case .abs, .square, .sigmoid, .tanh:
                 let (t, v) = try outputTensor(op)
                 emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))])])
             case .inverse, .rsqrt:
