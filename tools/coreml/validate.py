@@ -156,29 +156,28 @@ class Source:
         return w[order]
 
     def expected_constants(self, chunks):
-        """The lowering's constants by name, as float32 in their graph shapes (before fp16 rounding)."""
+        """The lowering's constants by name, as float32 before fp16 rounding: weights as (rows = outputs or
+        table entries, cols) matrices, norms and biases as vectors."""
         scale = np.float32(1) / np.float32(math.sqrt(self.head_dim))
-        out = {"embedding": self.tensor("embed").reshape(self.vocab, self.hidden, 1, 1)}
+        out = {"embedding": self.tensor("embed")}
         for l in range(self.layers):
             for p in ("q", "k", "v", "o", "gate", "up", "down"):
                 w = self.tensor(p, l)
                 if p in ("q", "k"):
                     w = self.rotate_half_order(w)
-                if p == "q":
-                    w = w * scale
-                out[f"l{l}_{p}_weight"] = w.reshape(w.shape[0], w.shape[1], 1, 1)
+                out[f"l{l}_{p}_weight"] = w * scale if p == "q" else w
                 if p in ("q", "k", "v") and self.has(p + "_bias", l):
                     b = self.tensor(p + "_bias", l)
                     if p in ("q", "k"):
                         b = self.rotate_half_order(b)
                     out[f"l{l}_{p}_bias"] = b * scale if p == "q" else b
-            out[f"l{l}_attn_norm_weight"] = self.tensor("attn_norm", l).reshape(1, -1, 1, 1)
-            out[f"l{l}_mlp_norm_weight"] = self.tensor("mlp_norm", l).reshape(1, -1, 1, 1)
-        out["final_norm_weight"] = self.tensor("final_norm").reshape(1, -1, 1, 1)
+            out[f"l{l}_attn_norm_weight"] = self.tensor("attn_norm", l)
+            out[f"l{l}_mlp_norm_weight"] = self.tensor("mlp_norm", l)
+        out["final_norm_weight"] = self.tensor("final_norm")
         head = self.lm_head()
         start = 0
         for i, n in enumerate(chunks):
-            out[f"output_{i}"] = head[start:start + n].reshape(n, self.hidden, 1, 1)
+            out[f"output_{i}"] = head[start:start + n]
             start += n
         return out
 
@@ -371,6 +370,23 @@ def validate(args):
         weight_inputs |= {op.x.name for op in f.operations if op.op_type == "gather" and (op.x.op.op_type == "const" or op.x.op.op_type.startswith("constexpr_"))}
     unmatched = sorted(weight_inputs - set(expected))
     check(not unmatched, f"weights with no source tensor to check against: {unmatched[:5]}")
+    # Where each weight's rows are in its rank-4 constant: a conv's output channels (axis 0), a gather
+    # table's entries (the gather axis); the cols are the one other axis that is not 1.
+    row_axis = {}
+    for op in decode.operations:
+        if op.op_type == "conv":
+            row_axis[op.weight.name] = 0
+        elif op.op_type == "gather":
+            row_axis[op.x.name] = int(op.axis.val)
+
+    def matrix(a, name, rows, cols):
+        shape = a.shape
+        r = row_axis.get(name)
+        check(r is not None and shape[r] == rows, f"{name}: {shape} is not a weight with {rows} rows")
+        c = [i for i in range(len(shape)) if i != r and shape[i] > 1] or [i for i in range(len(shape)) if i != r][:1]
+        check(len(c) == 1 and shape[c[0]] == cols and int(np.prod(shape)) == rows * cols, f"{name}: {shape} is not a ({rows}, {cols}) matrix")
+        return np.moveaxis(a, [r, c[0]], [0, 1]).reshape(rows, cols)
+
     errors, compressed = [0.0, 0.0], 0
     for cname, want in expected.items():
         check(cname in producers, f"constant {cname} is not in the program")
@@ -378,36 +394,37 @@ def validate(args):
         w = fp16(want)
         if op.op_type == "const":
             got = np.asarray(op.outputs[0].val, dtype=np.float32)
+            got = matrix(got, cname, *w.shape) if w.ndim == 2 else got.reshape(-1)
             check(got.shape == w.shape, f"{cname}: shape {got.shape}, source {w.shape}")
             check(np.array_equal(got, w), f"{cname}: {int((got != w).sum())} values differ from the source (max {np.abs(got - w).max()})")
             check(cname not in weight_inputs or args.weights == "fp16", f"{cname} is not compressed under --weights {args.weights}")
             continue
         check(op.op_type == CONSTEXPR.get(args.weights), f"{cname}: {op.op_type} under --weights {args.weights}")
-        got = np.asarray(op.materialized_val_inference(), dtype=np.float32)
-        check(got.shape == w.shape, f"{cname}: shape {got.shape}, source {w.shape}")
-        rows, cols = w.shape[0], w.shape[1]
-        w2 = w.reshape(rows, cols)
+        rows, cols = w.shape
+        got = matrix(np.asarray(op.materialized_val_inference(), dtype=np.float32), cname, rows, cols)
         if op.op_type == "constexpr_blockwise_shift_scale":
             check(op.offset is None, f"{cname}: unexpected offset")
-            data = op.data.val.reshape(rows, cols).astype(np.float32)
+            data = matrix(op.data.val, cname, rows, cols).astype(np.float32)
             scale = op.scale.val.astype(np.float32)
-            check(scale.shape[0] == rows and scale.shape[2:] == (1, 1), f"{cname}: scale shape {scale.shape}")
-            block = cols // scale.shape[1]
-            check(block <= 32 and cols % scale.shape[1] == 0, f"{cname}: block {block}")
-            s = np.repeat(scale.reshape(rows, -1), block, axis=1)
-            q = np.where(s > 0, np.clip(np.rint(w2 / np.where(s > 0, s, 1)), -127, 127), 0)
+            r = row_axis[cname]
+            blocks = int(np.prod(scale.shape)) // rows
+            check(scale.shape[r] == rows and cols % blocks == 0 and cols // blocks <= 32, f"{cname}: scale shape {scale.shape} for {op.data.val.shape}")
+            c = [i for i in range(scale.ndim) if i != r and op.data.val.shape[i] > 1][0]
+            s = np.repeat(np.moveaxis(scale, [r, c], [0, 1]).reshape(rows, blocks), cols // blocks, axis=1)
+            q = np.where(s > 0, np.clip(np.rint(w / np.where(s > 0, s, 1)), -127, 127), 0)
             check(np.array_equal(q, data), f"{cname}: {int((q != data).sum())} int8 values are not round(w / scale) of the source")
             # Core ML's output is fp16: half a quantization step plus half an fp16 step of the result.
-            d = got.reshape(rows, cols)
-            check(np.all(np.abs(d - w2) <= s / 2 + np.abs(np.spacing(d.astype(np.float16))).astype(np.float32) / 2), f"{cname}: dequantized beyond half a step")
+            check(np.all(np.abs(got - w) <= s / 2 + np.abs(np.spacing(got.astype(np.float16))).astype(np.float32) / 2), f"{cname}: dequantized beyond half a step")
         else:
             lut = op.lut.val.astype(np.float32)
-            groups, k = lut.shape[0], lut.shape[-2]
-            g = rows // groups
-            idx = op.indices.val.reshape(rows, cols).astype(np.int64)
+            k = lut.shape[-2]
+            tables = lut.reshape(-1, k)
+            check(lut.shape[row_axis[cname]] == len(tables) and rows % len(tables) == 0, f"{cname}: LUT shape {lut.shape}")
+            g = rows // len(tables)
+            idx = matrix(op.indices.val, cname, rows, cols).astype(np.int64)
             for start in range(0, rows, g):
-                table = lut[start // g].reshape(k).astype(np.float64)
-                block = w2[start:start + g].astype(np.float64).reshape(-1)
+                table = tables[start // g].astype(np.float64)
+                block = w[start:start + g].astype(np.float64).reshape(-1)
                 best = np.abs(block[:, None] - table[None, :]).min(axis=1)
                 chosen = np.abs(block - table[idx[start:start + g].reshape(-1)])
                 check(np.all(chosen <= best + 1e-6 * np.abs(block) + 1e-12), f"{cname}: rows {start}…: an index is not the nearest LUT entry")
@@ -416,7 +433,7 @@ def validate(args):
         errors[1] += float((w ** 2).sum())
     report["weights"] = f"{len(expected)} constants equal the source" + ("" if not compressed else
         f" ({compressed} compressed: stored values are the quantization of the source; relative RMS error {math.sqrt(errors[0] / errors[1]):.4g})")
-    if not src.scaled_rope:
+    if not src.scaled_rope and "rope_cos" in producers:
         cos, sin = src.rope_tables(n)
         for cname, table in (("rope_cos", cos), ("rope_sin", sin)):
             got = np.asarray(producers[cname].outputs[0].val, dtype=np.float32)
@@ -444,7 +461,7 @@ def validate(args):
     report["package"] = f"{total} bytes (model.mlmodel {os.path.getsize(os.path.join(pkg, 'Data/com.apple.CoreML/model.mlmodel'))})"
 
     if args.reference:
-        report["run"] = run_reference(decode, info, args)
+        report["run"] = run_reference(prog, info, args)
     return report
 
 
@@ -498,6 +515,16 @@ def run_op(op, t, ins, val, states):
     elif t == "gather":
         check(int(val(ins["batch_dims"])) == 0, "run: gather batch_dims")
         r = np.take(val(ins["x"]), val(ins["indices"]).astype(np.int64), axis=int(val(ins["axis"])))
+    elif t == "gather_along_axis":
+        r = np.take_along_axis(val(ins["x"]), val(ins["indices"]).astype(np.int64), axis=int(val(ins["axis"])))
+    elif t == "tanh":
+        r = np.tanh(val(ins["x"]))
+    elif t == "gelu":
+        x = val(ins["x"]).astype(np.float64)
+        if str(val(ins["mode"])) == "TANH_APPROXIMATION":
+            r = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+        else:
+            r = 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
     elif t == "conv":
         w = val(ins["weight"]).astype(np.float32)
         check(w.shape[2:] == (1, 1) and int(val(ins["groups"])) == 1 and list(val(ins["strides"])) == [1, 1] and list(val(ins["dilations"])) == [1, 1],
@@ -554,24 +581,54 @@ def types_fp16():
     return types.fp16
 
 
-def run_reference(decode, info, args):
-    """Greedy-free check: feed each fixture prompt token by token; compare the last top-20 logits."""
+def call_inputs(f, tokens, start, n, window):
+    """The inputs of one call on `tokens` at positions start…: token ids, the one-hot placement of each
+    column and its additive masks (a full block: every column a real token)."""
+    from coremltools.converters.mil.mil import types
+    width = len(tokens)
+    positions = start + np.arange(width)[:, None]
+    keys = np.arange(n)[None, :]
+    masked = np.float32(-65504)
+    rows = {"position_onehot": (keys == positions).astype(np.float32),
+            "attention_mask": np.where(keys <= positions, 0, masked).astype(np.float32)}
+    if window:
+        rows["sliding_mask"] = np.where((keys <= positions) & (keys > positions - window), 0, masked).astype(np.float32)
+    feeds = {}
+    for name, v in f.inputs.items():
+        if types.is_state(v.sym_type):
+            continue
+        if v.dtype == types.int32:
+            feeds[name] = np.asarray(tokens, np.int32).reshape(v.shape)
+        else:
+            check(name in rows, f"run: no rule for the input {name}")
+            feeds[name] = rows[name].reshape(v.shape)
+    return feeds
+
+
+def run_reference(prog, info, args):
+    """Each fixture prompt through the program as an app runs it (full prefill blocks, then decode token
+    by token); the last position's top-20 logits against transformers'."""
     from coremltools.converters.mil.mil import types
     fixture = json.load(open(args.reference))
-    n = info["context_length"]
-    worst, steps, agree = 0.0, 0, 0
+    n, block = info["context_length"], info.get("prefill_block")
+    window = info["metadata"].get("sliding_window")
+    decode, prefill = prog.functions["decode"], prog.functions.get("prefill")
+    worst, calls, agree = 0.0, {"decode": 0, "prefill": 0}, 0
     names = args.cases.split(",")
     cases = [c for c in fixture["cases"] if c["name"] in names]
     check(len(cases) == len(names), f"run: the fixture has no case among {names}")
-    check(all(len(c["prompt_ids"]) <= n for c in cases), f"run: a prompt is longer than the context {n}")
     for case in cases:
+        ids = case["prompt_ids"]
+        check(len(ids) <= n, f"run: case {case['name']} is longer than the context {n}")
         states = {name: np.zeros(v.sym_type.wrapped_type().get_shape(), np.float32) for name, v in decode.inputs.items() if types.is_state(v.sym_type)}
-        for p, token in enumerate(case["prompt_ids"]):
-            onehot = np.zeros((1, 1, 1, n), np.float32)
-            onehot[..., p] = 1
-            mask = np.where(np.arange(n) <= p, 0, -65504).astype(np.float32).reshape(1, 1, 1, n)
-            out = run_function(decode, {"token": np.full((1, 1, 1, 1), token, np.int32), "position_onehot": onehot, "attention_mask": mask}, states)
-            steps += 1
+        p = 0
+        while prefill is not None and block and len(ids) - p > block:
+            run_function(prefill, call_inputs(prefill, ids[p:p + block], p, n, window), states)
+            calls["prefill"] += 1
+            p += block
+        for i in range(p, len(ids)):
+            out = run_function(decode, call_inputs(decode, ids[i:i + 1], i, n, window), states)
+            calls["decode"] += 1
         logits = np.concatenate([out[f"logits_{i}"].reshape(-1) for i in range(info["output_chunks"])])
         check(np.isfinite(logits).all(), f"run: case {case['name']}: logits not finite")
         top = case["last_logits_top20"]
@@ -579,8 +636,8 @@ def run_reference(decode, info, args):
         agree += int(int(out["next_token"].reshape(-1)[0]) == top["ids"][0] == int(np.argmax(logits)))
     limit = args.tolerance
     check(limit is None or worst <= limit, f"run: top-20 logits {worst:.4g} from the reference (limit {limit})")
-    return f"{steps} decode steps in numpy, {len(cases)} prompts: argmax = reference top-1 in {agree}, max top-20 logit error {worst:.4g}" + \
-        ("" if limit is None else f" (limit {limit})")
+    return f"{len(cases)} prompts in numpy ({calls['prefill']} prefill blocks, {calls['decode']} decode steps): argmax = reference top-1 in {agree}, " + \
+        f"max top-20 logit error {worst:.4g}" + ("" if limit is None else f" (limit {limit})")
 
 
 def main():

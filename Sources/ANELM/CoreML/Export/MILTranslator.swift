@@ -46,7 +46,7 @@ final class MILTranslator {
     // MARK: Constants
 
     /// The const (or constexpr) op producing constant `id` of `graph`, named `variable`.
-    fileprivate func constantOp(_ id: Int, _ graph: ANEGraph, function: String, variable: String, compress: Bool) throws -> MILOperation {
+    fileprivate func constantOp(_ id: Int, _ graph: ANEGraph, function: String, variable: String, rowAxis: Int?) throws -> MILOperation {
         let tensor = graph.tensors[id]
         guard let values = graph.constants[id] else { throw ANELMError("ANE graph: const \(tensor.name) has no values") }
         let c: SharedConstant
@@ -56,7 +56,7 @@ final class MILTranslator {
             }
             c = existing
         } else {
-            c = try write(tensor, values, function: function, compress: compress)
+            c = try write(tensor, values, function: function, rowAxis: rowAxis)
             shared[tensor.name] = c
         }
         var op = MILOperation(type: c.type, inputs: c.inputs, outputs: [(variable, .tensor(Self.type(of: tensor)))], attributes: [("name", .string(variable))])
@@ -72,31 +72,43 @@ final class MILTranslator {
         }
     }
 
-    private func write(_ tensor: ANETensor, _ values: ANEConstant, function: String, compress: Bool) throws -> SharedConstant {
-        // Weights are (Cout, Cin, 1, 1): blocks run along the input channels, tables per output channels.
-        if compress, format != .fp16, case .fp16(let bits) = values, tensor.shape.count == 4, tensor.shape[2] == 1, tensor.shape[3] == 1 {
-            let rows = tensor.shape[0], cols = tensor.shape[1]
-            let source = floats(fromFP16: bits)
+    private func write(_ tensor: ANETensor, _ values: ANEConstant, function: String, rowAxis: Int?) throws -> SharedConstant {
+        // A weight is a (rows, cols) matrix inside its rank-4 shape: rows are output channels (a conv's
+        // axis 0) or table entries (a gather's axis), cols the one other axis that is not 1. int8 blocks run
+        // along the cols, LUTs are per group of rows.
+        let shape = tensor.shape
+        if let rowAxis, format != .fp16, case .fp16(let bits) = values, shape.count == 4,
+           let colAxis = (0..<4).first(where: { $0 != rowAxis && shape[$0] > 1 }),
+           (0..<4).allSatisfy({ $0 == rowAxis || $0 == colAxis || shape[$0] == 1 }) {
+            let rows = shape[rowAxis], cols = shape[colAxis]
+            let layout = MatrixLayout(shape: shape, rowAxis: rowAxis, colAxis: colAxis)
+            let matrix = layout.matrix(bits)
+            let source = floats(fromFP16: matrix)
             compressedCount += 1
             switch format {
             case .int8:
                 let block = divisor(of: cols, atMost: Self.int8Block)
-                let q = BlockwiseInt8(fp16: bits, rows: rows, cols: cols, block: block)
+                let q = BlockwiseInt8(fp16: matrix, rows: rows, cols: cols, block: block)
                 error.add(source, q.dequantized())
-                let data = try value(MILTensorType(dataType: .int8, shape: tensor.shape), q.data.map { UInt8(bitPattern: $0) }, elements: q.data.count)
-                let scale = try value(MILTensorType(dataType: .float16, shape: [rows, cols / block, 1, 1]), littleEndianBytes(q.scales), elements: q.scales.count)
-                return SharedConstant(function: function, shape: tensor.shape, values: values, type: "constexpr_blockwise_shift_scale",
+                var scaleShape = shape
+                scaleShape[colAxis] = cols / block
+                let scales = MatrixLayout(shape: scaleShape, rowAxis: rowAxis, colAxis: colAxis).tensor(q.scales)
+                let data = try value(MILTensorType(dataType: .int8, shape: shape), layout.tensor(q.data).map { UInt8(bitPattern: $0) }, elements: q.data.count)
+                let scale = try value(MILTensorType(dataType: .float16, shape: scaleShape), littleEndianBytes(scales), elements: scales.count)
+                return SharedConstant(function: function, shape: shape, values: values, type: "constexpr_blockwise_shift_scale",
                                       inputs: [("data", [.value(data)]), ("scale", [.value(scale)])], val: nil)
             case .lut4, .lut6:
                 let bitsPerIndex = format == .lut4 ? 4 : 6
                 let group = divisor(of: rows, atMost: Self.lutGroup)
-                let p = Palettized(fp16: bits, rows: rows, cols: cols, bits: bitsPerIndex, groupRows: group)
+                let p = Palettized(fp16: matrix, rows: rows, cols: cols, bits: bitsPerIndex, groupRows: group)
                 error.add(source, p.dequantized())
-                let indices = try value(MILTensorType(dataType: bitsPerIndex == 4 ? .uint4 : .uint6, shape: tensor.shape),
-                                        packSubByte(p.indices, bits: bitsPerIndex), elements: p.indices.count)
-                // lut: (groups, 1, 1, 1, 2^bits, 1): rank = indices' rank + 2, vector size 1.
-                let lut = try value(MILTensorType(dataType: .float16, shape: [rows / group, 1, 1, 1, 1 << bitsPerIndex, 1]), littleEndianBytes(p.lut), elements: p.lut.count)
-                return SharedConstant(function: function, shape: tensor.shape, values: values, type: "constexpr_lut_to_dense",
+                let indices = try value(MILTensorType(dataType: bitsPerIndex == 4 ? .uint4 : .uint6, shape: shape),
+                                        packSubByte(layout.tensor(p.indices), bits: bitsPerIndex), elements: p.indices.count)
+                // lut: rank = indices' rank + 2: the number of tables along each axis (rows / group along the
+                // rows' axis), then 2^bits entries of vector size 1.
+                let lutShape = (0..<4).map { $0 == rowAxis ? rows / group : 1 } + [1 << bitsPerIndex, 1]
+                let lut = try value(MILTensorType(dataType: .float16, shape: lutShape), littleEndianBytes(p.lut), elements: p.lut.count)
+                return SharedConstant(function: function, shape: shape, values: values, type: "constexpr_lut_to_dense",
                                       inputs: [("indices", [.value(indices)]), ("lut", [.value(lut)])], val: nil)
             case .fp16: break
             }
@@ -157,6 +169,34 @@ final class MILTranslator {
     }
 }
 
+/// A (rows, cols) matrix held in a rank-4 tensor whose other axes are 1: element (r, c) sits at
+/// r·stride(rowAxis) + c·stride(colAxis), so a (1, C, 1, V) table is the transpose of its (V, C) matrix.
+struct MatrixLayout {
+    let rows: Int, cols: Int, rowStride: Int, colStride: Int
+
+    init(shape: [Int], rowAxis: Int, colAxis: Int) {
+        func stride(_ axis: Int) -> Int { shape[(axis + 1)...].reduce(1, *) }
+        rows = shape[rowAxis]
+        cols = shape[colAxis]
+        rowStride = stride(rowAxis)
+        colStride = stride(colAxis)
+    }
+
+    /// The tensor's values as the row-major matrix.
+    func matrix<T>(_ tensor: [T]) -> [T] {
+        if colStride == 1 { return tensor }
+        return (0..<(rows * cols)).map { tensor[($0 / cols) * rowStride + ($0 % cols) * colStride] }
+    }
+
+    /// The row-major matrix's values in the tensor's layout.
+    func tensor<T>(_ matrix: [T]) -> [T] {
+        if colStride == 1 { return matrix }
+        var out = matrix
+        for i in matrix.indices { out[(i / cols) * rowStride + (i % cols) * colStride] = matrix[i] }
+        return out
+    }
+}
+
 /// Unique MIL identifiers ([A-Za-z_][A-Za-z0-9_@]*, MIL.proto) within one function.
 struct MILNames {
     private var used = Set<String>()
@@ -203,7 +243,8 @@ private struct FunctionEmitter {
     /// Reshaped views already emitted, by tensor id and shape.
     var views: [String: String] = [:]
     let inputs: [(name: String, id: Int)], outputs: [(feature: String, id: Int)]
-    let compressible: Set<Int>
+    /// Constants to compress (conv weights, constant gather tables) and the axis of their rows.
+    let compressible: [Int: Int]
 
     init(_ function: ANEProgram.Function, translator: MILTranslator) throws {
         self.function = function
@@ -211,12 +252,12 @@ private struct FunctionEmitter {
         let graph = function.graph
         inputs = graph.inputs.map { ($0.key, $0.value) }.sorted { $0.id < $1.id }
         outputs = graph.outputs.map { (MILTranslator.outputFeatureName($0.key, inputs: graph.inputs), $0.value) }.sorted { $0.id < $1.id }
-        // Compressed: conv weights and constant gather tables.
-        var weights = Set<Int>()
+        // Compressed: conv weights (rows: output channels, axis 0) and constant gather tables (rows: the entries).
+        var weights: [Int: Int] = [:]
         for op in graph.ops {
             switch op.kind {
-            case .conv where op.inputs.count > 1: weights.insert(op.inputs[1])
-            case .gather where op.inputs.count > 1 && graph.constants[op.inputs[0]] != nil: weights.insert(op.inputs[0])
+            case .conv where op.inputs.count > 1: weights[op.inputs[1]] = 0
+            case .gather where op.inputs.count > 1 && graph.constants[op.inputs[0]] != nil: weights[op.inputs[0]] = op.axis
             default: break
             }
         }
@@ -290,7 +331,7 @@ private struct FunctionEmitter {
             switch op.kind {
             case .const_:
                 let (t, v) = try outputTensor(op)
-                ops.append(try translator.constantOp(t.id, graph, function: function.name, variable: v, compress: compressible.contains(t.id)))
+                ops.append(try translator.constantOp(t.id, graph, function: function.name, variable: v, rowAxis: compressible[t.id]))
             case .readState:
                 guard graph.states.indices.contains(op.state) else { throw ANELMError("ANE graph (\(function.name)): read_state of unknown state \(op.state)") }
                 let (t, v) = try outputTensor(op)
