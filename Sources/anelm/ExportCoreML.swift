@@ -10,7 +10,7 @@ struct ExportCoreML: ParsableCommand {
     @Option(name: .long, help: "A .gguf file or a Hugging Face folder (default: the default model).") var model: String?
     @Option(name: .long, help: "The package to write, NAME.mlpackage (must not exist).") var output: String
     @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions).") var context: Int = 512
-    @Option(name: .long, help: "Tokens per prefill call.") var prefillBlock: Int?
+    @Option(name: .long, help: "Tokens per prefill call (default 64).") var prefillBlock: Int?
     @Option(name: .long, help: "Weight storage: fp16, int8 (blockwise, 32 input channels per scale), lut4 or lut6 (palettized per 32 output channels).")
     var weights: String = "fp16"
     @Option(name: .long, help: "Worker threads for loading (default: physical cores).") var threads: Int?
@@ -18,14 +18,14 @@ struct ExportCoreML: ParsableCommand {
     func run() throws {
         let format = try ANEWeightFormat(parsing: weights)
         guard context > 0 else { throw ANELMError("--context must be positive, got \(context)") }
-        // The lowering has no prefill function yet; once ANELoweringOptions has its block size, pass it here.
-        if let prefillBlock { throw ANELMError("--prefill-block \(prefillBlock): the ANE lowering has no prefill function yet (decode only)") }
+        var options = ANELoweringOptions(contextLength: context)
+        if let prefillBlock { options.prefillBlock = prefillBlock }
         try CoreMLPackage.checkDestination(output)  // before the slow part
         let path = try model ?? DefaultModel.installIfNeeded().path
         let start = Date()
         printError("loading \(path)…")
         let loaded = try ModelLoader.load(path, options: LoadOptions(threads: threads))
-        _ = try CoreMLPackage.export(loaded, to: output, options: ANELoweringOptions(contextLength: context), weights: format, progress: printError)
+        _ = try CoreMLPackage.export(loaded, to: output, options: options, weights: format, progress: printError)
         printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
     }
 }

@@ -50,12 +50,8 @@ public enum CoreMLPackage {
     public static func write(_ program: ANEProgram, info: ANEPackageInfo, tokenizer: ModelSource?, to path: String,
                              weights: ANEWeightFormat = .fp16, progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
         try checkDestination(path)
+        // ANEProgram has checked its contract: one set of states, same-named constants equal.
         guard let first = program.functions.first else { throw ANELMError("the lowered program has no functions") }
-        for f in program.functions.dropFirst() {
-            guard f.graph.states.map(\.name) == first.graph.states.map(\.name), f.graph.states.map(\.shape) == first.graph.states.map(\.shape) else {
-                throw ANELMError("functions '\(first.name)' and '\(f.name)' declare different states; a Core ML program's functions share them")
-            }
-        }
         guard Set(program.functions.map(\.name)).count == program.functions.count else { throw ANELMError("the lowered program names a function twice") }
 
         let fm = FileManager.default

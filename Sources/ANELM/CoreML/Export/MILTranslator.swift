@@ -51,7 +51,7 @@ final class MILTranslator {
         guard let values = graph.constants[id] else { throw ANELMError("ANE graph: const \(tensor.name) has no values") }
         let c: SharedConstant
         if let existing = shared[tensor.name] {
-            guard existing.shape == tensor.shape, Self.same(existing.values, values) else {
+            guard existing.shape == tensor.shape, existing.values == values else {
                 throw ANELMError("constant '\(tensor.name)' differs between functions '\(existing.function)' and '\(function)'; shared constants must hold the same values")
             }
             c = existing
@@ -62,14 +62,6 @@ final class MILTranslator {
         var op = MILOperation(type: c.type, inputs: c.inputs, outputs: [(variable, .tensor(Self.type(of: tensor)))], attributes: [("name", .string(variable))])
         if let val = c.val { op.attributes.append(("val", val)) }
         return op
-    }
-
-    private static func same(_ a: ANEConstant, _ b: ANEConstant) -> Bool {
-        switch (a, b) {
-        case (.fp16(let x), .fp16(let y)): return x == y
-        case (.int32(let x), .int32(let y)): return x == y
-        default: return false
-        }
     }
 
     private func write(_ tensor: ANETensor, _ values: ANEConstant, function: String, rowAxis: Int?) throws -> SharedConstant {
