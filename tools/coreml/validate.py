@@ -82,6 +82,7 @@ class Source:
                           "attn_norm": "blk.{}.attn_norm.weight", "mlp_norm": "blk.{}.ffn_norm.weight", "final_norm": "output_norm.weight", "lm_head": "output.weight"}
             # llama.cpp's converter permutes q/k rows of `llama` models so RoPE pairs adjacent dims.
             self.permuted = self.arch == "llama"
+            self.gemma = False  # (Gemma 3 GGUF rules: not written yet)
         else:
             self.config = json.load(open(os.path.join(path, "config.json")))
             c = self.config
@@ -101,6 +102,12 @@ class Source:
                           "attn_norm": "model.layers.{}.input_layernorm.weight", "mlp_norm": "model.layers.{}.post_attention_layernorm.weight",
                           "final_norm": "model.norm.weight", "lm_head": "lm_head.weight"}
             self.permuted = False
+            self.gemma = self.arch == "Gemma3ForCausalLM"
+            if self.gemma:
+                self.query_pre_attn_scalar = c.get("query_pre_attn_scalar") or self.head_dim
+                self.names.update({"attn_norm": "model.layers.{}.input_layernorm.weight", "post_attn_norm": "model.layers.{}.post_attention_layernorm.weight",
+                                   "pre_ffw_norm": "model.layers.{}.pre_feedforward_layernorm.weight", "post_ffw_norm": "model.layers.{}.post_feedforward_layernorm.weight",
+                                   "q_norm": "model.layers.{}.self_attn.q_norm.weight", "k_norm": "model.layers.{}.self_attn.k_norm.weight"})
 
     def meta(self, key):
         f = self.reader.fields.get(key)
@@ -158,6 +165,8 @@ class Source:
     def expected_constants(self, chunks):
         """The lowering's constants by name, as float32 before fp16 rounding: weights as (rows = outputs or
         table entries, cols) matrices, norms and biases as vectors."""
+        if self.gemma:
+            return self.gemma_constants(chunks)
         scale = np.float32(1) / np.float32(math.sqrt(self.head_dim))
         out = {"embedding": self.tensor("embed")}
         for l in range(self.layers):
@@ -181,12 +190,52 @@ class Source:
             start += n
         return out
 
+    def gemma_constants(self, chunks):
+        """Gemma 3 (Hugging Face folder): the lowering carries the residual stream at 1/16, folded into the
+        embedding (also times sqrt(hidden), rounded to the weights' dtype as transformers does) and the
+        post-norms; norms multiply by (1 + w); query_pre_attn_scalar^-1/2 is folded into the q norms."""
+        s = np.float32(1 / 16)
+        embed_scale = rounded(np.float32(math.sqrt(self.hidden)), self.files[self.names["embed"]][2]["dtype"])
+        out = {"embedding": self.tensor("embed") * np.float32(embed_scale * s)}
+
+        def norm(key, layer=None):
+            return np.float32(1) + self.tensor(key, layer)
+
+        score = np.float32(1) / np.float32(math.sqrt(self.query_pre_attn_scalar))
+        for l in range(self.layers):
+            for p in ("q", "k", "v", "o", "gate", "up", "down"):
+                out[f"l{l}_{p}_weight"] = self.tensor(p, l)
+            out[f"l{l}_input_norm_weight"] = norm("attn_norm", l)
+            out[f"l{l}_post_attn_norm_weight"] = norm("post_attn_norm", l) * s
+            out[f"l{l}_pre_ffw_norm_weight"] = norm("pre_ffw_norm", l)
+            out[f"l{l}_post_ffw_norm_weight"] = norm("post_ffw_norm", l) * s
+            for h in range(self.heads):
+                out[f"l{l}_q{h}_norm_weight"] = norm("q_norm", l) * score
+            for h in range(self.kv_heads):
+                out[f"l{l}_k{h}_norm_weight"] = norm("k_norm", l)
+        out["final_norm_weight"] = norm("final_norm")
+        head, start = self.lm_head(), 0
+        for i, n in enumerate(chunks):
+            out[f"output_{i}"] = head[start:start + n]
+            start += n
+        return out
+
     def rope_tables(self, n):
         inv = 1.0 / (self.theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim))
         d = np.arange(self.head_dim)
         angle = np.arange(n)[None, :] * inv[d % (self.head_dim // 2)][:, None]
         sign = np.where(d < self.head_dim // 2, -1.0, 1.0)[:, None]
         return np.cos(angle).reshape(1, self.head_dim, 1, n), (np.sin(angle) * sign).reshape(1, self.head_dim, 1, n)
+
+
+def rounded(x, dtype):
+    """A float32 scalar rounded to a safetensors dtype (nearest, ties to even), back as float32."""
+    if dtype == "F16":
+        return np.float32(np.float16(x))
+    if dtype == "BF16":
+        b = int(np.array([x], np.float32).view(np.uint32)[0])
+        return np.array([(b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000], np.uint32).view(np.float32)[0]
+    return np.float32(x)
 
 
 def fp16(a):
@@ -414,7 +463,7 @@ def validate(args):
             q = np.where(s > 0, np.clip(np.rint(w / np.where(s > 0, s, 1)), -127, 127), 0)
             check(np.array_equal(q, data), f"{cname}: {int((q != data).sum())} int8 values are not round(w / scale) of the source")
             # Core ML's output is fp16: half a quantization step plus half an fp16 step of the result.
-            check(np.all(np.abs(got - w) <= s / 2 + np.abs(np.spacing(got.astype(np.float16))).astype(np.float32) / 2), f"{cname}: dequantized beyond half a step")
+            check(np.all(np.abs(got - w) <= s / 2 + np.spacing(np.abs(got).astype(np.float16)).astype(np.float32) / 2), f"{cname}: dequantized beyond half a step")
         else:
             lut = op.lut.val.astype(np.float32)
             k = lut.shape[-2]
