@@ -53,6 +53,9 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
     public let alignment: Int
     /// Offset of the tensor data section in the file.
     public let dataOffset: Int
+    /// Where the metadata key/value pairs are in the file, and how many the header declares.
+    let metadataBytes: Range<Int>
+    let metadataCount: Int
     private let file: MappedFile
     private let infoByName: [String: GGUFTensorInfo]
 
@@ -80,6 +83,7 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         var keys: [String] = []
         var values: [String: GGUFValue] = [:]
         keys.reserveCapacity(kvCount)
+        let metadataStart = r.offset
         for _ in 0..<kvCount {
             let key = try Self.readString(&r)
             let type = try r.read(UInt32.self)
@@ -88,6 +92,8 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         }
         metadataKeys = keys
         metadata = values
+        metadataBytes = metadataStart..<r.offset
+        metadataCount = kvCount
 
         var alignment = 32
         if let value = values["general.alignment"] {
@@ -140,6 +146,20 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
     }
 
     public var tensorNames: [String] { tensorInfos.map(\.name) }
+
+    /// A GGUF v3 file with all of this file's metadata, byte for byte (v2 and v3 encode it alike), and no
+    /// tensors: the tokenizer and chat template without the weights.
+    public func metadataOnlyData() -> Data {
+        var d = Data()
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+        put(UInt32(0x4655_4747))  // "GGUF"
+        put(UInt32(3))
+        put(UInt64(0))            // tensors
+        put(UInt64(metadataCount))
+        d.append(contentsOf: UnsafeRawBufferPointer(rebasing: file.bytes[metadataBytes]))
+        while d.count % alignment != 0 { d.append(0) }  // the (empty) data section starts aligned
+        return d
+    }
 
     /// The tensor's bytes in place; throws for a GGML type anelm cannot read.
     public func tensor(named name: String) throws -> Tensor? {

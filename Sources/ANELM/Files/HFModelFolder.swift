@@ -16,7 +16,8 @@ public final class HFModelFolder: @unchecked Sendable {
     /// generation_config.json, when present.
     public let generationConfig: [String: Any]?
 
-    public init(path: String) throws {
+    /// `requiringWeights: false` opens a folder of tokenizer and config files alone (no tensors).
+    public init(path: String, requiringWeights: Bool = true) throws {
         self.path = path
         let folder = URL(fileURLWithPath: path)
         func file(_ name: String) -> URL { folder.appendingPathComponent(name) }
@@ -44,6 +45,8 @@ public final class HFModelFolder: @unchecked Sendable {
             }
         } else if exists("model.safetensors") {
             weightNames = ["model.safetensors"]
+        } else if !requiringWeights {
+            weightNames = []
         } else {
             throw ANELMError("no model.safetensors or model.safetensors.index.json in \(path) (anelm reads safetensors weights)")
         }

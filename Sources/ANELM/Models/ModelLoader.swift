@@ -61,9 +61,17 @@ public enum ModelLoader {
         return LoadedModel(path: path, source: source, architecture: architecture, model: model, tokenizer: text.tokenizer, chatTemplate: text.chatTemplate, endOfSequenceIds: text.endOfSequenceIds, pool: pool, loadSeconds: seconds(since: start))
     }
 
-    /// Only the text side of a model (tokenizer, template, end tokens), without its weights.
+    /// Only the text side of a model (tokenizer, template, end tokens), without its weights: from a model
+    /// file or folder, or from a folder of tokenizer files alone (an exported package's tokenizer folder:
+    /// Hugging Face tokenizer and config files, or tokenizer.gguf).
     public static func loadText(_ path: String) throws -> ModelText {
-        try loadText(try open(path), path: path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return try loadText(try open(path), path: path)
+        }
+        let gguf = URL(fileURLWithPath: path).appendingPathComponent("tokenizer.gguf").path
+        if FileManager.default.fileExists(atPath: gguf) { return try loadText(.gguf(try GGUFFile(path: gguf)), path: gguf) }
+        return try loadText(.huggingFace(try HFModelFolder(path: path, requiringWeights: false)), path: path)
     }
 
     static func loadText(_ source: ModelSource, path: String) throws -> ModelText {

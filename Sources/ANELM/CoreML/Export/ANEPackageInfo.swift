@@ -1,0 +1,79 @@
+import Foundation
+
+/// `Data/com.anelm/anelm.json` of an exported .mlpackage: what an app needs to drive its functions.
+///
+/// The Core ML interface of each function is the lowering's, with one rename: MIL names are SSA, so a
+/// graph output named like an input (decode's argmax `token`, fed back as the next `token` input) is
+/// the output `next_token` (`CoreMLPackage.outputFeatureName`).
+public struct ANEPackageInfo: Codable, Equatable, Sendable {
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int
+    /// The source's architecture (GGUF `general.architecture` or config.json's first `architectures`).
+    public var architecture: String
+    /// The model file or folder name the package was exported from.
+    public var source: String
+    /// "fp16", "int8", "lut4" or "lut6" (`ANEWeightFormat`).
+    public var weights: String
+    /// The program's functions, in order (e.g. ["decode", "prefill"]).
+    public var functions: [String]
+    public var contextLength: Int
+    /// Tokens per prefill call; nil while the program has no prefill function.
+    public var prefillBlock: Int?
+    public var vocabSize: Int
+    /// Output-layer chunks: outputs `logits_0` … `logits_<n-1>`, in vocabulary order.
+    public var outputChunks: Int
+    public var eosTokenIds: [Int]
+    /// Every fact the lowering recorded (`ANEProgram.metadata`).
+    public var metadata: [String: Int]
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion = "format_version", architecture, source, weights, functions
+        case contextLength = "context_length", prefillBlock = "prefill_block", vocabSize = "vocab_size"
+        case outputChunks = "output_chunks", eosTokenIds = "eos_token_ids", metadata
+    }
+
+    public init(formatVersion: Int = ANEPackageInfo.currentFormatVersion, architecture: String, source: String, weights: String, functions: [String],
+                contextLength: Int, prefillBlock: Int?, vocabSize: Int, outputChunks: Int, eosTokenIds: [Int], metadata: [String: Int]) {
+        self.formatVersion = formatVersion
+        self.architecture = architecture
+        self.source = source
+        self.weights = weights
+        self.functions = functions
+        self.contextLength = contextLength
+        self.prefillBlock = prefillBlock
+        self.vocabSize = vocabSize
+        self.outputChunks = outputChunks
+        self.eosTokenIds = eosTokenIds
+        self.metadata = metadata
+    }
+
+    /// The info of `program` lowered from `loaded`; the lowering's metadata must name the context
+    /// length, vocabulary size and output chunks.
+    public init(program: ANEProgram, loaded: LoadedModel, weights: ANEWeightFormat) throws {
+        func fact(_ key: String) throws -> Int {
+            guard let v = program.metadata[key] else { throw ANELMError("the lowered program records no \(key)") }
+            return v
+        }
+        self.init(architecture: loaded.architecture, source: loaded.name, weights: weights.rawValue, functions: program.functions.map(\.name),
+                  contextLength: try fact("context_length"), prefillBlock: program.metadata["prefill_block"], vocabSize: try fact("vocab_size"),
+                  outputChunks: try fact("output_chunks"), eosTokenIds: loaded.endOfSequenceIds.sorted(), metadata: program.metadata)
+    }
+
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self) + Data("\n".utf8)
+    }
+
+    /// Reads the info of the package at `packagePath`.
+    public static func read(package packagePath: String) throws -> ANEPackageInfo {
+        let path = URL(fileURLWithPath: packagePath).appendingPathComponent(CoreMLPackage.infoPath).path
+        guard let data = FileManager.default.contents(atPath: path) else { throw ANELMError("no \(CoreMLPackage.infoPath) in \(packagePath); was it exported by anelm?") }
+        do {
+            return try JSONDecoder().decode(ANEPackageInfo.self, from: data)
+        } catch {
+            throw ANELMError("\(path) is not a valid anelm.json: \(error)")
+        }
+    }
+}
