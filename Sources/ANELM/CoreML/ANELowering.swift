@@ -178,8 +178,11 @@ final class ANEFunctionLowering {
     /// scale-invariant, so only eps must follow the scale: eps / max|x|², computed as (√eps / max|x|)² so
     /// that neither a small max|x| (1/max|x|² would overflow) nor a small eps (an fp16 constant below
     /// 6e-8 is 0) is lost. `eps` is the model's eps times the square of any scale the lowering put on x.
+    /// The divisor is max|x| + 2⁻¹⁴ (fp16's smallest normal): any positive scale leaves the norm unchanged,
+    /// and an all-zero x (a zero embedding row, as pad tokens have) must not divide by zero.
     func rmsNorm(_ x: ANETensor, _ weight: [Float], eps: Float, _ name: String) throws -> ANETensor {
-        let inv = g.inverse(try g.reduceMax(g.abs(x), axis: 1))
+        let floor = try g.constant(name + "_max_floor", [0x1p-14], shape: [1, 1, 1, 1])
+        let inv = g.inverse(try g.add(try g.reduceMax(g.abs(x), axis: 1), floor))
         let scaled = try g.mul(x, inv)
         let meanSquare = try g.reduceMean(g.square(scaled), axis: 1)
         let epsilon = g.square(try g.mul(inv, try g.constant(name + "_eps_sqrt", [eps.squareRoot()], shape: [1, 1, 1, 1])))

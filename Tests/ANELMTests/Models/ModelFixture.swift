@@ -43,9 +43,12 @@ struct ModelFixture: Decodable {
 
 /// Largest |a - b| over the entries of `reference` (ids → values) in `logits`.
 func maxError(_ logits: ArraySlice<Float>, _ reference: ModelFixture.TopK) -> Double {
-    zip(reference.ids, reference.values).map { abs(Double(logits[logits.startIndex + $0]) - $1) }.max() ?? 0
+    zip(reference.ids, reference.values).map { distance(Double(logits[logits.startIndex + $0]), $1) }.max() ?? 0
 }
 
 func maxError(_ logits: ArraySlice<Float>, _ reference: [Double]) -> Double {
-    zip(logits, reference).map { abs(Double($0) - $1) }.max() ?? 0
+    zip(logits, reference).map { distance(Double($0), $1) }.max() ?? 0
 }
+
+/// |a - b|, infinite when either is NaN (`max` would otherwise skip a NaN and let it pass).
+private func distance(_ a: Double, _ b: Double) -> Double { a.isNaN || b.isNaN ? .infinity : abs(a - b) }
