@@ -144,7 +144,8 @@ static inline float32x2_t times_activation_scales(float32x2_t scales, const anel
 
 // K-quant super-blocks (256 values) go in pairs of sub-blocks, 2j and 2j + 1 (j 0–3), each 32 values
 // lining up with one activation block: a pair's 64 weights (8 registers) are unpacked once and meet
-// every token before the next pair, which keeps the whole kernel in registers (x86 unpacks all 256).
+// every token before the next pair, so the kernels mostly stay in registers (x86 unpacks all 256 at once;
+// unpacking one sub-block at a time made clang spill more, not less).
 // scale[k] multiplies sub-block k's dot product with activation block k, and min[k]·(its d·Σq) is
 // subtracted.
 static inline void k4_scales(const uint8_t *p, float *scale, float *min) {
@@ -207,9 +208,12 @@ static inline void q6_k_pair(const uint8_t *p, int j, int16x8x4_t *even, int16x8
     *odd = q6_k_sub(vld1q_u8(ql + 32), vld1q_u8(ql + 48), h0, h1, shift_low, 2 * k + 2, sc + 2 * k + 2);
 }
 
-// One weight row of K-quant super-blocks (BLOCK bytes each) against N activation rows: even and odd
-// sub-blocks go to separate accumulators, so consecutive FMAs do not wait on each other.
-#define DEFINE_KDOT(NAME, N, BLOCK, SCALES, PAIR, HAS_MIN)                                              \
+// One weight row of K-quant super-blocks (BLOCK bytes each) against N activation rows. For one row, even
+// and odd sub-blocks go to separate accumulators (ODD acc1), so consecutive FMAs do not wait on each
+// other; for four, the rows are the independent chains and one accumulator each (ODD acc0) leaves the
+// registers to the unpacked weights. The token loop is unrolled so the accumulators stay in registers
+// (clang kept them in memory: a store and a load on every FMA's chain).
+#define DEFINE_KDOT(NAME, N, ODD, BLOCK, SCALES, PAIR, HAS_MIN)                                         \
     static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {           \
         float32x4_t acc0[N], acc1[N];                                                                  \
         float mins[N];                                                                                 \
@@ -221,10 +225,10 @@ static inline void q6_k_pair(const uint8_t *p, int j, int16x8x4_t *even, int16x8
             for (int j = 0; j < 4; j++) {                                                              \
                 int16x8x4_t even, odd;                                                                 \
                 PAIR(w, j, &even, &odd);                                                               \
-                for (int i = 0; i < N; i++) {                                                          \
+                _Pragma("GCC unroll 4") for (int i = 0; i < N; i++) {                                  \
                     const anelm_block_q16 *a = xq + i * blocks + 8 * s + 2 * j;                        \
                     acc0[i] = vfmaq_n_f32(acc0[i], block_dot(even, a[0].q), scale[2 * j] * a[0].d);    \
-                    acc1[i] = vfmaq_n_f32(acc1[i], block_dot(odd, a[1].q), scale[2 * j + 1] * a[1].d); \
+                    ODD[i] = vfmaq_n_f32(ODD[i], block_dot(odd, a[1].q), scale[2 * j + 1] * a[1].d);   \
                     if (HAS_MIN) mins[i] += min[2 * j] * a[0].s + min[2 * j + 1] * a[1].s;             \
                 }                                                                                      \
             }                                                                                          \
@@ -242,12 +246,12 @@ DEFINE_DOT4(dot4_q4_0, 18, unpack_q4, 2, 8, 0)
 DEFINE_DOT4(dot4_q4_1, 20, unpack_q4, 4, 0, 1)
 DEFINE_DOT4(dot4_q5_0, 22, unpack_q5, 2, 16, 0)
 DEFINE_DOT4(dot4_q5_1, 24, unpack_q5, 4, 0, 1)
-DEFINE_KDOT(dot_q4_k, 1, 144, k4_scales, q4_k_pair, 1)
-DEFINE_KDOT(dot_q5_k, 1, 176, k4_scales, q5_k_pair, 1)
-DEFINE_KDOT(dot_q6_k, 1, 210, q6_k_scales, q6_k_pair, 0)
-DEFINE_KDOT(dot4_q4_k, 4, 144, k4_scales, q4_k_pair, 1)
-DEFINE_KDOT(dot4_q5_k, 4, 176, k4_scales, q5_k_pair, 1)
-DEFINE_KDOT(dot4_q6_k, 4, 210, q6_k_scales, q6_k_pair, 0)
+DEFINE_KDOT(dot_q4_k, 1, acc1, 144, k4_scales, q4_k_pair, 1)
+DEFINE_KDOT(dot_q5_k, 1, acc1, 176, k4_scales, q5_k_pair, 1)
+DEFINE_KDOT(dot_q6_k, 1, acc1, 210, q6_k_scales, q6_k_pair, 0)
+DEFINE_KDOT(dot4_q4_k, 4, acc0, 144, k4_scales, q4_k_pair, 1)
+DEFINE_KDOT(dot4_q5_k, 4, acc0, 176, k4_scales, q5_k_pair, 1)
+DEFINE_KDOT(dot4_q6_k, 4, acc0, 210, q6_k_scales, q6_k_pair, 0)
 
 // MARK: float weights
 
