@@ -1,13 +1,18 @@
-// Portable kernels and dispatch. The AVX2 versions live in kernels_avx2.c.
+// Portable kernels and dispatch. The AVX2 versions live in kernels_avx2.c, the NEON ones in kernels_neon.c.
 #include "anelm_kernels.h"
 #include "internal.h"
 #include <math.h>
 #include <string.h>
 
 // Dequantization must round as gguf-py/ggml do (a multiply, then an add, each rounded): no fusing.
+// (GCC, which builds tools/neon-check, ignores the STDC pragma and takes its own.)
+#if defined(__clang__) || !defined(__GNUC__)
 #pragma STDC FP_CONTRACT OFF
+#else
+#pragma GCC optimize("fp-contract=off")
+#endif
 
-static int isa_cap = ANELM_ISA_AVXVNNI;
+static int isa_cap = ANELM_ISA_NEON;  // the highest level of any architecture: no cap
 
 // The best level this CPU (and OS) runs, found once.
 static int detected_isa_level(void) {
@@ -19,14 +24,25 @@ static int detected_isa_level(void) {
         cached = !avx2 ? ANELM_ISA_PORTABLE : __builtin_cpu_supports("avxvnni") ? ANELM_ISA_AVXVNNI : ANELM_ISA_AVX2;
     }
     return cached;
+#elif defined(__aarch64__)
+    return ANELM_ISA_NEON;  // NEON, FMA and f16 conversions are in the arm64 baseline
 #else
     return ANELM_ISA_PORTABLE;
 #endif
 }
 
-int anelm_isa_level(void) { int level = detected_isa_level(); return level < isa_cap ? level : isa_cap; }
-void anelm_limit_isa(int level) { isa_cap = level < 0 ? ANELM_ISA_AVXVNNI : level; }
-int anelm_uses_avx2(void) { return anelm_isa_level() >= ANELM_ISA_AVX2; }
+int anelm_isa_level(void) {
+    int level = detected_isa_level();
+    if (level <= isa_cap) return level;
+#if defined(__aarch64__)
+    return ANELM_ISA_PORTABLE;  // arm64 has no level between portable and NEON
+#else
+    return isa_cap;  // x86_64's levels are the numbers below it
+#endif
+}
+void anelm_limit_isa(int level) { isa_cap = level < 0 ? ANELM_ISA_NEON : level; }
+int anelm_uses_avx2(void) { int level = anelm_isa_level(); return level == ANELM_ISA_AVX2 || level == ANELM_ISA_AVXVNNI; }
+static int uses_neon(void) { return anelm_isa_level() == ANELM_ISA_NEON; }
 
 // MARK: conversions
 
@@ -66,15 +82,18 @@ uint16_t anelm_f32_to_f16(float f) {  // round to nearest even
 
 void anelm_convert_f16_to_f32(const uint16_t *src, float *dst, long n) {
     if (anelm_uses_avx2()) { avx2_f16_to_f32(src, dst, n); return; }
+    if (uses_neon()) { neon_f16_to_f32(src, dst, n); return; }
     for (long i = 0; i < n; i++) dst[i] = anelm_f16_to_f32(src[i]);
 }
 
 void anelm_convert_bf16_to_f32(const uint16_t *src, float *dst, long n) {
+    if (uses_neon()) { neon_bf16_to_f32(src, dst, n); return; }
     for (long i = 0; i < n; i++) { uint32_t b = (uint32_t)src[i] << 16; memcpy(dst + i, &b, 4); }
 }
 
 void anelm_convert_f32_to_f16(const float *src, uint16_t *dst, long n) {
     if (anelm_uses_avx2()) { avx2_f32_to_f16(src, dst, n); return; }
+    if (uses_neon()) { neon_f32_to_f16(src, dst, n); return; }
     for (long i = 0; i < n; i++) dst[i] = anelm_f32_to_f16(src[i]);
 }
 
@@ -177,6 +196,7 @@ int anelm_dequantize(int type, const void *src, float *dst, long n) {
 
 void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
     if (anelm_uses_avx2()) { avx2_quantize_q16(x, out, n); return; }
+    if (uses_neon()) { neon_quantize_q16(x, out, n); return; }
     for (long b = 0; b < n / 32; b++) {
         const float *v = x + b * 32;
         float amax = 0;
@@ -273,6 +293,7 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
     switch (anelm_isa_level()) {
     case ANELM_ISA_AVXVNNI: avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
     case ANELM_ISA_AVX2: avx2_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
+    case ANELM_ISA_NEON: neon_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
     default: break;
     }
     for (long r = row_begin; r < row_end; r++) {
@@ -286,6 +307,7 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
 
 float anelm_dot(const float *a, const float *b, long n) {
     if (anelm_uses_avx2()) return avx2_dot(a, b, n);
+    if (uses_neon()) return neon_dot(a, b, n);
     float s = 0;
     for (long i = 0; i < n; i++) s += a[i] * b[i];
     return s;
@@ -293,6 +315,7 @@ float anelm_dot(const float *a, const float *b, long n) {
 
 void anelm_axpy(float a, const float *x, float *y, long n) {
     if (anelm_uses_avx2()) { avx2_axpy(a, x, y, n); return; }
+    if (uses_neon()) { neon_axpy(a, x, y, n); return; }
     for (long i = 0; i < n; i++) y[i] += a * x[i];
 }
 
@@ -307,6 +330,10 @@ void anelm_attention(const float *q, long group, long head_dim, const void *keys
                      long stride, long count, float scale, float softcap, float *scratch, float *out) {
     if (anelm_uses_avx2() && head_dim % 8 == 0) {
         avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out);
+        return;
+    }
+    if (uses_neon() && head_dim % 4 == 0) {
+        neon_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out);
         return;
     }
     float *scores = scratch, *tmp = scratch + group * count;
@@ -341,6 +368,7 @@ void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *ou
 void anelm_softmax(float *x, long n) {
     if (n <= 0) return;
     if (anelm_uses_avx2()) { avx2_softmax(x, n); return; }
+    if (uses_neon()) { neon_softmax(x, n); return; }
     float m = x[0];
     for (long i = 1; i < n; i++) m = fmaxf(m, x[i]);
     double s = 0;
@@ -352,6 +380,7 @@ void anelm_softmax(float *x, long n) {
 // x · sigmoid(k·x + c·x³) · up (SiLU: k 1, c 0; GELU's tanh form: k 2√(2/π), c 0.044715·k).
 static void sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) {
     if (anelm_uses_avx2()) { avx2_sigmoid_gate_mul(gate, up, n, k, c); return; }
+    if (uses_neon()) { neon_sigmoid_gate_mul(gate, up, n, k, c); return; }
     for (long i = 0; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
 }
 

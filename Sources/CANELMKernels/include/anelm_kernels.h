@@ -1,8 +1,9 @@
 #ifndef ANELM_KERNELS_H
 #define ANELM_KERNELS_H
 // anelm's hot loops. Each x86_64 kernel has an AVX2/FMA/F16C version compiled with a per-function
-// target attribute and chosen at run time, so the package needs no unsafe build flags; every
-// kernel also has a portable version (the reference the tests compare against).
+// target attribute and chosen at run time, so the package needs no unsafe build flags; on arm64 the
+// kernels have NEON versions (NEON is in the arm64 baseline). Every kernel also has a portable version
+// (the reference the tests compare against).
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,10 +17,13 @@ enum {
     ANELM_Q4_K = 12, ANELM_Q5_K = 13, ANELM_Q6_K = 14, ANELM_BF16 = 30
 };
 
-/// The vector ISA the kernels use: the best the CPU runs, unless capped by anelm_limit_isa.
-enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2 };
+/// The vector ISA the kernels use: the best the CPU runs, unless capped by anelm_limit_isa. Each
+/// architecture climbs its own levels from portable: x86_64 AVX2 then AVX-VNNI, arm64 NEON.
+enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2, ANELM_ISA_NEON = 3 };
 int anelm_isa_level(void);
-/// Caps the level (the tests compare every level with the portable reference); -1 lifts the cap.
+/// Caps the level (the tests compare every level with the portable reference); -1 lifts the cap. The
+/// level in use is the highest of this architecture's at or below the cap (so on arm64 any cap below
+/// ANELM_ISA_NEON means portable).
 void anelm_limit_isa(int level);
 /// 1 when at least the AVX2/FMA/F16C kernels are in use.
 int anelm_uses_avx2(void);

@@ -97,6 +97,26 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The levels are this architecture's (x86_64: avx2, avxvnni; arm64: neon), portable first; a cap at
+    /// a level this CPU lacks falls back to a lower one it has; asking does not move the cap.
+    func testAvailableISAsAreThisArchitecturesLevels() {
+        defer { Kernels.limitISA(nil) }
+        let levels = Kernels.availableISAs
+        XCTAssertEqual(levels.first, .portable)
+        #if arch(arm64)
+        XCTAssertEqual(levels, [.portable, .neon])
+        #elseif arch(x86_64)
+        XCTAssertFalse(levels.contains(.neon))
+        #endif
+        for level in Kernels.ISA.allCases where !levels.contains(level) {
+            Kernels.limitISA(level)
+            XCTAssertTrue(levels.contains(Kernels.isa) && Kernels.isa.rawValue < level.rawValue, "cap \(level.name) gives \(Kernels.isa.name)")
+        }
+        Kernels.limitISA(.portable)
+        XCTAssertEqual(Kernels.availableISAs, levels)
+        XCTAssertEqual(Kernels.isa, .portable)
+    }
+
     func testQuantizeQ16MatchesPortableBitForBit() throws {
         for n in [32, 96, 1024] {
             var x = random(n, scale: 3)
