@@ -81,20 +81,26 @@ AVX2 void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
     for (long b = 0; b < n / 32; b++) {
         const float *v = x + b * 32;
         __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        // max_ps returns its second operand when the first is NaN: with the running max second, NaNs are
+        // skipped, as the portable fmaxf does.
+        __m256 m = _mm256_setzero_ps();
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v0), m);
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v1), m);
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v2), m);
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, v3), m);
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         float amax = _mm_cvtss_f32(m4);
         float d = amax / 32767, id = d > 0 ? 1 / d : 0;
-        __m256 mul = _mm256_set1_ps(id);
+        __m256 mul = _mm256_set1_ps(id), low = _mm256_set1_ps(-32768.0f), high = _mm256_set1_ps(32767.0f);
+        // Clamped in float first, as the portable code does (NaN becomes -32768, ±inf the ends; cvtps
+        // would turn either into INT_MIN), then rounded to nearest even.
 #define r (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), r));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), r));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), r));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), r));
-        // Saturating packs (as the portable clamp); packs interleave 128-bit lanes, the permute restores order.
+#define q16(v) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, mul), low), high), r))
+        __m256i i0 = q16(v0), i1 = q16(v1), i2 = q16(v2), i3 = q16(v3);
+#undef q16
+        // Packs interleave 128-bit lanes; the permute restores order.
         __m256i p0 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i0, i1), 0xD8);
         __m256i p1 = _mm256_permute4x64_epi64(_mm256_packs_epi32(i2, i3), 0xD8);
         _mm256_storeu_si256((__m256i *)out[b].q, p0);

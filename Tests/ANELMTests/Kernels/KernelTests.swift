@@ -135,6 +135,22 @@ final class KernelTests: XCTestCase {
             }
             XCTAssertEqual(a[0].q.0, 32767); XCTAssertEqual(a[0].q.1, -32767)
         }
+        // Blocks no model should produce still quantize as the portable code does: all NaN, ±inf among
+        // finite values, a largest value that is subnormal.
+        var odd = [Float](repeating: .nan, count: 32)
+        odd += [.infinity, -.infinity, 1, -2] + [Float](repeating: 0.5, count: 28)
+        odd += [1e-40, 0, -1e-41, .nan] + [Float](repeating: 1e-42, count: 28)
+        var fast = [anelm_block_q16](repeating: anelm_block_q16(), count: 3), plain = fast
+        anelm_quantize_q16(odd, &fast, odd.count)
+        Kernels.limitISA(.portable)
+        anelm_quantize_q16(odd, &plain, odd.count)
+        Kernels.limitISA(nil)
+        for i in fast.indices {
+            XCTAssertEqual(fast[i].d.bitPattern, plain[i].d.bitPattern, "block \(i)")
+            XCTAssertEqual(fast[i].s.bitPattern, plain[i].s.bitPattern, "block \(i)")
+            XCTAssertEqual(withUnsafeBytes(of: fast[i].q) { Array($0) }, withUnsafeBytes(of: plain[i].q) { Array($0) }, "block \(i)")
+        }
+
         var zero = [anelm_block_q16](repeating: anelm_block_q16(), count: 1)
         anelm_quantize_q16([Float](repeating: 0, count: 32), &zero, 32)
         XCTAssertEqual(zero[0].d, 0); XCTAssertEqual(zero[0].s, 0)
