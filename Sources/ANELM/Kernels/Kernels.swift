@@ -50,10 +50,12 @@ public enum Kernels {
             xq = buffer
         }
         defer { xq?.deallocate() }
-        // Tasks of about 16 KB of weights: small enough to balance, large enough to amortize.
+        // Tasks of 16–512 KB of weights: small enough to balance, large enough to amortize.
         var tasks: [(product: Int, rows: Range<Int>)] = []
         let totalBytes = products.reduce(0) { $0 + $1.0.rows * $1.0.rowBytes }
-        let perTask = max(16384, totalBytes / (pool.threads * 4))
+        // At most 512 KB, so that a thread the host pauses mid-task (a shared VM) holds back little: the
+        // others take the remaining tasks.
+        let perTask = min(512 * 1024, max(16384, totalBytes / (pool.threads * 4)))
         for (index, (w, _)) in products.enumerated() {
             let rowsPerTask = max(1, perTask / max(w.rowBytes, 1))
             for start in stride(from: 0, to: w.rows, by: rowsPerTask) { tasks.append((index, start..<min(w.rows, start + rowsPerTask))) }
