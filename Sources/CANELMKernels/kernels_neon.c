@@ -312,64 +312,9 @@ DEFINE_DOTN_FLOAT(dot4_bf16, 4, uint16_t, load8_bf16, load4_bf16, scalar_bf16)
 
 // MARK: rows
 
-// Rows [r0, r1) of one weight type against every token, as kernels_x86.h does: four tokens per pass over
-// a row (prefill), the rest one by one; rows in chunks of about 16 KB, each chunk meeting every token
-// before the next, so the chunk's weights and one group's activations stay in L1. The dot kernels are
-// called directly, so they inline.
-#define QUANTIZED_INPUT(t) (xq + (t) * (cols / 32))
-#define FLOAT_INPUT(t) (x + (t) * cols)
-#define DEFINE_ROWS(NAME, ONE, FOUR, ACTIVATIONS, LENGTH)                                               \
-    static void NAME(const uint8_t *w, size_t row_bytes, long cols, const float *x,                    \
-                     const anelm_block_q16 *xq, long tokens, float *y, long rows, long r0, long r1) {  \
-        (void)x; (void)xq;                                                                             \
-        prefetch_start(w + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);                     \
-        long chunk = row_bytes >= 16384 ? 1 : (long)(16384 / row_bytes);                               \
-        for (long c0 = r0; c0 < r1; c0 += chunk) {                                                     \
-            long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = 0;                                        \
-            for (; t + 4 <= tokens; t += 4) {                                                          \
-                for (long r = c0; r < c1; r++) {                                                       \
-                    float out[4];                                                                      \
-                    FOUR((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, out);      \
-                    for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];                        \
-                }                                                                                      \
-            }                                                                                          \
-            for (; t < tokens; t++)                                                                    \
-                for (long r = c0; r < c1; r++) ONE((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, y + t * rows + r); \
-        }                                                                                              \
-    }
-
-DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, FLOAT_INPUT, cols)
-
-void neon_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                      const float *x, const anelm_block_q16 *xq, long tokens,
-                      float *y, long rows, long row_begin, long row_end) {
-    void (*run)(const uint8_t *, size_t, long, const float *, const anelm_block_q16 *, long, float *, long, long, long);
-    switch (type) {
-    case ANELM_Q8_0: run = rows_q8_0; break;
-    case ANELM_Q4_0: run = rows_q4_0; break;
-    case ANELM_Q4_1: run = rows_q4_1; break;
-    case ANELM_Q5_0: run = rows_q5_0; break;
-    case ANELM_Q5_1: run = rows_q5_1; break;
-    case ANELM_Q4_K: run = rows_q4_k; break;
-    case ANELM_Q5_K: run = rows_q5_k; break;
-    case ANELM_Q6_K: run = rows_q6_k; break;
-    case ANELM_F32: run = rows_f32; break;
-    case ANELM_F16: run = rows_f16; break;
-    case ANELM_BF16: run = rows_bf16; break;
-    default: return;
-    }
-    run(w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end);
-}
+#define KERNEL
+#define MATMUL_ROWS neon_matmul_rows
+#include "kernels_rows.h"
 
 // MARK: conversions and activation quantization
 
