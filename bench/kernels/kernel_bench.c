@@ -18,6 +18,11 @@ static size_t block_bytes(int type) {
     case ANELM_F32: return 4; default: return 2;
     }
 }
+static int known_type(int type) {
+    const int types[] = {ANELM_F32, ANELM_F16, ANELM_BF16, ANELM_Q8_0, ANELM_Q4_0, ANELM_Q4_1, ANELM_Q5_0, ANELM_Q5_1, ANELM_Q4_K, ANELM_Q5_K, ANELM_Q6_K};
+    for (unsigned i = 0; i < sizeof types / sizeof *types; i++) if (types[i] == type) return 1;
+    return 0;
+}
 static long block_size(int type) { return type >= ANELM_Q4_K && type <= ANELM_Q6_K ? 256 : type == ANELM_F32 || type == ANELM_F16 || type == ANELM_BF16 ? 1 : 32; }
 
 typedef struct { int type; long rows, cols; size_t row_bytes; uint8_t *w; } matrix;
@@ -32,8 +37,10 @@ static matrix make_matrix(int type, long rows, long cols) {
     for (size_t b = 0; b < blocks; b++) {
         uint8_t *p = m.w + b * bb;
         if (type == ANELM_F32) { float f = (rand() % 2000 - 1000) / 1000.0f; memcpy(p, &f, 4); continue; }
-        uint16_t h = anelm_f32_to_f16(type == ANELM_F16 || type == ANELM_BF16 ? (rand() % 2000 - 1000) / 1000.0f : 0.001f + 0.01f * (rand() % 100) / 100);
-        if (type == ANELM_BF16) { float f = (rand() % 2000 - 1000) / 1000.0f; uint32_t u; memcpy(&u, &f, 4); h = (uint16_t)(u >> 16); }
+        float value = type == ANELM_F16 || type == ANELM_BF16 ? (rand() % 2000 - 1000) / 1000.0f : 0.001f + 0.01f * (rand() % 100) / 100;
+        uint32_t bits;
+        memcpy(&bits, &value, 4);
+        uint16_t h = type == ANELM_BF16 ? (uint16_t)(bits >> 16) : anelm_f32_to_f16(value);
         memcpy(type == ANELM_Q6_K ? p + 208 : p, &h, 2);
         if (type == ANELM_Q4_1 || type == ANELM_Q5_1 || type == ANELM_Q4_K || type == ANELM_Q5_K) memcpy(p + 2, &h, 2);
     }
@@ -64,6 +71,7 @@ int main(int argc, char **argv) {
     if (argc == 6 && strcmp(argv[1], "block") == 0) {
         int type = atoi(argv[2]);
         long rows = atol(argv[3]), cols = atol(argv[4]), tokens = atol(argv[5]);
+        if (!known_type(type)) { fprintf(stderr, "unknown type %d (GGML ids: 0 F32, 1 F16, 30 BF16, 8 Q8_0, 2 Q4_0, 3 Q4_1, 6 Q5_0, 7 Q5_1, 12 Q4_K, 13 Q5_K, 14 Q6_K)\n", type); return 2; }
         if (rows < 1 || cols < block_size(type) || cols % block_size(type) || (block_size(type) > 1 && cols % 32) || tokens < 1) { fprintf(stderr, "bad shape\n"); return 2; }
         matrix m = make_matrix(type, rows, cols);
         input in = make_input(tokens, cols);

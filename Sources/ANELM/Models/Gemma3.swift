@@ -204,12 +204,7 @@ public final class Gemma3Model: LanguageModel {
             rmsNorm(q.pointer, a.qNorm, eps: eps, rows: n * c.numAttentionHeads, width: headDim, into: q.pointer, pool: pool)
             rmsNorm(k.pointer, a.kNorm, eps: eps, rows: n * c.numKeyValueHeads, width: headDim, into: k.pointer, pool: pool)
             let rope = a.isSliding ? localRope : globalRope
-            pool.parallelRanges(n, minimum: 16) { tokens in
-                for t in tokens {
-                    rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
-                    rope.apply(k.pointer + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
-                }
-            }
+            rope.apply(queries: q.pointer, heads: c.numAttentionHeads, keys: k.pointer, kvHeads: c.numKeyValueHeads, tokens: n, start: start, pool: pool)
             cache.store(layer: l, keys: k.pointer, values: v.pointer, tokens: n)
             causalAttention(a.shape, cache: cache, layer: l, queries: q.pointer, tokens: n, start: start, into: attended.pointer, pool: pool)
             a.o(attended.pointer, tokens: n, into: projected.pointer, pool: pool)

@@ -146,12 +146,7 @@ public final class LlamaModel: LanguageModel {
             // 2. Attention: q/k/v projections, RoPE, append k/v to the cache, attend, project back.
             rmsNorm(x.pointer, layer.attentionNorm, eps: c.rmsNormEps, rows: n, width: hidden, into: xn.pointer, pool: pool)
             Linear.apply([(layer.attention.q, q.pointer), (layer.attention.k, k.pointer), (layer.attention.v, v.pointer)], to: xn.pointer, tokens: n, pool: pool)
-            pool.parallelRanges(n, minimum: 16) { tokens in
-                for t in tokens {
-                    rope.apply(q.pointer + t * qWidth, heads: c.numAttentionHeads, position: start + t)
-                    rope.apply(k.pointer + t * kvWidth, heads: c.numKeyValueHeads, position: start + t)
-                }
-            }
+            rope.apply(queries: q.pointer, heads: c.numAttentionHeads, keys: k.pointer, kvHeads: c.numKeyValueHeads, tokens: n, start: start, pool: pool)
             cache.store(layer: l, keys: k.pointer, values: v.pointer, tokens: n)
             causalAttention(layer.attention.shape, cache: cache, layer: l, queries: q.pointer, tokens: n, start: start, into: attended.pointer, pool: pool)
             layer.attention.o(attended.pointer, tokens: n, into: projected.pointer, pool: pool)

@@ -49,4 +49,15 @@ struct RotaryEmbedding {
             }
         }
     }
+
+    /// Rotates the queries and keys of `tokens` consecutive positions from `start` (rows of `heads` and
+    /// `kvHeads` head vectors), spread over `pool` when there are many (prefill).
+    func apply(queries: UnsafeMutablePointer<Float>, heads: Int, keys: UnsafeMutablePointer<Float>, kvHeads: Int, tokens: Int, start: Int, pool: ThreadPool) {
+        pool.parallelRanges(tokens, minimum: 16) { range in
+            for t in range {
+                apply(queries + t * heads * headDim, heads: heads, position: start + t)
+                apply(keys + t * kvHeads * headDim, heads: kvHeads, position: start + t)
+            }
+        }
+    }
 }
