@@ -26,6 +26,10 @@ void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
 void avxvnni_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                          const float *x, const anelm_block_q16 *xq, long tokens,
                          float *y, long rows, long row_begin, long row_end);
+// And with AVX512-VNNI + VL at 256 bits (kernels_avx512vnni.c), for CPUs that have it but not AVX-VNNI.
+void avx512vnni_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
+                            const float *x, const anelm_block_q16 *xq, long tokens,
+                            float *y, long rows, long row_begin, long row_end);
 // NEON versions (kernels_neon.c); called only at ANELM_ISA_NEON (arm64).
 void neon_f16_to_f32(const uint16_t *src, float *dst, long n);
 void neon_bf16_to_f32(const uint16_t *src, float *dst, long n);

@@ -14,6 +14,16 @@
 
 static int isa_cap = ANELM_ISA_NEON;  // the highest level of any architecture: no cap
 
+#if defined(__x86_64__)
+// 256-bit vpdpwssd comes in two encodings: AVX-VNNI (VEX; Intel since Alder Lake) and AVX512-VNNI with
+// AVX512-VL (EVEX; Intel server parts, AMD Zen 4). Either gives the level ANELM_ISA_AVXVNNI.
+static int has_avxvnni(void) { return __builtin_cpu_supports("avxvnni"); }
+static int has_avx512vnni(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+#endif
+
 // The best level this CPU (and OS) runs, found once.
 static int detected_isa_level(void) {
 #if defined(__x86_64__)
@@ -21,7 +31,7 @@ static int detected_isa_level(void) {
     if (cached < 0) {
         __builtin_cpu_init();
         int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-        cached = !avx2 ? ANELM_ISA_PORTABLE : __builtin_cpu_supports("avxvnni") ? ANELM_ISA_AVXVNNI : ANELM_ISA_AVX2;
+        cached = !avx2 ? ANELM_ISA_PORTABLE : has_avxvnni() || has_avx512vnni() ? ANELM_ISA_AVXVNNI : ANELM_ISA_AVX2;
     }
     return cached;
 #elif defined(__aarch64__)
@@ -291,7 +301,12 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                        const float *x, const anelm_block_q16 *xq, long tokens,
                        float *y, long rows, long row_begin, long row_end) {
     switch (anelm_isa_level()) {
-    case ANELM_ISA_AVXVNNI: avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
+#if defined(__x86_64__)
+    case ANELM_ISA_AVXVNNI:
+        if (has_avxvnni()) avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end);
+        else avx512vnni_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end);
+        return;
+#endif
     case ANELM_ISA_AVX2: avx2_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
     case ANELM_ISA_NEON: neon_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
     default: break;

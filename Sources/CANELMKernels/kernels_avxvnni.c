@@ -2,7 +2,7 @@
 #include "internal.h"
 #if defined(__x86_64__)
 #define ISA_TARGET "avx2,fma,f16c,avxvnni"
-#define ISA_VNNI 1
+#define ISA_DPWSSD _mm256_dpwssd_avx_epi32
 #define ISA_NAME(name) avxvnni_##name
 #include "kernels_x86.h"
 #else

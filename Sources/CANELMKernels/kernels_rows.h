@@ -9,9 +9,31 @@
 // re-read every token's activations from L2 for each row, and L2 bandwidth bounded prefill).
 // The dot kernels are called directly, so they inline. ACTIVATIONS(t) is token t's input as the
 // kernels take it, LENGTH its length in their units.
+// Two rows against four tokens (dot4x2_<type>, out[0–3] the first row's, out[4–7] the second's): a
+// register-tiled kernel where the includer has one for the float types (FLOAT_PAIR_KERNELS), else two
+// calls of the four-token kernel.
+#define DEFINE_PAIR_OF_FOUR(NAME, FOUR, WEIGHT, INPUT)                                                \
+    KERNEL static inline void NAME(const WEIGHT *w, size_t row_bytes, const INPUT *a, long n, float *out) { \
+        FOUR(w, a, n, out);                                                                           \
+        FOUR((const WEIGHT *)((const uint8_t *)w + row_bytes), a, n, out + 4);                        \
+    }
+DEFINE_PAIR_OF_FOUR(dot4x2_q8_0, dot4_q8_0, uint8_t, anelm_block_q16)
+DEFINE_PAIR_OF_FOUR(dot4x2_q4_0, dot4_q4_0, uint8_t, anelm_block_q16)
+DEFINE_PAIR_OF_FOUR(dot4x2_q4_1, dot4_q4_1, uint8_t, anelm_block_q16)
+DEFINE_PAIR_OF_FOUR(dot4x2_q5_0, dot4_q5_0, uint8_t, anelm_block_q16)
+DEFINE_PAIR_OF_FOUR(dot4x2_q5_1, dot4_q5_1, uint8_t, anelm_block_q16)
+DEFINE_PAIR_OF_FOUR(dot4x2_q4_k, dot4_q4_k, uint8_t, anelm_block_q16)
+DEFINE_PAIR_OF_FOUR(dot4x2_q5_k, dot4_q5_k, uint8_t, anelm_block_q16)
+DEFINE_PAIR_OF_FOUR(dot4x2_q6_k, dot4_q6_k, uint8_t, anelm_block_q16)
+#ifndef FLOAT_PAIR_KERNELS
+DEFINE_PAIR_OF_FOUR(dot4x2_f32, dot4_f32, float, float)
+DEFINE_PAIR_OF_FOUR(dot4x2_f16, dot4_f16, uint16_t, float)
+DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
+#endif
+
 #define QUANTIZED_INPUT(t) (xq + (t) * (cols / 32))
 #define FLOAT_INPUT(t) (x + (t) * cols)
-#define DEFINE_ROWS(NAME, ONE, FOUR, ACTIVATIONS, LENGTH)                                              \
+#define DEFINE_ROWS(NAME, ONE, FOUR, PAIR, ACTIVATIONS, LENGTH)                                              \
     KERNEL static void NAME(const uint8_t *w, size_t row_bytes, long cols, const float *x,            \
                             const anelm_block_q16 *xq, long tokens, float *y, long rows, long r0, long r1) { \
         (void)x; (void)xq;                                                                            \
@@ -20,7 +42,13 @@
         for (long c0 = r0; c0 < r1; c0 += chunk) {                                                    \
             long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = 0;                                       \
             for (; t + 4 <= tokens; t += 4) {                                                         \
-                for (long r = c0; r < c1; r++) {                                                      \
+                long r = c0;                                                                          \
+                for (; r + 2 <= c1; r += 2) {                                                         \
+                    float out[8];                                                                     \
+                    PAIR((const void *)(w + (size_t)r * row_bytes), row_bytes, ACTIVATIONS(t), LENGTH, out); \
+                    for (int i = 0; i < 4; i++) { y[(t + i) * rows + r] = out[i]; y[(t + i) * rows + r + 1] = out[4 + i]; } \
+                }                                                                                     \
+                for (; r < c1; r++) {                                                                 \
                     float out[4];                                                                     \
                     FOUR((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, out);     \
                     for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];                      \
@@ -31,17 +59,17 @@
         }                                                                                             \
     }
 
-DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, dot4x2_q8_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, dot4x2_q4_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, dot4x2_q4_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, dot4x2_q5_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, dot4x2_q5_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, dot4x2_q4_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, dot4x2_q5_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, dot4x2_q6_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, dot4x2_f32, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, dot4x2_f16, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, dot4x2_bf16, FLOAT_INPUT, cols)
 
 KERNEL void MATMUL_ROWS(int type, const void *w, size_t row_bytes, long cols,
                  const float *x, const anelm_block_q16 *xq, long tokens,

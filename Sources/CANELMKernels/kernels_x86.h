@@ -1,7 +1,9 @@
-// The x86_64 matrix kernels, written once and compiled for two ISA levels: kernels_avx2.c
-// (AVX2/FMA/F16C) and kernels_avxvnni.c (the same plus AVX-VNNI, whose vpdpwssd fuses one multiply-add
-// and the add of the two halves of a block). Before including this file the includer defines
-// ISA_TARGET (the target attribute string), ISA_VNNI (0 or 1) and ISA_NAME(name) (the exported prefix).
+// The x86_64 matrix kernels, written once and compiled three times: kernels_avx2.c (AVX2/FMA/F16C),
+// kernels_avxvnni.c (the same plus AVX-VNNI, whose vpdpwssd fuses one multiply-add and the add of the
+// two halves of a block) and kernels_avx512vnni.c (the same instruction on 256-bit registers through
+// AVX512-VNNI + VL, which CPUs such as AMD Zen 4 have without AVX-VNNI). Before including this file the
+// includer defines ISA_TARGET (the target attribute string), ISA_DPWSSD (the vpdpwssd intrinsic, or
+// none) and ISA_NAME(name) (the exported prefix).
 // (AVX-512 versions were measured and dropped: on the development machine the quantized kernels ran
 // 20–40% slower at 512 bits, whose integer ops issue on fewer ports, and the f16 ones no faster.)
 #include "internal.h"
@@ -43,8 +45,8 @@ KERNEL static inline float half(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2)
 // Σ over a block of 32 weights times 16-bit activations, as partial sums in a float vector.
 KERNEL static inline __m256 block_dot(wblock w, const int16_t *a) {
     __m256i p = _mm256_madd_epi16(w.lo, _mm256_loadu_si256((const __m256i *)a));
-#if ISA_VNNI
-    p = _mm256_dpwssd_avx_epi32(p, w.hi, _mm256_loadu_si256((const __m256i *)(a + 16)));
+#ifdef ISA_DPWSSD
+    p = ISA_DPWSSD(p, w.hi, _mm256_loadu_si256((const __m256i *)(a + 16)));
 #else
     p = _mm256_add_epi32(p, _mm256_madd_epi16(w.hi, _mm256_loadu_si256((const __m256i *)(a + 16))));
 #endif
@@ -258,8 +260,8 @@ KERNEL static inline __m256 load8_bf16(const uint16_t *p) {
 static inline float scalar_f32(float v) { return v; }
 static inline float scalar_bf16(uint16_t v) { uint32_t b = (uint32_t)v << 16; float f; memcpy(&f, &b, 4); return f; }
 
-// N activation rows against one float weight row: each 8 weights are loaded and converted once
-// for the N. Two accumulators per row over alternating steps: one chain per row would wait out the
+// Four activation rows against one float weight row: each 8 weights are loaded and converted once
+// for the four. Two accumulators per row over alternating steps: one chain per row would wait out the
 // FMA latency (4 cycles) and run at half the FMA throughput.
 #define DEFINE_DOTN_FLOAT(NAME, N, TYPE, LOAD8, SCALAR)                                               \
     KERNEL static void NAME(const TYPE *w, const float *x, long cols, float *out) {                   \
@@ -285,12 +287,73 @@ static inline float scalar_bf16(uint16_t v) { uint32_t b = (uint32_t)v << 16; fl
         }                                                                                             \
     }
 
-DEFINE_DOTN_FLOAT(dot_f32, 1, float, load8_f32, scalar_f32)
-DEFINE_DOTN_FLOAT(dot_f16, 1, uint16_t, load8_f16, anelm_f16_to_f32)
-DEFINE_DOTN_FLOAT(dot_bf16, 1, uint16_t, load8_bf16, scalar_bf16)
+// One float weight row against one activation row (decode): four accumulators over 32 columns a step.
+// With two the FMA latency (4 cycles) capped a core at two FMAs per 4 cycles, 16 f16 weights (32 bytes)
+// a 4-cycle round, about 28 GB/s: below what two cores can stream.
+#define DEFINE_DOT1_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                  \
+    KERNEL static void NAME(const TYPE *w, const float *x, long cols, float *out) {                   \
+        __m256 acc[4];                                                                                \
+        for (int i = 0; i < 4; i++) acc[i] = _mm256_setzero_ps();                                     \
+        long c = 0;                                                                                   \
+        for (; c + 32 <= cols; c += 32) {                                                             \
+            prefetch_ahead((const uint8_t *)(w + c));                                                 \
+            if (sizeof(TYPE) == 4) prefetch_ahead((const uint8_t *)(w + c + 16));                     \
+            for (int i = 0; i < 4; i++) acc[i] = _mm256_fmadd_ps(LOAD8(w + c + 8 * i), _mm256_loadu_ps(x + c + 8 * i), acc[i]); \
+        }                                                                                             \
+        for (; c + 8 <= cols; c += 8) acc[0] = _mm256_fmadd_ps(LOAD8(w + c), _mm256_loadu_ps(x + c), acc[0]); \
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));  \
+        for (; c < cols; c++) s += SCALAR(w[c]) * x[c];                                               \
+        *out = s;                                                                                     \
+    }
+
+DEFINE_DOT1_FLOAT(dot_f32, float, load8_f32, scalar_f32)
+DEFINE_DOT1_FLOAT(dot_f16, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_DOT1_FLOAT(dot_bf16, uint16_t, load8_bf16, scalar_bf16)
 DEFINE_DOTN_FLOAT(dot4_f32, 4, float, load8_f32, scalar_f32)
 DEFINE_DOTN_FLOAT(dot4_f16, 4, uint16_t, load8_f16, anelm_f16_to_f32)
 DEFINE_DOTN_FLOAT(dot4_bf16, 4, uint16_t, load8_bf16, scalar_bf16)
+
+// Two float weight rows against four activation rows (prefill), eight accumulators: each activation
+// vector is loaded once for both rows and each weight vector once for the four tokens, 6 loads per 8
+// FMAs where one row at a time takes 5 per 4, so the FMAs rather than the loads set the pace.
+#define DEFINE_DOT4X2_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                \
+    KERNEL static void NAME(const TYPE *w, size_t row_bytes, const float *x, long cols, float *out) { \
+        const TYPE *v = (const TYPE *)((const uint8_t *)w + row_bytes);                               \
+        __m256 acc[8];                                                                                \
+        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();                                     \
+        long c = 0;                                                                                   \
+        for (; c + 16 <= cols; c += 16) {                                                             \
+            prefetch_ahead((const uint8_t *)(w + c));                                                 \
+            prefetch_ahead((const uint8_t *)(v + c));                                                 \
+            for (long k = c; k < c + 16; k += 8) {                                                    \
+                __m256 w0 = LOAD8(w + k), w1 = LOAD8(v + k);                                          \
+                for (int i = 0; i < 4; i++) {                                                         \
+                    __m256 xi = _mm256_loadu_ps(x + i * cols + k);                                    \
+                    acc[i] = _mm256_fmadd_ps(w0, xi, acc[i]);                                         \
+                    acc[4 + i] = _mm256_fmadd_ps(w1, xi, acc[4 + i]);                                 \
+                }                                                                                     \
+            }                                                                                         \
+        }                                                                                             \
+        for (; c + 8 <= cols; c += 8) {                                                               \
+            __m256 w0 = LOAD8(w + c), w1 = LOAD8(v + c);                                              \
+            for (int i = 0; i < 4; i++) {                                                             \
+                __m256 xi = _mm256_loadu_ps(x + i * cols + c);                                        \
+                acc[i] = _mm256_fmadd_ps(w0, xi, acc[i]);                                             \
+                acc[4 + i] = _mm256_fmadd_ps(w1, xi, acc[4 + i]);                                     \
+            }                                                                                         \
+        }                                                                                             \
+        for (int i = 0; i < 4; i++) {                                                                 \
+            float s0 = hsum(acc[i]), s1 = hsum(acc[4 + i]);                                           \
+            for (long k = c; k < cols; k++) { s0 += SCALAR(w[k]) * x[i * cols + k]; s1 += SCALAR(v[k]) * x[i * cols + k]; } \
+            out[i] = s0;                                                                              \
+            out[4 + i] = s1;                                                                          \
+        }                                                                                             \
+    }
+
+DEFINE_DOT4X2_FLOAT(dot4x2_f32, float, load8_f32, scalar_f32)
+DEFINE_DOT4X2_FLOAT(dot4x2_f16, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_DOT4X2_FLOAT(dot4x2_bf16, uint16_t, load8_bf16, scalar_bf16)
+#define FLOAT_PAIR_KERNELS 1
 
 #define MATMUL_ROWS ISA_NAME(matmul_rows)
 #include "kernels_rows.h"

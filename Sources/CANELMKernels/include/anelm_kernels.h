@@ -18,7 +18,8 @@ enum {
 };
 
 /// The vector ISA the kernels use: the best the CPU runs, unless capped by anelm_limit_isa. Each
-/// architecture climbs its own levels from portable: x86_64 AVX2 then AVX-VNNI, arm64 NEON.
+/// architecture climbs its own levels from portable: x86_64 AVX2 then 256-bit VNNI (AVX-VNNI, or
+/// AVX512-VNNI with AVX512-VL), arm64 NEON.
 enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2, ANELM_ISA_NEON = 3 };
 int anelm_isa_level(void);
 /// Caps the level (the tests compare every level with the portable reference); -1 lifts the cap. The
