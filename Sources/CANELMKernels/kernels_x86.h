@@ -325,19 +325,8 @@ DEFINE_DOTN_FLOAT(dot4_bf16, 4, uint16_t, load8_bf16, scalar_bf16)
         __m256 acc[8];                                                                                \
         for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();                                     \
         long c = 0;                                                                                   \
-        for (; c + 16 <= cols; c += 16) {                                                             \
-            prefetch_ahead((const uint8_t *)(w + c));                                                 \
-            prefetch_ahead((const uint8_t *)(v + c));                                                 \
-            for (long k = c; k < c + 16; k += 8) {                                                    \
-                __m256 w0 = LOAD8(w + k), w1 = LOAD8(v + k);                                          \
-                for (int i = 0; i < 4; i++) {                                                         \
-                    __m256 xi = _mm256_loadu_ps(x + i * cols + k);                                    \
-                    acc[i] = _mm256_fmadd_ps(w0, xi, acc[i]);                                         \
-                    acc[4 + i] = _mm256_fmadd_ps(w1, xi, acc[4 + i]);                                 \
-                }                                                                                     \
-            }                                                                                         \
-        }                                                                                             \
         for (; c + 8 <= cols; c += 8) {                                                               \
+            if (c % 16 == 0) { prefetch_ahead((const uint8_t *)(w + c)); prefetch_ahead((const uint8_t *)(v + c)); } \
             __m256 w0 = LOAD8(w + c), w1 = LOAD8(v + c);                                              \
             for (int i = 0; i < 4; i++) {                                                             \
                 __m256 xi = _mm256_loadu_ps(x + i * cols + c);                                        \
