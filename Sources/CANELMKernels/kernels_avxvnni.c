@@ -5,10 +5,4 @@
 #define ISA_DPWSSD _mm256_dpwssd_avx_epi32
 #define ISA_NAME(name) avxvnni_##name
 #include "kernels_x86.h"
-#else
-// Not x86_64: never called (anelm_uses_avxvnni() is 0).
-void avxvnni_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
-                         long tokens, float *y, long rows, long row_begin, long row_end) {
-    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
-}
 #endif
