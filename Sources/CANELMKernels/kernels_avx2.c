@@ -148,7 +148,7 @@ AVX2 static inline __m256 hsum8(const __m256 *v) {
 
 // Scores of query `q` against keys [j0, j1): eight keys at a time (eight accumulators, one transposing
 // add), then the rest one by one.
-AVX2 static inline void scores_of(const float *q, long head_dim, const void *keys, int f16, long stride, long j0, long j1, float scale, float *scores) {
+AVX2 static inline void avx2_scores(const float *q, long head_dim, const void *keys, int f16, long stride, long j0, long j1, float scale, float *scores) {
     long j = j0;
     for (; j + 8 <= j1; j += 8) {
         __m256 acc[8];
@@ -166,39 +166,27 @@ AVX2 static inline void scores_of(const float *q, long head_dim, const void *key
     }
 }
 
-// The cache's element type as a constant in each copy, so that the loads do not test it.
-AVX2 static void avx2_scores(const float *q, long head_dim, const void *keys, int f16, long stride, long j0, long j1, float scale, float *scores) {
-    if (f16) scores_of(q, head_dim, keys, 1, stride, j0, j1, scale, scores);
-    else scores_of(q, head_dim, keys, 0, stride, j0, j1, scale, scores);
-}
-
 // out += Σ_{j in [j0, j1)} p_j · v_j, 64 dimensions at a time in registers, then 8 at a time. (The
 // widths are constants: with a variable count of accumulators the compiler kept them on the stack,
 // and each FMA waited on the store of the one before; that loop was 40% of the attention's time.)
-AVX2 static inline void weighted_values64(const float *p, const void *values, int f16, long stride, long j0, long j1, float *out) {
+AVX2 static inline void weighted_values64(const float *p, const void *values, int f16, long stride, long d0, long j0, long j1, float *out) {
     __m256 acc[8];
     for (int i = 0; i < 8; i++) acc[i] = _mm256_loadu_ps(out + 8 * i);
     for (long j = j0; j < j1; j++) {
         __m256 pj = _mm256_set1_ps(p[j]);
-        for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(pj, cache8(values, f16, j * stride + 8 * i), acc[i]);
+        for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(pj, cache8(values, f16, j * stride + d0 + 8 * i), acc[i]);
     }
     for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + 8 * i, acc[i]);
 }
-AVX2 static inline void weighted_values8(const float *p, const void *values, int f16, long stride, long j0, long j1, float *out) {
+AVX2 static inline void weighted_values8(const float *p, const void *values, int f16, long stride, long d0, long j0, long j1, float *out) {
     __m256 acc = _mm256_loadu_ps(out);
-    for (long j = j0; j < j1; j++) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), cache8(values, f16, j * stride), acc);
+    for (long j = j0; j < j1; j++) acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), cache8(values, f16, j * stride + d0), acc);
     _mm256_storeu_ps(out, acc);
 }
-AVX2 static void avx2_weighted_values(const float *p, long head_dim, const void *values, int f16, long stride, long j0, long j1, float *out) {
+AVX2 static inline void avx2_weighted_values(const float *p, long head_dim, const void *values, int f16, long stride, long j0, long j1, float *out) {
     long d0 = 0;
-    for (; d0 + 64 <= head_dim; d0 += 64) {
-        if (f16) weighted_values64(p, (const uint16_t *)values + d0, 1, stride, j0, j1, out + d0);
-        else weighted_values64(p, (const float *)values + d0, 0, stride, j0, j1, out + d0);
-    }
-    for (; d0 < head_dim; d0 += 8) {
-        if (f16) weighted_values8(p, (const uint16_t *)values + d0, 1, stride, j0, j1, out + d0);
-        else weighted_values8(p, (const float *)values + d0, 0, stride, j0, j1, out + d0);
-    }
+    for (; d0 + 64 <= head_dim; d0 += 64) weighted_values64(p, values, f16, stride, d0, j0, j1, out + d0);
+    for (; d0 < head_dim; d0 += 8) weighted_values8(p, values, f16, stride, d0, j0, j1, out + d0);
 }
 
 // anelm_attention for head sizes that are a multiple of 8. Positions go in blocks of 64, each read from

@@ -1,14 +1,9 @@
 // The row loop and the type dispatch every ISA's matrix kernels share (kernels_x86.h, kernels_neon.c).
 // The includer has defined KERNEL (the functions' attribute, possibly empty), prefetch_start, the dot
 // kernels dot_<type> (one token) and dot4_<type> (four tokens) of every weight type, and MATMUL_ROWS,
-// the name of the entry point this file defines.
+// the name of the entry point this file defines; with FLOAT_PAIR_KERNELS also dot4x2_<type> for f32,
+// f16 and bf16.
 
-// Rows [r0, r1) of one weight type against every token: four tokens per pass over a row (prefill),
-// the rest one by one. Rows go in chunks of about 16 KB, and each chunk meets every token before the
-// next: the chunk's weights and one group's activations both stay in L1 (row by row over all tokens
-// re-read every token's activations from L2 for each row, and L2 bandwidth bounded prefill).
-// The dot kernels are called directly, so they inline. ACTIVATIONS(t) is token t's input as the
-// kernels take it, LENGTH its length in their units.
 // Two rows against four tokens (dot4x2_<type>, out[0–3] the first row's, out[4–7] the second's): a
 // register-tiled kernel where the includer has one for the float types (FLOAT_PAIR_KERNELS), else two
 // calls of the four-token kernel.
@@ -31,6 +26,12 @@ DEFINE_PAIR_OF_FOUR(dot4x2_f16, dot4_f16, uint16_t, float)
 DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
 #endif
 
+// Rows [r0, r1) of one weight type against every token: four tokens per pass over two rows at a time
+// (prefill), the rest one by one. Rows go in chunks of about 16 KB, and each chunk meets every token before the
+// next: the chunk's weights and one group's activations both stay in L1 (row by row over all tokens
+// re-read every token's activations from L2 for each row, and L2 bandwidth bounded prefill).
+// The dot kernels are called directly, so they inline. ACTIVATIONS(t) is token t's input as the
+// kernels take it, LENGTH its length in their units.
 #define QUANTIZED_INPUT(t) (xq + (t) * (cols / 32))
 #define FLOAT_INPUT(t) (x + (t) * cols)
 #define DEFINE_ROWS(NAME, ONE, FOUR, PAIR, ACTIVATIONS, LENGTH)                                              \

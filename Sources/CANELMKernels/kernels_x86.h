@@ -266,24 +266,24 @@ static inline float scalar_bf16(uint16_t v) { uint32_t b = (uint32_t)v << 16; fl
 // Four activation rows against one float weight row: each 8 weights are loaded and converted once
 // for the four. Two accumulators per row over alternating steps: one chain per row would wait out the
 // FMA latency (4 cycles) and run at half the FMA throughput.
-#define DEFINE_DOTN_FLOAT(NAME, N, TYPE, LOAD8, SCALAR)                                               \
+#define DEFINE_DOT4_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                  \
     KERNEL static void NAME(const TYPE *w, const float *x, long cols, float *out) {                   \
-        __m256 acc[N], acc2[N];                                                                       \
-        for (int i = 0; i < N; i++) { acc[i] = _mm256_setzero_ps(); acc2[i] = _mm256_setzero_ps(); }                          \
+        __m256 acc[4], acc2[4];                                                                       \
+        for (int i = 0; i < 4; i++) { acc[i] = _mm256_setzero_ps(); acc2[i] = _mm256_setzero_ps(); }                          \
         long c = 0;                                                                                   \
         for (; c + 2 * 8 <= cols; c += 2 * 8) {                                             \
             prefetch_ahead((const uint8_t *)(w + c));                                                 \
             __m256 w0 = LOAD8(w + c), w1 = LOAD8(w + c + 8);                                     \
-            for (int i = 0; i < N; i++) {                                                             \
+            for (int i = 0; i < 4; i++) {                                                             \
                 acc[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * cols + c), acc[i]);                                \
                 acc2[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i * cols + c + 8), acc2[i]);                     \
             }                                                                                         \
         }                                                                                             \
         for (; c + 8 <= cols; c += 8) {                                                     \
             __m256 wv = LOAD8(w + c);                                                                 \
-            for (int i = 0; i < N; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * cols + c), acc[i]);        \
+            for (int i = 0; i < 4; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * cols + c), acc[i]);        \
         }                                                                                             \
-        for (int i = 0; i < N; i++) {                                                                 \
+        for (int i = 0; i < 4; i++) {                                                                 \
             float s = hsum(_mm256_add_ps(acc[i], acc2[i]));                                                    \
             for (long k = c; k < cols; k++) s += SCALAR(w[k]) * x[i * cols + k];                      \
             out[i] = s;                                                                               \
@@ -312,9 +312,9 @@ static inline float scalar_bf16(uint16_t v) { uint32_t b = (uint32_t)v << 16; fl
 DEFINE_DOT1_FLOAT(dot_f32, float, load8_f32, scalar_f32)
 DEFINE_DOT1_FLOAT(dot_f16, uint16_t, load8_f16, anelm_f16_to_f32)
 DEFINE_DOT1_FLOAT(dot_bf16, uint16_t, load8_bf16, scalar_bf16)
-DEFINE_DOTN_FLOAT(dot4_f32, 4, float, load8_f32, scalar_f32)
-DEFINE_DOTN_FLOAT(dot4_f16, 4, uint16_t, load8_f16, anelm_f16_to_f32)
-DEFINE_DOTN_FLOAT(dot4_bf16, 4, uint16_t, load8_bf16, scalar_bf16)
+DEFINE_DOT4_FLOAT(dot4_f32, float, load8_f32, scalar_f32)
+DEFINE_DOT4_FLOAT(dot4_f16, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
 
 // Two float weight rows against four activation rows (prefill), eight accumulators: each activation
 // vector is loaded once for both rows and each weight vector once for the four tokens, 6 loads per 8
