@@ -20,15 +20,15 @@ void avx2_softmax(float *x, long n);
 void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
                     long stride, long count, float scale, float softcap, float *scratch, float *out);
 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                      const float *x, const anelm_block_q16 *xq, long tokens,
+                      const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                       float *y, long rows, long row_begin, long row_end);
 // The same matrix kernels with AVX-VNNI (kernels_avxvnni.c); called only when the CPU has it.
 void avxvnni_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                         const float *x, const anelm_block_q16 *xq, long tokens,
+                         const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                          float *y, long rows, long row_begin, long row_end);
 // And with AVX512-VNNI + VL at 256 bits (kernels_avx512vnni.c), for CPUs that have it but not AVX-VNNI.
 void avx512vnni_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                            const float *x, const anelm_block_q16 *xq, long tokens,
+                            const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                             float *y, long rows, long row_begin, long row_end);
 // NEON versions (kernels_neon.c); called only at ANELM_ISA_NEON (arm64).
 void neon_f16_to_f32(const uint16_t *src, float *dst, long n);
@@ -42,6 +42,6 @@ void neon_softmax(float *x, long n);
 void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
                     long stride, long count, float scale, float softcap, float *scratch, float *out);
 void neon_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                      const float *x, const anelm_block_q16 *xq, long tokens,
+                      const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                       float *y, long rows, long row_begin, long row_end);
 #endif

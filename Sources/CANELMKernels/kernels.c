@@ -298,17 +298,17 @@ static float row_dot_portable(int type, const uint8_t *w, long cols, const float
 }
 
 void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                       const float *x, const anelm_block_q16 *xq, long tokens,
+                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                        float *y, long rows, long row_begin, long row_end) {
     switch (anelm_isa_level()) {
 #if defined(__x86_64__)
     case ANELM_ISA_AVXVNNI:
-        if (has_avxvnni()) avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end);
-        else avx512vnni_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end);
+        if (has_avxvnni()) avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
+        else avx512vnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
         return;
 #endif
-    case ANELM_ISA_AVX2: avx2_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
-    case ANELM_ISA_NEON: neon_matmul_rows(type, w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end); return;
+    case ANELM_ISA_AVX2: avx2_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end); return;
+    case ANELM_ISA_NEON: neon_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end); return;
     default: break;
     }
     for (long r = row_begin; r < row_end; r++) {
@@ -316,6 +316,16 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
         for (long t = 0; t < tokens; t++)
             y[t * rows + r] = row_dot_portable(type, wr, cols, x + t * cols, xq ? xq + t * (cols / 32) : NULL);
     }
+}
+
+void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_q16x8 *out) {
+    for (long b = 0; b < blocks; b++)
+        for (int t = 0; t < 8; t++) {
+            const anelm_block_q16 *a = xq + t * blocks + b;
+            out[b].d[t] = a->d;
+            out[b].s[t] = a->s;
+            for (int j = 0; j < 16; j++) { out[b].q[j][t][0] = a->q[2 * j]; out[b].q[j][t][1] = a->q[2 * j + 1]; }
+        }
 }
 
 // MARK: vector kernels

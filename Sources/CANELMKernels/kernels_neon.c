@@ -513,7 +513,7 @@ void neon_attention(const float *q, long group, long head_dim, const void *keys,
     (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out;
 }
 void neon_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
-                      long tokens, float *y, long rows, long row_begin, long row_end) {
-    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
+                      const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long row_begin, long row_end) {
+    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)xq8; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
 }
 #endif

@@ -20,6 +20,21 @@ DEFINE_PAIR_OF_FOUR(dot4x2_q5_1, dot4_q5_1, uint8_t, anelm_block_q16)
 DEFINE_PAIR_OF_FOUR(dot4x2_q4_k, dot4_q4_k, uint8_t, anelm_block_q16)
 DEFINE_PAIR_OF_FOUR(dot4x2_q5_k, dot4_q5_k, uint8_t, anelm_block_q16)
 DEFINE_PAIR_OF_FOUR(dot4x2_q6_k, dot4_q6_k, uint8_t, anelm_block_q16)
+// Eight tokens at a time from interleaved activations (eight_<type>: does the first 8·⌊tokens/8⌋ tokens
+// and returns how many it did) where the includer has such kernels (EIGHT_TOKEN_KERNELS, the 32-value
+// block types), else none: the four- and one-token kernels do every token.
+KERNEL static inline long no_eight(const uint8_t *w, size_t row_bytes, long cols, const anelm_block_q16x8 *xq8,
+                                   long tokens, float *y, long rows, long r0, long r1) {
+    (void)w; (void)row_bytes; (void)cols; (void)xq8; (void)tokens; (void)y; (void)rows; (void)r0; (void)r1;
+    return 0;
+}
+#ifndef EIGHT_TOKEN_KERNELS
+#define eight_q8_0 no_eight
+#define eight_q4_0 no_eight
+#define eight_q4_1 no_eight
+#define eight_q5_0 no_eight
+#define eight_q5_1 no_eight
+#endif
 #ifndef FLOAT_PAIR_KERNELS
 DEFINE_PAIR_OF_FOUR(dot4x2_f32, dot4_f32, float, float)
 DEFINE_PAIR_OF_FOUR(dot4x2_f16, dot4_f16, uint16_t, float)
@@ -34,14 +49,17 @@ DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
 // kernels take it, LENGTH its length in their units.
 #define QUANTIZED_INPUT(t) (xq + (t) * (cols / 32))
 #define FLOAT_INPUT(t) (x + (t) * cols)
-#define DEFINE_ROWS(NAME, ONE, FOUR, PAIR, ACTIVATIONS, LENGTH)                                              \
+#define DEFINE_ROWS(NAME, ONE, FOUR, PAIR, EIGHT, ACTIVATIONS, LENGTH)                                \
     KERNEL static void NAME(const uint8_t *w, size_t row_bytes, long cols, const float *x,            \
-                            const anelm_block_q16 *xq, long tokens, float *y, long rows, long r0, long r1) { \
+                            const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,     \
+                            float *y, long rows, long r0, long r1) {                                  \
         (void)x; (void)xq;                                                                            \
+        long done = EIGHT(w, row_bytes, cols, xq8, tokens, y, rows, r0, r1);                          \
+        if (done == tokens) return;                                                                   \
         prefetch_start(w + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);                    \
         long chunk = row_bytes >= 16384 ? 1 : (long)(16384 / row_bytes);                              \
         for (long c0 = r0; c0 < r1; c0 += chunk) {                                                    \
-            long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = 0;                                       \
+            long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = done;                                    \
             for (; t + 4 <= tokens; t += 4) {                                                         \
                 long r = c0;                                                                          \
                 for (; r + 2 <= c1; r += 2) {                                                         \
@@ -60,22 +78,22 @@ DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
         }                                                                                             \
     }
 
-DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, dot4x2_q8_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, dot4x2_q4_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, dot4x2_q4_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, dot4x2_q5_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, dot4x2_q5_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, dot4x2_q4_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, dot4x2_q5_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, dot4x2_q6_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, dot4x2_f32, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, dot4x2_f16, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, dot4x2_bf16, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, dot4x2_q8_0, eight_q8_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, dot4x2_q4_0, eight_q4_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, dot4x2_q4_1, eight_q4_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, dot4x2_q5_0, eight_q5_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, dot4x2_q5_1, eight_q5_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, dot4x2_q4_k, no_eight, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, dot4x2_q5_k, no_eight, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, dot4x2_q6_k, no_eight, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, dot4x2_f32, no_eight, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, dot4x2_f16, no_eight, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, dot4x2_bf16, no_eight, FLOAT_INPUT, cols)
 
 KERNEL void MATMUL_ROWS(int type, const void *w, size_t row_bytes, long cols,
-                 const float *x, const anelm_block_q16 *xq, long tokens,
+                 const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                  float *y, long rows, long row_begin, long row_end) {
-    void (*run)(const uint8_t *, size_t, long, const float *, const anelm_block_q16 *, long, float *, long, long, long);
+    void (*run)(const uint8_t *, size_t, long, const float *, const anelm_block_q16 *, const anelm_block_q16x8 *, long, float *, long, long, long);
     switch (type) {
     case ANELM_Q8_0: run = rows_q8_0; break;
     case ANELM_Q4_0: run = rows_q4_0; break;
@@ -90,5 +108,5 @@ KERNEL void MATMUL_ROWS(int type, const void *w, size_t row_bytes, long cols,
     case ANELM_BF16: run = rows_bf16; break;
     default: return;
     }
-    run(w, row_bytes, cols, x, xq, tokens, y, rows, row_begin, row_end);
+    run(w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
 }

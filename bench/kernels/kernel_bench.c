@@ -47,12 +47,18 @@ static matrix make_matrix(int type, long rows, long cols) {
     return m;
 }
 
-typedef struct { float *x; anelm_block_q16 *xq; long tokens, cols; } input;
+typedef struct { float *x; anelm_block_q16 *xq; anelm_block_q16x8 *xq8; long tokens, cols; } input;
 
+// As the library's matmul prepares them: quantized rows, and groups of eight tokens interleaved.
 static input make_input(long tokens, long cols) {
-    input in = {malloc(sizeof(float) * tokens * cols), malloc(sizeof(anelm_block_q16) * tokens * (cols / 32)), tokens, cols};
+    long blocks = cols / 32;
+    input in = {malloc(sizeof(float) * tokens * cols), malloc(sizeof(anelm_block_q16) * tokens * blocks), NULL, tokens, cols};
     for (long i = 0; i < tokens * cols; i++) in.x[i] = (rand() % 2000 - 1000) / 1000.0f;
-    for (long t = 0; t < tokens; t++) anelm_quantize_q16(in.x + t * cols, in.xq + t * (cols / 32), cols);
+    for (long t = 0; t < tokens; t++) anelm_quantize_q16(in.x + t * cols, in.xq + t * blocks, cols);
+    if (tokens >= 8) {
+        in.xq8 = malloc(sizeof(anelm_block_q16x8) * (tokens / 8) * blocks);
+        for (long g = 0; g < tokens / 8; g++) anelm_interleave_q16x8(in.xq + g * 8 * blocks, blocks, in.xq8 + g * blocks);
+    }
     return in;
 }
 
@@ -61,7 +67,7 @@ typedef struct { const matrix *m; const input *in; float *y; long per_task; } jo
 static void run_task(void *ctx, long i) {
     const job *j = ctx;
     long r0 = i * j->per_task, r1 = r0 + j->per_task < j->m->rows ? r0 + j->per_task : j->m->rows;
-    anelm_matmul_rows(j->m->type, j->m->w, j->m->row_bytes, j->m->cols, j->in->x, j->in->xq, j->in->tokens, j->y, j->m->rows, r0, r1);
+    anelm_matmul_rows(j->m->type, j->m->w, j->m->row_bytes, j->m->cols, j->in->x, j->in->xq, j->in->xq8, j->in->tokens, j->y, j->m->rows, r0, r1);
 }
 
 int main(int argc, char **argv) {
@@ -79,7 +85,7 @@ int main(int argc, char **argv) {
         double best = 1e9, total = 0;
         while (total < 1.0) {
             double t = now();
-            anelm_matmul_rows(type, m.w, m.row_bytes, cols, in.x, in.xq, tokens, y, rows, 0, rows);
+            anelm_matmul_rows(type, m.w, m.row_bytes, cols, in.x, in.xq, in.xq8, tokens, y, rows, 0, rows);
             t = now() - t; total += t; if (t < best) best = t;
         }
         printf("type %d, %ldx%ld, %ld tokens, isa %d: %.3f ns per row, token and 32 weights\n", type, rows, cols, tokens, anelm_isa_level(), best / ((double)rows * tokens * cols / 32) * 1e9);

@@ -114,7 +114,7 @@ static void run_matmul(const type_info *t, const uint8_t *w, size_t row_bytes, l
                        long tokens, long rows, long task, float *y) {
     for (long i = 0; i < tokens * rows; i++) y[i] = -12345.0f;
     for (long r = 0; r < rows; r += task)
-        anelm_matmul_rows(t->type, w, row_bytes, cols, t->block == 1 ? x : NULL, t->block == 1 ? NULL : xq, tokens, y, rows, r, r + task < rows ? r + task : rows);
+        anelm_matmul_rows(t->type, w, row_bytes, cols, t->block == 1 ? x : NULL, t->block == 1 ? NULL : xq, NULL, tokens, y, rows, r, r + task < rows ? r + task : rows);
 }
 
 static void check_matmul(int ti, long rows, long cols, long tokens, int wmode, int xmode, int extreme_q) {
@@ -218,7 +218,7 @@ static void check_matmuls(void) {
     }
     // Tokens ≥ 4 with a zero-row range and the NULL activations of the other kind must not touch y.
     float y[4] = {1, 2, 3, 4};
-    anelm_matmul_rows(ANELM_Q8_0, NULL, 34, 32, NULL, NULL, 4, y, 1, 0, 0);
+    anelm_matmul_rows(ANELM_Q8_0, NULL, 34, 32, NULL, NULL, NULL, 4, y, 1, 0, 0);
     if (y[0] != 1 || y[3] != 4) FAIL("empty row range wrote y");
 }
 

@@ -185,7 +185,7 @@ public final class ANEExecutor {
                 y.withUnsafeMutableBufferPointer { yr in
                     let wp = w.baseAddress, xp = xr.baseAddress, yp = yr.baseAddress
                     pool.parallelRanges(cout, minimum: max(1, 8192 / max(cin, 1))) { r in
-                        anelm_matmul_rows(Int32(ANELM_F16), wp, cin * 2, cin, xp, nil, s, yp, cout, r.lowerBound, r.upperBound)
+                        anelm_matmul_rows(Int32(ANELM_F16), wp, cin * 2, cin, xp, nil, nil, s, yp, cout, r.lowerBound, r.upperBound)
                     }
                 }
             }
@@ -291,7 +291,7 @@ public final class ANEExecutor {
                 out.withUnsafeMutableBufferPointer { o in
                     let wp = w.baseAddress, lp = l.baseAddress, op = o.baseAddress
                     pool.parallelRanges(n, minimum: max(1, 8192 / max(k * m, 1))) { r in
-                        anelm_matmul_rows(Int32(ANELM_F32), wp, k * 4, k, lp, nil, m, op, n, r.lowerBound, r.upperBound)
+                        anelm_matmul_rows(Int32(ANELM_F32), wp, k * 4, k, lp, nil, nil, m, op, n, r.lowerBound, r.upperBound)
                     }
                 }
             }

@@ -41,15 +41,24 @@ public enum Kernels {
         guard tokens > 0, let cols = products.first?.0.cols else { return }
         precondition(products.allSatisfy { $0.0.cols == cols }, "products of one input need equal column counts")
         var xq: UnsafeMutablePointer<anelm_block_q16>?
+        var xq8: UnsafeMutablePointer<anelm_block_q16x8>?
         if products.contains(where: { $0.0.usesQuantizedActivations }) {
-            let blocks = cols / 32
+            let blocks = cols / 32, groups = tokens / 8
             let buffer = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
             pool.parallelRanges(tokens, minimum: max(1, elementwiseGrain / cols)) { rows in
                 for t in rows { anelm_quantize_q16(x + t * cols, buffer + t * blocks, cols) }
             }
             xq = buffer
+            // Prefill: groups of eight tokens interleaved as well, for the eight-token kernels.
+            if groups > 0 {
+                let interleaved = UnsafeMutablePointer<anelm_block_q16x8>.allocate(capacity: groups * blocks)
+                pool.parallelRanges(groups) { range in
+                    for g in range { anelm_interleave_q16x8(buffer + g * 8 * blocks, blocks, interleaved + g * blocks) }
+                }
+                xq8 = interleaved
+            }
         }
-        defer { xq?.deallocate() }
+        defer { xq?.deallocate(); xq8?.deallocate() }
         // Tasks of 16–512 KB of weights: small enough to balance, large enough to amortize.
         var tasks: [(product: Int, rows: Range<Int>)] = []
         let totalBytes = products.reduce(0) { $0 + $1.0.rows * $1.0.rowBytes }
@@ -64,7 +73,7 @@ public enum Kernels {
             pool.parallelFor(tasks.count) { i in
                 let (w, y) = products[tasks[i].product], r = tasks[i].rows
                 anelm_matmul_rows(Int32(w.type.rawValue), w.data, w.rowBytes, w.cols, w.usesQuantizedActivations ? nil : x,
-                                  w.usesQuantizedActivations ? UnsafePointer(xq) : nil, tokens, y, w.rows, r.lowerBound, r.upperBound)
+                                  w.usesQuantizedActivations ? UnsafePointer(xq) : nil, w.usesQuantizedActivations ? UnsafePointer(xq8) : nil, tokens, y, w.rows, r.lowerBound, r.upperBound)
             }
         }
     }

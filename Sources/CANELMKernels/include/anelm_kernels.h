@@ -45,12 +45,22 @@ int anelm_dequantize(int type, const void *src, float *dst, long n);
 typedef struct { float d; float s; int16_t q[32]; } anelm_block_q16;
 void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n);
 
+/// One activation block of eight tokens, interleaved for the prefill kernels: q[j][t] holds values 2j
+/// and 2j + 1 of token t, so one 256-bit load gives a value pair of all eight tokens, and a weight pair
+/// broadcast against it adds to eight tokens' sums at once; d and s are the tokens' block scales.
+typedef struct { float d[8]; float s[8]; int16_t q[16][8][2]; } anelm_block_q16x8;
+/// Interleaves eight tokens' quantized rows (`blocks` blocks each, one token after the other, as
+/// anelm_quantize_q16 writes them) into `blocks` anelm_block_q16x8.
+void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_q16x8 *out);
+
 /// y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for rows [row_begin, row_end) and all tokens.
-/// f32/f16/bf16 weights read `x`; quantized weights read `xq` (x quantized with anelm_quantize_q16).
+/// f32/f16/bf16 weights read `x`; quantized weights read `xq` (x quantized with anelm_quantize_q16)
+/// and, where not NULL, `xq8`: the first 8·⌊tokens/8⌋ tokens of `xq` interleaved (tokens/8 groups of
+/// cols/32 blocks), which the x86 kernels of the 32-value block types use for those tokens.
 /// K-quant super-blocks (256 values) span 8 activation blocks, each with its own scale; `cols`
 /// must be a whole number of the weight type's blocks.
 void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                       const float *x, const anelm_block_q16 *xq, long tokens,
+                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                        float *y, long rows, long row_begin, long row_end);
 
 /// Attention of `group` query heads (q: group × head_dim, contiguous) that share one key/value head,

@@ -45,10 +45,13 @@ final class KernelTests: XCTestCase {
 
     func testMatmulEveryTypeAgainstDoubleReference() throws {
         let pool = ThreadPool(threads: 2)
-        let shapes = [(1, 1), (3, 7), (1, 32), (7, 64), (33, 96), (130, 160), (1, 576), (3, 1024)]
+        // (45, 1024): the eight-token kernels' weight chunks (21 rows of 1024 columns) end mid-matrix, four
+        // rows at a time and then one; (2, 22528): rows too wide for their scratch, so the four-token path.
+        let shapes = [(1, 1), (3, 7), (1, 32), (7, 64), (33, 96), (130, 160), (1, 576), (3, 1024), (45, 1024), (2, 22528)]
         for type in TensorType.allCases {
             for (rows, cols) in shapes where cols % type.blockSize == 0 {   // K-quants: QuantTests covers more shapes
-                for tokens in [1, 3, 6] {   // 6: one 4-token group and a remainder
+                // 6: one 4-token group and a remainder; 8 and 19: one and two 8-token groups, 19 with a remainder of 3.
+                for tokens in [1, 3, 6, 8, 19] {
                     let (w, dense, _) = try matrix(type, rows: rows, cols: cols)
                     let x = random(tokens * cols)
                     var y = [Float](repeating: .nan, count: tokens * rows)
@@ -78,7 +81,7 @@ final class KernelTests: XCTestCase {
             // Float types also get widths that are not a multiple of the SIMD width (1, 7, 23 columns).
             for (rows, cols) in [(5, 32), (9, 288), (2, 1000 - 1000 % type.blockSize), (1, 1), (3, 7), (4, 23)] where cols % type.blockSize == 0 {
                 let (w, _, _) = try matrix(type, rows: rows, cols: cols)
-                let tokens = 5
+                for tokens in [5, 19] {   // 19: two 8-token groups, one 4-token group, 3 more
                 let x = random(tokens * cols)
                 func run() -> [Float] {
                     var y = [Float](repeating: 0, count: tokens * rows)
@@ -90,9 +93,10 @@ final class KernelTests: XCTestCase {
                 for isa in Kernels.availableISAs.dropFirst() {
                     Kernels.limitISA(isa)
                     let fast = run()
-                    for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols) \(isa.name)") }
+                    for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols) tokens \(tokens) \(isa.name)") }
                 }
                 Kernels.limitISA(nil)
+                }
             }
         }
     }
