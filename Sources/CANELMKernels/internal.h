@@ -16,9 +16,9 @@ float avx2_dot(const float *a, const float *b, long n);
 void avx2_axpy(float a, const float *x, float *y, long n);
 void avx2_f32_to_f16(const float *src, uint16_t *dst, long n);
 void avx2_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c);
-void avx2_softmax(float *x, long n);
+float avx2_softmax(float *x, long n);
 void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out);
+                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse);
 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                       float *y, long rows, long row_begin, long row_end);
@@ -38,9 +38,9 @@ void neon_quantize_q16(const float *x, anelm_block_q16 *out, long n);
 float neon_dot(const float *a, const float *b, long n);
 void neon_axpy(float a, const float *x, float *y, long n);
 void neon_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c);
-void neon_softmax(float *x, long n);
+float neon_softmax(float *x, long n);
 void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out);
+                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse);
 void neon_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
                       float *y, long rows, long row_begin, long row_end);

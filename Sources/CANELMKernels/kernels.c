@@ -352,13 +352,13 @@ static const float *cache_row(const void *base, int kv_type, long stride, long j
 }
 
 void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                     long stride, long count, float scale, float softcap, float *scratch, float *out) {
+                     long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
     if (anelm_uses_avx2() && head_dim % 8 == 0) {
-        avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out);
+        avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
         return;
     }
     if (uses_neon() && head_dim % 4 == 0) {
-        neon_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out);
+        neon_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
         return;
     }
     float *scores = scratch, *tmp = scratch + group * count;
@@ -371,7 +371,10 @@ void anelm_attention(const float *q, long group, long head_dim, const void *keys
         }
     }
     // 2. Softmax of each query's scores.
-    for (long g = 0; g < group; g++) anelm_softmax(scores + g * count, count);
+    for (long g = 0; g < group; g++) {
+        float l = anelm_softmax(scores + g * count, count);
+        if (lse) lse[g] = l;
+    }
     // 3. Weighted values: each value row converted once, added into every query's output.
     memset(out, 0, (size_t)(group * head_dim) * sizeof(float));
     for (long j = 0; j < count; j++) {
@@ -390,16 +393,17 @@ void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *ou
     for (long i = 0; i < n; i++) out[i] = x[i] * inv * (w ? w[i] : 1.0f);
 }
 
-void anelm_softmax(float *x, long n) {
-    if (n <= 0) return;
-    if (anelm_uses_avx2()) { avx2_softmax(x, n); return; }
-    if (uses_neon()) { neon_softmax(x, n); return; }
+float anelm_softmax(float *x, long n) {
+    if (n <= 0) return -INFINITY;
+    if (anelm_uses_avx2()) return avx2_softmax(x, n);
+    if (uses_neon()) return neon_softmax(x, n);
     float m = x[0];
     for (long i = 1; i < n; i++) m = fmaxf(m, x[i]);
     double s = 0;
     for (long i = 0; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
     float inv = (float)(1.0 / s);
     for (long i = 0; i < n; i++) x[i] *= inv;
+    return m + (float)log(s);
 }
 
 // x · sigmoid(k·x + c·x³) · up (SiLU: k 1, c 0; GELU's tanh form: k 2√(2/π), c 0.044715·k).

@@ -48,7 +48,7 @@ AVX2 void avx2_sigmoid_gate_mul(float *gate, const float *up, long n, float k, f
     for (; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
 }
 
-AVX2 void avx2_softmax(float *x, long n) {
+AVX2 float avx2_softmax(float *x, long n) {
     __m256 m8 = _mm256_set1_ps(-INFINITY);
     long i = 0;
     for (; i + 8 <= n; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
@@ -67,6 +67,7 @@ AVX2 void avx2_softmax(float *x, long n) {
     __m256 inv = _mm256_set1_ps((float)(1.0 / s));
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= (float)(1.0 / s);
+    return m + (float)log(s);
 }
 
 AVX2 void avx2_f32_to_f16(const float *src, uint16_t *dst, long n) {
@@ -192,7 +193,7 @@ AVX2 static inline void avx2_weighted_values(const float *p, long head_dim, cons
 // anelm_attention for head sizes that are a multiple of 8. Positions go in blocks of 64, each read from
 // memory once and then from L1 by every query of the group.
 AVX2 void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                         long stride, long count, float scale, float softcap, float *scratch, float *out) {
+                         long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
     const int f16 = kv_type == ANELM_F16;
     const long block = 64;
     for (long j0 = 0; j0 < count; j0 += block) {
@@ -202,7 +203,8 @@ AVX2 void avx2_attention(const float *q, long group, long head_dim, const void *
     for (long g = 0; g < group; g++) {
         float *scores = scratch + g * count;
         if (softcap > 0) for (long j = 0; j < count; j++) scores[j] = tanhf(scores[j] / softcap) * softcap;
-        anelm_softmax(scores, count);
+        float l = anelm_softmax(scores, count);
+        if (lse) lse[g] = l;
     }
     memset(out, 0, (size_t)(group * head_dim) * sizeof(float));
     for (long j0 = 0; j0 < count; j0 += block) {
@@ -214,8 +216,8 @@ AVX2 void avx2_attention(const float *q, long group, long head_dim, const void *
 #else
 // Not x86_64: never called (anelm_uses_avx2() is 0).
 void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out) {
-    (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out;
+                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
+    (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out; (void)lse;
 }
 void avx2_f16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
 void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n) { (void)x; (void)out; (void)n; }
@@ -223,9 +225,9 @@ float avx2_dot(const float *a, const float *b, long n) { (void)a; (void)b; (void
 void avx2_axpy(float a, const float *x, float *y, long n) { (void)a; (void)x; (void)y; (void)n; }
 void avx2_f32_to_f16(const float *src, uint16_t *dst, long n) { (void)src; (void)dst; (void)n; }
 void avx2_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) { (void)gate; (void)up; (void)n; (void)k; (void)c; }
-void avx2_softmax(float *x, long n) { (void)x; (void)n; }
+float avx2_softmax(float *x, long n) { (void)x; (void)n; return 0; }
 void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
-                      long tokens, float *y, long rows, long row_begin, long row_end) {
-    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
+                      const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long row_begin, long row_end) {
+    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)xq8; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
 }
 #endif

@@ -437,7 +437,7 @@ void neon_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float 
     for (; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
 }
 
-void neon_softmax(float *x, long n) {
+float neon_softmax(float *x, long n) {
     float32x4_t m4 = vdupq_n_f32(-INFINITY);
     long i = 0;
     for (; i + 4 <= n; i += 4) m4 = vmaxq_f32(m4, vld1q_f32(x + i));
@@ -455,6 +455,7 @@ void neon_softmax(float *x, long n) {
     const float32x4_t vinv = vdupq_n_f32(inv);
     for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_f32(vld1q_f32(x + i), vinv));
     for (; i < n; i++) x[i] *= inv;
+    return m + (float)log(s);
 }
 
 // Cache row j as f32 in `tmp` (head_dim a multiple of 4).
@@ -469,7 +470,7 @@ static inline const float *neon_cache_row(const void *base, int kv_type, long st
 // inline (a call per cached row and head cost more than the arithmetic on x86). Two accumulators for
 // the dots, over alternating 4-column steps.
 void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out) {
+                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
     float *scores = scratch, *tmp = scratch + group * count;
     for (long j = 0; j < count; j++) {
         const float *k = neon_cache_row(keys, kv_type, stride, j, head_dim, tmp);
@@ -486,7 +487,10 @@ void neon_attention(const float *q, long group, long head_dim, const void *keys,
             scores[g * count + j] = softcap > 0 ? tanhf(s / softcap) * softcap : s;
         }
     }
-    for (long g = 0; g < group; g++) neon_softmax(scores + g * count, count);
+    for (long g = 0; g < group; g++) {
+        float l = neon_softmax(scores + g * count, count);
+        if (lse) lse[g] = l;
+    }
     memset(out, 0, (size_t)(group * head_dim) * sizeof(float));
     for (long j = 0; j < count; j++) {
         const float *v = neon_cache_row(values, kv_type, stride, j, head_dim, tmp);
@@ -507,10 +511,10 @@ void neon_quantize_q16(const float *x, anelm_block_q16 *out, long n) { (void)x; 
 float neon_dot(const float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
 void neon_axpy(float a, const float *x, float *y, long n) { (void)a; (void)x; (void)y; (void)n; }
 void neon_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) { (void)gate; (void)up; (void)n; (void)k; (void)c; }
-void neon_softmax(float *x, long n) { (void)x; (void)n; }
+float neon_softmax(float *x, long n) { (void)x; (void)n; return 0; }
 void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out) {
-    (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out;
+                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
+    (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out; (void)lse;
 }
 void neon_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
                       const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long row_begin, long row_end) {

@@ -479,9 +479,10 @@ static void check_vectors(void) {
             float spread = round == 0 ? 30 : round == 1 ? 1 : round == 2 ? 200 : 1e4f;
             for (long i = 0; i < n; i++) y0[i] = y1[i] = uniform(spread);
             limit(ANELM_ISA_PORTABLE);
-            anelm_softmax(y0, n);
+            float lse0 = anelm_softmax(y0, n);
             limit(-1);
-            anelm_softmax(y1, n);
+            float lse1 = anelm_softmax(y1, n);
+            if (!(fabs((double)lse1 - lse0) <= 1e-5 * (1 + fabs(lse0)))) FAIL("softmax n %ld: log-sum-exp %.9g vs portable %.9g", n, lse1, lse0);
             for (long i = 0; i < n; i++) {
                 double d = fabs((double)y1[i] - y0[i]);
                 softmax_abs = max_d(softmax_abs, d);
@@ -588,9 +589,9 @@ static void check_attention(void) {
                 float *scratch = guarded(sizeof(float) * scratch_n);
                 float *p = guarded(sizeof(float) * (size_t)(group * head_dim)), *f = guarded(sizeof(float) * (size_t)(group * head_dim));
                 limit(ANELM_ISA_PORTABLE);
-                anelm_attention(q, group, head_dim, keys, values, kv ? ANELM_F16 : ANELM_F32, stride, count, scale, softcap, scratch, p);
+                anelm_attention(q, group, head_dim, keys, values, kv ? ANELM_F16 : ANELM_F32, stride, count, scale, softcap, scratch, p, NULL);
                 limit(-1);
-                anelm_attention(q, group, head_dim, keys, values, kv ? ANELM_F16 : ANELM_F32, stride, count, scale, softcap, scratch, f);
+                anelm_attention(q, group, head_dim, keys, values, kv ? ANELM_F16 : ANELM_F32, stride, count, scale, softcap, scratch, f, NULL);
                 double *s = malloc(sizeof(double) * (size_t)count);
                 for (long g = 0; g < group; g++) {
                     double m = -INFINITY, total = 0;

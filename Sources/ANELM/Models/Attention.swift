@@ -15,27 +15,58 @@ struct AttentionShape {
 }
 
 /// Causal attention of `tokens` new queries over a cache layer that already holds their keys and values
-/// (stored, not yet committed). `queries` and `out` are `[token][head][headDim]`. One task per token and
-/// key/value head: the heads of a group are scored together, so each cached row is read from memory once
-/// per token. With too few such tasks to keep the pool busy (decode) and a head's cache small enough to
-/// stay in L2 (so the re-reads cost no memory traffic), each query head is a task of its own.
+/// (stored, not yet committed). `queries` and `out` are `[token][head][headDim]`. One task per token,
+/// key/value head and span of positions: the heads of a group are scored together, so each cached row is
+/// read once per token. Prefill has tasks enough in its tokens (one span each); decode splits the
+/// positions into spans so that every thread has some, and merges the spans' outputs by the weights of
+/// their log-sum-exps (position-split "flash decoding").
 func causalAttention(_ a: AttentionShape, cache: KVCache, layer l: Int, queries: UnsafeMutablePointer<Float>, tokens n: Int, start: Int, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-    let headDim = a.headDim, kvWidth = cache.rowWidth, qWidth = a.heads * headDim
-    let keys = cache.keys(l), values = cache.values(l)
+    let headDim = a.headDim, qWidth = a.heads * headDim, group = a.heads / a.kvHeads
     let elementSize = cache.element == .f16 ? 2 : 4, kvType = Int32(cache.element.rawValue)
-    let headCacheBytes = 2 * (start + n) * headDim * elementSize
-    let group = n * a.kvHeads >= 2 * pool.threads || headCacheBytes > 512 * 1024 ? a.heads / a.kvHeads : 1
-    let groupsPerToken = a.heads / group, headsPerKV = a.heads / a.kvHeads
-    pool.parallelFor(n * groupsPerToken) { task in
-        let t = task / groupsPerToken, firstHead = (task % groupsPerToken) * group, kvh = firstHead / headsPerKV
+    let pairs = n * a.kvHeads
+    let positions = min(start + n, a.window ?? Int.max)
+    let spans = pool.threads == 1 ? 1 : max(1, min((2 * pool.threads + pairs - 1) / pairs, positions / 64))
+    // With several spans each writes its own output and log-sum-exp per head, merged below.
+    let partial = spans > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: n * a.heads * spans * (headDim + 1)) : nil
+    defer { partial?.deallocate() }
+    pool.parallelFor(pairs * spans) { task in
+        let t = task / (a.kvHeads * spans), kvh = (task / spans) % a.kvHeads, span = task % spans
         let end = start + t + 1
         let first = a.window.map { max(0, end - $0) } ?? 0
         let visible = end - first
-        let offset = (first * kvWidth + kvh * headDim) * elementSize
-        let heads = t * qWidth + firstHead * headDim
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: group * visible + headDim) { scratch in
-            anelm_attention(queries + heads, group, headDim, keys + offset, values + offset, kvType, kvWidth, visible,
-                            a.scale, a.softcap ?? 0, scratch.baseAddress, out + heads)
+        let lo = first + visible * span / spans, hi = first + visible * (span + 1) / spans
+        let heads = t * qWidth + kvh * group * headDim
+        // Partial outputs: [token][head][span][headDim], then the log-sum-exps [token][head][span].
+        let spanOut = partial.map { $0 + ((t * a.heads + kvh * group) * spans + span) * headDim } ?? out + heads
+        let lse = partial.map { $0 + n * a.heads * spans * headDim + (t * a.heads + kvh * group) * spans + span }
+        guard hi > lo else {   // an empty span (fewer positions than spans) weighs nothing
+            if let lse { for g in 0..<group { lse[g * spans] = -.infinity } }
+            return
         }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: group * ((hi - lo) + headDim + 1) + headDim) { scratch in
+            let base = scratch.baseAddress!, offset = lo * headDim * elementSize
+            // The kernel writes the group's outputs (and log-sum-exps) contiguously; spread them to their spans.
+            let groupOut = partial == nil ? spanOut : base + group * (hi - lo) + headDim, groupLSE = groupOut + group * headDim
+            anelm_attention(queries + heads, group, headDim, cache.keys(l, head: kvh) + offset, cache.values(l, head: kvh) + offset, kvType, headDim, hi - lo,
+                            a.scale, a.softcap ?? 0, base, groupOut, lse == nil ? nil : groupLSE)
+            if let lse {
+                for g in 0..<group {
+                    (spanOut + g * spans * headDim).update(from: groupOut + g * headDim, count: headDim)
+                    lse[g * spans] = groupLSE[g]
+                }
+            }
+        }
+    }
+    guard let partial else { return }
+    let lses = partial + n * a.heads * spans * headDim
+    for th in 0..<(n * a.heads) {
+        let weights = lses + th * spans, outputs = partial + th * spans * headDim
+        var top = -Float.infinity
+        for s in 0..<spans { top = max(top, weights[s]) }
+        var total: Float = 0
+        for s in 0..<spans { weights[s] = weights[s] == -.infinity ? 0 : exp(weights[s] - top); total += weights[s] }
+        let o = out + th * headDim
+        o.update(repeating: 0, count: headDim)
+        for s in 0..<spans where weights[s] > 0 { Kernels.axpy(weights[s] / total, outputs + s * headDim, o, count: headDim) }
     }
 }

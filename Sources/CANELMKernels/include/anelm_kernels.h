@@ -67,9 +67,10 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
 /// over `count` cached positions: out[g] = Σ_j softmax_j(s_gj) · v_j with s_gj = scale · q_g·k_j, soft-capped
 /// to cap · tanh(s / cap) when `softcap` > 0. Keys and values are `count` rows `stride` elements apart, of
 /// `kv_type` ANELM_F32 or ANELM_F16; each row is read once for the whole group. `scratch` holds
-/// group × count + head_dim floats; `out` is group × head_dim.
+/// group × count + head_dim floats; `out` is group × head_dim. Unless `lse` is NULL, lse[g] is the log of
+/// Σ_j exp(s_gj): the weight with which this span's output merges with other spans' (split decoding).
 void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                     long stride, long count, float scale, float softcap, float *scratch, float *out);
+                     long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse);
 
 // Vector kernels.
 float anelm_dot(const float *a, const float *b, long n);
@@ -77,7 +78,8 @@ void anelm_axpy(float a, const float *x, float *y, long n);
 void anelm_add(float *y, const float *x, long n);
 void anelm_scale(float *x, float a, long n);
 void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *out);
-void anelm_softmax(float *x, long n);
+/// Softmax in place; returns log Σ exp(x) (the log-sum-exp of the input).
+float anelm_softmax(float *x, long n);
 void anelm_silu_mul(float *gate, const float *up, long n);
 /// gate = gelu_tanh(gate) · up (PyTorch's gelu(approximate="tanh"), Gemma's activation).
 void anelm_gelu_tanh_mul(float *gate, const float *up, long n);

@@ -230,9 +230,10 @@ final class KernelTests: XCTestCase {
                     let scale = 1 / Float(headDim).squareRoot()
                     var out = [Float](repeating: .nan, count: group * headDim)
                     var scratch = [Float](repeating: 0, count: group * count + headDim)
+                    var lse = [Float](repeating: .nan, count: group)
                     stored.withUnsafeBytes { kv in
                         let half = kv.count / 2
-                        anelm_attention(q, group, headDim, kv.baseAddress, kv.baseAddress! + half, Int32(kvType.rawValue), stride, count, scale, softcap, &scratch, &out)
+                        anelm_attention(q, group, headDim, kv.baseAddress, kv.baseAddress! + half, Int32(kvType.rawValue), stride, count, scale, softcap, &scratch, &out, &lse)
                     }
                     for g in 0..<group {
                         var s = (0..<count).map { j -> Double in
@@ -244,6 +245,7 @@ final class KernelTests: XCTestCase {
                         let m = s.max()!
                         s = s.map { exp($0 - m) }
                         let total = s.reduce(0, +)
+                        XCTAssertEqual(Double(lse[g]), m + log(total), accuracy: 1e-5 * max(1, abs(m)), "log-sum-exp, group \(group) count \(count) \(isa.name)")
                         for i in 0..<headDim {
                             let expected = (0..<count).reduce(0.0) { $0 + s[$1] / total * Double(values[$1 * stride + i]) }
                             XCTAssertEqual(Double(out[g * headDim + i]), expected, accuracy: 1e-5, "group \(group) dim \(headDim) count \(count) \(kvType) cap \(softcap) \(isa.name)")
