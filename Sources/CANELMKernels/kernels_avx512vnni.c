@@ -7,5 +7,8 @@
 #define ISA_TARGET "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni,tune=znver4"
 #define ISA_DPWSSD _mm256_dpwssd_epi32
 #define ISA_NAME(name) avx512vnni_##name
+// 32 vector registers: the float prefill tile is 4 rows × 4 tokens (SmolLM2's 576×1536 F16 matrix at
+// 128 tokens: 0.93 → 0.76 ns per row, token and 32 weights against 2 rows).
+#define TILE_ROWS 4
 #include "kernels_x86.h"
 #endif

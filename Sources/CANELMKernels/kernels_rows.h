@@ -4,13 +4,15 @@
 // the name of the entry point this file defines; with FLOAT_PAIR_KERNELS also dot4x2_<type> for f32,
 // f16 and bf16.
 
-// Two rows against four tokens (dot4x2_<type>, out[0–3] the first row's, out[4–7] the second's): a
-// register-tiled kernel where the includer has one for the float types (FLOAT_PAIR_KERNELS), else two
-// calls of the four-token kernel.
+// TILE_ROWS rows (the includer's choice, else 2) against four tokens (dot4x2_<type>, out[4k…4k + 3] row
+// k's): a register-tiled kernel where the includer has one for the float types (FLOAT_PAIR_KERNELS),
+// else one call of the four-token kernel per row.
+#ifndef TILE_ROWS
+#define TILE_ROWS 2
+#endif
 #define DEFINE_PAIR_OF_FOUR(NAME, FOUR, WEIGHT, INPUT)                                                \
     KERNEL static inline void NAME(const WEIGHT *w, size_t row_bytes, const INPUT *a, long n, float *out) { \
-        FOUR(w, a, n, out);                                                                           \
-        FOUR((const WEIGHT *)((const uint8_t *)w + row_bytes), a, n, out + 4);                        \
+        for (int k = 0; k < TILE_ROWS; k++) FOUR((const WEIGHT *)((const uint8_t *)w + k * row_bytes), a, n, out + 4 * k); \
     }
 DEFINE_PAIR_OF_FOUR(dot4x2_q8_0, dot4_q8_0, uint8_t, anelm_block_q16)
 DEFINE_PAIR_OF_FOUR(dot4x2_q4_0, dot4_q4_0, uint8_t, anelm_block_q16)
@@ -62,10 +64,11 @@ DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
             long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = done;                                    \
             for (; t + 4 <= tokens; t += 4) {                                                         \
                 long r = c0;                                                                          \
-                for (; r + 2 <= c1; r += 2) {                                                         \
-                    float out[8];                                                                     \
+                for (; r + TILE_ROWS <= c1; r += TILE_ROWS) {                                         \
+                    float out[4 * TILE_ROWS];                                                         \
                     PAIR((const void *)(w + (size_t)r * row_bytes), row_bytes, ACTIVATIONS(t), LENGTH, out); \
-                    for (int i = 0; i < 4; i++) { y[(t + i) * rows + r] = out[i]; y[(t + i) * rows + r + 1] = out[4 + i]; } \
+                    for (int k = 0; k < TILE_ROWS; k++)                                               \
+                        for (int i = 0; i < 4; i++) y[(t + i) * rows + r + k] = out[4 * k + i];       \
                 }                                                                                     \
                 for (; r < c1; r++) {                                                                 \
                     float out[4];                                                                     \

@@ -11,6 +11,9 @@
 #include <string.h>
 
 #define KERNEL __attribute__((target(ISA_TARGET)))
+#ifndef TILE_ROWS
+#define TILE_ROWS 2   // rows of the float prefill tile: 16 vector registers hold 2 × 4 accumulators
+#endif
 
 // One 32-value block's weights as int16, in two 256-bit halves (elements 0–15, 16–31).
 typedef struct { __m256i lo, hi; } wblock;
@@ -422,30 +425,32 @@ DEFINE_DOT4_FLOAT(dot4_f32, float, load8_f32, scalar_f32)
 DEFINE_DOT4_FLOAT(dot4_f16, uint16_t, load8_f16, anelm_f16_to_f32)
 DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
 
-// Two float weight rows against four activation rows (prefill), eight accumulators: each activation
-// vector is loaded once for both rows and each weight vector once for the four tokens, 6 loads per 8
-// FMAs where one row at a time takes 5 per 4, so the FMAs rather than the loads set the pace.
+// TILE_ROWS float weight rows against four activation rows (prefill), 4·TILE_ROWS accumulators: each
+// activation vector is loaded once for all the rows and each weight vector once for the four tokens.
+// Two rows take 6 loads per 8 FMAs where one row at a time takes 5 per 4, so the FMAs rather than the
+// loads set the pace; with 32 vector registers (AVX-512VL) four rows take 8 per 16.
 #define DEFINE_DOT4X2_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                \
     KERNEL static void NAME(const TYPE *w, size_t row_bytes, const float *x, long cols, float *out) { \
-        const TYPE *v = (const TYPE *)((const uint8_t *)w + row_bytes);                               \
-        __m256 acc[8];                                                                                \
-        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();                                     \
+        const TYPE *row[TILE_ROWS];                                                                   \
+        for (int k = 0; k < TILE_ROWS; k++) row[k] = (const TYPE *)((const uint8_t *)w + k * row_bytes); \
+        __m256 acc[4 * TILE_ROWS];                                                                    \
+        for (int i = 0; i < 4 * TILE_ROWS; i++) acc[i] = _mm256_setzero_ps();                         \
         long c = 0;                                                                                   \
         for (; c + 8 <= cols; c += 8) {                                                               \
-            if (c % 16 == 0) { prefetch_ahead((const uint8_t *)(w + c)); prefetch_ahead((const uint8_t *)(v + c)); } \
-            __m256 w0 = LOAD8(w + c), w1 = LOAD8(v + c);                                              \
+            if (c % 16 == 0) for (int k = 0; k < TILE_ROWS; k++) prefetch_ahead((const uint8_t *)(row[k] + c)); \
+            __m256 wk[TILE_ROWS];                                                                     \
+            for (int k = 0; k < TILE_ROWS; k++) wk[k] = LOAD8(row[k] + c);                            \
             for (int i = 0; i < 4; i++) {                                                             \
                 __m256 xi = _mm256_loadu_ps(x + i * cols + c);                                        \
-                acc[i] = _mm256_fmadd_ps(w0, xi, acc[i]);                                             \
-                acc[4 + i] = _mm256_fmadd_ps(w1, xi, acc[4 + i]);                                     \
+                for (int k = 0; k < TILE_ROWS; k++) acc[4 * k + i] = _mm256_fmadd_ps(wk[k], xi, acc[4 * k + i]); \
             }                                                                                         \
         }                                                                                             \
-        for (int i = 0; i < 4; i++) {                                                                 \
-            float s0 = hsum(acc[i]), s1 = hsum(acc[4 + i]);                                           \
-            for (long k = c; k < cols; k++) { s0 += SCALAR(w[k]) * x[i * cols + k]; s1 += SCALAR(v[k]) * x[i * cols + k]; } \
-            out[i] = s0;                                                                              \
-            out[4 + i] = s1;                                                                          \
-        }                                                                                             \
+        for (int k = 0; k < TILE_ROWS; k++)                                                           \
+            for (int i = 0; i < 4; i++) {                                                             \
+                float s = hsum(acc[4 * k + i]);                                                       \
+                for (long j = c; j < cols; j++) s += SCALAR(row[k][j]) * x[i * cols + j];             \
+                out[4 * k + i] = s;                                                                   \
+            }                                                                                         \
     }
 
 DEFINE_DOT4X2_FLOAT(dot4x2_f32, float, load8_f32, scalar_f32)
