@@ -1,8 +1,9 @@
 // The row loop and the type dispatch every ISA's matrix kernels share (kernels_x86.h, kernels_neon.c).
 // The includer has defined KERNEL (the functions' attribute, possibly empty), prefetch_start, the dot
 // kernels dot_<type> (one token) and dot4_<type> (four tokens) of every weight type, and MATMUL_ROWS,
-// the name of the entry point this file defines; with FLOAT_PAIR_KERNELS also dot4x2_<type> for f32,
-// f16 and bf16.
+// the name of the entry point this file defines; with FLOAT_PAIR_KERNELS also dot4x2_<type> (TILE_ROWS
+// rows × four tokens) for f32, f16 and bf16, with EIGHT_TOKEN_KERNELS eight_<type> for the 32-value
+// block types.
 
 // TILE_ROWS rows (the includer's choice, else 2) against four tokens (dot4x2_<type>, out[4k…4k + 3] row
 // k's): a register-tiled kernel where the includer has one for the float types (FLOAT_PAIR_KERNELS),
