@@ -2,8 +2,8 @@
 // The includer has defined KERNEL (the functions' attribute, possibly empty), prefetch_start, the dot
 // kernels dot_<type> (one token) and dot4_<type> (four tokens) of every weight type, and MATMUL_ROWS,
 // the name of the entry point this file defines; with FLOAT_PAIR_KERNELS also dot4x2_<type> (TILE_ROWS
-// rows × four tokens) for f32, f16 and bf16, with EIGHT_TOKEN_KERNELS eight_<type> for the 32-value
-// block types.
+// rows × four tokens) for f32, f16 and bf16, with EIGHT_TOKEN_KERNELS eight_<type> for the quantized
+// types.
 
 // TILE_ROWS rows (the includer's choice, else 2) against four tokens (dot4x2_<type>, out[4k…4k + 3] row
 // k's): a register-tiled kernel where the includer has one for the float types (FLOAT_PAIR_KERNELS),
@@ -24,8 +24,8 @@ DEFINE_PAIR_OF_FOUR(dot4x2_q4_k, dot4_q4_k, uint8_t, anelm_block_q16)
 DEFINE_PAIR_OF_FOUR(dot4x2_q5_k, dot4_q5_k, uint8_t, anelm_block_q16)
 DEFINE_PAIR_OF_FOUR(dot4x2_q6_k, dot4_q6_k, uint8_t, anelm_block_q16)
 // Eight tokens at a time from interleaved activations (eight_<type>: does the first 8·⌊tokens/8⌋ tokens
-// and returns how many it did) where the includer has such kernels (EIGHT_TOKEN_KERNELS, the 32-value
-// block types), else none: the four- and one-token kernels do every token.
+// and returns how many it did) where the includer has such kernels (EIGHT_TOKEN_KERNELS, the quantized
+// types), else none: the four- and one-token kernels do every token.
 KERNEL static inline long no_eight(const uint8_t *w, size_t row_bytes, long cols, const anelm_block_q16x8 *xq8,
                                    long tokens, float *y, long rows, long r0, long r1) {
     (void)w; (void)row_bytes; (void)cols; (void)xq8; (void)tokens; (void)y; (void)rows; (void)r0; (void)r1;
@@ -37,6 +37,9 @@ KERNEL static inline long no_eight(const uint8_t *w, size_t row_bytes, long cols
 #define eight_q4_1 no_eight
 #define eight_q5_0 no_eight
 #define eight_q5_1 no_eight
+#define eight_q4_k no_eight
+#define eight_q5_k no_eight
+#define eight_q6_k no_eight
 #endif
 #ifndef FLOAT_PAIR_KERNELS
 DEFINE_PAIR_OF_FOUR(dot4x2_f32, dot4_f32, float, float)
@@ -87,9 +90,9 @@ DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, dot4x2_q4_0, eight_q4_0, QUANTIZED_I
 DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, dot4x2_q4_1, eight_q4_1, QUANTIZED_INPUT, cols / 32)
 DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, dot4x2_q5_0, eight_q5_0, QUANTIZED_INPUT, cols / 32)
 DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, dot4x2_q5_1, eight_q5_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, dot4x2_q4_k, no_eight, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, dot4x2_q5_k, no_eight, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, dot4x2_q6_k, no_eight, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, dot4x2_q4_k, eight_q4_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, dot4x2_q5_k, eight_q5_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, dot4x2_q6_k, eight_q6_k, QUANTIZED_INPUT, cols / 32)
 DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, dot4x2_f32, no_eight, FLOAT_INPUT, cols)
 DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, dot4x2_f16, no_eight, FLOAT_INPUT, cols)
 DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, dot4x2_bf16, no_eight, FLOAT_INPUT, cols)

@@ -162,7 +162,9 @@ KERNEL static inline __m256i dpwssd(__m256i acc, __m256i a, __m256i b) {
 KERNEL static inline __m256i pair_of(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
 
 // R unpacked rows (`stride` bytes apart) against one group of eight tokens; out[r] is row r's eight sums.
-// Two integer accumulators per row (even and odd pairs), so 2R independent chains hide vpdpwssd's latency.
+// Two integer accumulators per row (even and odd pairs), so 2R independent chains hide vpdpwssd's latency;
+// each holds 16 products of |w| ≤ 4096 (Q6_K with its scales folded in) and |a| ≤ 32767, within int32,
+// and the two are added as floats (their int32 sum could overflow).
 #define DEFINE_EIGHT_ROWS(NAME, R, HAS_MIN)                                                           \
     KERNEL static inline void NAME(const uint8_t *s, size_t stride, long blocks, const anelm_block_q16x8 *a, __m256 *out) { \
         __m256 acc[R], mins[R];                                                                       \
@@ -183,7 +185,7 @@ KERNEL static inline __m256i pair_of(const uint8_t *p) { int32_t v; memcpy(&v, p
             __m256 da = _mm256_loadu_ps(a->d);                                                        \
             for (int r = 0; r < R; r++) {                                                             \
                 const float *dr = (const float *)((const uint8_t *)d + r * stride);                   \
-                __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(p0[r], p1[r]));                        \
+                __m256 p = _mm256_add_ps(_mm256_cvtepi32_ps(p0[r]), _mm256_cvtepi32_ps(p1[r]));        \
                 acc[r] = _mm256_fmadd_ps(p, _mm256_mul_ps(da, _mm256_set1_ps(dr[b])), acc[r]);        \
                 if (HAS_MIN) {                                                                        \
                     const float *mr = (const float *)((const uint8_t *)m + r * stride);               \
@@ -194,9 +196,44 @@ KERNEL static inline __m256i pair_of(const uint8_t *p) { int32_t v; memcpy(&v, p
         for (int r = 0; r < R; r++) out[r] = HAS_MIN ? _mm256_add_ps(acc[r], mins[r]) : acc[r];      \
     }
 
-// The eight-token path of one 32-value block type: unpack a chunk of rows into the scratch, run every
-// token group over it four rows at a time (the rest one by one), store the sums.
-#define DEFINE_EIGHT(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                      \
+// A weight row as the eight-token kernels read it: per 32-value block 32 int16 values (64 bytes), then
+// every block's scale d, then every block's min term m (the sums gain m · the activation block's s).
+#define DEFINE_UNPACK_BLOCKS(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                              \
+    KERNEL static inline void NAME(const uint8_t *w, long blocks, uint8_t *s) {                       \
+        float *d = (float *)(s + blocks * 64), *m = d + blocks;                                       \
+        for (long b = 0; b < blocks; b++, w += BLOCK) {                                               \
+            prefetch_ahead(w);                                                                        \
+            wblock q = UNPACK(w + OFFSET);                                                            \
+            if (BIAS) q = wblock_minus(q, BIAS);                                                      \
+            _mm256_storeu_si256((__m256i *)(s + b * 64), q.lo);                                       \
+            _mm256_storeu_si256((__m256i *)(s + b * 64 + 32), q.hi);                                  \
+            __m128 ws = block_scales(w, HAS_MIN);                                                     \
+            d[b] = _mm_cvtss_f32(ws);                                                                 \
+            m[b] = _mm_cvtss_f32(_mm_movehdup_ps(ws));                                                \
+        }                                                                                             \
+    }
+// K-quant super-blocks: eight blocks each, with their own scale and (subtracted) min.
+#define DEFINE_UNPACK_SUPERBLOCKS(NAME, BLOCK, UNPACK)                                                \
+    KERNEL static inline void NAME(const uint8_t *w, long blocks, uint8_t *s) {                       \
+        float *d = (float *)(s + blocks * 64), *m = d + blocks;                                       \
+        for (long sb = 0; sb < blocks / 8; sb++, w += BLOCK) {                                        \
+            for (int line = 0; line < BLOCK; line += 64) prefetch_ahead(w + line);                    \
+            __m256i q[16];                                                                            \
+            float scale[8], min[8];                                                                   \
+            UNPACK(w, q, scale, min);                                                                 \
+            for (int k = 0; k < 8; k++) {                                                             \
+                long b = 8 * sb + k;                                                                  \
+                _mm256_storeu_si256((__m256i *)(s + b * 64), q[2 * k]);                               \
+                _mm256_storeu_si256((__m256i *)(s + b * 64 + 32), q[2 * k + 1]);                      \
+                d[b] = scale[k];                                                                      \
+                m[b] = -min[k];                                                                       \
+            }                                                                                         \
+        }                                                                                             \
+    }
+
+// The eight-token path of one weight type: unpack a chunk of rows into the scratch, run every token
+// group over it four rows at a time (the rest one by one), store the sums.
+#define DEFINE_EIGHT(NAME, UNPACK_ROW, HAS_MIN)                                                       \
     DEFINE_EIGHT_ROWS(NAME##_x4, 4, HAS_MIN)                                                          \
     DEFINE_EIGHT_ROWS(NAME##_x1, 1, HAS_MIN)                                                          \
     KERNEL static long NAME(const uint8_t *w, size_t row_bytes, long cols, const anelm_block_q16x8 *xq8, \
@@ -208,21 +245,7 @@ KERNEL static inline __m256i pair_of(const uint8_t *p) { int32_t v; memcpy(&v, p
         long chunk = (long)(EIGHT_SCRATCH / stride);                                                  \
         for (long c0 = r0; c0 < r1; c0 += chunk) {                                                    \
             long c1 = c0 + chunk < r1 ? c0 + chunk : r1;                                              \
-            for (long r = c0; r < c1; r++) {                                                          \
-                const uint8_t *wr = w + (size_t)r * row_bytes;                                        \
-                uint8_t *sr = scratch + (size_t)(r - c0) * stride;                                    \
-                float *d = (float *)(sr + blocks * 64), *m = d + blocks;                              \
-                for (long b = 0; b < blocks; b++, wr += BLOCK) {                                      \
-                    prefetch_ahead(wr);                                                               \
-                    wblock q = UNPACK(wr + OFFSET);                                                   \
-                    if (BIAS) q = wblock_minus(q, BIAS);                                              \
-                    _mm256_storeu_si256((__m256i *)(sr + b * 64), q.lo);                              \
-                    _mm256_storeu_si256((__m256i *)(sr + b * 64 + 32), q.hi);                         \
-                    __m128 ws = block_scales(wr, HAS_MIN);                                            \
-                    d[b] = _mm_cvtss_f32(ws);                                                         \
-                    m[b] = _mm_cvtss_f32(_mm_movehdup_ps(ws));                                        \
-                }                                                                                     \
-            }                                                                                         \
+            for (long r = c0; r < c1; r++) UNPACK_ROW(w + (size_t)r * row_bytes, blocks, scratch + (size_t)(r - c0) * stride); \
             for (long g = 0; g < groups; g++) {                                                       \
                 const anelm_block_q16x8 *a = xq8 + g * blocks;                                        \
                 float *yg = y + g * 8 * rows;                                                         \
@@ -350,18 +373,30 @@ DEFINE_DOT4(dot4_q4_0, 18, unpack_q4, 2, 8, 0)
 DEFINE_DOT4(dot4_q4_1, 20, unpack_q4, 4, 0, 1)
 DEFINE_DOT4(dot4_q5_0, 22, unpack_q5, 2, 16, 0)
 DEFINE_DOT4(dot4_q5_1, 24, unpack_q5, 4, 0, 1)
-DEFINE_EIGHT(eight_q8_0, 34, unpack_q8, 2, 0, 0)
-DEFINE_EIGHT(eight_q4_0, 18, unpack_q4, 2, 8, 0)
-DEFINE_EIGHT(eight_q4_1, 20, unpack_q4, 4, 0, 1)
-DEFINE_EIGHT(eight_q5_0, 22, unpack_q5, 2, 16, 0)
-DEFINE_EIGHT(eight_q5_1, 24, unpack_q5, 4, 0, 1)
-#define EIGHT_TOKEN_KERNELS 1
 DEFINE_KDOT(dot_q4_k, 1, 144, unpack_q4_k, 1)
 DEFINE_KDOT(dot_q5_k, 1, 176, unpack_q5_k, 1)
 DEFINE_KDOT(dot_q6_k, 1, 210, unpack_q6_k, 0)
 DEFINE_KDOT(dot4_q4_k, 4, 144, unpack_q4_k, 1)
 DEFINE_KDOT(dot4_q5_k, 4, 176, unpack_q5_k, 1)
 DEFINE_KDOT(dot4_q6_k, 4, 210, unpack_q6_k, 0)
+
+DEFINE_UNPACK_BLOCKS(unpack_row_q8_0, 34, unpack_q8, 2, 0, 0)
+DEFINE_UNPACK_BLOCKS(unpack_row_q4_0, 18, unpack_q4, 2, 8, 0)
+DEFINE_UNPACK_BLOCKS(unpack_row_q4_1, 20, unpack_q4, 4, 0, 1)
+DEFINE_UNPACK_BLOCKS(unpack_row_q5_0, 22, unpack_q5, 2, 16, 0)
+DEFINE_UNPACK_BLOCKS(unpack_row_q5_1, 24, unpack_q5, 4, 0, 1)
+DEFINE_UNPACK_SUPERBLOCKS(unpack_row_q4_k, 144, unpack_q4_k)
+DEFINE_UNPACK_SUPERBLOCKS(unpack_row_q5_k, 176, unpack_q5_k)
+DEFINE_UNPACK_SUPERBLOCKS(unpack_row_q6_k, 210, unpack_q6_k)
+DEFINE_EIGHT(eight_q8_0, unpack_row_q8_0, 0)
+DEFINE_EIGHT(eight_q4_0, unpack_row_q4_0, 0)
+DEFINE_EIGHT(eight_q4_1, unpack_row_q4_1, 1)
+DEFINE_EIGHT(eight_q5_0, unpack_row_q5_0, 0)
+DEFINE_EIGHT(eight_q5_1, unpack_row_q5_1, 1)
+DEFINE_EIGHT(eight_q4_k, unpack_row_q4_k, 1)
+DEFINE_EIGHT(eight_q5_k, unpack_row_q5_k, 1)
+DEFINE_EIGHT(eight_q6_k, unpack_row_q6_k, 0)
+#define EIGHT_TOKEN_KERNELS 1
 
 // Float weights: 8 values as f32.
 KERNEL static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }

@@ -90,7 +90,7 @@ final class QuantTests: XCTestCase {
         for type in Self.newTypes {
             for (rows, cols) in shapes + [(1, 32), (5, 96), (33, 640)] where cols % type.blockSize == 0 {
                 let (w, dense) = try matrix(type, rows: rows, cols: cols)
-                for tokens in [1, 3, 6] {   // 6: a 4-token group and a remainder
+                for tokens in [1, 3, 6, 8, 19] {   // 6: a 4-token group and a remainder; 19: two 8-token groups and 3
                     let x = random(tokens * cols)
                     let y = matmul(w, x, tokens: tokens, pool: pool)
                     for t in 0..<tokens {
@@ -115,7 +115,7 @@ final class QuantTests: XCTestCase {
         for type in Self.newTypes {
             for (rows, cols) in [(1, 256), (9, 768), (2, 2048), (37, 512)] {
                 let (w, _) = try matrix(type, rows: rows, cols: cols)
-                for tokens in [1, 3, 6] {
+                for tokens in [1, 3, 6, 19] {
                     let x = random(tokens * cols)
                     Kernels.limitISA(.portable)
                     let plain = matmul(w, x, tokens: tokens, pool: pool)
