@@ -56,7 +56,7 @@ void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_
 /// y[t·rows + r] = Σ_c W[r, c] · x[t·cols + c] for rows [row_begin, row_end) and all tokens.
 /// f32/f16/bf16 weights read `x`; quantized weights read `xq` (x quantized with anelm_quantize_q16)
 /// and, where not NULL, `xq8`: the first 8·⌊tokens/8⌋ tokens of `xq` interleaved (tokens/8 groups of
-/// cols/32 blocks), which the x86 kernels of the 32-value block types use for those tokens.
+/// cols/32 blocks), which the x86 kernels of the quantized types use for those tokens.
 /// K-quant super-blocks (256 values) span 8 activation blocks, each with its own scale; `cols`
 /// must be a whole number of the weight type's blocks.
 void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
