@@ -1,28 +1,28 @@
 // The row loop and the type dispatch every ISA's matrix kernels share (kernels_x86.h, kernels_neon.c).
 // The includer has defined KERNEL (the functions' attribute, possibly empty), prefetch_start, the dot
 // kernels dot_<type> (one token) and dot4_<type> (four tokens) of every weight type, and MATMUL_ROWS,
-// the name of the entry point this file defines; with FLOAT_PAIR_KERNELS also dot4x2_<type> (TILE_ROWS
+// the name of the entry point this file defines; with FLOAT_TILE_KERNELS also tile4_<type> (TILE_ROWS
 // rows × four tokens) for f32, f16 and bf16, with EIGHT_TOKEN_KERNELS eight_<type> for the quantized
 // types.
 
-// TILE_ROWS rows (the includer's choice, else 2) against four tokens (dot4x2_<type>, out[4k…4k + 3] row
-// k's): a register-tiled kernel where the includer has one for the float types (FLOAT_PAIR_KERNELS),
+// TILE_ROWS rows (the includer's choice, else 2) against four tokens (tile4_<type>, out[4k…4k + 3] row
+// k's): a register-tiled kernel where the includer has one for the float types (FLOAT_TILE_KERNELS),
 // else one call of the four-token kernel per row.
 #ifndef TILE_ROWS
 #define TILE_ROWS 2
 #endif
-#define DEFINE_PAIR_OF_FOUR(NAME, FOUR, WEIGHT, INPUT)                                                \
+#define DEFINE_TILE_OF_FOURS(NAME, FOUR, WEIGHT, INPUT)                                                \
     KERNEL static inline void NAME(const WEIGHT *w, size_t row_bytes, const INPUT *a, long n, float *out) { \
         for (int k = 0; k < TILE_ROWS; k++) FOUR((const WEIGHT *)((const uint8_t *)w + k * row_bytes), a, n, out + 4 * k); \
     }
-DEFINE_PAIR_OF_FOUR(dot4x2_q8_0, dot4_q8_0, uint8_t, anelm_block_q16)
-DEFINE_PAIR_OF_FOUR(dot4x2_q4_0, dot4_q4_0, uint8_t, anelm_block_q16)
-DEFINE_PAIR_OF_FOUR(dot4x2_q4_1, dot4_q4_1, uint8_t, anelm_block_q16)
-DEFINE_PAIR_OF_FOUR(dot4x2_q5_0, dot4_q5_0, uint8_t, anelm_block_q16)
-DEFINE_PAIR_OF_FOUR(dot4x2_q5_1, dot4_q5_1, uint8_t, anelm_block_q16)
-DEFINE_PAIR_OF_FOUR(dot4x2_q4_k, dot4_q4_k, uint8_t, anelm_block_q16)
-DEFINE_PAIR_OF_FOUR(dot4x2_q5_k, dot4_q5_k, uint8_t, anelm_block_q16)
-DEFINE_PAIR_OF_FOUR(dot4x2_q6_k, dot4_q6_k, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q8_0, dot4_q8_0, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q4_0, dot4_q4_0, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q4_1, dot4_q4_1, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q5_0, dot4_q5_0, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q5_1, dot4_q5_1, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q4_k, dot4_q4_k, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q5_k, dot4_q5_k, uint8_t, anelm_block_q16)
+DEFINE_TILE_OF_FOURS(tile4_q6_k, dot4_q6_k, uint8_t, anelm_block_q16)
 // Eight tokens at a time from interleaved activations (eight_<type>: does the first 8·⌊tokens/8⌋ tokens
 // and returns how many it did) where the includer has such kernels (EIGHT_TOKEN_KERNELS, the quantized
 // types), else none: the four- and one-token kernels do every token.
@@ -41,10 +41,10 @@ KERNEL static inline long no_eight(const uint8_t *w, size_t row_bytes, long cols
 #define eight_q5_k no_eight
 #define eight_q6_k no_eight
 #endif
-#ifndef FLOAT_PAIR_KERNELS
-DEFINE_PAIR_OF_FOUR(dot4x2_f32, dot4_f32, float, float)
-DEFINE_PAIR_OF_FOUR(dot4x2_f16, dot4_f16, uint16_t, float)
-DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
+#ifndef FLOAT_TILE_KERNELS
+DEFINE_TILE_OF_FOURS(tile4_f32, dot4_f32, float, float)
+DEFINE_TILE_OF_FOURS(tile4_f16, dot4_f16, uint16_t, float)
+DEFINE_TILE_OF_FOURS(tile4_bf16, dot4_bf16, uint16_t, float)
 #endif
 
 // Rows [r0, r1) of one weight type against every token: four tokens per pass over two rows at a time
@@ -55,7 +55,7 @@ DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
 // kernels take it, LENGTH its length in their units.
 #define QUANTIZED_INPUT(t) (xq + (t) * (cols / 32))
 #define FLOAT_INPUT(t) (x + (t) * cols)
-#define DEFINE_ROWS(NAME, ONE, FOUR, PAIR, EIGHT, ACTIVATIONS, LENGTH)                                \
+#define DEFINE_ROWS(NAME, ONE, FOUR, TILE, EIGHT, ACTIVATIONS, LENGTH)                                \
     KERNEL static void NAME(const uint8_t *w, size_t row_bytes, long cols, const float *x,            \
                             const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,     \
                             float *y, long rows, long r0, long r1) {                                  \
@@ -70,7 +70,7 @@ DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
                 long r = c0;                                                                          \
                 for (; r + TILE_ROWS <= c1; r += TILE_ROWS) {                                         \
                     float out[4 * TILE_ROWS];                                                         \
-                    PAIR((const void *)(w + (size_t)r * row_bytes), row_bytes, ACTIVATIONS(t), LENGTH, out); \
+                    TILE((const void *)(w + (size_t)r * row_bytes), row_bytes, ACTIVATIONS(t), LENGTH, out); \
                     for (int k = 0; k < TILE_ROWS; k++)                                               \
                         for (int i = 0; i < 4; i++) y[(t + i) * rows + r + k] = out[4 * k + i];       \
                 }                                                                                     \
@@ -85,17 +85,17 @@ DEFINE_PAIR_OF_FOUR(dot4x2_bf16, dot4_bf16, uint16_t, float)
         }                                                                                             \
     }
 
-DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, dot4x2_q8_0, eight_q8_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, dot4x2_q4_0, eight_q4_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, dot4x2_q4_1, eight_q4_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, dot4x2_q5_0, eight_q5_0, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, dot4x2_q5_1, eight_q5_1, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, dot4x2_q4_k, eight_q4_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, dot4x2_q5_k, eight_q5_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, dot4x2_q6_k, eight_q6_k, QUANTIZED_INPUT, cols / 32)
-DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, dot4x2_f32, no_eight, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, dot4x2_f16, no_eight, FLOAT_INPUT, cols)
-DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, dot4x2_bf16, no_eight, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, tile4_q8_0, eight_q8_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_0, dot_q4_0, dot4_q4_0, tile4_q4_0, eight_q4_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_1, dot_q4_1, dot4_q4_1, tile4_q4_1, eight_q4_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_0, dot_q5_0, dot4_q5_0, tile4_q5_0, eight_q5_0, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_1, dot_q5_1, dot4_q5_1, tile4_q5_1, eight_q5_1, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q4_k, dot_q4_k, dot4_q4_k, tile4_q4_k, eight_q4_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q5_k, dot_q5_k, dot4_q5_k, tile4_q5_k, eight_q5_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_q6_k, dot_q6_k, dot4_q6_k, tile4_q6_k, eight_q6_k, QUANTIZED_INPUT, cols / 32)
+DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, tile4_f32, no_eight, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, tile4_f16, no_eight, FLOAT_INPUT, cols)
+DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, tile4_bf16, no_eight, FLOAT_INPUT, cols)
 
 KERNEL void MATMUL_ROWS(int type, const void *w, size_t row_bytes, long cols,
                  const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,

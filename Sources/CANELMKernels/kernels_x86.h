@@ -48,15 +48,19 @@ KERNEL static inline float hsum(__m256 v) {
 
 KERNEL static inline float half(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return _cvtsh_ss(v); }
 
+// acc + the pairwise int16 products of a and b summed into int32 lanes: one vpdpwssd where the ISA has it.
+KERNEL static inline __m256i dpwssd(__m256i acc, __m256i a, __m256i b) {
+#ifdef ISA_DPWSSD
+    return ISA_DPWSSD(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
 // Σ over a block of 32 weights times 16-bit activations, as partial sums in a float vector.
 KERNEL static inline __m256 block_dot(wblock w, const int16_t *a) {
     __m256i p = _mm256_madd_epi16(w.lo, _mm256_loadu_si256((const __m256i *)a));
-#ifdef ISA_DPWSSD
-    p = ISA_DPWSSD(p, w.hi, _mm256_loadu_si256((const __m256i *)(a + 16)));
-#else
-    p = _mm256_add_epi32(p, _mm256_madd_epi16(w.hi, _mm256_loadu_si256((const __m256i *)(a + 16))));
-#endif
-    return _mm256_cvtepi32_ps(p);
+    return _mm256_cvtepi32_ps(dpwssd(p, w.hi, _mm256_loadu_si256((const __m256i *)(a + 16))));
 }
 
 // One block's weights as int16: Q4 nibbles (low nibbles are elements 0–15, high 16–31), Q8 bytes.
@@ -152,13 +156,6 @@ KERNEL static inline __m128 times_activation_scales(__m128 scales, const anelm_b
 // kernel (0.72 ns per row, token and block; with the scale's multiply and broadcast removed, 0.52).
 #define EIGHT_SCRATCH 49152
 #define SCRATCH_BLOCK 72   // per block of a scratch row: 32 int16 values, then (after all blocks) d and m
-KERNEL static inline __m256i dpwssd(__m256i acc, __m256i a, __m256i b) {
-#ifdef ISA_DPWSSD
-    return ISA_DPWSSD(acc, a, b);
-#else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
-#endif
-}
 KERNEL static inline __m256i pair_of(const uint8_t *p) { int32_t v; memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
 
 // R unpacked rows (`stride` bytes apart) against one group of eight tokens; out[r] is row r's eight sums.
@@ -464,7 +461,7 @@ DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
 // activation vector is loaded once for all the rows and each weight vector once for the four tokens.
 // Two rows take 6 loads per 8 FMAs where one row at a time takes 5 per 4, so the FMAs rather than the
 // loads set the pace; with 32 vector registers (AVX-512VL) four rows take 8 per 16.
-#define DEFINE_DOT4X2_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                \
+#define DEFINE_TILE4_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                \
     KERNEL static void NAME(const TYPE *w, size_t row_bytes, const float *x, long cols, float *out) { \
         const TYPE *row[TILE_ROWS];                                                                   \
         for (int k = 0; k < TILE_ROWS; k++) row[k] = (const TYPE *)((const uint8_t *)w + k * row_bytes); \
@@ -488,10 +485,10 @@ DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
             }                                                                                         \
     }
 
-DEFINE_DOT4X2_FLOAT(dot4x2_f32, float, load8_f32, scalar_f32)
-DEFINE_DOT4X2_FLOAT(dot4x2_f16, uint16_t, load8_f16, anelm_f16_to_f32)
-DEFINE_DOT4X2_FLOAT(dot4x2_bf16, uint16_t, load8_bf16, scalar_bf16)
-#define FLOAT_PAIR_KERNELS 1
+DEFINE_TILE4_FLOAT(tile4_f32, float, load8_f32, scalar_f32)
+DEFINE_TILE4_FLOAT(tile4_f16, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_TILE4_FLOAT(tile4_bf16, uint16_t, load8_bf16, scalar_bf16)
+#define FLOAT_TILE_KERNELS 1
 
 #define MATMUL_ROWS ISA_NAME(matmul_rows)
 #include "kernels_rows.h"

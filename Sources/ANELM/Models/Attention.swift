@@ -24,10 +24,14 @@ func causalAttention(_ a: AttentionShape, cache: KVCache, layer l: Int, queries:
     let headDim = a.headDim, qWidth = a.heads * headDim, group = a.heads / a.kvHeads
     let elementSize = cache.element == .f16 ? 2 : 4, kvType = Int32(cache.element.rawValue)
     let pairs = n * a.kvHeads
+    // Spans of at least 64 positions, as many as give every thread two tasks.
     let positions = min(start + n, a.window ?? Int.max)
     let spans = pool.threads == 1 ? 1 : max(1, min((2 * pool.threads + pairs - 1) / pairs, positions / 64))
-    // With several spans each writes its own output and log-sum-exp per head, merged below.
-    let partial = spans > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: n * a.heads * spans * (headDim + 1)) : nil
+    // With several spans, each span's outputs ([token][span][head][headDim]) and log-sum-exps
+    // ([token][span][head]) go to `partial`, laid out so that a group's heads are contiguous as the
+    // kernel writes them; merged below.
+    let outputCount = n * spans * a.heads * headDim
+    let partial = spans > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: outputCount + n * spans * a.heads) : nil
     defer { partial?.deallocate() }
     pool.parallelFor(pairs * spans) { task in
         let t = task / (a.kvHeads * spans), kvh = (task / spans) % a.kvHeads, span = task % spans
@@ -36,37 +40,35 @@ func causalAttention(_ a: AttentionShape, cache: KVCache, layer l: Int, queries:
         let visible = end - first
         let lo = first + visible * span / spans, hi = first + visible * (span + 1) / spans
         let heads = t * qWidth + kvh * group * headDim
-        // Partial outputs: [token][head][span][headDim], then the log-sum-exps [token][head][span].
-        let spanOut = partial.map { $0 + ((t * a.heads + kvh * group) * spans + span) * headDim } ?? out + heads
-        let lse = partial.map { $0 + n * a.heads * spans * headDim + (t * a.heads + kvh * group) * spans + span }
+        let slot = (t * spans + span) * a.heads + kvh * group   // the group's first head in `partial`
+        let groupOut = partial.map { $0 + slot * headDim } ?? out + heads
+        let groupLSE = partial.map { $0 + outputCount + slot }
         guard hi > lo else {   // an empty span (fewer positions than spans) weighs nothing
-            if let lse { for g in 0..<group { lse[g * spans] = -.infinity } }
+            groupLSE?.update(repeating: -.infinity, count: group)
             return
         }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: group * ((hi - lo) + headDim + 1) + headDim) { scratch in
-            let base = scratch.baseAddress!, offset = lo * headDim * elementSize
-            // The kernel writes the group's outputs (and log-sum-exps) contiguously; spread them to their spans.
-            let groupOut = partial == nil ? spanOut : base + group * (hi - lo) + headDim, groupLSE = groupOut + group * headDim
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: group * (hi - lo) + headDim) { scratch in
+            let offset = lo * headDim * elementSize
             anelm_attention(queries + heads, group, headDim, cache.keys(l, head: kvh) + offset, cache.values(l, head: kvh) + offset, kvType, headDim, hi - lo,
-                            a.scale, a.softcap ?? 0, base, groupOut, lse == nil ? nil : groupLSE)
-            if let lse {
-                for g in 0..<group {
-                    (spanOut + g * spans * headDim).update(from: groupOut + g * headDim, count: headDim)
-                    lse[g * spans] = groupLSE[g]
-                }
-            }
+                            a.scale, a.softcap ?? 0, scratch.baseAddress, groupOut, groupLSE)
         }
     }
     guard let partial else { return }
-    let lses = partial + n * a.heads * spans * headDim
-    for th in 0..<(n * a.heads) {
-        let weights = lses + th * spans, outputs = partial + th * spans * headDim
-        var top = -Float.infinity
-        for s in 0..<spans { top = max(top, weights[s]) }
-        var total: Float = 0
-        for s in 0..<spans { weights[s] = weights[s] == -.infinity ? 0 : exp(weights[s] - top); total += weights[s] }
-        let o = out + th * headDim
-        o.update(repeating: 0, count: headDim)
-        for s in 0..<spans where weights[s] > 0 { Kernels.axpy(weights[s] / total, outputs + s * headDim, o, count: headDim) }
+    let lses = partial + outputCount
+    for t in 0..<n {
+        for h in 0..<a.heads {
+            // Span s weighs exp(lse_s − max) / Σ: its share of the softmax's denominator.
+            let lse = lses + t * spans * a.heads + h, stride = a.heads   // span s at lse[s · stride]
+            var top = -Float.infinity
+            for s in 0..<spans { top = max(top, lse[s * stride]) }
+            var total: Float = 0
+            for s in 0..<spans { total += exp(lse[s * stride] - top) }
+            let o = out + t * qWidth + h * headDim
+            o.update(repeating: 0, count: headDim)
+            for s in 0..<spans {
+                let weight = exp(lse[s * stride] - top) / total
+                if weight > 0 { Kernels.axpy(weight, partial + ((t * spans + s) * a.heads + h) * headDim, o, count: headDim) }
+            }
+        }
     }
 }
