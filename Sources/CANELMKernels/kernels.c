@@ -303,8 +303,8 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
     switch (anelm_isa_level()) {
 #if defined(__x86_64__)
     case ANELM_ISA_AVXVNNI:
-        if (has_avxvnni()) avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
-        else avx512vnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
+        if (has_avx512vnni()) avx512vnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
+        else avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
         return;
 #endif
     case ANELM_ISA_AVX2: avx2_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end); return;

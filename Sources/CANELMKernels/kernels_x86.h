@@ -485,9 +485,45 @@ DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
             }                                                                                         \
     }
 
+#ifdef TILE_ZMM
+// The same tile in 512-bit registers, for CPUs with AVX-512F (the includer's choice).
+KERNEL static inline __m512 load16_f32(const float *p) { return _mm512_loadu_ps(p); }
+KERNEL static inline __m512 load16_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+KERNEL static inline __m512 load16_bf16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+#define DEFINE_TILE4_FLOAT_ZMM(NAME, TYPE, LOAD16, SCALAR)                                            \
+    KERNEL static void NAME(const TYPE *w, size_t row_bytes, const float *x, long cols, float *out) { \
+        const TYPE *row[TILE_ROWS];                                                                   \
+        for (int k = 0; k < TILE_ROWS; k++) row[k] = (const TYPE *)((const uint8_t *)w + k * row_bytes); \
+        __m512 acc[4 * TILE_ROWS];                                                                    \
+        for (int i = 0; i < 4 * TILE_ROWS; i++) acc[i] = _mm512_setzero_ps();                         \
+        long c = 0;                                                                                   \
+        for (; c + 16 <= cols; c += 16) {                                                             \
+            if (sizeof(TYPE) == 4 || c % 32 == 0)                                                     \
+                for (int k = 0; k < TILE_ROWS; k++) prefetch_ahead((const uint8_t *)(row[k] + c));   \
+            __m512 wk[TILE_ROWS];                                                                     \
+            for (int k = 0; k < TILE_ROWS; k++) wk[k] = LOAD16(row[k] + c);                           \
+            for (int i = 0; i < 4; i++) {                                                             \
+                __m512 xi = _mm512_loadu_ps(x + i * cols + c);                                        \
+                for (int k = 0; k < TILE_ROWS; k++) acc[4 * k + i] = _mm512_fmadd_ps(wk[k], xi, acc[4 * k + i]); \
+            }                                                                                         \
+        }                                                                                             \
+        for (int k = 0; k < TILE_ROWS; k++)                                                           \
+            for (int i = 0; i < 4; i++) {                                                             \
+                float s = _mm512_reduce_add_ps(acc[4 * k + i]);                                       \
+                for (long j = c; j < cols; j++) s += SCALAR(row[k][j]) * x[i * cols + j];             \
+                out[4 * k + i] = s;                                                                   \
+            }                                                                                         \
+    }
+DEFINE_TILE4_FLOAT_ZMM(tile4_f32, float, load16_f32, scalar_f32)
+DEFINE_TILE4_FLOAT_ZMM(tile4_f16, uint16_t, load16_f16, anelm_f16_to_f32)
+DEFINE_TILE4_FLOAT_ZMM(tile4_bf16, uint16_t, load16_bf16, scalar_bf16)
+#else
 DEFINE_TILE4_FLOAT(tile4_f32, float, load8_f32, scalar_f32)
 DEFINE_TILE4_FLOAT(tile4_f16, uint16_t, load8_f16, anelm_f16_to_f32)
 DEFINE_TILE4_FLOAT(tile4_bf16, uint16_t, load8_bf16, scalar_bf16)
+#endif
 #define FLOAT_TILE_KERNELS 1
 
 #define MATMUL_ROWS ISA_NAME(matmul_rows)
