@@ -460,70 +460,59 @@ DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
 // TILE_ROWS float weight rows against four activation rows (prefill), 4·TILE_ROWS accumulators: each
 // activation vector is loaded once for all the rows and each weight vector once for the four tokens.
 // Two rows take 6 loads per 8 FMAs where one row at a time takes 5 per 4, so the FMAs rather than the
-// loads set the pace; with 32 vector registers (AVX-512VL) four rows take 8 per 16.
-#define DEFINE_TILE4_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                \
+// loads set the pace; with 32 vector registers (AVX-512) four rows take 8 per 16. With TILE_ZMM (the
+// includer's choice, for CPUs with AVX-512F) the tile's vectors are 512-bit.
+#ifdef TILE_ZMM
+typedef __m512 tile_vec;
+#define TILE_LANES 16
+#define tile_zero _mm512_setzero_ps
+#define tile_fmadd _mm512_fmadd_ps
+#define tile_load_x _mm512_loadu_ps
+#define tile_sum _mm512_reduce_add_ps
+KERNEL static inline __m512 tile_load_f32(const float *p) { return _mm512_loadu_ps(p); }
+KERNEL static inline __m512 tile_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+KERNEL static inline __m512 tile_load_bf16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+#else
+typedef __m256 tile_vec;
+#define TILE_LANES 8
+#define tile_zero _mm256_setzero_ps
+#define tile_fmadd _mm256_fmadd_ps
+#define tile_load_x _mm256_loadu_ps
+#define tile_sum hsum
+#define tile_load_f32 load8_f32
+#define tile_load_f16 load8_f16
+#define tile_load_bf16 load8_bf16
+#endif
+#define DEFINE_TILE4_FLOAT(NAME, TYPE, LOAD, SCALAR)                                                 \
     KERNEL static void NAME(const TYPE *w, size_t row_bytes, const float *x, long cols, float *out) { \
         const TYPE *row[TILE_ROWS];                                                                   \
         for (int k = 0; k < TILE_ROWS; k++) row[k] = (const TYPE *)((const uint8_t *)w + k * row_bytes); \
-        __m256 acc[4 * TILE_ROWS];                                                                    \
-        for (int i = 0; i < 4 * TILE_ROWS; i++) acc[i] = _mm256_setzero_ps();                         \
+        tile_vec acc[4 * TILE_ROWS];                                                                  \
+        for (int i = 0; i < 4 * TILE_ROWS; i++) acc[i] = tile_zero();                                 \
         long c = 0;                                                                                   \
-        for (; c + 8 <= cols; c += 8) {                                                               \
-            if (c % 16 == 0) for (int k = 0; k < TILE_ROWS; k++) prefetch_ahead((const uint8_t *)(row[k] + c)); \
-            __m256 wk[TILE_ROWS];                                                                     \
-            for (int k = 0; k < TILE_ROWS; k++) wk[k] = LOAD8(row[k] + c);                            \
+        for (; c + TILE_LANES <= cols; c += TILE_LANES) {                                             \
+            if (c % (sizeof(TYPE) == 4 ? 16 : 2 * TILE_LANES) == 0)                                   \
+                for (int k = 0; k < TILE_ROWS; k++) prefetch_ahead((const uint8_t *)(row[k] + c));   \
+            tile_vec wk[TILE_ROWS];                                                                   \
+            for (int k = 0; k < TILE_ROWS; k++) wk[k] = LOAD(row[k] + c);                             \
             for (int i = 0; i < 4; i++) {                                                             \
-                __m256 xi = _mm256_loadu_ps(x + i * cols + c);                                        \
-                for (int k = 0; k < TILE_ROWS; k++) acc[4 * k + i] = _mm256_fmadd_ps(wk[k], xi, acc[4 * k + i]); \
+                tile_vec xi = tile_load_x(x + i * cols + c);                                          \
+                for (int k = 0; k < TILE_ROWS; k++) acc[4 * k + i] = tile_fmadd(wk[k], xi, acc[4 * k + i]); \
             }                                                                                         \
         }                                                                                             \
         for (int k = 0; k < TILE_ROWS; k++)                                                           \
             for (int i = 0; i < 4; i++) {                                                             \
-                float s = hsum(acc[4 * k + i]);                                                       \
+                float s = tile_sum(acc[4 * k + i]);                                                   \
                 for (long j = c; j < cols; j++) s += SCALAR(row[k][j]) * x[i * cols + j];             \
                 out[4 * k + i] = s;                                                                   \
             }                                                                                         \
     }
 
-#ifdef TILE_ZMM
-// The same tile in 512-bit registers, for CPUs with AVX-512F (the includer's choice).
-KERNEL static inline __m512 load16_f32(const float *p) { return _mm512_loadu_ps(p); }
-KERNEL static inline __m512 load16_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
-KERNEL static inline __m512 load16_bf16(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-#define DEFINE_TILE4_FLOAT_ZMM(NAME, TYPE, LOAD16, SCALAR)                                            \
-    KERNEL static void NAME(const TYPE *w, size_t row_bytes, const float *x, long cols, float *out) { \
-        const TYPE *row[TILE_ROWS];                                                                   \
-        for (int k = 0; k < TILE_ROWS; k++) row[k] = (const TYPE *)((const uint8_t *)w + k * row_bytes); \
-        __m512 acc[4 * TILE_ROWS];                                                                    \
-        for (int i = 0; i < 4 * TILE_ROWS; i++) acc[i] = _mm512_setzero_ps();                         \
-        long c = 0;                                                                                   \
-        for (; c + 16 <= cols; c += 16) {                                                             \
-            if (sizeof(TYPE) == 4 || c % 32 == 0)                                                     \
-                for (int k = 0; k < TILE_ROWS; k++) prefetch_ahead((const uint8_t *)(row[k] + c));   \
-            __m512 wk[TILE_ROWS];                                                                     \
-            for (int k = 0; k < TILE_ROWS; k++) wk[k] = LOAD16(row[k] + c);                           \
-            for (int i = 0; i < 4; i++) {                                                             \
-                __m512 xi = _mm512_loadu_ps(x + i * cols + c);                                        \
-                for (int k = 0; k < TILE_ROWS; k++) acc[4 * k + i] = _mm512_fmadd_ps(wk[k], xi, acc[4 * k + i]); \
-            }                                                                                         \
-        }                                                                                             \
-        for (int k = 0; k < TILE_ROWS; k++)                                                           \
-            for (int i = 0; i < 4; i++) {                                                             \
-                float s = _mm512_reduce_add_ps(acc[4 * k + i]);                                       \
-                for (long j = c; j < cols; j++) s += SCALAR(row[k][j]) * x[i * cols + j];             \
-                out[4 * k + i] = s;                                                                   \
-            }                                                                                         \
-    }
-DEFINE_TILE4_FLOAT_ZMM(tile4_f32, float, load16_f32, scalar_f32)
-DEFINE_TILE4_FLOAT_ZMM(tile4_f16, uint16_t, load16_f16, anelm_f16_to_f32)
-DEFINE_TILE4_FLOAT_ZMM(tile4_bf16, uint16_t, load16_bf16, scalar_bf16)
-#else
-DEFINE_TILE4_FLOAT(tile4_f32, float, load8_f32, scalar_f32)
-DEFINE_TILE4_FLOAT(tile4_f16, uint16_t, load8_f16, anelm_f16_to_f32)
-DEFINE_TILE4_FLOAT(tile4_bf16, uint16_t, load8_bf16, scalar_bf16)
-#endif
+DEFINE_TILE4_FLOAT(tile4_f32, float, tile_load_f32, scalar_f32)
+DEFINE_TILE4_FLOAT(tile4_f16, uint16_t, tile_load_f16, anelm_f16_to_f32)
+DEFINE_TILE4_FLOAT(tile4_bf16, uint16_t, tile_load_bf16, scalar_bf16)
 #define FLOAT_TILE_KERNELS 1
 
 #define MATMUL_ROWS ISA_NAME(matmul_rows)
