@@ -19,6 +19,8 @@ let package = Package(
         // usable as a SwiftPM dependency (no unsafeFlags) and still gets AVX2/FMA/F16C on x86_64.
         .target(name: "CANELMKernels"),
         .target(name: "ANELM", dependencies: ["CANELMKernels"]),
+        // Installing models with pip (spawns processes): used by the CLI, never linked into apps.
+        .target(name: "ANELMInstall", dependencies: ["ANELM"]),
         // The OpenAI-compatible HTTP server behind `anelm serve`.
         .target(
             name: "ANELMServer",
@@ -31,7 +33,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "anelm",
-            dependencies: ["ANELM", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["ANELM", "ANELMInstall", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "ANELMTests", dependencies: ["ANELM", "CANELMKernels"]),
         .testTarget(name: "ANELMServerTests", dependencies: ["ANELMServer", "ANELM"]),

@@ -36,8 +36,8 @@ public enum ANEFunction: String, Sendable, CaseIterable {
 ///   layers per call).
 /// `ANESequenceLayout` builds these inputs.
 public enum ANELowering {
-    /// Architectures this lowering handles: the Llama family and Gemma 3 text.
-    public static let supportedArchitectures = ["llama", "mistral", "qwen2", "gemma3", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM"]
+    /// Architectures this lowering handles: those of the registry's families that have an ANE lowering.
+    public static var supportedArchitectures: [String] { ModelRegistry.families.filter(\.hasANELowering).flatMap(\.architectures) }
 
     /// The graph of one function of `loaded`.
     public static func graph(_ loaded: LoadedModel, _ function: ANEFunction, options: ANELoweringOptions = ANELoweringOptions()) throws -> ANEGraph {
@@ -50,12 +50,10 @@ public enum ANELowering {
     }
 
     static func lowering(_ loaded: LoadedModel) throws -> ANEModelLowering {
-        switch loaded.model {
-        case let llama as LlamaModel: return LlamaANELowering(model: llama)
-        case let gemma as Gemma3Model: return Gemma3ANELowering(model: gemma)
-        default:
-            throw ANELMError("ANE lowering does not support architecture '\(loaded.architecture)' (supported: the Llama family and Gemma 3: \(supportedArchitectures.joined(separator: ", ")))")
+        guard let lowering = ModelRegistry.family(named: loaded.architecture)?.aneLowering?(loaded.model) else {
+            throw ANELMError("ANE lowering does not support architecture '\(loaded.architecture)' (supported: \(supportedArchitectures.joined(separator: ", ")))")
         }
+        return lowering
     }
 
     static func graph(_ lowering: ANEModelLowering, _ function: ANEFunction, options: ANELoweringOptions, weights: ANEWeightCache) throws -> ANEGraph {
@@ -297,7 +295,7 @@ struct LlamaANELowering: ANEModelLowering {
         let c = model.configuration, g = f.g
         let headDim = c.headDim, eps = c.rmsNormEps
         g.metadata["layers"] = c.numHiddenLayers
-        var x = try f.embed(model.embedding)
+        var x = try f.embed(model.embedding.table)
         let rope = try f.ropeTables("rope", inverseFrequencies: model.rope.inverseFrequencies, headDim: headDim)
 
         let group = c.numAttentionHeads / c.numKeyValueHeads
@@ -331,7 +329,7 @@ struct LlamaANELowering: ANEModelLowering {
             let act = try g.mul(try g.mul(gate, g.sigmoid(gate)), up)  // SiLU(gate)·up
             x = try g.add(x, try f.linear(act, layer.mlp.down, "l\(l)_down"))
         }
-        let final = try f.rmsNorm(try f.lastColumn(x), model.outputNorm, eps: eps, "final_norm")
-        try f.outputHead(final, model.output.weight, vocabularySize: c.vocabSize)
+        let final = try f.rmsNorm(try f.lastColumn(x), model.head.norm, eps: eps, "final_norm")
+        try f.outputHead(final, model.head.output.weight, vocabularySize: c.vocabSize)
     }
 }

@@ -24,7 +24,7 @@ struct Gemma3ANELowering: ANEModelLowering {
         let headDim = c.headDim, eps = c.rmsNormEps, s = Self.residualScale
         g.metadata["layers"] = c.numHiddenLayers
         g.metadata["sliding_window"] = c.slidingWindow
-        var x = try f.embed(model.embedding, scale: model.embeddingScale * s)
+        var x = try f.embed(model.embedding.table, scale: model.embedding.scale * s)
 
         // RoPE tables of the layer types present (local: sliding window, global: full attention).
         var tables: [Bool: (cos: ANETensor, sin: ANETensor)] = [:]
@@ -41,8 +41,9 @@ struct Gemma3ANELowering: ANEModelLowering {
         let scoreScale = 1 / c.queryPreAttnScalar.squareRoot()
         for (l, layer) in model.layers.enumerated() {
             let a = layer.attention
-            let t = try rope(sliding: a.isSliding)
-            let mask = a.isSliding ? f.slidingMask : f.mask
+            guard let qNorm = a.qNorm, let kNorm = a.kNorm else { throw ANELMError("Gemma 3 layer \(l) has no q/k norms") }
+            let t = try rope(sliding: layer.isSliding)
+            let mask = layer.isSliding ? f.slidingMask : f.mask
             let h = try f.rmsNorm(x, layer.inputNorm, eps: eps * s * s, "l\(l)_input_norm")
             let q = try f.linear(h, a.q, "l\(l)_q")
             let k = try f.linear(h, a.k, "l\(l)_k")
@@ -50,14 +51,14 @@ struct Gemma3ANELowering: ANEModelLowering {
             var keys = [ANETensor](), values = [ANETensor]()
             for kv in 0..<c.numKeyValueHeads {
                 let head = kv * headDim..<(kv + 1) * headDim
-                let kh = try f.rmsNorm(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), a.kNorm, eps: eps, "l\(l)_k\(kv)_norm")
+                let kh = try f.rmsNorm(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), kNorm, eps: eps, "l\(l)_k\(kv)_norm")
                 keys.append(try f.cache("l\(l)_k\(kv)_cache", try f.rope(kh, t)))
                 values.append(try f.cache("l\(l)_v\(kv)_cache", try g.slice(v, axis: 1, begin: head.lowerBound, end: head.upperBound)))
             }
             var heads = [ANETensor]()
             for head in 0..<c.numAttentionHeads {
                 let qh = try f.rmsNorm(try g.slice(q, axis: 1, begin: head * headDim, end: (head + 1) * headDim),
-                                       a.qNorm.map { $0 * scoreScale }, eps: eps, "l\(l)_q\(head)_norm")
+                                       qNorm.map { $0 * scoreScale }, eps: eps, "l\(l)_q\(head)_norm")
                 heads.append(try f.attend(try f.rope(qh, t), keys: keys[head / group], values: values[head / group], mask: mask))
             }
             let attended = try f.linear(try g.concat(heads, axis: 1), a.o, "l\(l)_o")
@@ -70,7 +71,7 @@ struct Gemma3ANELowering: ANEModelLowering {
             let down = try f.linear(act, layer.mlp.down, "l\(l)_down")
             x = try g.add(x, try f.rmsNorm(down, layer.postFeedforwardNorm.map { $0 * s }, eps: eps, "l\(l)_post_ffw_norm"))
         }
-        let final = try f.rmsNorm(try f.lastColumn(x), model.outputNorm, eps: eps * s * s, "final_norm")
-        try f.outputHead(final, model.output.weight, vocabularySize: c.vocabSize, softcap: c.finalLogitSoftcapping)
+        let final = try f.rmsNorm(try f.lastColumn(x), model.head.norm, eps: eps * s * s, "final_norm")
+        try f.outputHead(final, model.head.output.weight, vocabularySize: c.vocabSize, softcap: c.finalLogitSoftcapping)
     }
 }

@@ -165,11 +165,7 @@ extension Gemma3Configuration: Decodable {
 
     /// From config.json.
     public init(configJSON data: Data) throws {
-        do {
-            self = try JSONDecoder().decode(Gemma3Configuration.self, from: data)
-        } catch let error as DecodingError {
-            throw ANELMError("config.json: \(describe(error))")
-        }
+        self = try decodeConfiguration(Gemma3Configuration.self, from: data)
     }
 
     /// `gemma3.attention.sliding_window_pattern` when present: a period (every n-th layer global) or,
@@ -194,39 +190,45 @@ extension Gemma3Configuration: Decodable {
     /// From GGUF `gemma3.*` metadata as llama.cpp writes it. llama.cpp fixes what the file does not
     /// say: every 6th layer is global, local layers use RoPE base 10000.
     public init(gguf file: GGUFFile) throws {
-        let arch = "gemma3"
-        func int(_ key: String) throws -> Int {
-            guard let v = file.int("\(arch).\(key)") else { throw ANELMError("GGUF metadata lacks \(arch).\(key)") }
-            return v
-        }
-        func float(_ key: String) -> Float? { file.double("\(arch).\(key)").map(Float.init) }
-        let hidden = try int("embedding_length")
-        let heads = try int("attention.head_count")
-        let layers = try int("block_count")
-        let headDim = file.int("\(arch).attention.key_length") ?? (heads > 0 ? hidden / heads : 0)
-        if let rotary = file.int("\(arch).rope.dimension_count"), rotary != headDim {
-            throw ANELMError("partial rotary embeddings (\(rotary) of \(headDim) dims) are not supported")
-        }
-        var scaling = RoPEScaling.none
-        if let type = file.string("\(arch).rope.scaling.type"), type != "none" {
-            guard type == "linear" else { throw ANELMError("GGUF rope scaling '\(type)' is not supported") }
-            scaling = .linear(factor: float("rope.scaling.factor") ?? 1)
-        }
+        let p = try GGUFHyperParameters(file)
+        guard p.architecture == "gemma3" else { throw ANELMError("GGUF architecture '\(p.architecture)' is not gemma3") }
+        let hidden = try p.hiddenSize, heads = try p.attentionHeads, layers = try p.int("block_count"), headDim = try p.headDim
         // llama.cpp: Gemma 3 27B (62 layers) scales queries by hidden/heads, the others by head_dim
         // (their query_pre_attn_scalar).
         let queryScalar = layers == 62 && heads > 0 ? Float(hidden / heads) : Float(headDim)
         self.init(
-            hiddenSize: hidden, intermediateSize: try int("feed_forward_length"), numHiddenLayers: layers,
-            numAttentionHeads: heads, numKeyValueHeads: file.int("\(arch).attention.head_count_kv") ?? heads,
-            headDim: headDim, rmsNormEps: float("attention.layer_norm_rms_epsilon") ?? 1e-6,
-            vocabSize: file.int("\(arch).vocab_size") ?? file.arrayCount("tokenizer.ggml.tokens") ?? 0,
-            maxPositionEmbeddings: try int("context_length"),
-            tieWordEmbeddings: !file.tensorNames.contains("output.weight"),
-            attentionBias: file.tensorNames.contains("blk.0.attn_q.bias"), queryPreAttnScalar: queryScalar,
-            slidingWindow: try int("attention.sliding_window"),
+            hiddenSize: hidden, intermediateSize: try p.int("feed_forward_length"), numHiddenLayers: layers,
+            numAttentionHeads: heads, numKeyValueHeads: try p.keyValueHeads, headDim: headDim,
+            rmsNormEps: try p.positiveFloat("attention.layer_norm_rms_epsilon") ?? 1e-6, vocabSize: p.vocabularySize,
+            maxPositionEmbeddings: try p.int("context_length"), tieWordEmbeddings: p.tiesEmbeddings,
+            attentionBias: p.hasAttentionBias, queryPreAttnScalar: queryScalar,
+            slidingWindow: try p.int("attention.sliding_window"),
             layerTypes: try Self.ggufLayerTypes(file, layers: layers),
-            ropeTheta: float("rope.freq_base") ?? 1_000_000, ropeScaling: scaling,
-            ropeLocalBaseFreq: float("rope.freq_base_swa") ?? 10_000,
-            attnLogitSoftcapping: float("attn_logit_softcapping"), finalLogitSoftcapping: float("final_logit_softcapping"))
+            ropeTheta: try p.positiveFloat("rope.freq_base") ?? 1_000_000, ropeScaling: try p.ropeScaling,
+            ropeLocalBaseFreq: try p.positiveFloat("rope.freq_base_swa") ?? 10_000,
+            attnLogitSoftcapping: try p.positiveFloat("attn_logit_softcapping"),
+            finalLogitSoftcapping: try p.positiveFloat("final_logit_softcapping"))
+    }
+}
+
+extension Gemma3Configuration: ModelConfiguration {
+    /// From config.json or GGUF metadata, whichever `source` is.
+    public init(_ source: ModelSource) throws {
+        switch source {
+        case .gguf(let file): try self.init(gguf: file)
+        case .huggingFace(let folder): try self.init(configJSON: folder.configData)
+        }
+    }
+
+    public var summary: [(key: String, value: String)] {
+        let local = layerTypes.filter { $0 == .slidingAttention }.count
+        return [("layers", "\(numHiddenLayers) (\(local) sliding-window of \(slidingWindow) positions, \(numHiddenLayers - local) global)"),
+                ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(intermediateSize) (\(hiddenActivation))"),
+                ("attention heads", "\(numAttentionHeads) (key/value heads: \(numKeyValueHeads), head dim: \(headDim))"),
+                ("vocabulary", "\(vocabSize)"), ("context length", "\(maxPositionEmbeddings)"),
+                ("rope theta", "\(ropeTheta) global, \(ropeLocalBaseFreq) local"),
+                ("final logit soft-cap", finalLogitSoftcapping.map { "\($0)" } ?? "none"),
+                ("tied embeddings", tieWordEmbeddings ? "yes" : "no"),
+                ("KV cache per token", "\(2 * numHiddenLayers * numKeyValueHeads * headDim * 2) bytes (f16)")]
     }
 }

@@ -3,68 +3,64 @@ import Foundation
 /// Building a `LlamaModel` from each file format.
 extension LlamaModel {
     static func load(_ source: ModelSource, _ options: LoadOptions, _ pool: ThreadPool) throws -> LanguageModel {
-        var config: LlamaConfiguration
-        let store: TensorStore, names: LlamaTensorNames, style: RoPEStyle
+        var config = try LlamaConfiguration(source)
+        config.maxPositionEmbeddings = try options.contextLength(cappedAt: config.maxPositionEmbeddings)
+        let names: LlamaTensorNames, style: RoPEStyle
         switch source {
         case .gguf(let file):
-            config = try LlamaConfiguration(gguf: file)
-            store = file
             names = .gguf
             // llama.cpp's converter permutes q/k of `llama` models so that RoPE pairs adjacent dims.
             style = file.string("general.architecture") == "qwen2" ? .halves : .adjacent
-        case .huggingFace(let folder):
-            config = try LlamaConfiguration(configJSON: folder.configData)
-            store = folder.tensors
+        case .huggingFace:
             names = .huggingFace
             style = .halves
         }
-        if let limit = options.contextLength {
-            guard limit > 0 else { throw ANELMError("context length must be positive, got \(limit)") }
-            config.maxPositionEmbeddings = min(config.maxPositionEmbeddings, limit)
-        }
-        return try LlamaModel(configuration: config, store: store, names: names, ropeStyle: style, precision: options.precision, pool: pool)
+        return try LlamaModel(configuration: config, store: source.tensors, names: names, ropeStyle: style, precision: options.precision, pool: pool)
     }
 }
 
-extension LlamaConfiguration {
+extension LlamaConfiguration: ModelConfiguration {
+    /// From config.json or GGUF metadata, whichever `source` is.
+    public init(_ source: ModelSource) throws {
+        switch source {
+        case .gguf(let file): try self.init(gguf: file)
+        case .huggingFace(let folder): try self.init(configJSON: folder.configData)
+        }
+    }
+
     /// From config.json.
     public init(configJSON data: Data) throws {
-        do {
-            self = try JSONDecoder().decode(LlamaConfiguration.self, from: data)
-        } catch let error as DecodingError {
-            throw ANELMError("config.json: \(describe(error))")
-        }
+        self = try decodeConfiguration(LlamaConfiguration.self, from: data)
     }
 
     /// From GGUF metadata (`<arch>.*` keys), as llama.cpp writes them.
     public init(gguf file: GGUFFile) throws {
-        guard let arch = file.string("general.architecture") else { throw ANELMError("GGUF file has no general.architecture") }
-        func int(_ key: String) throws -> Int {
-            guard let v = file.int("\(arch).\(key)") else { throw ANELMError("GGUF metadata lacks \(arch).\(key)") }
-            return v
-        }
-        let hidden = try int("embedding_length")
-        let heads = try int("attention.head_count")
-        let headDim = file.int("\(arch).attention.key_length") ?? (heads > 0 ? hidden / heads : 0)
-        if let rotary = file.int("\(arch).rope.dimension_count"), rotary != headDim {
-            throw ANELMError("partial rotary embeddings (\(rotary) of \(headDim) dims) are not supported")
-        }
-        let vocab = file.int("\(arch).vocab_size") ?? file.arrayCount("tokenizer.ggml.tokens") ?? 0
-        var scaling = RoPEScaling.none
-        if let type = file.string("\(arch).rope.scaling.type"), type != "none" {
-            let factor = Float(file.double("\(arch).rope.scaling.factor") ?? 1)
-            guard type == "linear" else { throw ANELMError("GGUF rope scaling '\(type)' is not supported") }
-            scaling = .linear(factor: factor)
-        }
+        let p = try GGUFHyperParameters(file)
         self.init(
-            modelType: arch, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
-            numHiddenLayers: try int("block_count"), numAttentionHeads: heads,
-            numKeyValueHeads: file.int("\(arch).attention.head_count_kv") ?? heads, headDim: headDim,
-            rmsNormEps: Float(file.double("\(arch).attention.layer_norm_rms_epsilon") ?? 1e-5),
-            ropeTheta: Float(file.double("\(arch).rope.freq_base") ?? 10000), vocabSize: vocab,
-            maxPositionEmbeddings: try int("context_length"),
-            tieWordEmbeddings: !file.tensorNames.contains("output.weight"),
-            attentionBias: file.tensorNames.contains("blk.0.attn_q.bias"), ropeScaling: scaling)
+            modelType: p.architecture, hiddenSize: try p.hiddenSize, intermediateSize: try p.int("feed_forward_length"),
+            numHiddenLayers: try p.int("block_count"), numAttentionHeads: try p.attentionHeads,
+            numKeyValueHeads: try p.keyValueHeads, headDim: try p.headDim,
+            rmsNormEps: try p.positiveFloat("attention.layer_norm_rms_epsilon") ?? 1e-5,
+            ropeTheta: try p.positiveFloat("rope.freq_base") ?? 10000, vocabSize: p.vocabularySize,
+            maxPositionEmbeddings: try p.int("context_length"), tieWordEmbeddings: p.tiesEmbeddings,
+            attentionBias: p.hasAttentionBias, ropeScaling: try p.ropeScaling)
+    }
+
+    public var summary: [(key: String, value: String)] {
+        [("layers", "\(numHiddenLayers)"), ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(intermediateSize)"),
+         ("attention heads", "\(numAttentionHeads) (key/value heads: \(numKeyValueHeads), head dim: \(headDim))"),
+         ("vocabulary", "\(vocabSize)"), ("context length", "\(maxPositionEmbeddings)"), ("rope theta", "\(ropeTheta)"),
+         ("tied embeddings", tieWordEmbeddings ? "yes" : "no"),
+         ("KV cache per token", "\(2 * numHiddenLayers * numKeyValueHeads * headDim * 2) bytes (f16)")]
+    }
+}
+
+/// A configuration decoded from config.json, a decoding failure turned into one line: which key, what was wrong.
+func decodeConfiguration<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+    do {
+        return try JSONDecoder().decode(T.self, from: data)
+    } catch let error as DecodingError {
+        throw ANELMError("config.json: \(describe(error))")
     }
 }
 

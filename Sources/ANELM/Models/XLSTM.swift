@@ -190,8 +190,7 @@ public final class XLSTMModel: LanguageModel {
     }
 
     static func load(_ source: ModelSource, _ options: LoadOptions, _ pool: ThreadPool) throws -> LanguageModel {
-        guard case .huggingFace(let folder) = source else { throw ANELMError("xLSTM models load from Hugging Face folders only") }
-        return try XLSTMModel(configuration: try XLSTMConfiguration(configJSON: folder.configData), store: folder.tensors,
+        return try XLSTMModel(configuration: try XLSTMConfiguration(source), store: source.tensors,
                               precision: options.precision, contextLength: options.contextLength, pool: pool)
     }
 
@@ -474,11 +473,6 @@ final class XLSTMCellInputs {
     func value(_ t: Int, _ head: Int) -> UnsafeMutablePointer<Float> { v.pointer + t * heads * vHead + head * vHead }
     func inputGateAt(_ t: Int, _ head: Int) -> Float { inputGate.pointer[t * heads + head] }
     func forgetGateAt(_ t: Int, _ head: Int) -> Float { forgetGate.pointer[t * heads + head] }
-}
-
-/// `cap · tanh(x / cap)` in place.
-func softCap(_ x: UnsafeMutablePointer<Float>, count: Int, cap: Float) {
-    for i in 0..<count { x[i] = cap * tanh(x[i] / cap) }
 }
 
 /// log(sigmoid(x)), stable for large |x| (as torch's logsigmoid).

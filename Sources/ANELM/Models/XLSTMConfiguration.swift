@@ -74,11 +74,7 @@ public struct XLSTMConfiguration: Decodable, Sendable {
 
     /// From config.json.
     public init(configJSON data: Data) throws {
-        do {
-            self = try JSONDecoder().decode(XLSTMConfiguration.self, from: data)
-        } catch let error as DecodingError {
-            throw ANELMError("config.json: \(describe(error))")
-        }
+        self = try decodeConfiguration(XLSTMConfiguration.self, from: data)
     }
 
     /// Width of all query (and of all key) heads: `int(hidden_size * qk_dim_factor)`, as the layer sizes it.
@@ -129,5 +125,22 @@ public struct XLSTMConfiguration: Decodable, Sendable {
         for (cap, name) in [(gateSoftCap, "gate_soft_cap"), (outputLogitSoftCap, "output_logit_soft_cap")] {
             if let cap { try check(cap.isFinite && cap > 0, "\(name) must be positive (or null), got \(cap)") }
         }
+    }
+}
+
+extension XLSTMConfiguration: ModelConfiguration {
+    /// From config.json; xLSTM has no GGUF form.
+    public init(_ source: ModelSource) throws {
+        guard case .huggingFace(let folder) = source else { throw ANELMError("xLSTM models load from Hugging Face folders only") }
+        try self.init(configJSON: folder.configData)
+    }
+
+    public var summary: [(key: String, value: String)] {
+        [("layers", "\(numHiddenLayers) mLSTM blocks"), ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(ffnDim)"),
+         ("heads", "\(numHeads) (query/key head dim: \(qkHeadDim), value head dim: \(vHeadDim))"),
+         ("vocabulary", "\(vocabSize)"), ("context length", "unbounded (recurrent state)"),
+         ("state per sequence", "\(numHiddenLayers * stateFloatsPerLayer * MemoryLayout<Float>.size) bytes (f32, fixed)"),
+         ("soft-caps", "gates \(gateSoftCap.map { "\($0)" } ?? "none"), logits \(outputLogitSoftCap.map { "\($0)" } ?? "none")"),
+         ("tied embeddings", tieWordEmbeddings ? "yes" : "no")]
     }
 }

@@ -15,16 +15,13 @@ public struct ModelInfo {
             add("format", "Hugging Face folder (\(folder.weightFiles.count) safetensors file\(folder.weightFiles.count == 1 ? "" : "s"))")
         }
         let architecture = try source.architecture()
-        add("architecture", architecture + (ModelRegistry.supportedArchitectures.contains(architecture) ? "" : " (not supported)"))
-        if let c = try? Self.configuration(source) {
-            add("layers", "\(c.numHiddenLayers)")
-            add("hidden size", "\(c.hiddenSize)")
-            add("feed-forward size", "\(c.intermediateSize)")
-            add("attention heads", "\(c.numAttentionHeads) (key/value heads: \(c.numKeyValueHeads), head dim: \(c.headDim))")
-            add("vocabulary", "\(c.vocabSize)")
-            add("context length", "\(c.maxPositionEmbeddings)")
-            add("rope theta", "\(c.ropeTheta)")
-            add("tied embeddings", c.tieWordEmbeddings ? "yes" : "no")
+        if let family = ModelRegistry.family(named: architecture) {
+            add("architecture", "\(architecture) (\(family.name))")
+            // A configuration the model could not load with is an error here too, not a silently shorter table.
+            for (key, value) in try family.configuration(source).summary { add(key, value) }
+            add("Neural Engine", family.hasANELowering ? "lowers to Core ML (anelm export-coreml)" : "no ANE lowering yet")
+        } else {
+            add("architecture", architecture + " (not supported)")
         }
         let (store, names) = Self.tensors(source)
         var counts: [String: Int] = [:]
@@ -48,13 +45,6 @@ public struct ModelInfo {
     }
 
     private mutating func add(_ key: String, _ value: String) { rows.append((key, value)) }
-
-    static func configuration(_ source: ModelSource) throws -> LlamaConfiguration {
-        switch source {
-        case .gguf(let file): return try LlamaConfiguration(gguf: file)
-        case .huggingFace(let folder): return try LlamaConfiguration(configJSON: folder.configData)
-        }
-    }
 
     /// A lookup of (type name, elements, bytes) per tensor name, and the names, for either format.
     static func tensors(_ source: ModelSource) -> ((String) -> (type: String, elements: Int, bytes: Int)?, [String]) {

@@ -1,0 +1,112 @@
+/// A model file as opened: GGUF, or a Hugging Face folder.
+public enum ModelSource {
+    case gguf(GGUFFile)
+    case huggingFace(HFModelFolder)
+
+    /// The architecture name the registry is keyed by: GGUF's `general.architecture`, or the
+    /// first of config.json's `architectures`.
+    public func architecture() throws -> String {
+        switch self {
+        case .gguf(let file):
+            guard let arch = file.string("general.architecture") else { throw ANELMError("GGUF file has no general.architecture") }
+            return arch
+        case .huggingFace(let folder):
+            if let archs = folder.config["architectures"] as? [String], let first = archs.first { return first }
+            if let type = folder.config["model_type"] as? String { return type }
+            throw ANELMError("config.json names no architectures or model_type")
+        }
+    }
+
+    /// The file's tensors by name.
+    var tensors: TensorStore {
+        switch self {
+        case .gguf(let file): return file
+        case .huggingFace(let folder): return folder.tensors
+        }
+    }
+}
+
+/// Options that shape a model at load.
+public struct LoadOptions: Sendable {
+    public var precision: Precision = .auto
+    /// Worker threads for the kernels; nil uses the physical cores.
+    public var threads: Int?
+    /// Caps the context (and so memory); nil uses the model's.
+    public var contextLength: Int?
+    public init(precision: Precision = .auto, threads: Int? = nil, contextLength: Int? = nil) {
+        self.precision = precision
+        self.threads = threads
+        self.contextLength = contextLength
+    }
+
+    /// The context a model trained for `trained` positions runs with: the requested cap, if lower.
+    func contextLength(cappedAt trained: Int) throws -> Int {
+        guard let limit = contextLength else { return trained }
+        guard limit > 0 else { throw ANELMError("context length must be positive, got \(limit)") }
+        return min(trained, limit)
+    }
+}
+
+/// A family's hyper-parameters, read from either file format without loading weights.
+public protocol ModelConfiguration {
+    init(_ source: ModelSource) throws
+    /// What `anelm info` shows of them, in order.
+    var summary: [(key: String, value: String)] { get }
+}
+
+/// Everything the code base needs to know about one model family, in one place.
+public struct ModelFamily {
+    /// A name for people ("the Llama family").
+    public let name: String
+    /// The names files give it: GGUF `general.architecture` values and config.json `architectures` / `model_type`.
+    public let architectures: [String]
+    /// Its hyper-parameters from a file, for `anelm info`.
+    let configuration: (ModelSource) throws -> ModelConfiguration
+    /// The model, built from a file.
+    let load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel
+    /// Its lowering to ANE-shaped Core ML functions, for families that have one.
+    let aneLowering: ((LanguageModel) -> ANEModelLowering?)?
+
+    public var hasANELowering: Bool { aneLowering != nil }
+}
+
+/// Architecture name → its family. A new family is one entry here (and its model files); nothing else
+/// in the code base switches on architectures.
+public enum ModelRegistry {
+    public static let families: [ModelFamily] = [
+        ModelFamily(
+            name: "the Llama family (Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5)",
+            architectures: ["llama", "mistral", "qwen2", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"],
+            configuration: LlamaConfiguration.init, load: LlamaModel.load,
+            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }),
+        ModelFamily(
+            name: "Gemma 3 text",
+            architectures: ["gemma3", "Gemma3ForCausalLM", "gemma3_text"],
+            configuration: Gemma3Configuration.init, load: Gemma3Model.load,
+            aneLowering: { ($0 as? Gemma3Model).map(Gemma3ANELowering.init) }),
+        ModelFamily(
+            name: "xLSTM (mLSTM blocks, the xLSTM-7B design)",
+            architectures: ["xLSTMForCausalLM", "xlstm"],
+            configuration: XLSTMConfiguration.init, load: XLSTMModel.load, aneLowering: nil),
+    ]
+
+    public static var supportedArchitectures: [String] { families.flatMap(\.architectures).sorted() }
+
+    /// The family a file's architecture name belongs to; nil when anelm has none.
+    public static func family(named architecture: String) -> ModelFamily? {
+        families.first { $0.architectures.contains(architecture) }
+    }
+
+    /// The family of `source`, or an error naming the architecture and the supported ones.
+    public static func family(of source: ModelSource) throws -> ModelFamily {
+        let arch = try source.architecture()
+        guard let family = family(named: arch) else {
+            throw ANELMError("unknown architecture '\(arch)'; anelm supports: \(supportedArchitectures.joined(separator: ", "))")
+        }
+        return family
+    }
+
+    public static func build(_ source: ModelSource, options: LoadOptions, pool: ThreadPool) throws -> LanguageModel {
+        try family(of: source).load(source, options, pool)
+    }
+}
