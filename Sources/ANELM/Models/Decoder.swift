@@ -5,6 +5,21 @@ import Foundation
 // `DecoderBatch` — one or several sequences, each with its own KV cache and positions — so linear layers
 // see every row at once and only attention looks at each sequence on its own.
 
+/// The sizes a decoder's caches and activations follow.
+struct DecoderDimensions {
+    let layers, hidden, heads, kvHeads, headDim, intermediate: Int
+
+    /// An empty cache for one sequence of at most `capacity` positions.
+    func makeCache(capacity: Int, element: TensorType) -> KVCache {
+        KVCache(layers: layers, kvHeads: kvHeads, headDim: headDim, capacity: capacity, element: element)
+    }
+
+    /// Scratch for a pass over `rows` tokens.
+    func scratch(rows: Int) -> DecoderScratch {
+        DecoderScratch(rows: rows, hidden: hidden, queryWidth: heads * headDim, keyValueWidth: kvHeads * headDim, intermediate: intermediate)
+    }
+}
+
 /// The sequences of one forward pass, their new tokens laid out as consecutive rows.
 final class DecoderBatch {
     struct Sequence {

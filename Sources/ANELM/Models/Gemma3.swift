@@ -143,7 +143,7 @@ public final class Gemma3Model: LanguageModel {
     }
 
     public func makeState() -> ModelState {
-        KVCache(layers: configuration.numHiddenLayers, kvHeads: configuration.numKeyValueHeads, headDim: configuration.headDim, capacity: contextLength, element: cacheElement)
+        configuration.dimensions.makeCache(capacity: contextLength, element: cacheElement)
     }
 
     public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
@@ -151,9 +151,8 @@ public final class Gemma3Model: LanguageModel {
     }
 
     func forward(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
-        let c = configuration, n = batch.count, hidden = c.hiddenSize, eps = c.rmsNormEps
-        let s = DecoderScratch(rows: n, hidden: hidden, queryWidth: c.numAttentionHeads * c.headDim,
-                               keyValueWidth: c.numKeyValueHeads * c.headDim, intermediate: c.intermediateSize)
+        let n = batch.count, hidden = configuration.hiddenSize, eps = configuration.rmsNormEps
+        let s = configuration.dimensions.scratch(rows: n)
 
         // 1. Token embeddings, scaled by √hidden.
         embedding(batch.tokens, into: s.x.pointer)

@@ -71,11 +71,17 @@ public struct Gemma3Configuration: Sendable {
         (0..<layers).map { pattern > 0 && ($0 + 1) % pattern == 0 ? .fullAttention : .slidingAttention }
     }
 
+    var dimensions: DecoderDimensions {
+        DecoderDimensions(layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
+                          headDim: headDim, intermediate: intermediateSize)
+    }
+
     /// Checks what the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {
         try validateTransformerShape(hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
                                      numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
                                      vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
+        try validatePositive([(rmsNormEps, "rms_norm_eps"), (ropeTheta, "rope_theta"), (ropeLocalBaseFreq, "rope_local_base_freq")])
         guard slidingWindow > 0 else { throw ANELMError("model configuration: sliding_window must be positive, got \(slidingWindow)") }
         guard layerTypes.count == numHiddenLayers else {
             throw ANELMError("model configuration: layer_types has \(layerTypes.count) entries for \(numHiddenLayers) layers")

@@ -127,11 +127,17 @@ public struct LlamaConfiguration: Decodable, Sendable {
     /// The parsed `rope_scaling` section.
     public func ropeScaling() throws -> RoPEScaling { try RoPEScaling(json: ropeScalingJSON) }
 
+    var dimensions: DecoderDimensions {
+        DecoderDimensions(layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
+                          headDim: headDim, intermediate: intermediateSize)
+    }
+
     /// Checks sizes that the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {
         try validateTransformerShape(hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
                                      numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
                                      vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
+        try validatePositive([(rmsNormEps, "rms_norm_eps"), (ropeTheta, "rope_theta")])
         _ = try ropeScaling()
     }
 }

@@ -22,3 +22,11 @@ func validateTransformerShape(hiddenSize: Int, intermediateSize: Int, numHiddenL
         throw ANELMError("model configuration: \(n) = \(v) is implausibly large")
     }
 }
+
+/// Checks floating-point hyper-parameters from a file: NaN, infinite or non-positive values (a RoPE base,
+/// a norm epsilon of NaN) would run and produce garbage text instead of an error.
+func validatePositive(_ values: [(value: Float, name: String)]) throws {
+    for (value, name) in values where !(value.isFinite && value > 0) {
+        throw ANELMError("model configuration: \(name) must be a finite positive number, got \(value)")
+    }
+}
