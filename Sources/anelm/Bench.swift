@@ -12,6 +12,8 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Tokens generated per repetition.") var genTokens: Int = 64
     @Option(name: .long, help: "Repetitions (each a fresh sequence).") var repetitions: Int = 3
     @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
+    @Option(name: .long, help: "Batch sizes, e.g. 1,2,4,8,16: that many sequences prefilled and decoded together in one pass per step (aggregate tokens/s, as llama-batched-bench reports them).")
+    var batch: String?
 
     func run() throws {
         guard promptTokens >= 1, genTokens >= 1, repetitions >= 1 else {
@@ -29,6 +31,7 @@ struct Bench: ParsableCommand {
 
         // One untimed warm-up pass pages the weights in.
         _ = try loaded.makeSession().generate(prompt: Array(prompt.prefix(8)), parameters: GenerationParameters(maxTokens: 2, stopAtEndOfSequence: false))
+        if let batch { return try runBatches(loaded, sizes: try batchSizes(batch), prompt: prompt) }
         var prefill: [Double] = [], decode: [Double] = []
         for r in 0..<repetitions {
             let result = try loaded.makeSession().generate(prompt: prompt, parameters: parameters)
@@ -54,6 +57,52 @@ struct Bench: ParsableCommand {
             ])
         }
     }
+
+    func batchSizes(_ list: String) throws -> [Int] {
+        let sizes = list.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 1 && ($0 ?? 0) <= 256 }) else {
+            throw ANELMError("--batch takes sizes from 1 to 256 separated by commas, got '\(list)'")
+        }
+        return sizes.compactMap { $0 }
+    }
+
+    /// For each size B: B sequences prefilled in one pass (B × prompt tokens), then `genTokens` steps that
+    /// each decode one token of every sequence in one pass. Medians over the repetitions.
+    func runBatches(_ loaded: LoadedModel, sizes: [Int], prompt: [Int]) throws {
+        let model = loaded.model
+        var rows: [[String: Any]] = []
+        if format == .text {
+            print("model  \(loaded.name) (\(loaded.architecture), precision \(modelOptions.precision), \(Kernels.isaName) kernels, \(loaded.pool.threads) threads)")
+            print("prompt \(promptTokens) tokens per sequence, \(genTokens) generated per sequence")
+            print("batch   prefill t/s   decode t/s (all sequences)   decode t/s per sequence")
+        }
+        for size in sizes {
+            var prefill: [Double] = [], decode: [Double] = []
+            for _ in 0..<repetitions {
+                let states = (0..<size).map { _ in model.makeState() }
+                var start = DispatchTime.now()
+                var logits = try model.forward(batch: states.map { (prompt, $0) }, allPositions: false)
+                prefill.append(Double(size * promptTokens) / seconds(since: start))
+                start = DispatchTime.now()
+                for _ in 0..<genTokens {
+                    logits = try model.forward(batch: zip(logits, states).map { ([argmax($0.0)], $0.1) }, allPositions: false)
+                }
+                decode.append(Double(size * genTokens) / seconds(since: start))
+            }
+            let p = median(prefill), d = median(decode)
+            rows.append(["batch": size, "prefill_tps": p, "decode_tps": d, "decode_tps_per_sequence": d / Double(size)])
+            if format == .text {
+                print(String(format: "%5d   %11.1f   %26.1f   %23.1f", size, p, d, d / Double(size)))
+            }
+        }
+        if format == .json {
+            try writeJSONLine(["model": loaded.name, "threads": loaded.pool.threads, "precision": modelOptions.precision,
+                               "prompt_tokens": promptTokens, "gen_tokens": genTokens, "isa": Kernels.isaName, "batches": rows,
+                               "peak_rss_mb": peakResidentMegabytes()])
+        }
+    }
+
+    func seconds(since start: DispatchTime) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9 }
 
     func summary(_ xs: [Double]) -> String {
         "\(oneDecimal(median(xs))) (min \(oneDecimal(xs.min() ?? 0)), max \(oneDecimal(xs.max() ?? 0)))"

@@ -63,6 +63,16 @@ final class DecoderBatch {
     func outputRows(allPositions: Bool) -> [Int] {
         allPositions ? Array(0..<count) : sequences.map { $0.rows.upperBound - 1 }
     }
+
+    /// The logits of `outputRows` cut into one run per sequence.
+    func split(_ logits: [Float], vocabularySize: Int, allPositions: Bool) -> [[Float]] {
+        var start = 0
+        return sequences.map { sequence in
+            let size = (allPositions ? sequence.rows.count : 1) * vocabularySize
+            defer { start += size }
+            return Array(logits[start..<(start + size)])
+        }
+    }
 }
 
 /// Activations of one forward pass, allocated once and reused by every layer.

@@ -150,6 +150,11 @@ public final class Gemma3Model: LanguageModel {
         try forward(DecoderBatch([(tokens, state)], vocabularySize: vocabularySize, layers: layers.count, model: "Gemma 3"), allPositions: allPositions)
     }
 
+    public func forward(batch inputs: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
+        let batch = try DecoderBatch(inputs, vocabularySize: vocabularySize, layers: layers.count, model: "Gemma 3")
+        return batch.split(forward(batch, allPositions: allPositions), vocabularySize: vocabularySize, allPositions: allPositions)
+    }
+
     func forward(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
         let n = batch.count, hidden = configuration.hiddenSize, eps = configuration.rmsNormEps
         let s = configuration.dimensions.scratch(rows: n)

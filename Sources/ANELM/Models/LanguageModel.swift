@@ -10,6 +10,17 @@ public protocol LanguageModel: AnyObject {
     /// returns logits: `vocabularySize` floats for the last token, or for every token in order when
     /// `allPositions` is set.
     func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float]
+    /// Runs several sequences in one pass — each with its own tokens and state, e.g. one token of a sequence
+    /// that is decoding next to a chunk of one still reading its prompt — and returns each sequence's logits
+    /// as `forward` would. Each state appears once.
+    func forward(batch: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]]
+}
+
+extension LanguageModel {
+    /// One pass per sequence, for models that have no batched pass.
+    public func forward(batch: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
+        try batch.map { try forward($0.tokens, state: $0.state, allPositions: allPositions) }
+    }
 }
 
 /// The per-sequence memory of a model.

@@ -98,6 +98,11 @@ public final class LlamaModel: LanguageModel {
         try forward(DecoderBatch([(tokens, state)], vocabularySize: vocabularySize, layers: layers.count, model: "Llama"), allPositions: allPositions)
     }
 
+    public func forward(batch inputs: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
+        let batch = try DecoderBatch(inputs, vocabularySize: vocabularySize, layers: layers.count, model: "Llama")
+        return batch.split(forward(batch, allPositions: allPositions), vocabularySize: vocabularySize, allPositions: allPositions)
+    }
+
     func forward(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
         let n = batch.count, hidden = configuration.hiddenSize, eps = configuration.rmsNormEps
         let s = configuration.dimensions.scratch(rows: n)
