@@ -3,7 +3,7 @@ import CANELMKernels
 // A small static-shape graph IR shaped for the Apple Neural Engine: every activation is a rank-4
 // channels-first tensor (1, C, 1, S), every op one of a fixed set named as Core ML's MIL names them,
 // and every shape known when the graph is built. The CPU interpreter (`ANEExecutor`) runs it with fp16
-// rounding after each op; a Core ML export can later translate it op for op.
+// rounding after each op; the Core ML export (`Export/MILTranslator`) translates it op for op into a MIL program.
 
 /// Element type of a graph tensor.
 public enum ANEDataType: String, Sendable {
