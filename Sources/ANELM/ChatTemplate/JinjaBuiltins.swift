@@ -14,11 +14,6 @@ extension JinjaInterpreter {
         "odd", "sameas", "sequence", "string", "true", "undefined", "upper", "==", "!=", "<", ">", "<=", ">=",
     ]
 
-    private func argument(_ positional: [JinjaValue], _ keywords: [(String, JinjaValue)], _ index: Int, _ name: String) -> JinjaValue? {
-        if index < positional.count { return positional[index] }
-        return keywords.first { $0.0 == name }?.1
-    }
-
     private func string(_ value: JinjaValue, _ what: String) throws -> String {
         if case .string(let s) = value { return s }
         if case .undefined(let name) = value { throw fail("'\(name)' is undefined") }
@@ -27,234 +22,322 @@ extension JinjaInterpreter {
 
     func applyFilter(_ name: String, _ value: JinjaValue, _ positional: [JinjaValue], _ keywords: [(String, JinjaValue)],
                      scope: JinjaScope) throws -> JinjaValue {
-        func arg(_ i: Int, _ n: String) -> JinjaValue? { argument(positional, keywords, i, n) }
+        let a = FilterArguments(name: name, value: value, positional: positional, keywords: keywords)
         switch name {
         case "trim":
-            let chars = arg(0, "chars").flatMap { if case .string(let c) = $0 { return c } else { return nil } }
+            let chars = a.arg(0, "chars").flatMap { if case .string(let c) = $0 { return c } else { return nil } }
             return .string(pythonStrip(value.printed, chars, leading: true, trailing: true))
         case "upper": return .string(value.printed.uppercased())
         case "lower": return .string(value.printed.lowercased())
         case "capitalize": return .string(pythonCapitalize(value.printed))
         case "title": return .string(jinjaTitle(value.printed))
-        case "length", "count":
-            switch value {
-            case .string(let s): return .int(s.unicodeScalars.count)
-            case .array(let a), .tuple(let a): return .int(a.count)
-            case .object(let o): return .int(o.count)
-            case .undefined: return .int(0)
-            case .namespace(let ns): return .int(ns.attributes.count)
-            default: throw fail("object of type '\(value.typeName)' has no len()")
-            }
+        case "length", "count": return try filterLength(a)
         case "first":
             return try iterate(value).first ?? .undefined("first")
         case "last":
             return try iterate(value).last ?? .undefined("last")
-        case "join":
-            let separator = arg(0, "d")?.printed ?? ""
-            var items = try iterate(value)
-            if let attribute = arg(1, "attribute") { items = try items.map { try attributeOrItem($0, attribute) } }
-            return .string(items.map(\.printed).joined(separator: separator))
-        case "replace":
-            guard let old = arg(0, "old"), let new = arg(1, "new") else { throw fail("replace needs old and new") }
-            let count = arg(2, "count")?.intValue
-            return .string(pythonReplace(value.printed, old.printed, new.printed, count: count))
-        case "default", "d":
-            let fallback = arg(0, "default_value") ?? .string("")
-            let boolean = arg(1, "boolean")?.isTruthy ?? false
-            if value.isUndefined || (boolean && !value.isTruthy) { return fallback }
-            return value
-        case "tojson":
-            let indent = arg(0, "indent").flatMap { $0.intValue }.map { min(max($0, 0), 1000) }
-            let sortKeys = keywords.first { $0.0 == "sort_keys" }?.1.isTruthy ?? false
-            let ensureASCII = keywords.first { $0.0 == "ensure_ascii" }?.1.isTruthy ?? false
-            var itemSeparator: String? = nil
-            var keySeparator: String? = nil
-            if let separators = keywords.first(where: { $0.0 == "separators" })?.1, case .none = separators {} else if
-                let separators = keywords.first(where: { $0.0 == "separators" })?.1 {
-                let parts = try iterate(separators)
-                guard parts.count == 2 else { throw fail("tojson separators must be a pair") }
-                itemSeparator = parts[0].printed
-                keySeparator = parts[1].printed
-            }
-            do {
-                return .string(try value.toJSON(indent: indent, sortKeys: sortKeys, itemSeparator: itemSeparator,
-                                                keySeparator: keySeparator, ensureASCII: ensureASCII))
-            } catch let error as ANELMError {
-                throw fail(error.message)
-            }
-        case "string", "safe", "e", "escape":
-            if name == "string" || name == "safe" { return value.isUndefined ? .string("") : (name == "safe" ? value : .string(value.printed)) }
-            return .string(value.printed.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"))
-        case "int":
-            let fallback = arg(0, "default") ?? .int(0)
-            switch value {
-            case .int, .bool: return .int(value.intValue ?? 0)
-            case .double(let d): return d.isFinite && abs(d) < 9e18 ? .int(Int(d)) : fallback
-            case .string(let s):
-                let t = s.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: "")
-                if let i = Int(t) { return .int(i) }
-                if let d = Double(t), d.isFinite, abs(d) < 9e18 { return .int(Int(d)) }
-                return fallback
-            default: return fallback
-            }
-        case "float":
-            let fallback = arg(0, "default") ?? .double(0)
-            switch value {
-            case .int, .bool, .double: return .double(value.numericValue ?? 0)
-            case .string(let s): return Double(s.trimmingCharacters(in: .whitespaces)).map { .double($0) } ?? fallback
-            default: return fallback
-            }
+        case "join": return try filterJoin(a)
+        case "replace": return try filterReplace(a)
+        case "default", "d": return try filterDefaultValue(a)
+        case "tojson": return try filterToJSON(a)
+        case "string", "safe", "e", "escape": return try filterStringOrEscape(a)
+        case "int": return try filterToInt(a)
+        case "float": return try filterToFloat(a)
         case "list": return .array(try iterate(value))
-        case "items":
-            switch value {
-            case .object(let o): return .array(o.pairs.map { .tuple([.string($0.0), $0.1]) })
-            case .undefined: return .array([])
-            default: throw fail("items filter expects a mapping, got '\(value.typeName)'")
-            }
-        case "dictsort":
-            guard case .object(let o) = value else { throw fail("dictsort expects a mapping, got '\(value.typeName)'") }
-            let caseSensitive = arg(0, "case_sensitive")?.isTruthy ?? false
-            let byValue = arg(1, "by")?.printed == "value"
-            let reverse = arg(2, "reverse")?.isTruthy ?? false
-            var pairs = o.pairs.map { JinjaValue.tuple([.string($0.0), $0.1]) }
-            pairs = try stableSort(pairs, reverse: reverse) { item in
-                guard case .tuple(let kv) = item else { return item }
-                let key = byValue ? kv[1] : kv[0]
-                if !caseSensitive, case .string(let s) = key { return .string(s.lowercased()) }
-                return key
-            }
-            return .array(pairs)
-        case "indent":
-            let widthValue = arg(0, "width") ?? .int(4)
-            let prefix: String
-            if case .string(let s) = widthValue { prefix = s } else { prefix = String(repeating: " ", count: min(max(0, widthValue.intValue ?? 4), 1000)) }
-            let first = arg(1, "first")?.isTruthy ?? false
-            let blank = arg(2, "blank")?.isTruthy ?? false
-            let text = value.printed
-            var lines = text.components(separatedBy: "\n")
-            for i in lines.indices where (i > 0 || first) && (blank || !lines[i].allSatisfy({ $0 == " " || $0 == "\t" }) || lines[i].isEmpty && blank) {
-                if lines[i].isEmpty && !blank { continue }
-                lines[i] = prefix + lines[i]
-            }
-            return .string(lines.joined(separator: "\n"))
-        case "unique":
-            var seen: [JinjaValue] = []
-            for item in try iterate(value) {
-                let key: JinjaValue = { if case .string(let s) = item { return .string(s.lowercased()) }; return item }()
-                if !seen.contains(where: { existing in
-                    let k2: JinjaValue = { if case .string(let s) = existing { return .string(s.lowercased()) }; return existing }()
-                    return k2.pythonEquals(key)
-                }) { seen.append(item) }
-            }
-            return .array(seen)
-        case "round":
-            guard let number = value.numericValue else { throw fail("round expects a number, got '\(value.typeName)'") }
-            let precision = min(max(arg(0, "precision")?.intValue ?? 0, -300), 30)
-            let method = arg(1, "method")?.printed ?? "common"
-            let scale = pow(10.0, Double(precision))
-            let rule: FloatingPointRoundingRule
-            switch method {
-            case "common": rule = .toNearestOrEven
-            case "ceil": rule = .up
-            case "floor": rule = .down
-            default: throw fail("method must be common, ceil or floor")
-            }
-            if rule == .toNearestOrEven {
-                // Python's round() rounds the exact decimal value; formatting gives that correctly.
-                let text = String(format: "%.\(max(0, precision))f", number)
-                if precision >= 0, let d = Double(text) {
-                    let scaled = number * scale
-                    if abs(scaled - scaled.rounded(.towardZero)) == 0.5 { return .double((scaled.rounded(.toNearestOrEven)) / scale) }
-                    return .double(d)
-                }
-            }
-            return .double((number * scale).rounded(rule) / scale)
-        case "abs":
-            switch value {
-            case .int(let i): guard i != Int.min else { throw fail("integer overflow in abs") }; return .int(abs(i))
-            case .bool(let b): return .int(b ? 1 : 0)
-            case .double(let d): return .double(abs(d))
-            default: throw fail("bad operand type for abs(): '\(value.typeName)'")
-            }
-        case "sort":
-            let reverse = arg(0, "reverse")?.isTruthy ?? false
-            let caseSensitive = arg(1, "case_sensitive")?.isTruthy ?? false
-            let attribute = arg(2, "attribute")
-            return .array(try stableSort(try iterate(value), reverse: reverse) { item in
-                let key = try attribute.map { try attributeOrItem(item, $0) } ?? item
-                if !caseSensitive, case .string(let s) = key { return .string(s.lowercased()) }
-                return key
-            })
-        case "reverse":
-            if case .string(let s) = value {
-                var view = String.UnicodeScalarView()
-                view.append(contentsOf: s.unicodeScalars.reversed())
-                return .string(String(view))
-            }
-            return .array(try iterate(value).reversed())
-        case "sum":
-            var total: JinjaValue = arg(1, "start") ?? .int(0)
-            let attribute = arg(0, "attribute")
-            for item in try iterate(value) { total = try binary("+", total, try attribute.map { try attributeOrItem(item, $0) } ?? item) }
-            return total
-        case "max", "min":
-            let items = try iterate(value)
-            guard var best = items.first else { return .undefined(name) }
-            for item in items.dropFirst() where try compare(name == "max" ? ">" : "<", item, best) { best = item }
-            return best
+        case "items": return try filterItems(a)
+        case "dictsort": return try filterDictsort(a)
+        case "indent": return try filterIndent(a)
+        case "unique": return try filterUnique(a)
+        case "round": return try filterRound(a)
+        case "abs": return try filterAbsolute(a)
+        case "sort": return try filterSort(a)
+        case "reverse": return try filterReverse(a)
+        case "sum": return try filterSum(a)
+        case "max", "min": return try filterExtreme(a)
         case "wordcount":
             return .int(value.printed.split(whereSeparator: { $0.isWhitespace }).count)
-        case "center":
-            let width = min(arg(0, "width")?.intValue ?? 80, 1_000_000)
-            let text = value.printed
-            let total = max(0, width - text.unicodeScalars.count)
-            let left = total / 2 + (total % 2 == 1 && width % 2 == 1 ? 1 : 0)
-            return .string(String(repeating: " ", count: left) + text + String(repeating: " ", count: total - left))
-        case "map":
-            let items = try iterate(value)
-            if let attribute = keywords.first(where: { $0.0 == "attribute" })?.1 {
-                let fallback = keywords.first { $0.0 == "default" }?.1
-                return .array(try items.map { item in
-                    let v = try attributeOrItem(item, attribute)
-                    if v.isUndefined, let fallback { return fallback }
-                    return v
-                })
-            }
-            guard let filterName = positional.first?.printed else { throw fail("map requires a filter name or attribute") }
-            guard Self.knownFilters.contains(filterName) else { throw fail("No filter named '\(filterName)'.") }
-            let rest = Array(positional.dropFirst())
-            return .array(try items.map { try applyFilter(filterName, $0, rest, keywords, scope: scope) })
-        case "select", "reject":
-            let keep = name == "select"
-            return .array(try iterate(value).filter { item in
-                let passes: Bool
-                if let testName = positional.first?.printed {
-                    guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
-                    passes = try applyTest(testName, item, Array(positional.dropFirst()))
-                } else {
-                    passes = item.isTruthy
-                }
-                return passes == keep
-            })
-        case "selectattr", "rejectattr":
-            let keep = name == "selectattr"
-            guard let attribute = positional.first else { throw fail("\(name) requires an attribute name") }
-            return .array(try iterate(value).filter { item in
-                let v = try attributeOrItem(item, attribute)
-                let passes: Bool
-                if positional.count > 1 {
-                    let testName = positional[1].printed
-                    guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
-                    passes = try applyTest(testName, v, Array(positional.dropFirst(2)))
-                } else {
-                    passes = v.isTruthy
-                }
-                return passes == keep
-            })
+        case "center": return try filterCenter(a)
+        case "map": return try filterMap(a, scope: scope)
+        case "select", "reject": return try filterSelect(a)
+        case "selectattr", "rejectattr": return try filterSelectAttribute(a)
         default:
             throw fail("No filter named '\(name)'.")
         }
+    }
+
+    /// `length`, `count`.
+    private func filterLength(_ a: FilterArguments) throws -> JinjaValue {
+        switch a.value {
+        case .string(let s): return .int(s.unicodeScalars.count)
+        case .array(let a), .tuple(let a): return .int(a.count)
+        case .object(let o): return .int(o.count)
+        case .undefined: return .int(0)
+        case .namespace(let ns): return .int(ns.attributes.count)
+        default: throw fail("object of type '\(a.value.typeName)' has no len()")
+        }
+    }
+
+    /// `join`.
+    private func filterJoin(_ a: FilterArguments) throws -> JinjaValue {
+        let separator = a.arg(0, "d")?.printed ?? ""
+        var items = try iterate(a.value)
+        if let attribute = a.arg(1, "attribute") { items = try items.map { try attributeOrItem($0, attribute) } }
+        return .string(items.map(\.printed).joined(separator: separator))
+    }
+
+    /// `replace`.
+    private func filterReplace(_ a: FilterArguments) throws -> JinjaValue {
+        guard let old = a.arg(0, "old"), let new = a.arg(1, "new") else { throw fail("replace needs old and new") }
+        let count = a.arg(2, "count")?.intValue
+        return .string(pythonReplace(a.value.printed, old.printed, new.printed, count: count))
+    }
+
+    /// `default`, `d`.
+    private func filterDefaultValue(_ a: FilterArguments) throws -> JinjaValue {
+        let fallback = a.arg(0, "default_value") ?? .string("")
+        let boolean = a.arg(1, "boolean")?.isTruthy ?? false
+        if a.value.isUndefined || (boolean && !a.value.isTruthy) { return fallback }
+        return a.value
+    }
+
+    /// `tojson`.
+    private func filterToJSON(_ a: FilterArguments) throws -> JinjaValue {
+        let indent = a.arg(0, "indent").flatMap { $0.intValue }.map { min(max($0, 0), 1000) }
+        let sortKeys = a.keywords.first { $0.0 == "sort_keys" }?.1.isTruthy ?? false
+        let ensureASCII = a.keywords.first { $0.0 == "ensure_ascii" }?.1.isTruthy ?? false
+        var itemSeparator: String? = nil
+        var keySeparator: String? = nil
+        if let separators = a.keywords.first(where: { $0.0 == "separators" })?.1, case .none = separators {} else if
+            let separators = a.keywords.first(where: { $0.0 == "separators" })?.1 {
+            let parts = try iterate(separators)
+            guard parts.count == 2 else { throw fail("tojson separators must be a pair") }
+            itemSeparator = parts[0].printed
+            keySeparator = parts[1].printed
+        }
+        do {
+            return .string(try a.value.toJSON(indent: indent, sortKeys: sortKeys, itemSeparator: itemSeparator,
+                                            keySeparator: keySeparator, ensureASCII: ensureASCII))
+        } catch let error as ANELMError {
+            throw fail(error.message)
+        }
+    }
+
+    /// `string`, `safe`, `e`, `escape`.
+    private func filterStringOrEscape(_ a: FilterArguments) throws -> JinjaValue {
+        if a.name == "string" || a.name == "safe" { return a.value.isUndefined ? .string("") : (a.name == "safe" ? a.value : .string(a.value.printed)) }
+        return .string(a.value.printed.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"))
+    }
+
+    /// `int`.
+    private func filterToInt(_ a: FilterArguments) throws -> JinjaValue {
+        let fallback = a.arg(0, "default") ?? .int(0)
+        switch a.value {
+        case .int, .bool: return .int(a.value.intValue ?? 0)
+        case .double(let d): return d.isFinite && abs(d) < 9e18 ? .int(Int(d)) : fallback
+        case .string(let s):
+            let t = s.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: "")
+            if let i = Int(t) { return .int(i) }
+            if let d = Double(t), d.isFinite, abs(d) < 9e18 { return .int(Int(d)) }
+            return fallback
+        default: return fallback
+        }
+    }
+
+    /// `float`.
+    private func filterToFloat(_ a: FilterArguments) throws -> JinjaValue {
+        let fallback = a.arg(0, "default") ?? .double(0)
+        switch a.value {
+        case .int, .bool, .double: return .double(a.value.numericValue ?? 0)
+        case .string(let s): return Double(s.trimmingCharacters(in: .whitespaces)).map { .double($0) } ?? fallback
+        default: return fallback
+        }
+    }
+
+    /// `items`.
+    private func filterItems(_ a: FilterArguments) throws -> JinjaValue {
+        switch a.value {
+        case .object(let o): return .array(o.pairs.map { .tuple([.string($0.0), $0.1]) })
+        case .undefined: return .array([])
+        default: throw fail("items filter expects a mapping, got '\(a.value.typeName)'")
+        }
+    }
+
+    /// `dictsort`.
+    private func filterDictsort(_ a: FilterArguments) throws -> JinjaValue {
+        guard case .object(let o) = a.value else { throw fail("dictsort expects a mapping, got '\(a.value.typeName)'") }
+        let caseSensitive = a.arg(0, "case_sensitive")?.isTruthy ?? false
+        let byValue = a.arg(1, "by")?.printed == "value"
+        let reverse = a.arg(2, "reverse")?.isTruthy ?? false
+        var pairs = o.pairs.map { JinjaValue.tuple([.string($0.0), $0.1]) }
+        pairs = try stableSort(pairs, reverse: reverse) { item in
+            guard case .tuple(let kv) = item else { return item }
+            let key = byValue ? kv[1] : kv[0]
+            if !caseSensitive, case .string(let s) = key { return .string(s.lowercased()) }
+            return key
+        }
+        return .array(pairs)
+    }
+
+    /// `indent`.
+    private func filterIndent(_ a: FilterArguments) throws -> JinjaValue {
+        let widthValue = a.arg(0, "width") ?? .int(4)
+        let prefix: String
+        if case .string(let s) = widthValue { prefix = s } else { prefix = String(repeating: " ", count: min(max(0, widthValue.intValue ?? 4), 1000)) }
+        let first = a.arg(1, "first")?.isTruthy ?? false
+        let blank = a.arg(2, "blank")?.isTruthy ?? false
+        let text = a.value.printed
+        var lines = text.components(separatedBy: "\n")
+        for i in lines.indices where (i > 0 || first) && (blank || !lines[i].allSatisfy({ $0 == " " || $0 == "\t" }) || lines[i].isEmpty && blank) {
+            if lines[i].isEmpty && !blank { continue }
+            lines[i] = prefix + lines[i]
+        }
+        return .string(lines.joined(separator: "\n"))
+    }
+
+    /// `unique`.
+    private func filterUnique(_ a: FilterArguments) throws -> JinjaValue {
+        var seen: [JinjaValue] = []
+        for item in try iterate(a.value) {
+            let key: JinjaValue = { if case .string(let s) = item { return .string(s.lowercased()) }; return item }()
+            if !seen.contains(where: { existing in
+                let k2: JinjaValue = { if case .string(let s) = existing { return .string(s.lowercased()) }; return existing }()
+                return k2.pythonEquals(key)
+            }) { seen.append(item) }
+        }
+        return .array(seen)
+    }
+
+    /// `round`.
+    private func filterRound(_ a: FilterArguments) throws -> JinjaValue {
+        guard let number = a.value.numericValue else { throw fail("round expects a number, got '\(a.value.typeName)'") }
+        let precision = min(max(a.arg(0, "precision")?.intValue ?? 0, -300), 30)
+        let method = a.arg(1, "method")?.printed ?? "common"
+        let scale = pow(10.0, Double(precision))
+        let rule: FloatingPointRoundingRule
+        switch method {
+        case "common": rule = .toNearestOrEven
+        case "ceil": rule = .up
+        case "floor": rule = .down
+        default: throw fail("method must be common, ceil or floor")
+        }
+        if rule == .toNearestOrEven {
+            // Python's round() rounds the exact decimal a.value; formatting gives that correctly.
+            let text = String(format: "%.\(max(0, precision))f", number)
+            if precision >= 0, let d = Double(text) {
+                let scaled = number * scale
+                if abs(scaled - scaled.rounded(.towardZero)) == 0.5 { return .double((scaled.rounded(.toNearestOrEven)) / scale) }
+                return .double(d)
+            }
+        }
+        return .double((number * scale).rounded(rule) / scale)
+    }
+
+    /// `abs`.
+    private func filterAbsolute(_ a: FilterArguments) throws -> JinjaValue {
+        switch a.value {
+        case .int(let i): guard i != Int.min else { throw fail("integer overflow in abs") }; return .int(abs(i))
+        case .bool(let b): return .int(b ? 1 : 0)
+        case .double(let d): return .double(abs(d))
+        default: throw fail("bad operand type for abs(): '\(a.value.typeName)'")
+        }
+    }
+
+    /// `sort`.
+    private func filterSort(_ a: FilterArguments) throws -> JinjaValue {
+        let reverse = a.arg(0, "reverse")?.isTruthy ?? false
+        let caseSensitive = a.arg(1, "case_sensitive")?.isTruthy ?? false
+        let attribute = a.arg(2, "attribute")
+        return .array(try stableSort(try iterate(a.value), reverse: reverse) { item in
+            let key = try attribute.map { try attributeOrItem(item, $0) } ?? item
+            if !caseSensitive, case .string(let s) = key { return .string(s.lowercased()) }
+            return key
+        })
+    }
+
+    /// `reverse`.
+    private func filterReverse(_ a: FilterArguments) throws -> JinjaValue {
+        if case .string(let s) = a.value {
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: s.unicodeScalars.reversed())
+            return .string(String(view))
+        }
+        return .array(try iterate(a.value).reversed())
+    }
+
+    /// `sum`.
+    private func filterSum(_ a: FilterArguments) throws -> JinjaValue {
+        var total: JinjaValue = a.arg(1, "start") ?? .int(0)
+        let attribute = a.arg(0, "attribute")
+        for item in try iterate(a.value) { total = try binary("+", total, try attribute.map { try attributeOrItem(item, $0) } ?? item) }
+        return total
+    }
+
+    /// `max`, `min`.
+    private func filterExtreme(_ a: FilterArguments) throws -> JinjaValue {
+        let items = try iterate(a.value)
+        guard var best = items.first else { return .undefined(a.name) }
+        for item in items.dropFirst() where try compare(a.name == "max" ? ">" : "<", item, best) { best = item }
+        return best
+    }
+
+    /// `center`.
+    private func filterCenter(_ a: FilterArguments) throws -> JinjaValue {
+        let width = min(a.arg(0, "width")?.intValue ?? 80, 1_000_000)
+        let text = a.value.printed
+        let total = max(0, width - text.unicodeScalars.count)
+        let left = total / 2 + (total % 2 == 1 && width % 2 == 1 ? 1 : 0)
+        return .string(String(repeating: " ", count: left) + text + String(repeating: " ", count: total - left))
+    }
+
+    /// `map`.
+    private func filterMap(_ a: FilterArguments, scope: JinjaScope) throws -> JinjaValue {
+        let items = try iterate(a.value)
+        if let attribute = a.keywords.first(where: { $0.0 == "attribute" })?.1 {
+            let fallback = a.keywords.first { $0.0 == "default" }?.1
+            return .array(try items.map { item in
+                let v = try attributeOrItem(item, attribute)
+                if v.isUndefined, let fallback { return fallback }
+                return v
+            })
+        }
+        guard let filterName = a.positional.first?.printed else { throw fail("map requires a filter name or attribute") }
+        guard Self.knownFilters.contains(filterName) else { throw fail("No filter named '\(filterName)'.") }
+        let rest = Array(a.positional.dropFirst())
+        return .array(try items.map { try applyFilter(filterName, $0, rest, a.keywords, scope: scope) })
+    }
+
+    /// `select`, `reject`.
+    private func filterSelect(_ a: FilterArguments) throws -> JinjaValue {
+        let keep = a.name == "select"
+        return .array(try iterate(a.value).filter { item in
+            let passes: Bool
+            if let testName = a.positional.first?.printed {
+                guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
+                passes = try applyTest(testName, item, Array(a.positional.dropFirst()))
+            } else {
+                passes = item.isTruthy
+            }
+            return passes == keep
+        })
+    }
+
+    /// `selectattr`, `rejectattr`.
+    private func filterSelectAttribute(_ a: FilterArguments) throws -> JinjaValue {
+        let keep = a.name == "selectattr"
+        guard let attribute = a.positional.first else { throw fail("\(a.name) requires an attribute name") }
+        return .array(try iterate(a.value).filter { item in
+            let v = try attributeOrItem(item, attribute)
+            let passes: Bool
+            if a.positional.count > 1 {
+                let testName = a.positional[1].printed
+                guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
+                passes = try applyTest(testName, v, Array(a.positional.dropFirst(2)))
+            } else {
+                passes = v.isTruthy
+            }
+            return passes == keep
+        })
     }
 
     /// jinja2's `environment.getattr`/`getitem` for filter `attribute=` arguments (dotted paths allowed).
@@ -553,4 +636,18 @@ private func pythonFormat(_ format: String, _ args: [JinjaValue], _ kwargs: [(St
         }
     }
     return out
+}
+
+/// A filter call: the filter's name, the value it filters, and its arguments.
+struct FilterArguments {
+    let name: String
+    let value: JinjaValue
+    let positional: [JinjaValue]
+    let keywords: [(String, JinjaValue)]
+
+    /// The argument at position `index`, else the keyword argument `keyword`.
+    func arg(_ index: Int, _ keyword: String) -> JinjaValue? {
+        if index < positional.count { return positional[index] }
+        return keywords.first { $0.0 == keyword }?.1
+    }
 }

@@ -199,6 +199,45 @@ public final class XLSTMModel: LanguageModel {
     }
 
     public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
+        let state = try checked(tokens, state)
+        // transformers runs inputs longer than max_inference_chunksize piece by piece through all blocks.
+        let pieceSize = configuration.maxInferenceChunkSize
+        var logits: [Float] = []
+        var start = 0
+        while start < tokens.count {
+            let end = min(start + pieceSize, tokens.count)
+            let pieceLogits = forwardPiece(Array(tokens[start..<end]), sequences: [(0..<(end - start), state)], allPositions: allPositions)
+            if allPositions { logits += pieceLogits } else { logits = pieceLogits }
+            start = end
+        }
+        return logits
+    }
+
+    /// The sequences' recurrent states advanced in one pass: projections and feed-forward over every row, the
+    /// cell per sequence over its own rows. Inputs longer than one piece run one sequence at a time.
+    public func forward(batch: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
+        guard !batch.isEmpty else { throw ANELMError("forward needs at least one sequence") }
+        let states = try batch.map { try checked($0.tokens, $0.state) }
+        for (i, s) in states.enumerated() where states[..<i].contains(where: { $0 === s }) { throw ANELMError("a state appears twice in one batch") }
+        guard batch.allSatisfy({ $0.tokens.count <= configuration.maxInferenceChunkSize }) else {
+            return try batch.map { try forward($0.tokens, state: $0.state, allPositions: allPositions) }
+        }
+        var sequences: [(rows: Range<Int>, state: XLSTMState)] = [], tokens: [Int] = []
+        for (input, state) in zip(batch, states) {
+            sequences.append((tokens.count..<(tokens.count + input.tokens.count), state))
+            tokens += input.tokens
+        }
+        let logits = forwardPiece(tokens, sequences: sequences, allPositions: allPositions)
+        var start = 0
+        return sequences.map { sequence in
+            let size = (allPositions ? sequence.rows.count : 1) * vocabularySize
+            defer { start += size }
+            return Array(logits[start..<(start + size)])
+        }
+    }
+
+    /// `state` as this model's state, after checking the tokens that will run on it.
+    private func checked(_ tokens: [Int], _ state: ModelState) throws -> XLSTMState {
         guard let state = state as? XLSTMState, state.layers.count == blocks.count, state.floatsPerLayer == configuration.stateFloatsPerLayer else {
             throw ANELMError("state does not belong to this xLSTM model")
         }
@@ -209,20 +248,11 @@ public final class XLSTMModel: LanguageModel {
         guard state.count + tokens.count <= contextLength else {
             throw ANELMError("sequence of \(state.count + tokens.count) tokens exceeds the context length of \(contextLength)")
         }
-        // transformers runs inputs longer than max_inference_chunksize piece by piece through all blocks.
-        let pieceSize = configuration.maxInferenceChunkSize
-        var logits: [Float] = []
-        var start = 0
-        while start < tokens.count {
-            let end = min(start + pieceSize, tokens.count)
-            let pieceLogits = try forwardPiece(Array(tokens[start..<end]), state: state, allPositions: allPositions)
-            if allPositions { logits += pieceLogits } else { logits = pieceLogits }
-            start = end
-        }
-        return logits
+        return state
     }
 
-    private func forwardPiece(_ tokens: [Int], state: XLSTMState, allPositions: Bool) throws -> [Float] {
+    /// One piece of every sequence (`tokens` holds their rows, in order), through all blocks.
+    private func forwardPiece(_ tokens: [Int], sequences: [(rows: Range<Int>, state: XLSTMState)], allPositions: Bool) -> [Float] {
         let c = configuration
         let n = tokens.count, hidden = c.hiddenSize
         let x = FloatBuffer(n * hidden)                 // residual stream
@@ -231,7 +261,7 @@ public final class XLSTMModel: LanguageModel {
         let h = FloatBuffer(n * c.vDim)
         let projected = FloatBuffer(n * hidden)
         let gate = FloatBuffer(n * c.ffnDim), up = FloatBuffer(n * c.ffnDim)
-        let gateUp = c.weightMode == "fused" ? FloatBuffer(n * 2 * c.ffnDim) : nil
+        let gateUp = FloatBuffer(c.weightMode == "fused" ? n * 2 * c.ffnDim : 1)
 
         for (i, token) in tokens.enumerated() { embedding.dequantizeRow(token, into: x.pointer + i * hidden) }
 
@@ -243,7 +273,7 @@ public final class XLSTMModel: LanguageModel {
                 softCap(cell.inputGate.pointer, count: n * c.numHeads, cap: cap)
                 softCap(cell.forgetGate.pointer, count: n * c.numHeads, cap: cap)
             }
-            runCell(cell, state: state.layers[l].pointer, into: h.pointer)
+            for sequence in sequences { runCell(cell, rows: sequence.rows, state: sequence.state.layers[l].pointer, into: h.pointer) }
             block.outputNorm(h.pointer, rows: n)
             for j in 0..<(n * c.vDim) { h.pointer[j] *= sigmoid(cell.outputGate.pointer[j]) }
             block.outProjection(h.pointer, tokens: n, into: projected.pointer, pool: pool)
@@ -258,7 +288,6 @@ public final class XLSTMModel: LanguageModel {
                 Kernels.siluMul(gate: gate.pointer, up: up.pointer, count: n * c.ffnDim)
                 down(gate.pointer, tokens: n, into: projected.pointer, pool: pool)
             case .fused(let gu, let down):
-                guard let gateUp else { throw ANELMError("internal: fused feed-forward without its buffer") }
                 gu(xn.pointer, tokens: n, into: gateUp.pointer, pool: pool)
                 for t in 0..<n {
                     let row = gateUp.pointer + t * 2 * c.ffnDim
@@ -270,34 +299,36 @@ public final class XLSTMModel: LanguageModel {
             }
             Kernels.addInPlace(x.pointer, projected.pointer, count: n * hidden)
         }
-        state.advance(by: n)
+        for sequence in sequences { sequence.state.advance(by: sequence.rows.count) }
 
-        let first = allPositions ? 0 : n - 1
-        let rows = n - first
-        outputNorm(x.pointer + first * hidden, rows: rows, into: xn.pointer)
-        var logits = [Float](repeating: 0, count: rows * c.vocabSize)
+        // Final norm and logits of each sequence's last row, or of every row.
+        let rows = allPositions ? Array(0..<n) : sequences.map { $0.rows.upperBound - 1 }
+        for (i, row) in rows.enumerated() { outputNorm(x.pointer + row * hidden, rows: 1, into: xn.pointer + i * hidden) }
+        var logits = [Float](repeating: 0, count: rows.count * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
-            output(xn.pointer, tokens: rows, into: out.baseAddress!, pool: pool)
-            if let cap = c.outputLogitSoftCap { softCap(out.baseAddress!, count: out.count, cap: cap) }
+            guard let base = out.baseAddress else { return }
+            output(xn.pointer, tokens: rows.count, into: base, pool: pool)
+            if let cap = c.outputLogitSoftCap { softCap(base, count: out.count, cap: cap) }
         }
         return logits
     }
 
-    /// The mLSTM cell of one layer over `n` tokens, as transformers' inference mode runs it: the chunkwise kernel
-    /// over the first ⌊n / chunk⌋ · chunk tokens, then the recurrent step for the rest (and for n == 1).
-    private func runCell(_ cell: XLSTMCellInputs, state: UnsafeMutablePointer<Float>, into h: UnsafeMutablePointer<Float>) {
+    /// The mLSTM cell of one layer over one sequence's `rows` (n of them), as transformers' inference mode runs
+    /// it: the chunkwise kernel over the first ⌊n / chunk⌋ · chunk tokens, then the recurrent step for the rest
+    /// (and for n == 1).
+    private func runCell(_ cell: XLSTMCellInputs, rows: Range<Int>, state: UnsafeMutablePointer<Float>, into h: UnsafeMutablePointer<Float>) {
         let c = configuration
         let chunk = c.chunkSize
-        let chunked = cell.n > 1 ? cell.n / chunk * chunk : 0
+        let chunked = rows.count > 1 ? rows.count / chunk * chunk : 0
         let perHead = c.qkHeadDim * c.vHeadDim + c.qkHeadDim + 1
         pool.parallelFor(c.numHeads) { head in
             let headState = MLSTMHeadState(base: state + head * perHead, qkDim: c.qkHeadDim, vDim: c.vHeadDim)
-            var t = 0
-            while t < chunked {
+            var t = rows.lowerBound
+            while t < rows.lowerBound + chunked {
                 mlstmChunk(cell, head: head, start: t, length: chunk, state: headState, into: h)
                 t += chunk
             }
-            while t < cell.n {
+            while t < rows.upperBound {
                 mlstmStep(cell, head: head, token: t, state: headState, into: h)
                 t += 1
             }

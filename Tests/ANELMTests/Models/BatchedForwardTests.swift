@@ -106,3 +106,15 @@ final class BatchedForwardTests: XCTestCase {
         XCTAssertEqual(state.count, 0, "a refused batch leaves its states as they were")
     }
 }
+
+extension BatchedForwardTests {
+    /// xLSTM batches its recurrent states: prompts longer and shorter than a chunk, decoding next to prefill.
+    func testXLSTMRecurrentStatesF32() throws {
+        for name in ["tiny-xlstm", "tiny-xlstm-fused", "tiny-xlstm-odd", "tiny-xlstm-capped"] {
+            let loaded = try ModelLoader.load(fixture(name), options: LoadOptions(precision: .f32, threads: 2))
+            let v = loaded.model.vocabularySize
+            XCTAssertLessThanOrEqual(try compare(loaded.model, schedule: mixedSchedule(vocabulary: v)), 1e-5, name)
+            XCTAssertLessThanOrEqual(try compare(loaded.model, schedule: mixedSchedule(vocabulary: v), allPositions: true), 1e-5, name)
+        }
+    }
+}
