@@ -16,12 +16,21 @@ struct ANELMCommand: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let error as ANELMError {
-            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
-            Foundation.exit(1)
+            fail(error.message)
+        } catch let error as CocoaError {
+            fail(error.localizedDescription)   // a file that could not be read or written, said as Foundation says it
+        } catch let error as POSIXError {
+            fail(error.localizedDescription)
         } catch {
             exit(withError: error)
         }
     }
+}
+
+/// One `error:` line (control characters escaped, as ANELMError does) and exit code 1.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("error: \(ANELMError(message).message)\n".utf8))
+    Foundation.exit(1)
 }
 
 /// Options shared by the commands that load a model.
@@ -29,13 +38,13 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A .gguf file or a Hugging Face folder (default: SmolLM2-135M-Instruct, installed on first use).")
     var model: String?
 
-    @Option(name: .long, help: "Worker threads (default: physical cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker threads (default: physical cores; at most the cores this machine has).")
     var threads: Int?
 
     @Option(name: .long, help: "auto (weights as stored, fast) or f32 (every weight dequantized, reference-exact).")
     var precision: String = "auto"
 
-    @Option(name: .long, help: "Maximum context length in tokens (default: the model's).")
+    @Option(name: .long, parsing: .unconditional, help: "Maximum context length in tokens (default: the model's).")
     var context: Int?
 
     @Option(name: .long, help: "cpu (anelm's kernels) or coreml (a package made by export-coreml, run by Core ML with the Neural Engine; macOS 15 / iOS 18).")
@@ -55,7 +64,15 @@ struct ModelOptions: ParsableArguments {
         guard let p = Precision(rawValue: precision) else {
             throw ANELMError("--precision must be one of: \(Precision.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        return try ModelLoader.load(try modelPath(), options: LoadOptions(precision: p, threads: threads, contextLength: context))
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let threads, threads > cores {
+            printError("warning: --threads \(threads) is more than the \(cores) cores this machine has; using \(cores)")
+        }
+        let loaded = try ModelLoader.load(try modelPath(), options: LoadOptions(precision: p, threads: threads.map { min($0, cores) }, contextLength: context))
+        if let context, context > loaded.model.contextLength {
+            printError("warning: --context \(context) is longer than the \(loaded.model.contextLength) positions the model was trained for; using \(loaded.model.contextLength)")
+        }
+        return loaded
     }
 
     /// An exported .mlpackage on Core ML; the package fixes precision, context and compute placement.
@@ -75,13 +92,13 @@ struct ModelOptions: ParsableArguments {
 
 /// Options that shape sampling and stopping.
 struct SamplingOptions: ParsableArguments {
-    @Option(name: .long, help: "Tokens to generate at most.") var maxTokens: Int = 256
-    @Option(name: .long, help: "0 = greedy.") var temperature: Float = 0
-    @Option(name: .long) var topK: Int = 0
-    @Option(name: .long) var topP: Float = 1
-    @Option(name: .long) var minP: Float = 0
-    @Option(name: .long) var repetitionPenalty: Float = 1
-    @Option(name: .long, help: "Random seed: the same seed gives the same text.") var seed: UInt64?
+    @Option(name: .long, parsing: .unconditional, help: "Tokens to generate at most.") var maxTokens: Int = 256
+    @Option(name: .long, parsing: .unconditional, help: "0 = greedy.") var temperature: Float = 0
+    @Option(name: .long, parsing: .unconditional) var topK: Int = 0
+    @Option(name: .long, parsing: .unconditional) var topP: Float = 1
+    @Option(name: .long, parsing: .unconditional) var minP: Float = 0
+    @Option(name: .long, parsing: .unconditional) var repetitionPenalty: Float = 1
+    @Option(name: .long, parsing: .unconditional, help: "Random seed: the same seed gives the same text.") var seed: UInt64?
     @Option(name: .long, help: "Stop when this text appears (repeatable).") var stop: [String] = []
     @Flag(name: .long, help: "Keep going past end-of-sequence tokens.") var ignoreEos = false
 

@@ -51,7 +51,7 @@ public enum ANELowering {
 
     static func lowering(_ loaded: LoadedModel) throws -> ANEModelLowering {
         guard let lowering = ModelRegistry.family(named: loaded.architecture)?.aneLowering?(loaded.model) else {
-            throw ANELMError("ANE lowering does not support architecture '\(loaded.architecture)' (supported: \(supportedArchitectures.joined(separator: ", ")))")
+            throw ANELMError("ANE lowering does not support architecture \(quoted(loaded.architecture)) (supported: \(supportedArchitectures.joined(separator: ", ")))")
         }
         return lowering
     }

@@ -110,25 +110,25 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         for _ in 0..<tensorCount {
             let tensorName = try Self.readString(&r)
             let dimCount = Int(try r.read(UInt32.self))
-            guard dimCount >= 1, dimCount <= 4 else { throw ANELMError("\(name): tensor '\(tensorName)' has \(dimCount) dimensions") }
+            guard dimCount >= 1, dimCount <= 4 else { throw ANELMError("\(name): tensor \(quoted(tensorName)) has \(dimCount) dimensions") }
             var dims: [Int] = []
             for _ in 0..<dimCount {
                 let d = try r.read(UInt64.self)
-                guard d >= 1, d <= 1 << 40 else { throw ANELMError("\(name): tensor '\(tensorName)' has dimension \(d)") }
+                guard d >= 1, d <= 1 << 40 else { throw ANELMError("\(name): tensor \(quoted(tensorName)) has dimension \(d)") }
                 dims.append(Int(d))
             }
             let type = try r.read(UInt32.self)
             let offset = try r.read(UInt64.self)
-            guard offset <= UInt64(file.bytes.count) else { throw ANELMError("\(name): tensor '\(tensorName)' offset \(offset) is past the end of the file") }
+            guard offset <= UInt64(file.bytes.count) else { throw ANELMError("\(name): tensor \(quoted(tensorName)) offset \(offset) is past the end of the file") }
             var elements = 1
             for d in dims {
                 let (p, overflow) = elements.multipliedReportingOverflow(by: d)
-                guard !overflow else { throw ANELMError("\(name): tensor '\(tensorName)' is too large") }
+                guard !overflow else { throw ANELMError("\(name): tensor \(quoted(tensorName)) is too large") }
                 elements = p
             }
             let size = TensorType(rawValue: type).flatMap { $0.byteCount(elements: elements) } ?? 0
             let info = GGUFTensorInfo(name: tensorName, shape: dims.reversed(), ggmlType: type, offset: Int(offset), byteSize: size)
-            guard byName.updateValue(info, forKey: tensorName) == nil else { throw ANELMError("\(name): tensor '\(tensorName)' appears twice") }
+            guard byName.updateValue(info, forKey: tensorName) == nil else { throw ANELMError("\(name): tensor \(quoted(tensorName)) appears twice") }
             infos.append(info)
         }
         tensorInfos = infos
@@ -137,10 +137,10 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         guard !overflow else { throw ANELMError("\(name): bad header size") }
         dataOffset = aligned / alignment * alignment
         for info in infos where TensorType(rawValue: info.ggmlType) != nil {
-            guard info.offset % alignment == 0 else { throw ANELMError("\(name): tensor '\(info.name)' is not aligned to \(alignment) bytes") }
+            guard info.offset % alignment == 0 else { throw ANELMError("\(name): tensor \(quoted(info.name)) is not aligned to \(alignment) bytes") }
             guard dataOffset <= file.bytes.count, info.byteSize <= file.bytes.count - dataOffset,
                   info.offset <= file.bytes.count - dataOffset - info.byteSize else {
-                throw ANELMError("\(name): tensor '\(info.name)' (\(info.byteSize) bytes at \(info.offset)) runs past the end of the file; is it truncated?")
+                throw ANELMError("\(name): tensor \(quoted(info.name)) (\(info.byteSize) bytes at \(info.offset)) runs past the end of the file; is it truncated?")
             }
         }
     }
@@ -165,10 +165,10 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
     public func tensor(named name: String) throws -> Tensor? {
         guard let info = infoByName[name] else { return nil }
         guard let type = TensorType(rawValue: info.ggmlType) else {
-            throw ANELMError("tensor '\(name)' has type \(info.typeName), which anelm does not support yet (supported: \(TensorType.allCases.map(\.description).joined(separator: ", ")))")
+            throw ANELMError("tensor \(quoted(name)) has type \(info.typeName), which anelm does not support yet (supported: \(TensorType.allCases.map(\.description).joined(separator: ", ")))")
         }
         guard info.shape.last.map({ $0 % type.blockSize == 0 }) ?? false else {
-            throw ANELMError("tensor '\(name)': row length \(info.shape.last ?? 0) is not a multiple of the \(type) block size (\(type.blockSize))")
+            throw ANELMError("tensor \(quoted(name)): row length \(info.shape.last ?? 0) is not a multiple of the \(type) block size (\(type.blockSize))")
         }
         let start = dataOffset + info.offset
         let data = UnsafeRawBufferPointer(rebasing: file.bytes[start..<(start + info.byteSize)])

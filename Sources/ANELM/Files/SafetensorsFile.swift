@@ -39,13 +39,13 @@ public final class SafetensorsFile: TensorStore, @unchecked Sendable {
             guard let fields = value as? [String: Any], let dtype = fields["dtype"] as? String,
                   let shape = (fields["shape"] as? [Any])?.map({ $0 as? Int }), !shape.contains(where: { $0 == nil }),
                   let offsets = (fields["data_offsets"] as? [Any])?.compactMap({ $0 as? Int }), offsets.count == 2 else {
-                throw ANELMError("\(name): tensor '\(key)' has a malformed header entry")
+                throw ANELMError("\(name): tensor \(quoted(key)) has a malformed header entry")
             }
             let dims = shape.compactMap { $0 }
             guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataLength else {
-                throw ANELMError("\(name): tensor '\(key)' data \(offsets) lies outside the file (\(dataLength) data bytes); is it truncated?")
+                throw ANELMError("\(name): tensor \(quoted(key)) data \(offsets) lies outside the file (\(dataLength) data bytes); is it truncated?")
             }
-            guard dims.allSatisfy({ $0 >= 0 && $0 <= 1 << 40 }) else { throw ANELMError("\(name): tensor '\(key)' has shape \(dims)") }
+            guard dims.allSatisfy({ $0 >= 0 && $0 <= 1 << 40 }) else { throw ANELMError("\(name): tensor \(quoted(key)) has shape \(dims)") }
             entries[key] = Entry(dtype: dtype, shape: dims, range: offsets[0]..<offsets[1])
         }
         self.entries = entries
@@ -60,16 +60,16 @@ public final class SafetensorsFile: TensorStore, @unchecked Sendable {
         case "F32": type = .f32
         case "F16": type = .f16
         case "BF16": type = .bf16
-        default: throw ANELMError("tensor '\(name)' has dtype \(entry.dtype); anelm reads F32, F16 and BF16 safetensors")
+        default: throw ANELMError("tensor \(quoted(name)) has dtype \(quoted(entry.dtype)); anelm reads F32, F16 and BF16 safetensors")
         }
         var elements = 1
         for d in entry.shape {
             let (p, overflow) = elements.multipliedReportingOverflow(by: d)
-            guard !overflow else { throw ANELMError("tensor '\(name)' is too large") }
+            guard !overflow else { throw ANELMError("tensor \(quoted(name)) is too large") }
             elements = p
         }
         guard type.byteCount(elements: elements) == entry.range.count else {
-            throw ANELMError("tensor '\(name)': shape \(entry.shape) of \(entry.dtype) needs \(elements * type.bytesPerBlock) bytes, the file has \(entry.range.count)")
+            throw ANELMError("tensor \(quoted(name)): shape \(entry.shape) of \(entry.dtype) needs \(elements * type.bytesPerBlock) bytes, the file has \(entry.range.count)")
         }
         let start = dataStart + entry.range.lowerBound
         let data = UnsafeRawBufferPointer(rebasing: file.bytes[start..<(start + entry.range.count)])
@@ -88,7 +88,7 @@ public final class SafetensorsCollection: TensorStore, @unchecked Sendable {
         var map: [String: SafetensorsFile] = [:]
         for file in files {
             for name in file.tensorNames {
-                guard map.updateValue(file, forKey: name) == nil else { throw ANELMError("tensor '\(name)' appears in more than one safetensors file") }
+                guard map.updateValue(file, forKey: name) == nil else { throw ANELMError("tensor \(quoted(name)) appears in more than one safetensors file") }
             }
         }
         fileByTensor = map

@@ -101,7 +101,7 @@ public enum ModelRegistry {
     public static func family(of source: ModelSource) throws -> ModelFamily {
         let arch = try source.architecture()
         guard let family = family(named: arch) else {
-            throw ANELMError("unknown architecture '\(arch)'; anelm supports: \(supportedArchitectures.joined(separator: ", "))")
+            throw ANELMError("unknown architecture \(quoted(arch)); anelm supports: \(supportedArchitectures.joined(separator: ", "))")
         }
         return family
     }

@@ -197,7 +197,7 @@ extension Gemma3Configuration: Decodable {
     /// say: every 6th layer is global, local layers use RoPE base 10000.
     public init(gguf file: GGUFFile) throws {
         let p = try GGUFHyperParameters(file)
-        guard p.architecture == "gemma3" else { throw ANELMError("GGUF architecture '\(p.architecture)' is not gemma3") }
+        guard p.architecture == "gemma3" else { throw ANELMError("GGUF architecture \(quoted(p.architecture)) is not gemma3") }
         let hidden = try p.hiddenSize, heads = try p.attentionHeads, layers = try p.int("block_count"), headDim = try p.headDim
         // llama.cpp: Gemma 3 27B (62 layers) scales queries by hidden/heads, the others by head_dim
         // (their query_pre_attn_scalar).
