@@ -502,22 +502,4 @@ void neon_attention(const float *q, long group, long head_dim, const void *keys,
     }
 }
 
-#else
-// Not arm64: never called (anelm_isa_level() is never ANELM_ISA_NEON).
-void neon_f16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
-void neon_bf16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
-void neon_f32_to_f16(const float *src, uint16_t *dst, long n) { (void)src; (void)dst; (void)n; }
-void neon_quantize_q16(const float *x, anelm_block_q16 *out, long n) { (void)x; (void)out; (void)n; }
-float neon_dot(const float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
-void neon_axpy(float a, const float *x, float *y, long n) { (void)a; (void)x; (void)y; (void)n; }
-void neon_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) { (void)gate; (void)up; (void)n; (void)k; (void)c; }
-float neon_softmax(float *x, long n) { (void)x; (void)n; return 0; }
-void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
-    (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out; (void)lse;
-}
-void neon_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
-                      const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long row_begin, long row_end) {
-    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)xq8; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
-}
 #endif

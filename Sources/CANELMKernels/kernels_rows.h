@@ -47,7 +47,7 @@ DEFINE_TILE_OF_FOURS(tile4_f16, dot4_f16, uint16_t, float)
 DEFINE_TILE_OF_FOURS(tile4_bf16, dot4_bf16, uint16_t, float)
 #endif
 
-// Rows [r0, r1) of one weight type against every token: four tokens per pass over two rows at a time
+// Rows [r0, r1) of one weight type against every token: four tokens per pass over TILE_ROWS rows at a time
 // (prefill), the rest one by one. Rows go in chunks of about 16 KB, and each chunk meets every token before the
 // next: the chunk's weights and one group's activations both stay in L1 (row by row over all tokens
 // re-read every token's activations from L2 for each row, and L2 bandwidth bounded prefill).

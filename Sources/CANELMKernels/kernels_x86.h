@@ -1,11 +1,12 @@
-// The x86_64 matrix kernels, written once and compiled three times: kernels_avx2.c (AVX2/FMA/F16C),
-// kernels_avxvnni.c (the same plus AVX-VNNI, whose vpdpwssd fuses one multiply-add and the add of the
-// two halves of a block) and kernels_avx512vnni.c (the same instruction on 256-bit registers through
-// AVX512-VNNI + VL, which CPUs such as AMD Zen 4 have without AVX-VNNI). Before including this file the
-// includer defines ISA_TARGET (the target attribute string), ISA_DPWSSD (the vpdpwssd intrinsic, or
-// none) and ISA_NAME(name) (the exported prefix).
-// (AVX-512 versions were measured and dropped: on the development machine the quantized kernels ran
-// 20–40% slower at 512 bits, whose integer ops issue on fewer ports, and the f16 ones no faster.)
+// The x86_64 matrix kernels, written once and compiled three times, one file per ISA level: kernels_avx2.c
+// (AVX2/FMA/F16C), kernels_avxvnni.c (the same plus AVX-VNNI, whose vpdpwssd fuses one multiply-add and the
+// add of the two halves of a block) and kernels_avx512vnni.c (the same instruction on 256-bit registers
+// through AVX512-VNNI + VL, 32 registers, and the float prefill tile in 512-bit ones). Before including this
+// file the includer defines ISA_TARGET (the target attribute string), ISA_DPWSSD (the vpdpwssd intrinsic,
+// or none) and ISA_NAME(name) (the exported prefix), and may define TILE_ROWS and TILE_ZMM (the float tile's
+// rows and 512-bit vectors); kernels_rows.h, included at the end, defines ISA_NAME(matmul_rows).
+// (The quantized kernels stay at 256 bits: at 512 they ran 20–40% slower on the development machine,
+// whose 512-bit integer ops issue on fewer ports.)
 #include "internal.h"
 #include <immintrin.h>
 #include <string.h>

@@ -2,7 +2,8 @@
 //   kernel_bench block TYPE ROWS COLS TOKENS   ns per (row, token, 32-weight block), weights in L2
 //   kernel_bench model THREADS TOKENS          SmolLM2-135M's matmuls (30 layers of q/k/v, o, gate/up,
 //                                              down as Q4_1 + the Q8_0 output head), one pass: ms and t/s
-// ISA=0|1|2 caps the kernel level (portable, AVX2, AVX-VNNI). Times are the best of repeated runs.
+// ANELM_ISA=portable|avx2|avxvnni|avx512vnni caps the kernel level (as for anelm). Times are the best of
+// repeated runs.
 #include "anelm_kernels.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,8 +72,6 @@ static void run_task(void *ctx, long i) {
 }
 
 int main(int argc, char **argv) {
-    const char *cap = getenv("ISA");
-    if (cap) anelm_limit_isa(atoi(cap));
     srand(1);
     if (argc == 6 && strcmp(argv[1], "block") == 0) {
         int type = atoi(argv[2]);
@@ -88,7 +87,7 @@ int main(int argc, char **argv) {
             anelm_matmul_rows(type, m.w, m.row_bytes, cols, in.x, in.xq, in.xq8, tokens, y, rows, 0, rows);
             t = now() - t; total += t; if (t < best) best = t;
         }
-        printf("type %d, %ldx%ld, %ld tokens, isa %d: %.3f ns per row, token and 32 weights\n", type, rows, cols, tokens, anelm_isa_level(), best / ((double)rows * tokens * cols / 32) * 1e9);
+        printf("type %d, %ldx%ld, %ld tokens, isa %s: %.3f ns per row, token and 32 weights\n", type, rows, cols, tokens, anelm_isa_name(anelm_isa_level()), best / ((double)rows * tokens * cols / 32) * 1e9);
         return 0;
     }
     if (argc == 4 && strcmp(argv[1], "model") == 0) {
@@ -119,7 +118,7 @@ int main(int argc, char **argv) {
             t = now() - t;
             if (it > 0 && t < best) best = t;
         }
-        printf("%d threads, %ld tokens per pass, isa %d: %.2f ms per pass, %.0f tokens/s\n", threads, tokens, anelm_isa_level(), best * 1e3, tokens / best);
+        printf("%d threads, %ld tokens per pass, isa %s: %.2f ms per pass, %.0f tokens/s\n", threads, tokens, anelm_isa_name(anelm_isa_level()), best * 1e3, tokens / best);
         anelm_pool_destroy(pool);
         return 0;
     }

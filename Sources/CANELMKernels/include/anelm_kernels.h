@@ -17,15 +17,25 @@ enum {
     ANELM_Q4_K = 12, ANELM_Q5_K = 13, ANELM_Q6_K = 14, ANELM_BF16 = 30
 };
 
-/// The vector ISA the kernels use: the best the CPU runs, unless capped by anelm_limit_isa. Each
-/// architecture climbs its own levels from portable: x86_64 AVX2 then 256-bit VNNI (AVX-VNNI, or
-/// AVX512-VNNI with AVX512-VL), arm64 NEON.
-enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2, ANELM_ISA_NEON = 3 };
+/// The vector ISA levels of the kernels, each architecture's climbing from portable. x86_64: AVX2/FMA/F16C
+/// (kernels_avx2.c), then the matrix kernels with 256-bit vpdpwssd in either encoding, each level its own
+/// file: AVX-VNNI (VEX, 16 registers; kernels_avxvnni.c) and AVX512-VNNI + VL (EVEX, 32 registers and a
+/// 512-bit float tile; kernels_avx512vnni.c). arm64: NEON.
+enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2, ANELM_ISA_AVX512VNNI = 3, ANELM_ISA_NEON = 4 };
+/// The level in use: the highest this CPU runs at or below the cap. Where a CPU has both VNNI levels
+/// (AMD Zen 5) that is the AVX-512 one, which was faster there.
 int anelm_isa_level(void);
-/// Caps the level (the tests compare every level with the portable reference); -1 lifts the cap. The
-/// level in use is the highest of this architecture's at or below the cap (so on arm64 any cap below
-/// ANELM_ISA_NEON means portable).
+/// 1 when this CPU (and OS) runs `level`.
+int anelm_isa_supported(int level);
+/// Caps the level (the tests compare every level with the portable reference): the kernels then use the
+/// highest level this CPU runs at or below `level`, so a cap at ANELM_ISA_AVXVNNI on a CPU without
+/// AVX-VNNI gives AVX2, and on arm64 any cap below ANELM_ISA_NEON gives portable. -1 returns to the default
+/// cap: the level the environment variable ANELM_ISA names (see anelm_isa_named), else none.
 void anelm_limit_isa(int level);
+/// A level's name for ANELM_ISA ("portable", "avx2", "avxvnni", "avx512vnni", "neon"); NULL for no level.
+const char *anelm_isa_name(int level);
+/// The level of that name; -1 for none.
+int anelm_isa_named(const char *name);
 /// 1 when at least the AVX2/FMA/F16C kernels are in use.
 int anelm_uses_avx2(void);
 
