@@ -66,8 +66,8 @@ static void detect_isa_levels(void) {
     if (forced && *forced) {
         int level = anelm_isa_named(forced);
         if (level < 0)
-            fprintf(stderr, "anelm: ANELM_ISA=%s is not a kernel level (portable, avx2, avxvnni, avx512vnni, neon); using %s\n",
-                    forced, isa_names[level_under(ISA_LEVELS - 1)]);
+            fprintf(stderr, "anelm: ANELM_ISA=%s is not a kernel level (portable, avx2, avxvnni, avx512vnni, neon); using %s\n", forced,
+                    isa_names[level_under(ISA_LEVELS - 1)]);
         else {
             default_cap = level;
             if (level_under(level) != level)
@@ -103,16 +103,22 @@ float anelm_f16_to_f32(uint16_t h) {
         if (mant == 0) bits = sign;
         else {  // subnormal: normalize
             exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) { mant <<= 1; exp--; }
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
             bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
         }
     } else if (exp == 31) bits = sign | 0x7f800000 | (mant << 13);
     else bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    float f; memcpy(&f, &bits, 4); return f;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
 }
 
 uint16_t anelm_f32_to_f16(float f) {  // round to nearest even
-    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t x;
+    memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000;
     int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
     uint32_t mant = x & 0x7fffff;
@@ -132,24 +138,50 @@ uint16_t anelm_f32_to_f16(float f) {  // round to nearest even
 }
 
 void anelm_convert_f16_to_f32(const uint16_t *src, float *dst, long n) {
-    if (anelm_uses_avx2()) { avx2_f16_to_f32(src, dst, n); return; }
-    if (uses_neon()) { neon_f16_to_f32(src, dst, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_f16_to_f32(src, dst, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_f16_to_f32(src, dst, n);
+        return;
+    }
     for (long i = 0; i < n; i++) dst[i] = anelm_f16_to_f32(src[i]);
 }
 
 void anelm_convert_bf16_to_f32(const uint16_t *src, float *dst, long n) {
-    if (uses_neon()) { neon_bf16_to_f32(src, dst, n); return; }
-    for (long i = 0; i < n; i++) { uint32_t b = (uint32_t)src[i] << 16; memcpy(dst + i, &b, 4); }
+    if (uses_neon()) {
+        neon_bf16_to_f32(src, dst, n);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        uint32_t b = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &b, 4);
+    }
 }
 
 void anelm_convert_f32_to_f16(const float *src, uint16_t *dst, long n) {
-    if (anelm_uses_avx2()) { avx2_f32_to_f16(src, dst, n); return; }
-    if (uses_neon()) { neon_f32_to_f16(src, dst, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_f32_to_f16(src, dst, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_f32_to_f16(src, dst, n);
+        return;
+    }
     for (long i = 0; i < n; i++) dst[i] = anelm_f32_to_f16(src[i]);
 }
 
-static uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t load_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint16_t load_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 // Q5_0/Q5_1 value j (0–31) of a block: the nibble (low nibbles are values 0–15) and bit j of qh.
 static int q5_value(const uint8_t *qs, uint32_t qh, int j) {
@@ -246,8 +278,14 @@ int anelm_dequantize(int type, const void *src, float *dst, long n) {
 }
 
 void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
-    if (anelm_uses_avx2()) { avx2_quantize_q16(x, out, n); return; }
-    if (uses_neon()) { neon_quantize_q16(x, out, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_quantize_q16(x, out, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_quantize_q16(x, out, n);
+        return;
+    }
     for (long b = 0; b < n / 32; b++) {
         const float *v = x + b * 32;
         float amax = 0;
@@ -269,9 +307,22 @@ void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
 static float row_dot_portable(int type, const uint8_t *w, long cols, const float *x, const anelm_block_q16 *xq) {
     float sum = 0;
     switch (type) {
-    case ANELM_F32: { const float *f = (const float *)w; for (long c = 0; c < cols; c++) sum += f[c] * x[c]; break; }
-    case ANELM_F16: for (long c = 0; c < cols; c++) sum += anelm_f16_to_f32(load_u16(w + 2 * c)) * x[c]; break;
-    case ANELM_BF16: for (long c = 0; c < cols; c++) { uint32_t b = (uint32_t)load_u16(w + 2 * c) << 16; float f; memcpy(&f, &b, 4); sum += f * x[c]; } break;
+    case ANELM_F32: {
+        const float *f = (const float *)w;
+        for (long c = 0; c < cols; c++) sum += f[c] * x[c];
+        break;
+    }
+    case ANELM_F16:
+        for (long c = 0; c < cols; c++) sum += anelm_f16_to_f32(load_u16(w + 2 * c)) * x[c];
+        break;
+    case ANELM_BF16:
+        for (long c = 0; c < cols; c++) {
+            uint32_t b = (uint32_t)load_u16(w + 2 * c) << 16;
+            float f;
+            memcpy(&f, &b, 4);
+            sum += f * x[c];
+        }
+        break;
     case ANELM_Q8_0:
         for (long b = 0; b < cols / 32; b++, w += 34) {
             int s = 0;
@@ -338,9 +389,8 @@ static float row_dot_portable(int type, const uint8_t *w, long cols, const float
     return sum;
 }
 
-void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
-                       float *y, long rows, long row_begin, long row_end) {
+void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8,
+                       long tokens, float *y, long rows, long row_begin, long row_end) {
     // Each x86 version is kernels_x86.h's matrix kernels compiled in the named file, the row loop and the
     // switch over weight types from kernels_rows.h (its MATMUL_ROWS names the function ISA_NAME(matmul_rows)).
     switch (anelm_isa_level()) {
@@ -360,8 +410,7 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
     }
     for (long r = row_begin; r < row_end; r++) {
         const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
-        for (long t = 0; t < tokens; t++)
-            y[t * rows + r] = row_dot_portable(type, wr, cols, x + t * cols, xq ? xq + t * (cols / 32) : NULL);
+        for (long t = 0; t < tokens; t++) y[t * rows + r] = row_dot_portable(type, wr, cols, x + t * cols, xq ? xq + t * (cols / 32) : NULL);
     }
 }
 
@@ -371,7 +420,10 @@ void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_
             const anelm_block_q16 *a = xq + t * blocks + b;
             out[b].d[t] = a->d;
             out[b].s[t] = a->s;
-            for (int j = 0; j < 16; j++) { out[b].q[j][t][0] = a->q[2 * j]; out[b].q[j][t][1] = a->q[2 * j + 1]; }
+            for (int j = 0; j < 16; j++) {
+                out[b].q[j][t][0] = a->q[2 * j];
+                out[b].q[j][t][1] = a->q[2 * j + 1];
+            }
         }
 }
 
@@ -386,8 +438,14 @@ float anelm_dot(const float *a, const float *b, long n) {
 }
 
 void anelm_axpy(float a, const float *x, float *y, long n) {
-    if (anelm_uses_avx2()) { avx2_axpy(a, x, y, n); return; }
-    if (uses_neon()) { neon_axpy(a, x, y, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_axpy(a, x, y, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_axpy(a, x, y, n);
+        return;
+    }
     for (long i = 0; i < n; i++) y[i] += a * x[i];
 }
 
@@ -398,8 +456,8 @@ static const float *cache_row(const void *base, int kv_type, long stride, long j
     return tmp;
 }
 
-void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                     long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
+void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
+                     float softcap, float *scratch, float *out, float *lse) {
     if (anelm_uses_avx2() && head_dim % 8 == 0) {
         avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
         return;
@@ -430,8 +488,12 @@ void anelm_attention(const float *q, long group, long head_dim, const void *keys
     }
 }
 
-void anelm_add(float *y, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += x[i]; }
-void anelm_scale(float *x, float a, long n) { for (long i = 0; i < n; i++) x[i] *= a; }
+void anelm_add(float *y, const float *x, long n) {
+    for (long i = 0; i < n; i++) y[i] += x[i];
+}
+void anelm_scale(float *x, float a, long n) {
+    for (long i = 0; i < n; i++) x[i] *= a;
+}
 
 void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *out) {
     double ss = 0;  // double: the sum of squares of a wide row must not lose the small terms
@@ -447,7 +509,10 @@ float anelm_softmax(float *x, long n) {
     float m = x[0];
     for (long i = 1; i < n; i++) m = fmaxf(m, x[i]);
     double s = 0;
-    for (long i = 0; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    for (long i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
     float inv = (float)(1.0 / s);
     for (long i = 0; i < n; i++) x[i] *= inv;
     return m + (float)log(s);
@@ -455,9 +520,18 @@ float anelm_softmax(float *x, long n) {
 
 // x · sigmoid(k·x + c·x³) · up (SiLU: k 1, c 0; GELU's tanh form: k 2√(2/π), c 0.044715·k).
 static void sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) {
-    if (anelm_uses_avx2()) { avx2_sigmoid_gate_mul(gate, up, n, k, c); return; }
-    if (uses_neon()) { neon_sigmoid_gate_mul(gate, up, n, k, c); return; }
-    for (long i = 0; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
+    if (anelm_uses_avx2()) {
+        avx2_sigmoid_gate_mul(gate, up, n, k, c);
+        return;
+    }
+    if (uses_neon()) {
+        neon_sigmoid_gate_mul(gate, up, n, k, c);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        float x = gate[i], u = k * x + c * x * x * x;
+        gate[i] = x / (1.0f + expf(-u)) * up[i];
+    }
 }
 
 void anelm_silu_mul(float *gate, const float *up, long n) { sigmoid_gate_mul(gate, up, n, 1, 0); }

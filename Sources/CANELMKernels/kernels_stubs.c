@@ -5,12 +5,12 @@
 #include "internal.h"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 
-#define MATMUL_ROWS_STUB(NAME)                                                                                  \
-    void NAME(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, \
-              const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long row_begin, long row_end) {}
-#define ATTENTION_STUB(NAME)                                                                                    \
-    void NAME(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,    \
-              long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {}
+#define MATMUL_ROWS_STUB(NAME)                                                                                                                            \
+    void NAME(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens, \
+              float *y, long rows, long row_begin, long row_end) {}
+#define ATTENTION_STUB(NAME)                                                                                                                      \
+    void NAME(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale, \
+              float softcap, float *scratch, float *out, float *lse) {}
 
 #if !defined(__x86_64__)
 void avx2_f16_to_f32(const uint16_t *src, float *dst, long n) {}

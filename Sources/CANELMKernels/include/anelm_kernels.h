@@ -13,8 +13,17 @@ extern "C" {
 
 // GGML type ids (as in GGUF).
 enum {
-    ANELM_F32 = 0, ANELM_F16 = 1, ANELM_Q4_0 = 2, ANELM_Q4_1 = 3, ANELM_Q5_0 = 6, ANELM_Q5_1 = 7, ANELM_Q8_0 = 8,
-    ANELM_Q4_K = 12, ANELM_Q5_K = 13, ANELM_Q6_K = 14, ANELM_BF16 = 30
+    ANELM_F32 = 0,
+    ANELM_F16 = 1,
+    ANELM_Q4_0 = 2,
+    ANELM_Q4_1 = 3,
+    ANELM_Q5_0 = 6,
+    ANELM_Q5_1 = 7,
+    ANELM_Q8_0 = 8,
+    ANELM_Q4_K = 12,
+    ANELM_Q5_K = 13,
+    ANELM_Q6_K = 14,
+    ANELM_BF16 = 30
 };
 
 /// The vector ISA levels of the kernels, each architecture's climbing from portable. x86_64: AVX2/FMA/F16C
@@ -52,13 +61,21 @@ int anelm_dequantize(int type, const void *src, float *dst, long n);
 /// 16-bit integers, scale d, and d × Σq. Sixteen bits (not llama.cpp's eight) keep the rounding of
 /// activations ~256× below that of the weights, so the fast path tracks the f32 reference; the
 /// AVX2 cost is the same (two madd_epi16 instead of maddubs + madd per block).
-typedef struct { float d; float s; int16_t q[32]; } anelm_block_q16;
+typedef struct {
+    float d;
+    float s;
+    int16_t q[32];
+} anelm_block_q16;
 void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n);
 
 /// One activation block of eight tokens, interleaved for the prefill kernels: q[j][t] holds values 2j
 /// and 2j + 1 of token t, so one 256-bit load gives a value pair of all eight tokens, and a weight pair
 /// broadcast against it adds to eight tokens' sums at once; d and s are the tokens' block scales.
-typedef struct { float d[8]; float s[8]; int16_t q[16][8][2]; } anelm_block_q16x8;
+typedef struct {
+    float d[8];
+    float s[8];
+    int16_t q[16][8][2];
+} anelm_block_q16x8;
 /// Interleaves eight tokens' quantized rows (`blocks` blocks each, one token after the other, as
 /// anelm_quantize_q16 writes them) into `blocks` anelm_block_q16x8.
 void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_q16x8 *out);
@@ -69,9 +86,8 @@ void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_
 /// cols/32 blocks), which the x86 kernels of the quantized types use for those tokens.
 /// K-quant super-blocks (256 values) span 8 activation blocks, each with its own scale; `cols`
 /// must be a whole number of the weight type's blocks.
-void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
-                       float *y, long rows, long row_begin, long row_end);
+void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8,
+                       long tokens, float *y, long rows, long row_begin, long row_end);
 
 /// Attention of `group` query heads (q: group × head_dim, contiguous) that share one key/value head,
 /// over `count` cached positions: out[g] = Σ_j softmax_j(s_gj) · v_j with s_gj = scale · q_g·k_j, soft-capped
@@ -79,8 +95,8 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
 /// `kv_type` ANELM_F32 or ANELM_F16; each row is read once for the whole group. `scratch` holds
 /// group × count + head_dim floats; `out` is group × head_dim. Unless `lse` is NULL, lse[g] is the log of
 /// Σ_j exp(s_gj): the weight with which this span's output merges with other spans' (split decoding).
-void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                     long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse);
+void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
+                     float softcap, float *scratch, float *out, float *lse);
 
 // Vector kernels.
 float anelm_dot(const float *a, const float *b, long n);
