@@ -1,7 +1,12 @@
-// Portable kernels and dispatch. The AVX2 versions live in kernels_avx2.c, the NEON ones in kernels_neon.c.
+// Portable kernels, the choice of ISA level, and the dispatch to each level's versions (kernels_avx2.c and
+// the x86 matrix kernels of kernels_x86.h; kernels_neon.c). Stand-ins for another architecture's versions:
+// kernels_stubs.c.
 #include "anelm_kernels.h"
 #include "internal.h"
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // Dequantization must round as gguf-py/ggml do (a multiply, then an add, each rounded): no fusing.
@@ -12,48 +17,82 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-static int isa_cap = ANELM_ISA_NEON;  // the highest level of any architecture: no cap
+// MARK: ISA levels
 
-#if defined(__x86_64__)
-// 256-bit vpdpwssd comes in two encodings: AVX-VNNI (VEX; Intel since Alder Lake) and AVX512-VNNI with
-// AVX512-VL (EVEX; Intel server parts, AMD Zen 4 and 5). Either gives the level ANELM_ISA_AVXVNNI; where
-// both are (Zen 5) the AVX-512 file runs: its 32 registers and 512-bit float tile made the Zen 5 kernels
-// faster (`bench/kernel-bench block 1|3 1536 576 128|1`: F16 prefill 0.68 → 0.48 ns, Q4_1 decode 1.02 → 0.85).
-static int has_avxvnni(void) { return __builtin_cpu_supports("avxvnni"); }
-static int has_avx512vnni(void) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
+static const char *const isa_names[] = {"portable", "avx2", "avxvnni", "avx512vnni", "neon"};
+#define ISA_LEVELS (int)(sizeof isa_names / sizeof *isa_names)
+_Static_assert(ISA_LEVELS == ANELM_ISA_NEON + 1, "a name for every level, in the order of their numbers");
+
+const char *anelm_isa_name(int level) { return level >= 0 && level < ISA_LEVELS ? isa_names[level] : NULL; }
+int anelm_isa_named(const char *name) {
+    for (int level = 0; level < ISA_LEVELS; level++)
+        if (name && strcmp(name, isa_names[level]) == 0) return level;
+    return -1;
 }
-#endif
 
-// The best level this CPU (and OS) runs, found once.
-static int detected_isa_level(void) {
+static pthread_once_t isa_detection = PTHREAD_ONCE_INIT;
+static unsigned supported_levels;  // bit L: this CPU (and OS) runs level L
+static int default_cap = ISA_LEVELS - 1;  // no cap
+static int level_in_use;
+
+// The highest level this CPU runs at or below `cap`.
+static int level_under(int cap) {
+    int level = cap < ISA_LEVELS - 1 ? cap : ISA_LEVELS - 1;
+    while (level > ANELM_ISA_PORTABLE && !(supported_levels >> level & 1)) level--;
+    return level;
+}
+
+static void detect_isa_levels(void) {
+    supported_levels = 1u << ANELM_ISA_PORTABLE;
 #if defined(__x86_64__)
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-        cached = !avx2 ? ANELM_ISA_PORTABLE : has_avxvnni() || has_avx512vnni() ? ANELM_ISA_AVXVNNI : ANELM_ISA_AVX2;
+    // 256-bit vpdpwssd comes in two encodings: AVX-VNNI (VEX; Intel since Alder Lake, AMD Zen 5) and
+    // AVX512-VNNI with AVX512-VL (EVEX; Intel servers, AMD Zen 4 and 5). Where both are (Zen 5) the AVX-512
+    // level is above: its 32 registers and 512-bit float tile made the Zen 5 kernels faster
+    // (`bench/kernel-bench block 1|3 1536 576 128|1`: F16 prefill 0.68 → 0.48 ns, Q4_1 decode 1.02 → 0.85).
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        supported_levels |= 1u << ANELM_ISA_AVX2;
+        if (__builtin_cpu_supports("avxvnni")) supported_levels |= 1u << ANELM_ISA_AVXVNNI;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vnni"))
+            supported_levels |= 1u << ANELM_ISA_AVX512VNNI;
     }
-    return cached;
 #elif defined(__aarch64__)
-    return ANELM_ISA_NEON;  // NEON, FMA and f16 conversions are in the arm64 baseline
-#else
-    return ANELM_ISA_PORTABLE;
+    supported_levels |= 1u << ANELM_ISA_NEON;  // NEON, FMA and f16 conversions are in the arm64 baseline
 #endif
+    // ANELM_ISA forces a level, for comparing the files of one CPU; a name that is no level, or a level this
+    // CPU lacks, is said on stderr rather than passed over in silence.
+    const char *forced = getenv("ANELM_ISA");
+    if (forced && *forced) {
+        int level = anelm_isa_named(forced);
+        if (level < 0)
+            fprintf(stderr, "anelm: ANELM_ISA=%s is not a kernel level (portable, avx2, avxvnni, avx512vnni, neon); using %s\n", forced,
+                    isa_names[level_under(ISA_LEVELS - 1)]);
+        else {
+            default_cap = level;
+            if (level_under(level) != level)
+                fprintf(stderr, "anelm: ANELM_ISA=%s: this CPU does not run that level; using %s\n", forced, isa_names[level_under(level)]);
+        }
+    }
+    level_in_use = level_under(default_cap);
 }
 
 int anelm_isa_level(void) {
-    int level = detected_isa_level();
-    if (level <= isa_cap) return level;
-#if defined(__aarch64__)
-    return ANELM_ISA_PORTABLE;  // arm64 has no level between portable and NEON
-#else
-    return isa_cap;  // x86_64's levels are the numbers below it
-#endif
+    pthread_once(&isa_detection, detect_isa_levels);
+    return level_in_use;
 }
-void anelm_limit_isa(int level) { isa_cap = level < 0 ? ANELM_ISA_NEON : level; }
-int anelm_uses_avx2(void) { int level = anelm_isa_level(); return level == ANELM_ISA_AVX2 || level == ANELM_ISA_AVXVNNI; }
+int anelm_isa_supported(int level) {
+    pthread_once(&isa_detection, detect_isa_levels);
+    return level >= 0 && level < ISA_LEVELS && (supported_levels >> level & 1);
+}
+void anelm_limit_isa(int level) {
+    pthread_once(&isa_detection, detect_isa_levels);
+    level_in_use = level_under(level < 0 ? default_cap : level);
+}
+int anelm_uses_avx2(void) {
+    int level = anelm_isa_level();
+    return level == ANELM_ISA_AVX2 || level == ANELM_ISA_AVXVNNI || level == ANELM_ISA_AVX512VNNI;
+}
 static int uses_neon(void) { return anelm_isa_level() == ANELM_ISA_NEON; }
 
 // MARK: conversions
@@ -64,16 +103,22 @@ float anelm_f16_to_f32(uint16_t h) {
         if (mant == 0) bits = sign;
         else {  // subnormal: normalize
             exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) { mant <<= 1; exp--; }
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
             bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
         }
     } else if (exp == 31) bits = sign | 0x7f800000 | (mant << 13);
     else bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    float f; memcpy(&f, &bits, 4); return f;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
 }
 
 uint16_t anelm_f32_to_f16(float f) {  // round to nearest even
-    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t x;
+    memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000;
     int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
     uint32_t mant = x & 0x7fffff;
@@ -93,24 +138,50 @@ uint16_t anelm_f32_to_f16(float f) {  // round to nearest even
 }
 
 void anelm_convert_f16_to_f32(const uint16_t *src, float *dst, long n) {
-    if (anelm_uses_avx2()) { avx2_f16_to_f32(src, dst, n); return; }
-    if (uses_neon()) { neon_f16_to_f32(src, dst, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_f16_to_f32(src, dst, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_f16_to_f32(src, dst, n);
+        return;
+    }
     for (long i = 0; i < n; i++) dst[i] = anelm_f16_to_f32(src[i]);
 }
 
 void anelm_convert_bf16_to_f32(const uint16_t *src, float *dst, long n) {
-    if (uses_neon()) { neon_bf16_to_f32(src, dst, n); return; }
-    for (long i = 0; i < n; i++) { uint32_t b = (uint32_t)src[i] << 16; memcpy(dst + i, &b, 4); }
+    if (uses_neon()) {
+        neon_bf16_to_f32(src, dst, n);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        uint32_t b = (uint32_t)src[i] << 16;
+        memcpy(dst + i, &b, 4);
+    }
 }
 
 void anelm_convert_f32_to_f16(const float *src, uint16_t *dst, long n) {
-    if (anelm_uses_avx2()) { avx2_f32_to_f16(src, dst, n); return; }
-    if (uses_neon()) { neon_f32_to_f16(src, dst, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_f32_to_f16(src, dst, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_f32_to_f16(src, dst, n);
+        return;
+    }
     for (long i = 0; i < n; i++) dst[i] = anelm_f32_to_f16(src[i]);
 }
 
-static uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t load_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint16_t load_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 // Q5_0/Q5_1 value j (0–31) of a block: the nibble (low nibbles are values 0–15) and bit j of qh.
 static int q5_value(const uint8_t *qs, uint32_t qh, int j) {
@@ -207,8 +278,14 @@ int anelm_dequantize(int type, const void *src, float *dst, long n) {
 }
 
 void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
-    if (anelm_uses_avx2()) { avx2_quantize_q16(x, out, n); return; }
-    if (uses_neon()) { neon_quantize_q16(x, out, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_quantize_q16(x, out, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_quantize_q16(x, out, n);
+        return;
+    }
     for (long b = 0; b < n / 32; b++) {
         const float *v = x + b * 32;
         float amax = 0;
@@ -230,9 +307,22 @@ void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
 static float row_dot_portable(int type, const uint8_t *w, long cols, const float *x, const anelm_block_q16 *xq) {
     float sum = 0;
     switch (type) {
-    case ANELM_F32: { const float *f = (const float *)w; for (long c = 0; c < cols; c++) sum += f[c] * x[c]; break; }
-    case ANELM_F16: for (long c = 0; c < cols; c++) sum += anelm_f16_to_f32(load_u16(w + 2 * c)) * x[c]; break;
-    case ANELM_BF16: for (long c = 0; c < cols; c++) { uint32_t b = (uint32_t)load_u16(w + 2 * c) << 16; float f; memcpy(&f, &b, 4); sum += f * x[c]; } break;
+    case ANELM_F32: {
+        const float *f = (const float *)w;
+        for (long c = 0; c < cols; c++) sum += f[c] * x[c];
+        break;
+    }
+    case ANELM_F16:
+        for (long c = 0; c < cols; c++) sum += anelm_f16_to_f32(load_u16(w + 2 * c)) * x[c];
+        break;
+    case ANELM_BF16:
+        for (long c = 0; c < cols; c++) {
+            uint32_t b = (uint32_t)load_u16(w + 2 * c) << 16;
+            float f;
+            memcpy(&f, &b, 4);
+            sum += f * x[c];
+        }
+        break;
     case ANELM_Q8_0:
         for (long b = 0; b < cols / 32; b++, w += 34) {
             int s = 0;
@@ -299,24 +389,28 @@ static float row_dot_portable(int type, const uint8_t *w, long cols, const float
     return sum;
 }
 
-void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
-                       float *y, long rows, long row_begin, long row_end) {
+void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8,
+                       long tokens, float *y, long rows, long row_begin, long row_end) {
+    // Each x86 version is kernels_x86.h's matrix kernels compiled in the named file, the row loop and the
+    // switch over weight types from kernels_rows.h (its MATMUL_ROWS names the function ISA_NAME(matmul_rows)).
     switch (anelm_isa_level()) {
-#if defined(__x86_64__)
-    case ANELM_ISA_AVXVNNI:
-        if (has_avx512vnni()) avx512vnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
-        else avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
+    case ANELM_ISA_AVX512VNNI:  // kernels_avx512vnni.c: kernels_x86.h for AVX512-VNNI + VL
+        avx512vnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
         return;
-#endif
-    case ANELM_ISA_AVX2: avx2_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end); return;
-    case ANELM_ISA_NEON: neon_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end); return;
+    case ANELM_ISA_AVXVNNI:  // kernels_avxvnni.c: kernels_x86.h for AVX-VNNI
+        avxvnni_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
+        return;
+    case ANELM_ISA_AVX2:  // kernels_avx2.c: kernels_x86.h for AVX2/FMA/F16C
+        avx2_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
+        return;
+    case ANELM_ISA_NEON:  // kernels_neon.c: its dot kernels, kernels_rows.h's row loop
+        neon_matmul_rows(type, w, row_bytes, cols, x, xq, xq8, tokens, y, rows, row_begin, row_end);
+        return;
     default: break;
     }
     for (long r = row_begin; r < row_end; r++) {
         const uint8_t *wr = (const uint8_t *)w + (size_t)r * row_bytes;
-        for (long t = 0; t < tokens; t++)
-            y[t * rows + r] = row_dot_portable(type, wr, cols, x + t * cols, xq ? xq + t * (cols / 32) : NULL);
+        for (long t = 0; t < tokens; t++) y[t * rows + r] = row_dot_portable(type, wr, cols, x + t * cols, xq ? xq + t * (cols / 32) : NULL);
     }
 }
 
@@ -326,7 +420,10 @@ void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_
             const anelm_block_q16 *a = xq + t * blocks + b;
             out[b].d[t] = a->d;
             out[b].s[t] = a->s;
-            for (int j = 0; j < 16; j++) { out[b].q[j][t][0] = a->q[2 * j]; out[b].q[j][t][1] = a->q[2 * j + 1]; }
+            for (int j = 0; j < 16; j++) {
+                out[b].q[j][t][0] = a->q[2 * j];
+                out[b].q[j][t][1] = a->q[2 * j + 1];
+            }
         }
 }
 
@@ -341,8 +438,14 @@ float anelm_dot(const float *a, const float *b, long n) {
 }
 
 void anelm_axpy(float a, const float *x, float *y, long n) {
-    if (anelm_uses_avx2()) { avx2_axpy(a, x, y, n); return; }
-    if (uses_neon()) { neon_axpy(a, x, y, n); return; }
+    if (anelm_uses_avx2()) {
+        avx2_axpy(a, x, y, n);
+        return;
+    }
+    if (uses_neon()) {
+        neon_axpy(a, x, y, n);
+        return;
+    }
     for (long i = 0; i < n; i++) y[i] += a * x[i];
 }
 
@@ -353,8 +456,8 @@ static const float *cache_row(const void *base, int kv_type, long stride, long j
     return tmp;
 }
 
-void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                     long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
+void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
+                     float softcap, float *scratch, float *out, float *lse) {
     if (anelm_uses_avx2() && head_dim % 8 == 0) {
         avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
         return;
@@ -385,8 +488,12 @@ void anelm_attention(const float *q, long group, long head_dim, const void *keys
     }
 }
 
-void anelm_add(float *y, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += x[i]; }
-void anelm_scale(float *x, float a, long n) { for (long i = 0; i < n; i++) x[i] *= a; }
+void anelm_add(float *y, const float *x, long n) {
+    for (long i = 0; i < n; i++) y[i] += x[i];
+}
+void anelm_scale(float *x, float a, long n) {
+    for (long i = 0; i < n; i++) x[i] *= a;
+}
 
 void anelm_rms_norm(const float *x, const float *w, float eps, long n, float *out) {
     double ss = 0;  // double: the sum of squares of a wide row must not lose the small terms
@@ -402,7 +509,10 @@ float anelm_softmax(float *x, long n) {
     float m = x[0];
     for (long i = 1; i < n; i++) m = fmaxf(m, x[i]);
     double s = 0;
-    for (long i = 0; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    for (long i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
     float inv = (float)(1.0 / s);
     for (long i = 0; i < n; i++) x[i] *= inv;
     return m + (float)log(s);
@@ -410,9 +520,18 @@ float anelm_softmax(float *x, long n) {
 
 // x · sigmoid(k·x + c·x³) · up (SiLU: k 1, c 0; GELU's tanh form: k 2√(2/π), c 0.044715·k).
 static void sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) {
-    if (anelm_uses_avx2()) { avx2_sigmoid_gate_mul(gate, up, n, k, c); return; }
-    if (uses_neon()) { neon_sigmoid_gate_mul(gate, up, n, k, c); return; }
-    for (long i = 0; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
+    if (anelm_uses_avx2()) {
+        avx2_sigmoid_gate_mul(gate, up, n, k, c);
+        return;
+    }
+    if (uses_neon()) {
+        neon_sigmoid_gate_mul(gate, up, n, k, c);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        float x = gate[i], u = k * x + c * x * x * x;
+        gate[i] = x / (1.0f + expf(-u)) * up[i];
+    }
 }
 
 void anelm_silu_mul(float *gate, const float *up, long n) { sigmoid_gate_mul(gate, up, n, 1, 0); }

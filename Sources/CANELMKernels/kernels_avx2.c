@@ -1,4 +1,5 @@
-// AVX2/FMA/F16C kernels, compiled for those features per function; called only after a CPU check.
+// AVX2/FMA/F16C kernels, compiled for those features per function; called only after a CPU check. The
+// vector kernels below serve every x86 level; the matrix kernels, avx2_matmul_rows, come from kernels_x86.h.
 #include "internal.h"
 #if defined(__x86_64__)
 #define ISA_TARGET "avx2,fma,f16c"
@@ -45,7 +46,10 @@ AVX2 void avx2_sigmoid_gate_mul(float *gate, const float *up, long n, float k, f
         __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), u))));
         _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
     }
-    for (; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
+    for (; i < n; i++) {
+        float x = gate[i], u = k * x + c * x * x * x;
+        gate[i] = x / (1.0f + expf(-u)) * up[i];
+    }
 }
 
 AVX2 float avx2_softmax(float *x, long n) {
@@ -63,7 +67,10 @@ AVX2 float avx2_softmax(float *x, long n) {
         s8 = _mm256_add_ps(s8, e);
     }
     double s = hsum(s8);
-    for (; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
     __m256 inv = _mm256_set1_ps((float)(1.0 / s));
     for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
     for (; i < n; i++) x[i] *= (float)(1.0 / s);
@@ -107,7 +114,8 @@ AVX2 void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
         _mm256_storeu_si256((__m256i *)(out[b].q + 16), p1);
         __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16(1)), _mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
         __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-        s4 = _mm_hadd_epi32(s4, s4); s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
         out[b].d = d;
         out[b].s = d * (float)_mm_cvtsi128_si32(s4);
     }
@@ -192,8 +200,8 @@ AVX2 static inline void avx2_weighted_values(const float *p, long head_dim, cons
 
 // anelm_attention for head sizes that are a multiple of 8. Positions go in blocks of 64, each read from
 // memory once and then from L1 by every query of the group.
-AVX2 void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                         long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
+AVX2 void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
+                         float softcap, float *scratch, float *out, float *lse) {
     const int f16 = kv_type == ANELM_F16;
     const long block = 64;
     for (long j0 = 0; j0 < count; j0 += block) {
@@ -202,7 +210,8 @@ AVX2 void avx2_attention(const float *q, long group, long head_dim, const void *
     }
     for (long g = 0; g < group; g++) {
         float *scores = scratch + g * count;
-        if (softcap > 0) for (long j = 0; j < count; j++) scores[j] = tanhf(scores[j] / softcap) * softcap;
+        if (softcap > 0)
+            for (long j = 0; j < count; j++) scores[j] = tanhf(scores[j] / softcap) * softcap;
         float l = anelm_softmax(scores, count);
         if (lse) lse[g] = l;
     }
@@ -213,21 +222,4 @@ AVX2 void avx2_attention(const float *q, long group, long head_dim, const void *
     }
 }
 
-#else
-// Not x86_64: never called (anelm_uses_avx2() is 0).
-void avx2_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
-    (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out; (void)lse;
-}
-void avx2_f16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
-void avx2_quantize_q16(const float *x, anelm_block_q16 *out, long n) { (void)x; (void)out; (void)n; }
-float avx2_dot(const float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
-void avx2_axpy(float a, const float *x, float *y, long n) { (void)a; (void)x; (void)y; (void)n; }
-void avx2_f32_to_f16(const float *src, uint16_t *dst, long n) { (void)src; (void)dst; (void)n; }
-void avx2_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) { (void)gate; (void)up; (void)n; (void)k; (void)c; }
-float avx2_softmax(float *x, long n) { (void)x; (void)n; return 0; }
-void avx2_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
-                      const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long row_begin, long row_end) {
-    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)xq8; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
-}
 #endif

@@ -1,6 +1,6 @@
 // The matrix kernels of kernels_x86.h for CPUs with AVX512-VNNI and AVX512-VL (AMD Zen 4 and 5, Intel
-// servers): the same 256-bit vpdpwssd, EVEX-encoded, and the float tile in 512-bit registers; called only
-// after a CPU check. Tuned for Zen 4: with generic
+// servers): avx512vnni_matmul_rows, run at ANELM_ISA_AVX512VNNI, which only such a CPU reaches. The same
+// 256-bit vpdpwssd, EVEX-encoded, and the float tile in 512-bit registers. Tuned for Zen 4: with generic
 // tuning clang splits most vpdpwssd back into vpmaddwd + vpaddd, which made the Q8_0 and Q4_1 kernels
 // 4–7% slower there (`bench/kernel-bench block 8 256 576 16`: 0.765 vs 0.724 ns).
 #include "internal.h"

@@ -89,56 +89,60 @@ static inline float32x2_t block_scales(const uint8_t *w, int has_min) {
 }
 // ...and one multiply by the activation block's (d, s) gives lane 0 d·d_x, which scales the integer
 // dot product, and lane 1 m·s_x, the min term.
-static inline float32x2_t times_activation_scales(float32x2_t scales, const anelm_block_q16 *a) {
-    return vmul_f32(scales, vld1_f32(&a->d));
-}
+static inline float32x2_t times_activation_scales(float32x2_t scales, const anelm_block_q16 *a) { return vmul_f32(scales, vld1_f32(&a->d)); }
 
 // One weight row of 32-value blocks against one activation row (decode). Two accumulators over
 // alternating blocks, so consecutive blocks' FMAs do not wait on each other.
-#define DEFINE_DOT1(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                          \
+#define DEFINE_DOT1(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                              \
     static inline float32x4_t NAME##_block(const uint8_t *w, const anelm_block_q16 *a, float32x2_t *scale) { \
-        int16x8x4_t q = UNPACK(w + OFFSET, BIAS);                                                      \
-        *scale = times_activation_scales(block_scales(w, HAS_MIN), a);                                 \
-        return block_dot(q, a->q);                                                                     \
-    }                                                                                                  \
-    static void NAME(const uint8_t *w, const anelm_block_q16 *a, long blocks, float *out) {            \
-        float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);                                      \
-        float32x2_t min0 = vdup_n_f32(0), min1 = vdup_n_f32(0), s0, s1;                                \
-        long b = 0;                                                                                    \
-        for (; b + 2 <= blocks; b += 2, w += 2 * BLOCK) {                                              \
-            prefetch_ahead(w);                                                                         \
-            float32x4_t p0 = NAME##_block(w, a + b, &s0), p1 = NAME##_block(w + BLOCK, a + b + 1, &s1); \
-            acc0 = vfmaq_lane_f32(acc0, p0, s0, 0);                                                    \
-            acc1 = vfmaq_lane_f32(acc1, p1, s1, 0);                                                    \
-            if (HAS_MIN) { min0 = vadd_f32(min0, s0); min1 = vadd_f32(min1, s1); }                     \
-        }                                                                                              \
-        for (; b < blocks; b++, w += BLOCK) {                                                          \
-            float32x4_t p0 = NAME##_block(w, a + b, &s0);                                              \
-            acc0 = vfmaq_lane_f32(acc0, p0, s0, 0);                                                    \
-            if (HAS_MIN) min0 = vadd_f32(min0, s0);                                                    \
-        }                                                                                              \
-        float mins = HAS_MIN ? vget_lane_f32(vadd_f32(min0, min1), 1) : 0;                             \
-        *out = vaddvq_f32(vaddq_f32(acc0, acc1)) + mins;                                               \
+        int16x8x4_t q = UNPACK(w + OFFSET, BIAS);                                                            \
+        *scale = times_activation_scales(block_scales(w, HAS_MIN), a);                                       \
+        return block_dot(q, a->q);                                                                           \
+    }                                                                                                        \
+    static void NAME(const uint8_t *w, const anelm_block_q16 *a, long blocks, float *out) {                  \
+        float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);                                            \
+        float32x2_t min0 = vdup_n_f32(0), min1 = vdup_n_f32(0), s0, s1;                                      \
+        long b = 0;                                                                                          \
+        for (; b + 2 <= blocks; b += 2, w += 2 * BLOCK) {                                                    \
+            prefetch_ahead(w);                                                                               \
+            float32x4_t p0 = NAME##_block(w, a + b, &s0), p1 = NAME##_block(w + BLOCK, a + b + 1, &s1);      \
+            acc0 = vfmaq_lane_f32(acc0, p0, s0, 0);                                                          \
+            acc1 = vfmaq_lane_f32(acc1, p1, s1, 0);                                                          \
+            if (HAS_MIN) {                                                                                   \
+                min0 = vadd_f32(min0, s0);                                                                   \
+                min1 = vadd_f32(min1, s1);                                                                   \
+            }                                                                                                \
+        }                                                                                                    \
+        for (; b < blocks; b++, w += BLOCK) {                                                                \
+            float32x4_t p0 = NAME##_block(w, a + b, &s0);                                                    \
+            acc0 = vfmaq_lane_f32(acc0, p0, s0, 0);                                                          \
+            if (HAS_MIN) min0 = vadd_f32(min0, s0);                                                          \
+        }                                                                                                    \
+        float mins = HAS_MIN ? vget_lane_f32(vadd_f32(min0, min1), 1) : 0;                                   \
+        *out = vaddvq_f32(vaddq_f32(acc0, acc1)) + mins;                                                     \
     }
 
 // One weight row against four activation rows (prefill): each block's weights are loaded and
 // unpacked once for the four.
-#define DEFINE_DOT4(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                          \
-    static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {           \
-        float32x4_t acc[4];                                                                            \
-        float32x2_t mins[4];                                                                           \
-        for (int i = 0; i < 4; i++) { acc[i] = vdupq_n_f32(0); mins[i] = vdup_n_f32(0); }              \
-        for (long b = 0; b < blocks; b++, w += BLOCK) {                                                \
-            prefetch_ahead(w);                                                                         \
-            int16x8x4_t q = UNPACK(w + OFFSET, BIAS);                                                  \
-            float32x2_t ws = block_scales(w, HAS_MIN);                                                 \
-            for (int i = 0; i < 4; i++) {                                                              \
-                const anelm_block_q16 *a = xq + i * blocks + b;                                        \
-                float32x2_t s = times_activation_scales(ws, a);                                        \
-                acc[i] = vfmaq_lane_f32(acc[i], block_dot(q, a->q), s, 0);                             \
-                if (HAS_MIN) mins[i] = vadd_f32(mins[i], s);                                           \
-            }                                                                                          \
-        }                                                                                              \
+#define DEFINE_DOT4(NAME, BLOCK, UNPACK, OFFSET, BIAS, HAS_MIN)                                              \
+    static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {                 \
+        float32x4_t acc[4];                                                                                  \
+        float32x2_t mins[4];                                                                                 \
+        for (int i = 0; i < 4; i++) {                                                                        \
+            acc[i] = vdupq_n_f32(0);                                                                         \
+            mins[i] = vdup_n_f32(0);                                                                         \
+        }                                                                                                    \
+        for (long b = 0; b < blocks; b++, w += BLOCK) {                                                      \
+            prefetch_ahead(w);                                                                               \
+            int16x8x4_t q = UNPACK(w + OFFSET, BIAS);                                                        \
+            float32x2_t ws = block_scales(w, HAS_MIN);                                                       \
+            for (int i = 0; i < 4; i++) {                                                                    \
+                const anelm_block_q16 *a = xq + i * blocks + b;                                              \
+                float32x2_t s = times_activation_scales(ws, a);                                              \
+                acc[i] = vfmaq_lane_f32(acc[i], block_dot(q, a->q), s, 0);                                   \
+                if (HAS_MIN) mins[i] = vadd_f32(mins[i], s);                                                 \
+            }                                                                                                \
+        }                                                                                                    \
         for (int i = 0; i < 4; i++) out[i] = vaddvq_f32(acc[i]) + (HAS_MIN ? vget_lane_f32(mins[i], 1) : 0); \
     }
 
@@ -160,7 +164,10 @@ static inline void k4_scales(const uint8_t *p, float *scale, float *min) {
 static inline void q6_k_scales(const uint8_t *p, float *scale, float *min) {
     // The int8 scales are folded into the weights (see q6_k_pair), so every sub-block's scale is d.
     float d = half(p + 208);
-    for (int k = 0; k < 8; k++) { scale[k] = d; min[k] = 0; }
+    for (int k = 0; k < 8; k++) {
+        scale[k] = d;
+        min[k] = 0;
+    }
 }
 // Q4_K: 32 bytes of nibbles at 16 + 32j serve sub-blocks 2j (low nibbles) and 2j + 1 (high).
 static inline void q4_k_pair(const uint8_t *p, int j, int16x8x4_t *even, int16x8x4_t *odd) {
@@ -178,14 +185,13 @@ static inline void q5_k_pair(const uint8_t *p, int j, int16x8x4_t *even, int16x8
     uint8x16_t b0 = vld1q_u8(qs), b1 = vld1q_u8(qs + 16), h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
     *even = widen_u8(vorrq_u8(vandq_u8(b0, low), vandq_u8(vtstq_u8(h0, bit_even), sixteen)),
                      vorrq_u8(vandq_u8(b1, low), vandq_u8(vtstq_u8(h1, bit_even), sixteen)));
-    *odd = widen_u8(vorrq_u8(vshrq_n_u8(b0, 4), vandq_u8(vtstq_u8(h0, bit_odd), sixteen)),
-                    vorrq_u8(vshrq_n_u8(b1, 4), vandq_u8(vtstq_u8(h1, bit_odd), sixteen)));
+    *odd =
+        widen_u8(vorrq_u8(vshrq_n_u8(b0, 4), vandq_u8(vtstq_u8(h0, bit_odd), sixteen)), vorrq_u8(vshrq_n_u8(b1, 4), vandq_u8(vtstq_u8(h1, bit_odd), sixteen)));
 }
 // Q6_K: each half of 128 values (h = j / 2) has 64 bytes of nibbles (sub-blocks 0, 1 of the half low; 2, 3
 // high), 32 bytes of 2-bit pairs (bits 2k, 2k + 1: sub-block k of the half) and 8 int8 scales, one per 16
 // values, folded into the int16 weights (|q·scale| ≤ 4096).
-static inline int16x8x4_t q6_k_sub(uint8x16_t l0, uint8x16_t l1, uint8x16_t h0, uint8x16_t h1, int shift_low, int shift_high,
-                                   const int8_t *sc) {
+static inline int16x8x4_t q6_k_sub(uint8x16_t l0, uint8x16_t l1, uint8x16_t h0, uint8x16_t h1, int shift_low, int shift_high, const int8_t *sc) {
     const uint8x16_t low = vdupq_n_u8(0x0f), three = vdupq_n_u8(3);
     const int8x16_t down_low = vdupq_n_s8((int8_t)-shift_low), down_high = vdupq_n_s8((int8_t)-shift_high);
     // (nibble | 2 high bits << 4) − 32 in [−32, 31], on bytes.
@@ -213,27 +219,31 @@ static inline void q6_k_pair(const uint8_t *p, int j, int16x8x4_t *even, int16x8
 // other; for four, the rows are the independent chains and one accumulator each (ODD acc0) leaves the
 // registers to the unpacked weights. The token loop is unrolled so the accumulators stay in registers
 // (clang kept them in memory: a store and a load on every FMA's chain).
-#define DEFINE_KDOT(NAME, N, ODD, BLOCK, SCALES, PAIR, HAS_MIN)                                         \
-    static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {           \
-        float32x4_t acc0[N], acc1[N];                                                                  \
-        float mins[N];                                                                                 \
-        for (int i = 0; i < N; i++) { acc0[i] = vdupq_n_f32(0); acc1[i] = vdupq_n_f32(0); mins[i] = 0; } \
-        for (long s = 0; s < blocks / 8; s++, w += BLOCK) {                                            \
-            for (int line = 0; line < BLOCK; line += 64) prefetch_ahead(w + line);                     \
-            float scale[8], min[8];                                                                    \
-            SCALES(w, scale, min);                                                                     \
-            for (int j = 0; j < 4; j++) {                                                              \
-                int16x8x4_t even, odd;                                                                 \
-                PAIR(w, j, &even, &odd);                                                               \
-                _Pragma("GCC unroll 4") for (int i = 0; i < N; i++) {                                  \
-                    const anelm_block_q16 *a = xq + i * blocks + 8 * s + 2 * j;                        \
-                    acc0[i] = vfmaq_n_f32(acc0[i], block_dot(even, a[0].q), scale[2 * j] * a[0].d);    \
-                    ODD[i] = vfmaq_n_f32(ODD[i], block_dot(odd, a[1].q), scale[2 * j + 1] * a[1].d);   \
-                    if (HAS_MIN) mins[i] += min[2 * j] * a[0].s + min[2 * j + 1] * a[1].s;             \
-                }                                                                                      \
-            }                                                                                          \
-        }                                                                                              \
-        for (int i = 0; i < N; i++) out[i] = vaddvq_f32(vaddq_f32(acc0[i], acc1[i])) - mins[i];        \
+#define DEFINE_KDOT(NAME, N, ODD, BLOCK, SCALES, PAIR, HAS_MIN)                                      \
+    static void NAME(const uint8_t *w, const anelm_block_q16 *xq, long blocks, float *out) {         \
+        float32x4_t acc0[N], acc1[N];                                                                \
+        float mins[N];                                                                               \
+        for (int i = 0; i < N; i++) {                                                                \
+            acc0[i] = vdupq_n_f32(0);                                                                \
+            acc1[i] = vdupq_n_f32(0);                                                                \
+            mins[i] = 0;                                                                             \
+        }                                                                                            \
+        for (long s = 0; s < blocks / 8; s++, w += BLOCK) {                                          \
+            for (int line = 0; line < BLOCK; line += 64) prefetch_ahead(w + line);                   \
+            float scale[8], min[8];                                                                  \
+            SCALES(w, scale, min);                                                                   \
+            for (int j = 0; j < 4; j++) {                                                            \
+                int16x8x4_t even, odd;                                                               \
+                PAIR(w, j, &even, &odd);                                                             \
+                _Pragma("GCC unroll 4") for (int i = 0; i < N; i++) {                                \
+                    const anelm_block_q16 *a = xq + i * blocks + 8 * s + 2 * j;                      \
+                    acc0[i] = vfmaq_n_f32(acc0[i], block_dot(even, a[0].q), scale[2 * j] * a[0].d);  \
+                    ODD[i] = vfmaq_n_f32(ODD[i], block_dot(odd, a[1].q), scale[2 * j + 1] * a[1].d); \
+                    if (HAS_MIN) mins[i] += min[2 * j] * a[0].s + min[2 * j + 1] * a[1].s;           \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+        for (int i = 0; i < N; i++) out[i] = vaddvq_f32(vaddq_f32(acc0[i], acc1[i])) - mins[i];      \
     }
 
 DEFINE_DOT1(dot_q8_0, 34, unpack_q8, 2, 0, 0)
@@ -256,7 +266,10 @@ DEFINE_KDOT(dot4_q6_k, 4, acc0, 210, q6_k_scales, q6_k_pair, 0)
 // MARK: float weights
 
 // 8 weights as two f32 vectors, or 4 as one.
-static inline float32x4x2_t load8_f32(const float *p) { float32x4x2_t v = {{vld1q_f32(p), vld1q_f32(p + 4)}}; return v; }
+static inline float32x4x2_t load8_f32(const float *p) {
+    float32x4x2_t v = {{vld1q_f32(p), vld1q_f32(p + 4)}};
+    return v;
+}
 static inline float32x4x2_t load8_f16(const uint16_t *p) {
     uint16x8_t h = vld1q_u16(p);
     float32x4x2_t v = {{vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h))), vcvt_high_f32_f16(vreinterpretq_f16_u16(h))}};
@@ -271,36 +284,42 @@ static inline float32x4_t load4_f32(const float *p) { return vld1q_f32(p); }
 static inline float32x4_t load4_f16(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 static inline float32x4_t load4_bf16(const uint16_t *p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
 static inline float scalar_f32(float v) { return v; }
-static inline float scalar_bf16(uint16_t v) { uint32_t b = (uint32_t)v << 16; float f; memcpy(&f, &b, 4); return f; }
+static inline float scalar_bf16(uint16_t v) {
+    uint32_t b = (uint32_t)v << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
 
 // N activation rows against one float weight row: each 16 weights are loaded and converted once for the
 // N. Four accumulators per row, one per 4 columns of the 16: the 16 floats in flight per row that x86's
 // two 8-wide chains have, so the FMAs' latency is covered.
-#define DEFINE_DOTN_FLOAT(NAME, N, TYPE, LOAD8, LOAD4, SCALAR)                                          \
-    static void NAME(const TYPE *w, const float *x, long cols, float *out) {                           \
-        float32x4_t acc[N][4];                                                                         \
-        for (int i = 0; i < N; i++) for (int k = 0; k < 4; k++) acc[i][k] = vdupq_n_f32(0);            \
-        long c = 0;                                                                                    \
-        for (; c + 16 <= cols; c += 16) {                                                              \
-            prefetch_ahead((const uint8_t *)(w + c));                                                  \
-            float32x4x2_t w0 = LOAD8(w + c), w1 = LOAD8(w + c + 8);                                    \
-            for (int i = 0; i < N; i++) {                                                              \
-                const float *xi = x + i * cols + c;                                                    \
-                acc[i][0] = vfmaq_f32(acc[i][0], w0.val[0], vld1q_f32(xi));                            \
-                acc[i][1] = vfmaq_f32(acc[i][1], w0.val[1], vld1q_f32(xi + 4));                        \
-                acc[i][2] = vfmaq_f32(acc[i][2], w1.val[0], vld1q_f32(xi + 8));                        \
-                acc[i][3] = vfmaq_f32(acc[i][3], w1.val[1], vld1q_f32(xi + 12));                       \
-            }                                                                                          \
-        }                                                                                              \
-        for (; c + 4 <= cols; c += 4) {                                                                \
-            float32x4_t wv = LOAD4(w + c);                                                             \
-            for (int i = 0; i < N; i++) acc[i][0] = vfmaq_f32(acc[i][0], wv, vld1q_f32(x + i * cols + c)); \
-        }                                                                                              \
-        for (int i = 0; i < N; i++) {                                                                  \
+#define DEFINE_DOTN_FLOAT(NAME, N, TYPE, LOAD8, LOAD4, SCALAR)                                                 \
+    static void NAME(const TYPE *w, const float *x, long cols, float *out) {                                   \
+        float32x4_t acc[N][4];                                                                                 \
+        for (int i = 0; i < N; i++)                                                                            \
+            for (int k = 0; k < 4; k++) acc[i][k] = vdupq_n_f32(0);                                            \
+        long c = 0;                                                                                            \
+        for (; c + 16 <= cols; c += 16) {                                                                      \
+            prefetch_ahead((const uint8_t *)(w + c));                                                          \
+            float32x4x2_t w0 = LOAD8(w + c), w1 = LOAD8(w + c + 8);                                            \
+            for (int i = 0; i < N; i++) {                                                                      \
+                const float *xi = x + i * cols + c;                                                            \
+                acc[i][0] = vfmaq_f32(acc[i][0], w0.val[0], vld1q_f32(xi));                                    \
+                acc[i][1] = vfmaq_f32(acc[i][1], w0.val[1], vld1q_f32(xi + 4));                                \
+                acc[i][2] = vfmaq_f32(acc[i][2], w1.val[0], vld1q_f32(xi + 8));                                \
+                acc[i][3] = vfmaq_f32(acc[i][3], w1.val[1], vld1q_f32(xi + 12));                               \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (; c + 4 <= cols; c += 4) {                                                                        \
+            float32x4_t wv = LOAD4(w + c);                                                                     \
+            for (int i = 0; i < N; i++) acc[i][0] = vfmaq_f32(acc[i][0], wv, vld1q_f32(x + i * cols + c));     \
+        }                                                                                                      \
+        for (int i = 0; i < N; i++) {                                                                          \
             float s = vaddvq_f32(vaddq_f32(vaddq_f32(acc[i][0], acc[i][1]), vaddq_f32(acc[i][2], acc[i][3]))); \
-            for (long k = c; k < cols; k++) s += SCALAR(w[k]) * x[i * cols + k];                       \
-            out[i] = s;                                                                                \
-        }                                                                                              \
+            for (long k = c; k < cols; k++) s += SCALAR(w[k]) * x[i * cols + k];                               \
+            out[i] = s;                                                                                        \
+        }                                                                                                      \
     }
 
 DEFINE_DOTN_FLOAT(dot_f32, 1, float, load8_f32, load4_f32, scalar_f32)
@@ -358,7 +377,10 @@ void neon_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
         const float *v = x + b * 32;
         float32x4_t f[8];
         float32x4_t m = vdupq_n_f32(0);  // the portable max starts at 0 (so an all-NaN block has amax 0)
-        for (int k = 0; k < 8; k++) { f[k] = vld1q_f32(v + 4 * k); m = vmaxnmq_f32(m, vabsq_f32(f[k])); }
+        for (int k = 0; k < 8; k++) {
+            f[k] = vld1q_f32(v + 4 * k);
+            m = vmaxnmq_f32(m, vabsq_f32(f[k]));
+        }
         float amax = vmaxnmvq_f32(m);
         float d = amax / 32767, id = d > 0 ? 1 / d : 0;
         const float32x4_t mul = vdupq_n_f32(id);
@@ -434,7 +456,10 @@ void neon_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float 
         float32x4_t s = vdivq_f32(x, vaddq_f32(one, exp4(vnegq_f32(u))));
         vst1q_f32(gate + i, vmulq_f32(s, vld1q_f32(up + i)));
     }
-    for (; i < n; i++) { float x = gate[i], u = k * x + c * x * x * x; gate[i] = x / (1.0f + expf(-u)) * up[i]; }
+    for (; i < n; i++) {
+        float x = gate[i], u = k * x + c * x * x * x;
+        gate[i] = x / (1.0f + expf(-u)) * up[i];
+    }
 }
 
 float neon_softmax(float *x, long n) {
@@ -450,7 +475,10 @@ float neon_softmax(float *x, long n) {
         s4 = vaddq_f32(s4, e);
     }
     double s = vaddvq_f32(s4);
-    for (; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
     float inv = (float)(1.0 / s);
     const float32x4_t vinv = vdupq_n_f32(inv);
     for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_f32(vld1q_f32(x + i), vinv));
@@ -469,8 +497,8 @@ static inline const float *neon_cache_row(const void *base, int kv_type, long st
 // anelm_attention for head sizes that are a multiple of 4, with the row conversions, dots and axpys
 // inline (a call per cached row and head cost more than the arithmetic on x86). Two accumulators for
 // the dots, over alternating 4-column steps.
-void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
+void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
+                    float softcap, float *scratch, float *out, float *lse) {
     float *scores = scratch, *tmp = scratch + group * count;
     for (long j = 0; j < count; j++) {
         const float *k = neon_cache_row(keys, kv_type, stride, j, head_dim, tmp);
@@ -502,22 +530,4 @@ void neon_attention(const float *q, long group, long head_dim, const void *keys,
     }
 }
 
-#else
-// Not arm64: never called (anelm_isa_level() is never ANELM_ISA_NEON).
-void neon_f16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
-void neon_bf16_to_f32(const uint16_t *src, float *dst, long n) { (void)src; (void)dst; (void)n; }
-void neon_f32_to_f16(const float *src, uint16_t *dst, long n) { (void)src; (void)dst; (void)n; }
-void neon_quantize_q16(const float *x, anelm_block_q16 *out, long n) { (void)x; (void)out; (void)n; }
-float neon_dot(const float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
-void neon_axpy(float a, const float *x, float *y, long n) { (void)a; (void)x; (void)y; (void)n; }
-void neon_sigmoid_gate_mul(float *gate, const float *up, long n, float k, float c) { (void)gate; (void)up; (void)n; (void)k; (void)c; }
-float neon_softmax(float *x, long n) { (void)x; (void)n; return 0; }
-void neon_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                    long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse) {
-    (void)q; (void)group; (void)head_dim; (void)keys; (void)values; (void)kv_type; (void)stride; (void)count; (void)scale; (void)softcap; (void)scratch; (void)out; (void)lse;
-}
-void neon_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq,
-                      const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long row_begin, long row_end) {
-    (void)type; (void)w; (void)row_bytes; (void)cols; (void)x; (void)xq; (void)xq8; (void)tokens; (void)y; (void)rows; (void)row_begin; (void)row_end;
-}
 #endif

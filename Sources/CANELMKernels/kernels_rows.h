@@ -11,8 +11,8 @@
 #ifndef TILE_ROWS
 #define TILE_ROWS 2
 #endif
-#define DEFINE_TILE_OF_FOURS(NAME, FOUR, WEIGHT, INPUT)                                                \
-    KERNEL static inline void NAME(const WEIGHT *w, size_t row_bytes, const INPUT *a, long n, float *out) { \
+#define DEFINE_TILE_OF_FOURS(NAME, FOUR, WEIGHT, INPUT)                                                                    \
+    KERNEL static inline void NAME(const WEIGHT *w, size_t row_bytes, const INPUT *a, long n, float *out) {                \
         for (int k = 0; k < TILE_ROWS; k++) FOUR((const WEIGHT *)((const uint8_t *)w + k * row_bytes), a, n, out + 4 * k); \
     }
 DEFINE_TILE_OF_FOURS(tile4_q8_0, dot4_q8_0, uint8_t, anelm_block_q16)
@@ -26,9 +26,17 @@ DEFINE_TILE_OF_FOURS(tile4_q6_k, dot4_q6_k, uint8_t, anelm_block_q16)
 // Eight tokens at a time from interleaved activations (eight_<type>: does the first 8·⌊tokens/8⌋ tokens
 // and returns how many it did) where the includer has such kernels (EIGHT_TOKEN_KERNELS, the quantized
 // types), else none: the four- and one-token kernels do every token.
-KERNEL static inline long no_eight(const uint8_t *w, size_t row_bytes, long cols, const anelm_block_q16x8 *xq8,
-                                   long tokens, float *y, long rows, long r0, long r1) {
-    (void)w; (void)row_bytes; (void)cols; (void)xq8; (void)tokens; (void)y; (void)rows; (void)r0; (void)r1;
+KERNEL static inline long no_eight(const uint8_t *w, size_t row_bytes, long cols, const anelm_block_q16x8 *xq8, long tokens, float *y, long rows, long r0,
+                                   long r1) {
+    (void)w;
+    (void)row_bytes;
+    (void)cols;
+    (void)xq8;
+    (void)tokens;
+    (void)y;
+    (void)rows;
+    (void)r0;
+    (void)r1;
     return 0;
 }
 #ifndef EIGHT_TOKEN_KERNELS
@@ -47,42 +55,42 @@ DEFINE_TILE_OF_FOURS(tile4_f16, dot4_f16, uint16_t, float)
 DEFINE_TILE_OF_FOURS(tile4_bf16, dot4_bf16, uint16_t, float)
 #endif
 
-// Rows [r0, r1) of one weight type against every token: four tokens per pass over two rows at a time
+// Rows [r0, r1) of one weight type against every token: four tokens per pass over TILE_ROWS rows at a time
 // (prefill), the rest one by one. Rows go in chunks of about 16 KB, and each chunk meets every token before the
 // next: the chunk's weights and one group's activations both stay in L1 (row by row over all tokens
 // re-read every token's activations from L2 for each row, and L2 bandwidth bounded prefill).
 // The dot kernels are called directly, so they inline. ACTIVATIONS(t) is token t's input as the
 // kernels take it, LENGTH its length in their units.
 #define QUANTIZED_INPUT(t) (xq + (t) * (cols / 32))
-#define FLOAT_INPUT(t) (x + (t) * cols)
-#define DEFINE_ROWS(NAME, ONE, FOUR, TILE, EIGHT, ACTIVATIONS, LENGTH)                                \
-    KERNEL static void NAME(const uint8_t *w, size_t row_bytes, long cols, const float *x,            \
-                            const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,     \
-                            float *y, long rows, long r0, long r1) {                                  \
-        (void)x; (void)xq;                                                                            \
-        long done = EIGHT(w, row_bytes, cols, xq8, tokens, y, rows, r0, r1);                          \
-        if (done == tokens) return;                                                                   \
-        prefetch_start(w + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);                    \
-        long chunk = row_bytes >= 16384 ? 1 : (long)(16384 / row_bytes);                              \
-        for (long c0 = r0; c0 < r1; c0 += chunk) {                                                    \
-            long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = done;                                    \
-            for (; t + 4 <= tokens; t += 4) {                                                         \
-                long r = c0;                                                                          \
-                for (; r + TILE_ROWS <= c1; r += TILE_ROWS) {                                         \
-                    float out[4 * TILE_ROWS];                                                         \
-                    TILE((const void *)(w + (size_t)r * row_bytes), row_bytes, ACTIVATIONS(t), LENGTH, out); \
-                    for (int k = 0; k < TILE_ROWS; k++)                                               \
-                        for (int i = 0; i < 4; i++) y[(t + i) * rows + r + k] = out[4 * k + i];       \
-                }                                                                                     \
-                for (; r < c1; r++) {                                                                 \
-                    float out[4];                                                                     \
-                    FOUR((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, out);     \
-                    for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];                      \
-                }                                                                                     \
-            }                                                                                         \
-            for (; t < tokens; t++)                                                                   \
-                for (long r = c0; r < c1; r++) ONE((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, y + t * rows + r); \
-        }                                                                                             \
+#define FLOAT_INPUT(t) (x + (t)*cols)
+#define DEFINE_ROWS(NAME, ONE, FOUR, TILE, EIGHT, ACTIVATIONS, LENGTH)                                                                              \
+    KERNEL static void NAME(const uint8_t *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, \
+                            long tokens, float *y, long rows, long r0, long r1) {                                                                   \
+        (void)x;                                                                                                                                    \
+        (void)xq;                                                                                                                                   \
+        long done = EIGHT(w, row_bytes, cols, xq8, tokens, y, rows, r0, r1);                                                                        \
+        if (done == tokens) return;                                                                                                                 \
+        prefetch_start(w + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);                                                                  \
+        long chunk = row_bytes >= 16384 ? 1 : (long)(16384 / row_bytes);                                                                            \
+        for (long c0 = r0; c0 < r1; c0 += chunk) {                                                                                                  \
+            long c1 = c0 + chunk < r1 ? c0 + chunk : r1, t = done;                                                                                  \
+            for (; t + 4 <= tokens; t += 4) {                                                                                                       \
+                long r = c0;                                                                                                                        \
+                for (; r + TILE_ROWS <= c1; r += TILE_ROWS) {                                                                                       \
+                    float out[4 * TILE_ROWS];                                                                                                       \
+                    TILE((const void *)(w + (size_t)r * row_bytes), row_bytes, ACTIVATIONS(t), LENGTH, out);                                        \
+                    for (int k = 0; k < TILE_ROWS; k++)                                                                                             \
+                        for (int i = 0; i < 4; i++) y[(t + i) * rows + r + k] = out[4 * k + i];                                                     \
+                }                                                                                                                                   \
+                for (; r < c1; r++) {                                                                                                               \
+                    float out[4];                                                                                                                   \
+                    FOUR((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, out);                                                   \
+                    for (int i = 0; i < 4; i++) y[(t + i) * rows + r] = out[i];                                                                     \
+                }                                                                                                                                   \
+            }                                                                                                                                       \
+            for (; t < tokens; t++)                                                                                                                 \
+                for (long r = c0; r < c1; r++) ONE((const void *)(w + (size_t)r * row_bytes), ACTIVATIONS(t), LENGTH, y + t * rows + r);            \
+        }                                                                                                                                           \
     }
 
 DEFINE_ROWS(rows_q8_0, dot_q8_0, dot4_q8_0, tile4_q8_0, eight_q8_0, QUANTIZED_INPUT, cols / 32)
@@ -97,9 +105,8 @@ DEFINE_ROWS(rows_f32, dot_f32, dot4_f32, tile4_f32, no_eight, FLOAT_INPUT, cols)
 DEFINE_ROWS(rows_f16, dot_f16, dot4_f16, tile4_f16, no_eight, FLOAT_INPUT, cols)
 DEFINE_ROWS(rows_bf16, dot_bf16, dot4_bf16, tile4_bf16, no_eight, FLOAT_INPUT, cols)
 
-KERNEL void MATMUL_ROWS(int type, const void *w, size_t row_bytes, long cols,
-                 const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
-                 float *y, long rows, long row_begin, long row_end) {
+KERNEL void MATMUL_ROWS(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8,
+                        long tokens, float *y, long rows, long row_begin, long row_end) {
     void (*run)(const uint8_t *, size_t, long, const float *, const anelm_block_q16 *, const anelm_block_q16x8 *, long, float *, long, long, long);
     switch (type) {
     case ANELM_Q8_0: run = rows_q8_0; break;

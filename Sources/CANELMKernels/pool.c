@@ -21,9 +21,9 @@ struct anelm_pool {
     pthread_t *workers;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    _Atomic long generation;   // bumped for each job
-    _Atomic long next;         // next task index to claim
-    _Atomic int busy;          // workers still inside the current job
+    _Atomic long generation;  // bumped for each job
+    _Atomic long next;  // next task index to claim
+    _Atomic int busy;  // workers still inside the current job
     _Atomic int stop;
     long count;
     anelm_task_fn fn;
@@ -45,7 +45,11 @@ static void *worker(void *arg) {
         long g;
         int spins = 0;
         while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen && !atomic_load(&p->stop)) {
-            if (++spins < 20000) { if (spins % 1024 == 0) sched_yield(); else CPU_RELAX(); continue; }
+            if (++spins < 20000) {
+                if (spins % 1024 == 0) sched_yield();
+                else CPU_RELAX();
+                continue;
+            }
             pthread_mutex_lock(&p->lock);
             while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->wake, &p->lock);
             pthread_mutex_unlock(&p->lock);
@@ -104,7 +108,8 @@ void anelm_pool_run(anelm_pool *p, long count, anelm_task_fn fn, void *ctx) {
     drain(p);
     // Yield once the wait gets long: a descheduled worker (a loaded machine) must get the core back.
     for (long spins = 0; atomic_load_explicit(&p->busy, memory_order_acquire) > 0; spins++) {
-        if (spins < 4096) CPU_RELAX(); else sched_yield();
+        if (spins < 4096) CPU_RELAX();
+        else sched_yield();
     }
 }
 
@@ -115,15 +120,23 @@ int anelm_physical_cores(void) {
     if (!f) return online > 0 ? (int)online : 1;
     char line[256];
     int phys = -1, cores = 0;
-    long seen[1024]; int n = 0;
+    long seen[1024];
+    int n = 0;
     while (fgets(line, sizeof line, f)) {
         int v;
         if (sscanf(line, "physical id : %d", &v) == 1) phys = v;
         else if (sscanf(line, "core id : %d", &v) == 1) {
             long key = (long)phys * 65536 + v;
             int dup = 0;
-            for (int i = 0; i < n; i++) if (seen[i] == key) { dup = 1; break; }
-            if (!dup && n < 1024) { seen[n++] = key; cores++; }
+            for (int i = 0; i < n; i++)
+                if (seen[i] == key) {
+                    dup = 1;
+                    break;
+                }
+            if (!dup && n < 1024) {
+                seen[n++] = key;
+                cores++;
+            }
         }
     }
     fclose(f);

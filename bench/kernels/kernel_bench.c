@@ -2,30 +2,50 @@
 //   kernel_bench block TYPE ROWS COLS TOKENS   ns per (row, token, 32-weight block), weights in L2
 //   kernel_bench model THREADS TOKENS          SmolLM2-135M's matmuls (30 layers of q/k/v, o, gate/up,
 //                                              down as Q4_1 + the Q8_0 output head), one pass: ms and t/s
-// ISA=0|1|2 caps the kernel level (portable, AVX2, AVX-VNNI). Times are the best of repeated runs.
+// ANELM_ISA=portable|avx2|avxvnni|avx512vnni caps the kernel level (as for anelm). Times are the best of
+// repeated runs.
 #include "anelm_kernels.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 static size_t block_bytes(int type) {
     switch (type) {
-    case ANELM_Q8_0: return 34; case ANELM_Q4_0: return 18; case ANELM_Q4_1: return 20; case ANELM_Q5_0: return 22;
-    case ANELM_Q5_1: return 24; case ANELM_Q4_K: return 144; case ANELM_Q5_K: return 176; case ANELM_Q6_K: return 210;
-    case ANELM_F32: return 4; default: return 2;
+    case ANELM_Q8_0: return 34;
+    case ANELM_Q4_0: return 18;
+    case ANELM_Q4_1: return 20;
+    case ANELM_Q5_0: return 22;
+    case ANELM_Q5_1: return 24;
+    case ANELM_Q4_K: return 144;
+    case ANELM_Q5_K: return 176;
+    case ANELM_Q6_K: return 210;
+    case ANELM_F32: return 4;
+    default: return 2;
     }
 }
 static int known_type(int type) {
     const int types[] = {ANELM_F32, ANELM_F16, ANELM_BF16, ANELM_Q8_0, ANELM_Q4_0, ANELM_Q4_1, ANELM_Q5_0, ANELM_Q5_1, ANELM_Q4_K, ANELM_Q5_K, ANELM_Q6_K};
-    for (unsigned i = 0; i < sizeof types / sizeof *types; i++) if (types[i] == type) return 1;
+    for (unsigned i = 0; i < sizeof types / sizeof *types; i++)
+        if (types[i] == type) return 1;
     return 0;
 }
-static long block_size(int type) { return type >= ANELM_Q4_K && type <= ANELM_Q6_K ? 256 : type == ANELM_F32 || type == ANELM_F16 || type == ANELM_BF16 ? 1 : 32; }
+static long block_size(int type) {
+    return type >= ANELM_Q4_K && type <= ANELM_Q6_K ? 256 : type == ANELM_F32 || type == ANELM_F16 || type == ANELM_BF16 ? 1 : 32;
+}
 
-typedef struct { int type; long rows, cols; size_t row_bytes; uint8_t *w; } matrix;
+typedef struct {
+    int type;
+    long rows, cols;
+    size_t row_bytes;
+    uint8_t *w;
+} matrix;
 
 // Random blocks with small finite scales (random f16 bits would include NaN and subnormals).
 static matrix make_matrix(int type, long rows, long cols) {
@@ -36,7 +56,11 @@ static matrix make_matrix(int type, long rows, long cols) {
     size_t bb = block_bytes(type), blocks = bytes / bb;
     for (size_t b = 0; b < blocks; b++) {
         uint8_t *p = m.w + b * bb;
-        if (type == ANELM_F32) { float f = (rand() % 2000 - 1000) / 1000.0f; memcpy(p, &f, 4); continue; }
+        if (type == ANELM_F32) {
+            float f = (rand() % 2000 - 1000) / 1000.0f;
+            memcpy(p, &f, 4);
+            continue;
+        }
         float value = type == ANELM_F16 || type == ANELM_BF16 ? (rand() % 2000 - 1000) / 1000.0f : 0.001f + 0.01f * (rand() % 100) / 100;
         uint32_t bits;
         memcpy(&bits, &value, 4);
@@ -47,7 +71,12 @@ static matrix make_matrix(int type, long rows, long cols) {
     return m;
 }
 
-typedef struct { float *x; anelm_block_q16 *xq; anelm_block_q16x8 *xq8; long tokens, cols; } input;
+typedef struct {
+    float *x;
+    anelm_block_q16 *xq;
+    anelm_block_q16x8 *xq8;
+    long tokens, cols;
+} input;
 
 // As the library's matmul prepares them: quantized rows, and groups of eight tokens interleaved.
 static input make_input(long tokens, long cols) {
@@ -62,7 +91,12 @@ static input make_input(long tokens, long cols) {
     return in;
 }
 
-typedef struct { const matrix *m; const input *in; float *y; long per_task; } job;
+typedef struct {
+    const matrix *m;
+    const input *in;
+    float *y;
+    long per_task;
+} job;
 
 static void run_task(void *ctx, long i) {
     const job *j = ctx;
@@ -71,14 +105,18 @@ static void run_task(void *ctx, long i) {
 }
 
 int main(int argc, char **argv) {
-    const char *cap = getenv("ISA");
-    if (cap) anelm_limit_isa(atoi(cap));
     srand(1);
     if (argc == 6 && strcmp(argv[1], "block") == 0) {
         int type = atoi(argv[2]);
         long rows = atol(argv[3]), cols = atol(argv[4]), tokens = atol(argv[5]);
-        if (!known_type(type)) { fprintf(stderr, "unknown type %d (GGML ids: 0 F32, 1 F16, 30 BF16, 8 Q8_0, 2 Q4_0, 3 Q4_1, 6 Q5_0, 7 Q5_1, 12 Q4_K, 13 Q5_K, 14 Q6_K)\n", type); return 2; }
-        if (rows < 1 || cols < block_size(type) || cols % block_size(type) || (block_size(type) > 1 && cols % 32) || tokens < 1) { fprintf(stderr, "bad shape\n"); return 2; }
+        if (!known_type(type)) {
+            fprintf(stderr, "unknown type %d (GGML ids: 0 F32, 1 F16, 30 BF16, 8 Q8_0, 2 Q4_0, 3 Q4_1, 6 Q5_0, 7 Q5_1, 12 Q4_K, 13 Q5_K, 14 Q6_K)\n", type);
+            return 2;
+        }
+        if (rows < 1 || cols < block_size(type) || cols % block_size(type) || (block_size(type) > 1 && cols % 32) || tokens < 1) {
+            fprintf(stderr, "bad shape\n");
+            return 2;
+        }
         matrix m = make_matrix(type, rows, cols);
         input in = make_input(tokens, cols);
         float *y = malloc(sizeof(float) * tokens * rows);
@@ -86,24 +124,30 @@ int main(int argc, char **argv) {
         while (total < 1.0) {
             double t = now();
             anelm_matmul_rows(type, m.w, m.row_bytes, cols, in.x, in.xq, in.xq8, tokens, y, rows, 0, rows);
-            t = now() - t; total += t; if (t < best) best = t;
+            t = now() - t;
+            total += t;
+            if (t < best) best = t;
         }
-        printf("type %d, %ldx%ld, %ld tokens, isa %d: %.3f ns per row, token and 32 weights\n", type, rows, cols, tokens, anelm_isa_level(), best / ((double)rows * tokens * cols / 32) * 1e9);
+        printf("type %d, %ldx%ld, %ld tokens, isa %s: %.3f ns per row, token and 32 weights\n", type, rows, cols, tokens, anelm_isa_name(anelm_isa_level()),
+               best / ((double)rows * tokens * cols / 32) * 1e9);
         return 0;
     }
     if (argc == 4 && strcmp(argv[1], "model") == 0) {
         int threads = atoi(argv[2]);
         long tokens = atol(argv[3]);
-        if (threads < 1 || tokens < 1) { fprintf(stderr, "bad arguments\n"); return 2; }
+        if (threads < 1 || tokens < 1) {
+            fprintf(stderr, "bad arguments\n");
+            return 2;
+        }
         enum { LAYERS = 30, COUNT = LAYERS * 4 + 1 };
         matrix mats[COUNT];
         for (int l = 0; l < LAYERS; l++) {
-            mats[4 * l] = make_matrix(ANELM_Q4_1, 960, 576);       // q, k, v
-            mats[4 * l + 1] = make_matrix(ANELM_Q4_1, 576, 576);   // o
+            mats[4 * l] = make_matrix(ANELM_Q4_1, 960, 576);  // q, k, v
+            mats[4 * l + 1] = make_matrix(ANELM_Q4_1, 576, 576);  // o
             mats[4 * l + 2] = make_matrix(ANELM_Q4_1, 3072, 576);  // gate, up
             mats[4 * l + 3] = make_matrix(ANELM_Q4_1, 576, 1536);  // down
         }
-        mats[COUNT - 1] = make_matrix(ANELM_Q8_0, 49152, 576);     // output head
+        mats[COUNT - 1] = make_matrix(ANELM_Q8_0, 49152, 576);  // output head
         input narrow = make_input(tokens, 576), wide = make_input(tokens, 1536);
         float *y = malloc(sizeof(float) * tokens * 49152);
         anelm_pool *pool = anelm_pool_create(threads);
@@ -119,7 +163,8 @@ int main(int argc, char **argv) {
             t = now() - t;
             if (it > 0 && t < best) best = t;
         }
-        printf("%d threads, %ld tokens per pass, isa %d: %.2f ms per pass, %.0f tokens/s\n", threads, tokens, anelm_isa_level(), best * 1e3, tokens / best);
+        printf("%d threads, %ld tokens per pass, isa %s: %.2f ms per pass, %.0f tokens/s\n", threads, tokens, anelm_isa_name(anelm_isa_level()), best * 1e3,
+               tokens / best);
         anelm_pool_destroy(pool);
         return 0;
     }

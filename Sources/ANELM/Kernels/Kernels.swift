@@ -8,25 +8,33 @@ public enum Kernels {
     public static let elementwiseGrain = 16_384
 
     /// The vector ISA levels the kernels are written for, lowest (the tests' reference) first: x86_64 has
-    /// avx2 and avxvnni above portable, arm64 neon.
+    /// avx2, then avxvnni and avx512vnni (the matrix kernels with AVX-VNNI or with AVX512-VNNI + VL, each its
+    /// own file; where a CPU has both the AVX-512 one is used), arm64 neon.
     public enum ISA: Int32, CaseIterable, Sendable {
-        case portable = 0, avx2 = 1, avxvnni = 2, neon = 3
+        case portable = 0, avx2 = 1, avxvnni = 2, avx512vnni = 3, neon = 4
 
-        public var name: String { ["portable", "avx2", "avx2+vnni", "neon"][Int(rawValue)] }
+        /// As `anelm bench` and `info` show it.
+        public var name: String {
+            switch self {
+            case .portable: "portable"
+            case .avx2: "avx2"
+            case .avxvnni: "avx2+vnni"
+            case .avx512vnni: "avx512+vnni"
+            case .neon: "neon"
+            }
+        }
     }
 
-    /// The level in use: the best this CPU runs, unless capped.
+    /// The level in use: the best this CPU runs, unless capped (by `limitISA` or the environment variable
+    /// `ANELM_ISA`, which takes the case names: portable, avx2, avxvnni, avx512vnni, neon).
     public static var isa: ISA { ISA(rawValue: anelm_isa_level()) ?? .portable }
     public static var isaName: String { isa.name }
 
-    /// The levels this CPU runs: those that capping at gives (another architecture's level gives a lower one).
-    public static var availableISAs: [ISA] {
-        let cap = isa
-        defer { limitISA(cap) }
-        return ISA.allCases.filter { level in limitISA(level); return isa == level }
-    }
+    /// The levels this CPU runs, lowest first.
+    public static var availableISAs: [ISA] { ISA.allCases.filter { anelm_isa_supported($0.rawValue) != 0 } }
 
-    /// Caps the level (tests compare each level with the portable kernels); nil lifts the cap.
+    /// Caps the level: the kernels use the highest level this CPU runs at or below it (tests compare each
+    /// level with the portable kernels); nil returns to the default, `ANELM_ISA`'s level or the best.
     public static func limitISA(_ level: ISA?) { anelm_limit_isa(level?.rawValue ?? -1) }
 
     /// `y[t, r] = Σ_c w[r, c] · x[t, c]` for `tokens` rows of `x`, split by rows over the pool.

@@ -13,19 +13,38 @@ extern "C" {
 
 // GGML type ids (as in GGUF).
 enum {
-    ANELM_F32 = 0, ANELM_F16 = 1, ANELM_Q4_0 = 2, ANELM_Q4_1 = 3, ANELM_Q5_0 = 6, ANELM_Q5_1 = 7, ANELM_Q8_0 = 8,
-    ANELM_Q4_K = 12, ANELM_Q5_K = 13, ANELM_Q6_K = 14, ANELM_BF16 = 30
+    ANELM_F32 = 0,
+    ANELM_F16 = 1,
+    ANELM_Q4_0 = 2,
+    ANELM_Q4_1 = 3,
+    ANELM_Q5_0 = 6,
+    ANELM_Q5_1 = 7,
+    ANELM_Q8_0 = 8,
+    ANELM_Q4_K = 12,
+    ANELM_Q5_K = 13,
+    ANELM_Q6_K = 14,
+    ANELM_BF16 = 30
 };
 
-/// The vector ISA the kernels use: the best the CPU runs, unless capped by anelm_limit_isa. Each
-/// architecture climbs its own levels from portable: x86_64 AVX2 then 256-bit VNNI (AVX-VNNI, or
-/// AVX512-VNNI with AVX512-VL), arm64 NEON.
-enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2, ANELM_ISA_NEON = 3 };
+/// The vector ISA levels of the kernels, each architecture's climbing from portable. x86_64: AVX2/FMA/F16C
+/// (kernels_avx2.c), then the matrix kernels with 256-bit vpdpwssd in either encoding, each level its own
+/// file: AVX-VNNI (VEX, 16 registers; kernels_avxvnni.c) and AVX512-VNNI + VL (EVEX, 32 registers and a
+/// 512-bit float tile; kernels_avx512vnni.c). arm64: NEON.
+enum { ANELM_ISA_PORTABLE = 0, ANELM_ISA_AVX2 = 1, ANELM_ISA_AVXVNNI = 2, ANELM_ISA_AVX512VNNI = 3, ANELM_ISA_NEON = 4 };
+/// The level in use: the highest this CPU runs at or below the cap. Where a CPU has both VNNI levels
+/// (AMD Zen 5) that is the AVX-512 one, which was faster there.
 int anelm_isa_level(void);
-/// Caps the level (the tests compare every level with the portable reference); -1 lifts the cap. The
-/// level in use is the highest of this architecture's at or below the cap (so on arm64 any cap below
-/// ANELM_ISA_NEON means portable).
+/// 1 when this CPU (and OS) runs `level`.
+int anelm_isa_supported(int level);
+/// Caps the level (the tests compare every level with the portable reference): the kernels then use the
+/// highest level this CPU runs at or below `level`, so a cap at ANELM_ISA_AVXVNNI on a CPU without
+/// AVX-VNNI gives AVX2, and on arm64 any cap below ANELM_ISA_NEON gives portable. -1 returns to the default
+/// cap: the level the environment variable ANELM_ISA names (see anelm_isa_named), else none.
 void anelm_limit_isa(int level);
+/// A level's name for ANELM_ISA ("portable", "avx2", "avxvnni", "avx512vnni", "neon"); NULL for no level.
+const char *anelm_isa_name(int level);
+/// The level of that name; -1 for none.
+int anelm_isa_named(const char *name);
 /// 1 when at least the AVX2/FMA/F16C kernels are in use.
 int anelm_uses_avx2(void);
 
@@ -42,13 +61,21 @@ int anelm_dequantize(int type, const void *src, float *dst, long n);
 /// 16-bit integers, scale d, and d × Σq. Sixteen bits (not llama.cpp's eight) keep the rounding of
 /// activations ~256× below that of the weights, so the fast path tracks the f32 reference; the
 /// AVX2 cost is the same (two madd_epi16 instead of maddubs + madd per block).
-typedef struct { float d; float s; int16_t q[32]; } anelm_block_q16;
+typedef struct {
+    float d;
+    float s;
+    int16_t q[32];
+} anelm_block_q16;
 void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n);
 
 /// One activation block of eight tokens, interleaved for the prefill kernels: q[j][t] holds values 2j
 /// and 2j + 1 of token t, so one 256-bit load gives a value pair of all eight tokens, and a weight pair
 /// broadcast against it adds to eight tokens' sums at once; d and s are the tokens' block scales.
-typedef struct { float d[8]; float s[8]; int16_t q[16][8][2]; } anelm_block_q16x8;
+typedef struct {
+    float d[8];
+    float s[8];
+    int16_t q[16][8][2];
+} anelm_block_q16x8;
 /// Interleaves eight tokens' quantized rows (`blocks` blocks each, one token after the other, as
 /// anelm_quantize_q16 writes them) into `blocks` anelm_block_q16x8.
 void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_q16x8 *out);
@@ -59,9 +86,8 @@ void anelm_interleave_q16x8(const anelm_block_q16 *xq, long blocks, anelm_block_
 /// cols/32 blocks), which the x86 kernels of the quantized types use for those tokens.
 /// K-quant super-blocks (256 values) span 8 activation blocks, each with its own scale; `cols`
 /// must be a whole number of the weight type's blocks.
-void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
-                       const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8, long tokens,
-                       float *y, long rows, long row_begin, long row_end);
+void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols, const float *x, const anelm_block_q16 *xq, const anelm_block_q16x8 *xq8,
+                       long tokens, float *y, long rows, long row_begin, long row_end);
 
 /// Attention of `group` query heads (q: group × head_dim, contiguous) that share one key/value head,
 /// over `count` cached positions: out[g] = Σ_j softmax_j(s_gj) · v_j with s_gj = scale · q_g·k_j, soft-capped
@@ -69,8 +95,8 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols,
 /// `kv_type` ANELM_F32 or ANELM_F16; each row is read once for the whole group. `scratch` holds
 /// group × count + head_dim floats; `out` is group × head_dim. Unless `lse` is NULL, lse[g] is the log of
 /// Σ_j exp(s_gj): the weight with which this span's output merges with other spans' (split decoding).
-void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type,
-                     long stride, long count, float scale, float softcap, float *scratch, float *out, float *lse);
+void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
+                     float softcap, float *scratch, float *out, float *lse);
 
 // Vector kernels.
 float anelm_dot(const float *a, const float *b, long n);

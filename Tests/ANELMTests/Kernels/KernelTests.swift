@@ -101,9 +101,10 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// The levels are this architecture's (x86_64: avx2, avxvnni; arm64: neon), portable first; a cap at
-    /// a level this CPU lacks falls back to a lower one it has; asking does not move the cap.
-    func testAvailableISAsAreThisArchitecturesLevels() {
+    /// The levels are this architecture's (x86_64: avx2, avxvnni, avx512vnni; arm64: neon), portable first;
+    /// a cap at a level this CPU runs gives that level (so each VNNI file can be chosen where the CPU has it),
+    /// a cap at one it lacks the highest it runs below; asking does not move the cap.
+    func testAvailableISAsAreThisArchitecturesLevels() throws {
         defer { Kernels.limitISA(nil) }
         let levels = Kernels.availableISAs
         XCTAssertEqual(levels.first, .portable)
@@ -112,13 +113,41 @@ final class KernelTests: XCTestCase {
         #elseif arch(x86_64)
         XCTAssertFalse(levels.contains(.neon))
         #endif
-        for level in Kernels.ISA.allCases where !levels.contains(level) {
+        if ProcessInfo.processInfo.environment["ANELM_ISA"] == nil { XCTAssertEqual(Kernels.isa, levels.last, "the best level by default") }
+        for level in Kernels.ISA.allCases {
             Kernels.limitISA(level)
-            XCTAssertTrue(levels.contains(Kernels.isa) && Kernels.isa.rawValue < level.rawValue, "cap \(level.name) gives \(Kernels.isa.name)")
+            let below = levels.last { $0.rawValue <= level.rawValue }
+            XCTAssertEqual(Kernels.isa, below, "cap \(level.name) gives \(Kernels.isa.name)")
         }
         Kernels.limitISA(.portable)
         XCTAssertEqual(Kernels.availableISAs, levels)
         XCTAssertEqual(Kernels.isa, .portable)
+    }
+
+    /// The VNNI levels are there exactly when Linux reports the CPU features their files are compiled for.
+    func testVNNILevelsFollowTheCPUFlags() throws {
+        #if os(Linux) && arch(x86_64)
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        guard let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { throw XCTSkip("no flags in /proc/cpuinfo") }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        let avx2 = flags.isSuperset(of: ["avx2", "fma", "f16c"])
+        XCTAssertEqual(Kernels.availableISAs.contains(.avxvnni), avx2 && flags.contains("avx_vnni"))
+        XCTAssertEqual(Kernels.availableISAs.contains(.avx512vnni), avx2 && flags.isSuperset(of: ["avx512f", "avx512vl", "avx512bw", "avx512_vnni"]))
+        print("kernel levels on this CPU: \(Kernels.availableISAs.map(\.name).joined(separator: ", "))")
+        #else
+        throw XCTSkip("reads Linux's /proc/cpuinfo on x86_64")
+        #endif
+    }
+
+    /// ANELM_ISA's names are the ISA cases' names; anything else names no level.
+    func testISAEnvironmentNames() {
+        for level in Kernels.ISA.allCases {
+            let name = anelm_isa_name(level.rawValue).map { String(cString: $0) }
+            XCTAssertEqual(name, "\(level)")
+            XCTAssertEqual(anelm_isa_named("\(level)"), level.rawValue)
+        }
+        for name in ["", "AVX2", "avx2+vnni", "avx512", "sse"] { XCTAssertEqual(anelm_isa_named(name), -1, name) }
+        XCTAssertNil(anelm_isa_name(Int32(Kernels.ISA.allCases.count)))
     }
 
     func testQuantizeQ16MatchesPortableBitForBit() throws {
