@@ -326,7 +326,7 @@ def state_inputs(f):
     return out
 
 
-def check_ane_rules(spec, prog, args):
+def check_ane_rules(spec, prog, args, pkg):
     """The rules `anelm info --ane` lints (issue #20), asserted here from the rebuilt MIL program: one
     state shape and at most two states; no reduce_argmax / gather_along_axis (CPU-placed on devices);
     int8 scales per output channel unless --weights int8-blockwise; LUTs of at most 16 output channels;
@@ -348,18 +348,33 @@ def check_ane_rules(spec, prog, args):
                     continue
                 check(v.dtype != types.fp32, f"{name}: {v.name} is fp32")
                 check(constant or max(v.shape, default=0) <= 16384, f"{name}: {v.name} has a dimension above 16,384: {v.shape}")
-    size = os.path.getsize(os.path.join(args.package, "Data/com.apple.CoreML/weights/weight.bin"))
+    size = os.path.getsize(os.path.join(pkg, "Data/com.apple.CoreML/weights/weight.bin"))
     check(size <= 1_000_000_000, f"weight.bin is {size} bytes, above 1 GB")
     return "states, CPU-placed ops, quantization granularity, fp32, dimensions and size within the lint's limits"
 
 
 def validate(args):
+    """The package, or every package of its chain (anelm.json `chunks`), then the run over all of them."""
+    info = json.load(open(os.path.join(args.package, "Data/com.anelm/anelm.json")))
+    names = info.get("chunks") or [os.path.basename(args.package)]
+    folder = os.path.dirname(os.path.abspath(args.package))
+    report, progs = {}, []
+    for i, name in enumerate(names):
+        r, prog, info = validate_package(os.path.join(folder, name), args, i, len(names))
+        progs.append(prog)
+        report.update(r if len(names) == 1 else {f"{name}: {k}": v for k, v in r.items()})
+    if args.reference:
+        report["run"] = run_reference(progs, info, args)
+    return report
+
+
+def validate_package(pkg, args, index, count):
+    """One package; `index` of `count` in a chain."""
     import coremltools as ct
     from coremltools.converters.mil.frontend.milproto import load as milproto
     from coremltools.converters.mil.mil import types
     from coremltools.proto import FeatureTypes_pb2
 
-    pkg = args.package
     report = {}
     # Manifest.json: the root model item and every item present.
     manifest = json.load(open(os.path.join(pkg, "Manifest.json")))
@@ -372,6 +387,13 @@ def validate(args):
     info = json.load(open(os.path.join(pkg, "Data/com.anelm/anelm.json")))
     check(info["format_version"] == 1, "anelm.json format_version")
     check(info["weights"] == args.weights, f"anelm.json weights {info['weights']}, expected {args.weights}")
+    # A chunk of a chain: its layers [first, end), consecutive with its neighbours' (the first chunk
+    # starts at 0, the last ends at the model's last layer, checked against the source below).
+    first_layer, end_layer = info.get("chunk_layers") or (0, None)
+    check(info.get("chunk_index", 0) == index, f"anelm.json chunk_index {info.get('chunk_index')}, the chain lists it {index}")
+    check(index > 0 or first_layer == 0, "the first chunk does not start at layer 0")
+    if index > 0:
+        check(first_layer == validate_package.previous_end, f"chunk {index} starts at layer {first_layer}, the previous one ended at {validate_package.previous_end}")
 
     # coremltools loads it and rebuilds the MIL program (type inference of every op).
     model = ct.models.MLModel(pkg, skip_model_load=True)
@@ -387,11 +409,15 @@ def validate(args):
     check(spec.description.defaultFunctionName in described, "defaultFunctionName is not a function")
 
     src = Source(args.source)
+    end_layer = src.layers if end_layer is None else end_layer
+    check(index + 1 < count or end_layer == src.layers, f"the last chunk ends at layer {end_layer} of {src.layers}")
+    validate_package.previous_end = end_layer
+    is_first, is_last = first_layer == 0, end_layer == src.layers
     # States: the same in every function, and the KV cache the source config implies.
     n = info["context_length"]
     # One state, the whole KV cache: a slot (head_dim, 1, context) per layer, KV head and K/V (issue #20:
     # three or more states, or states of different shapes, are reported to fail on the ANE).
-    expected_states = [("FLOAT16", (2 * src.layers * src.kv_heads, src.head_dim, 1, n))]
+    expected_states = [("FLOAT16", (2 * (end_layer - first_layer) * src.kv_heads, src.head_dim, 1, n))]
     first = None
     for name in info["functions"]:
         states = state_inputs(spec.mlProgram.functions[name])
@@ -426,7 +452,7 @@ def validate(args):
             check(o.name in outs and tuple(o.type.multiArrayType.shape) == tuple(outs[o.name].shape), f"{name}: output {o.name} not the program's")
         report[f"{name} ops"] = f"{len(proto_ops)} ({', '.join(sorted(kinds))})"
 
-    report["ane rules"] = check_ane_rules(spec, prog, args)
+    report["ane rules"] = check_ane_rules(spec, prog, args, pkg)
 
     # weight.bin, parsed here.
     refs = blob_refs(spec)
@@ -441,9 +467,19 @@ def validate(args):
     # Weights against the source.
     decode = prog.functions[info["functions"][0]]
     producers = {op.outputs[0].name: op for op in decode.operations if op.outputs}
-    chunks = [int(producers[f"output_{i}"].outputs[0].shape[0]) for i in range(info["output_chunks"])]
-    check(sum(chunks) == src.vocab == info["vocab_size"] and max(chunks) <= 16384, f"output chunks {chunks} for vocabulary {src.vocab}")
-    expected = src.expected_constants(chunks)
+    if is_last:
+        chunks = [int(producers[f"output_{i}"].outputs[0].shape[0]) for i in range(info["output_chunks"])]
+        check(sum(chunks) == src.vocab == info["vocab_size"] and max(chunks) <= 16384, f"output chunks {chunks} for vocabulary {src.vocab}")
+    else:
+        chunks = [src.vocab]
+
+    # A chunk holds its layers' constants, the embedding if first, the output layer if last.
+    def held(name):
+        m = re.match(r"l(\d+)_", name)
+        if m:
+            return first_layer <= int(m.group(1)) < end_layer
+        return is_first if name == "embedding" else is_last
+    expected = {k: v for k, v in src.expected_constants(chunks).items() if held(k)}
     # Every function's conv weights and gather tables must be source tensors. Values are compared in the
     # first function; the others read the same blobs (checked above), so they hold the same values.
     weight_inputs = set()
@@ -490,7 +526,7 @@ def validate(args):
             scale = op.scale.val.astype(np.float32)
             r = row_axis[cname]
             blocks = int(np.prod(scale.shape)) // rows
-            check(scale.shape[r] == rows and cols % blocks == 0 and cols // blocks <= 32, f"{cname}: scale shape {scale.shape} for {op.data.val.shape}")
+            check(scale.shape[r] == rows and cols % blocks == 0, f"{cname}: scale shape {scale.shape} for {op.data.val.shape}")
             # int8: one scale per output channel, the only int8 granularity the ANE supports (coremltools
             # issue 2510); int8-blockwise: blocks of at most 32 input channels.
             if args.weights == "int8":
@@ -533,9 +569,11 @@ def validate(args):
             check(np.abs(got - table).max() <= 1e-3, f"{cname}: {np.abs(got - table).max()} from cos/sin of the source's rope_theta")
         report["rope tables"] = f"within fp16 rounding of theta {src.theta}"
 
-    # The tokenizer folder.
+    # The tokenizer folder (the first package of a chain).
     tok = os.path.join(pkg, "Data/com.anelm/tokenizer")
-    if src.gguf:
+    if not is_first:
+        pass
+    elif src.gguf:
         import gguf
         r = gguf.GGUFReader(os.path.join(tok, "tokenizer.gguf"))
         check(len(r.tensors) == 0, "tokenizer.gguf has tensors")
@@ -553,9 +591,7 @@ def validate(args):
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(pkg) for f in fs)
     report["package"] = f"{total} bytes (model.mlmodel {os.path.getsize(os.path.join(pkg, 'Data/com.apple.CoreML/model.mlmodel'))})"
 
-    if args.reference:
-        report["run"] = run_reference(prog, info, args)
-    return report
+    return report, prog, info
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -682,7 +718,7 @@ def types_fp16():
     return types.fp16
 
 
-def call_inputs(f, tokens, start, n, window):
+def call_inputs(f, tokens, start, n, window, hidden=None):
     """The inputs of one call on `tokens` at positions start…: token ids, the one-hot placement of each
     column and its additive masks (a full block: every column a real token)."""
     from coremltools.converters.mil.mil import types
@@ -698,7 +734,10 @@ def call_inputs(f, tokens, start, n, window):
     for name, v in f.inputs.items():
         if types.is_state(v.sym_type):
             continue
-        if v.dtype == types.int32:
+        if name == "hidden_in":
+            check(hidden is not None, "run: hidden_in with no previous chunk")
+            feeds[name] = hidden
+        elif v.dtype == types.int32:
             feeds[name] = np.asarray(tokens, np.int32).reshape(v.shape)
         else:
             check(name in rows, f"run: no rule for the input {name}")
@@ -706,14 +745,24 @@ def call_inputs(f, tokens, start, n, window):
     return feeds
 
 
-def run_reference(prog, info, args):
-    """Each fixture prompt through the program as an app runs it (full prefill blocks, then decode token
-    by token); the last position's top-20 logits against transformers'."""
+def run_chain(progs, function, tokens, start, n, window, states):
+    """One call through every package of the chain: each chunk's `hidden_out` is the next one's `hidden_in`."""
+    hidden, out = None, None
+    for i, prog in enumerate(progs):
+        f = prog.functions[function]
+        out = run_function(f, call_inputs(f, tokens, start, n, window, hidden), states[i])
+        hidden = out.get("hidden_out")
+    return out
+
+
+def run_reference(progs, info, args):
+    """Each fixture prompt through the program (the chain of packages) as an app runs it (full prefill
+    blocks, then decode token by token); the last position's top-20 logits against transformers'."""
     from coremltools.converters.mil.mil import types
     fixture = json.load(open(args.reference))
     n, block = info["context_length"], info.get("prefill_block")
     window = info["metadata"].get("sliding_window")
-    decode, prefill = prog.functions["decode"], prog.functions.get("prefill")
+    has_prefill = "prefill" in progs[0].functions
     worst, calls, agree = 0.0, {"decode": 0, "prefill": 0}, 0
     names = args.cases.split(",")
     cases = [c for c in fixture["cases"] if c["name"] in names]
@@ -721,14 +770,15 @@ def run_reference(prog, info, args):
     for case in cases:
         ids = case["prompt_ids"]
         check(len(ids) <= n, f"run: case {case['name']} is longer than the context {n}")
-        states = {name: np.zeros(v.sym_type.wrapped_type().get_shape(), np.float32) for name, v in decode.inputs.items() if types.is_state(v.sym_type)}
+        states = [{name: np.zeros(v.sym_type.wrapped_type().get_shape(), np.float32) for name, v in prog.functions["decode"].inputs.items()
+                   if types.is_state(v.sym_type)} for prog in progs]
         p = 0
-        while prefill is not None and block and len(ids) - p > block:
-            run_function(prefill, call_inputs(prefill, ids[p:p + block], p, n, window), states)
+        while has_prefill and block and len(ids) - p > block:
+            run_chain(progs, "prefill", ids[p:p + block], p, n, window, states)
             calls["prefill"] += 1
             p += block
         for i in range(p, len(ids)):
-            out = run_function(decode, call_inputs(decode, ids[i:i + 1], i, n, window), states)
+            out = run_chain(progs, "decode", ids[i:i + 1], i, n, window, states)
             calls["decode"] += 1
         chunks = [out[f"logits_{i}"].reshape(-1) for i in range(info["output_chunks"])]
         logits = np.concatenate(chunks)
@@ -743,7 +793,8 @@ def run_reference(prog, info, args):
         agree += int(token == top["ids"][0] == int(np.argmax(logits)))
     limit = args.tolerance
     check(limit is None or worst <= limit, f"run: top-20 logits {worst:.4g} from the reference (limit {limit})")
-    return f"{len(cases)} prompts in numpy ({calls['prefill']} prefill blocks, {calls['decode']} decode steps): argmax = reference top-1 in {agree}, " + \
+    chained = f"{len(progs)} chained packages, " if len(progs) > 1 else ""
+    return f"{len(cases)} prompts in numpy ({chained}{calls['prefill']} prefill blocks, {calls['decode']} decode steps): argmax = reference top-1 in {agree}, " + \
         f"max top-20 logit error {worst:.4g}" + ("" if limit is None else f" (limit {limit})")
 
 
