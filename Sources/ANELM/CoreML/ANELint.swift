@@ -111,8 +111,11 @@ public struct ANELint: Sendable {
                     }
                     // lut's leading dims count the tables along each axis of the indices.
                     let split = zip(indices, lut.prefix(indices.count)).filter { $0.1 > 1 }
+                    // One table for the whole tensor: too coarse when it feeds a conv with more output
+                    // channels (axis 0 of its weight) than a group holds.
+                    let feedsConv = f.operations.contains { $0.type == "conv" && $0.inputs["weight"]?.name == op.name }
                     if split.isEmpty {
-                        if (indices.max() ?? 0) > Self.maxLUTGroup {
+                        if feedsConv, let rows = indices.first, rows > Self.maxLUTGroup {
                             add(Self.quantization, .warning, "\(f.name): \(op.name): one LUT for the whole tensor (Apple: per grouped channel, 8 or 16 channels per table)")
                         }
                     } else if let group = split.map({ $0.0 / $0.1 }).max(), group > Self.maxLUTGroup {
