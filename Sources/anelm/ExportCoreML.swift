@@ -12,12 +12,16 @@ struct ExportCoreML: ParsableCommand {
     @Option(name: .long, help: "The package to write, NAME.mlpackage (must not exist).") var output: String
     @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions).") var context: Int = 512
     @Option(name: .long, help: "Tokens per prefill call (default 64).") var prefillBlock: Int?
-    @Option(name: .long, help: "Weight storage: fp16, int8 (blockwise, 32 input channels per scale), lut4 or lut6 (palettized per 32 output channels).")
+    @Option(name: .long, help: "Weight storage: fp16; lut4, lut6 or lut8 (palettized per group of output channels: the compression that stays on the Neural Engine); int8 (one scale per output channel); int8-blockwise (one scale per 32 input channels: falls back to the CPU).")
     var weights: String = "fp16"
+    @Option(name: .long, help: "LUT formats: output channels per table (default 16, Apple's guidance is 8 or 16).") var lutGroup: Int = ANEWeightFormat.defaultLUTGroup
+    @Option(name: .long, help: "Most bytes of weights per package (default 1 GB: iOS refuses larger weight files); a larger model is split into consecutive chunks of layers, NAME.mlpackage, NAME-chunk2.mlpackage, …")
+    var maxPackageBytes: Int = ANELint.maxPackageBytes
     @Option(name: .long, help: "Worker threads for loading (default: physical cores).") var threads: Int?
 
     func run() throws {
         let format = try ANEWeightFormat(parsing: weights)
+        guard lutGroup > 0 else { throw ANELMError("--lut-group must be positive, got \(lutGroup)") }
         guard context > 0 else { throw ANELMError("--context must be positive, got \(context)") }
         var options = ANELoweringOptions(contextLength: context)
         if let prefillBlock { options.prefillBlock = prefillBlock }
@@ -26,7 +30,7 @@ struct ExportCoreML: ParsableCommand {
         let start = Date()
         printError("loading \(path)…")
         let loaded = try ModelLoader.load(path, options: LoadOptions(threads: threads))
-        _ = try CoreMLPackage.export(loaded, to: output, options: options, weights: format, progress: printError)
+        _ = try CoreMLPackage.export(loaded, to: output, options: options, weights: format, lutGroup: lutGroup, maxPackageBytes: maxPackageBytes, progress: printError)
         printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
     }
 }

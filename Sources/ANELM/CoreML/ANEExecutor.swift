@@ -114,6 +114,12 @@ public final class ANEExecutor {
             case .tanh: result = try value(op.inputs[0]).map { tanhf($0) }
             case .gelu: result = try value(op.inputs[0]).map(op.mode == "EXACT" ? Self.geluExact : Self.geluTanh)
             case .reduceMean, .reduceMax, .reduceArgmax, .softmax: result = Self.alongAxis(op.kind, try value(op.inputs[0]), shapes[0], op.axis)
+            case .topk:
+                // k = 1: the max (an fp16 input's own value) and its first index.
+                let x = try value(op.inputs[0])
+                guard let indices = op.indicesOutput else { throw ANELMError("ANE graph: topk without an indices output") }
+                values[indices] = Self.alongAxis(.reduceArgmax, x, shapes[0], op.axis)
+                result = Self.alongAxis(.reduceMax, x, shapes[0], op.axis)
             case .matmul: result = matmul(try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1], op.transposeX, op.transposeY)
             case .sliceByIndex: result = Self.slice(try value(op.inputs[0]), shapes[0], op.axis, op.begin, op.end)
             case .concat: result = Self.concat(try op.inputs.map(value), shapes, op.axis)
@@ -344,5 +350,33 @@ public final class ANEExecutor {
             }
         }
         return out
+    }
+}
+
+/// Runs a model exported as a chain of chunk programs (consecutive layers, each chunk with its own KV
+/// state of the same layout): every call runs the chunks' function in order (`ANESequenceLayout.chain`).
+public final class ANEChainExecutor {
+    public let chunks: [ANEExecutor]
+    public let layout: ANESequenceLayout
+    public private(set) var position = 0
+
+    public init(programs: [ANEProgram], pool: ThreadPool? = nil) throws {
+        guard !programs.isEmpty else { throw ANELMError("an ANE chain needs at least one program") }
+        let pool = pool ?? ThreadPool(threads: ThreadPool.physicalCoreCount)
+        chunks = programs.map { ANEExecutor(program: $0, pool: pool) }
+        layout = try ANESequenceLayout(metadata: ANESequenceLayout.chainMetadata(programs.map(\.metadata)))
+    }
+
+    public func reset() {
+        chunks.forEach { $0.reset() }
+        position = 0
+    }
+
+    public func forward(_ tokens: [Int]) throws -> (logits: [Float], token: Int) {
+        let result = try layout.forward(tokens, start: position) { function, inputs in
+            try ANESequenceLayout.chain(inputs, chunks: chunks.count) { i, inputs in try chunks[i].run(function.rawValue, inputs) }
+        }
+        position += tokens.count
+        return result
     }
 }

@@ -15,12 +15,13 @@ public enum ANEDataType: String, Sendable {
 /// The ops the IR knows, by their MIL names (iOS 15+ op set, states iOS 18). Attributes map to MIL
 /// parameters: `axis`; reductions keep the reduced axis (keep_dims = true); `matmul`'s transpose_x/y;
 /// `slice_by_index` begin/end along `axis`; `concat` along `axis` (interleave = false); `gelu`'s `mode`;
-/// `gather` takes rank-1 indices and `gather_along_axis` indices of x's rank, both int32.
+/// `gather` takes rank-1 indices and `gather_along_axis` indices of x's rank, both int32; `topk` is k = 1,
+/// descending, with two results (values, and int32 indices in `indicesOutput`).
 public enum ANEOpKind: String, Sendable, CaseIterable {
     case const_ = "const", gather, gatherAlongAxis = "gather_along_axis", conv, mul, add, sub, abs, inverse, rsqrt, square
     case sigmoid, tanh, gelu
     case reduceMean = "reduce_mean", reduceMax = "reduce_max", reduceArgmax = "reduce_argmax"
-    case softmax, matmul, sliceByIndex = "slice_by_index", concat
+    case softmax, matmul, sliceByIndex = "slice_by_index", concat, topk
     case readState = "read_state", writeState = "write_state"
 }
 
@@ -46,6 +47,8 @@ public struct ANEOp: Sendable {
     public var mode = ""
     /// The state a `read_state`/`write_state` op reads or writes.
     public var state = 0
+    /// `topk`'s second result, the int32 indices (nil for every other op).
+    public var indicesOutput: Int?
 }
 
 /// Values of a `const` tensor: fp16 bit patterns or int32.
@@ -220,6 +223,17 @@ public final class ANEGraphBuilder {
         var shape = x.shape
         shape[axis] = 1
         return add(kind, [x], shape, dtype) { $0.axis = axis }
+    }
+
+    /// MIL `topk` with k = 1 (descending, sorted): the largest value along `axis` and its index (int32),
+    /// the first one on a tie.
+    public func top1(_ x: ANETensor, axis: Int) throws -> (value: ANETensor, index: ANETensor) {
+        try Self.check(x.shape.count == 4 && (0..<4).contains(axis) && x.dtype == .fp16, "topk of \(x.shape) along \(axis)")
+        var shape = x.shape
+        shape[axis] = 1
+        let index = tensor("topk_\(tensors.count)_index", shape, .int32)
+        let value = add(.topk, [x], shape) { $0.axis = axis; $0.indicesOutput = index.id }
+        return (value, index)
     }
 
     public func softmax(_ x: ANETensor, axis: Int) throws -> ANETensor {

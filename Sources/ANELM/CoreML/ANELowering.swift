@@ -3,16 +3,21 @@ import Foundation
 
 /// Choices of the ANE lowering.
 public struct ANELoweringOptions: Sendable {
-    /// The fixed context N of every function (KV states are (1, headDim, 1, N)).
+    /// The fixed context N of every function (the KV cache state holds N positions per head).
     public var contextLength = 512
     /// Tokens per `prefill` call (the block B; a shorter prompt tail is padded).
     public var prefillBlock = 64
     /// Most channels of one output-layer conv: the ANE rejects wider conv outputs (16,384).
     public var maxOutputChannels = 16_384
-    public init(contextLength: Int = 512, prefillBlock: Int = 64, maxOutputChannels: Int = 16_384) {
+    /// The layers this program holds (a chunk of a model split into several packages); nil: all. A chunk
+    /// without the first layer takes `hidden_in` instead of token ids, one without the last outputs
+    /// `hidden_out` instead of logits.
+    public var layers: Range<Int>?
+    public init(contextLength: Int = 512, prefillBlock: Int = 64, maxOutputChannels: Int = 16_384, layers: Range<Int>? = nil) {
         self.contextLength = contextLength
         self.prefillBlock = prefillBlock
         self.maxOutputChannels = maxOutputChannels
+        self.layers = layers
     }
 }
 
@@ -30,8 +35,8 @@ public enum ANEFunction: String, Sendable, CaseIterable {
 /// - inputs `token` (decode) / `tokens` (prefill): int32 (S); `position_onehot` (1, S, 1, N): row s is the
 ///   one-hot of column s's position, all zero for a padding column; `attention_mask` (1, S, 1, N): additive,
 ///   0 where column s may attend, -32768 elsewhere; Gemma 3 also `sliding_mask`, the same for its local layers;
-/// - outputs `logits_<i>` (1, chunk_i, 1, 1) per output chunk and `next_token` (1, 1, 1, 1) int32, the argmax:
-///   both for the last column only — the block's real tokens are right-aligned, so the last column is the
+/// - outputs per output chunk `logits_<i>` (1, chunk_i, 1, 1), `top_value_<i>` (1, 1, 1, 1) and `top_index_<i>`
+///   (1, 1, 1, 1) int32, the chunk's argmax (the app picks across chunks): all for the last column only — the block's real tokens are right-aligned, so the last column is the
 ///   last real token, whose logits are what an app needs next (all B columns' logits would cost B output
 ///   layers per call).
 /// `ANESequenceLayout` builds these inputs.
@@ -63,8 +68,14 @@ public enum ANELowering {
             throw ANELMError("the prefill block must be between 1 and the context length \(n), got \(options.prefillBlock)")
         }
         let width = function == .decode ? 1 : options.prefillBlock
-        let f = try ANEFunctionLowering(function: function, width: width, context: n, options: options, weights: weights)
+        let layers = options.layers ?? 0..<lowering.layerCount
+        guard !layers.isEmpty, layers.lowerBound >= 0, layers.upperBound <= lowering.layerCount else {
+            throw ANELMError("layers \(layers) are not a non-empty range of the model's \(lowering.layerCount) layers")
+        }
+        let f = try ANEFunctionLowering(function: function, width: width, context: n, options: options, weights: weights,
+                                        layers: layers, layerCount: lowering.layerCount)
         try lowering.lower(f)
+        try f.writeCache()
         f.g.metadata["context_length"] = n
         f.g.metadata["prefill_block"] = options.prefillBlock
         f.g.metadata["block"] = width
@@ -89,6 +100,7 @@ public enum ANELowering {
 protocol ANEModelLowering {
     /// Positions the model was trained for (caps the context).
     var maxPositions: Int { get }
+    var layerCount: Int { get }
     func lower(_ f: ANEFunctionLowering) throws
 }
 
@@ -113,18 +125,30 @@ final class ANEFunctionLowering {
     let width: Int, context: Int
     let options: ANELoweringOptions
     let weights: ANEWeightCache
-    let tokens, placement, mask: ANETensor
+    let placement, mask: ANETensor
+    /// Token ids: an input of the first chunk only.
+    private(set) lazy var tokens: ANETensor = g.input(function == .decode ? "token" : "tokens", shape: [width], dtype: .int32)
     /// 1 where the cache keeps its column, 0 where this call writes one: 1 − max over rows of the placement
     /// (exact on 0/1 values).
     let keep: ANETensor
+    /// The KV cache state once declared: its state index, its read value, KV heads per layer, and each
+    /// slot's updated value once this function wrote it.
+    private var cacheState: (state: Int, value: ANETensor, kvHeads: Int, slots: [ANETensor?])?
 
-    init(function: ANEFunction, width: Int, context: Int, options: ANELoweringOptions, weights: ANEWeightCache) throws {
+    /// The layers this function lowers, of `layerCount`.
+    let layers: Range<Int>
+    let layerCount: Int
+    var isFirstChunk: Bool { layers.lowerBound == 0 }
+    var isLastChunk: Bool { layers.upperBound == layerCount }
+
+    init(function: ANEFunction, width: Int, context: Int, options: ANELoweringOptions, weights: ANEWeightCache, layers: Range<Int>, layerCount: Int) throws {
         self.function = function
         self.width = width
         self.context = context
         self.options = options
         self.weights = weights
-        tokens = g.input(function == .decode ? "token" : "tokens", shape: [width], dtype: .int32)
+        self.layers = layers
+        self.layerCount = layerCount
         placement = g.input("position_onehot", shape: [1, width, 1, context])
         mask = g.input("attention_mask", shape: [1, width, 1, context])
         keep = try g.sub(try g.constant("one", [1], shape: [1, 1, 1, 1]), try g.reduceMax(placement, axis: 1))
@@ -132,6 +156,19 @@ final class ANEFunctionLowering {
 
     /// The second additive mask (Gemma's sliding-window layers), same shape as `attention_mask`.
     private(set) lazy var slidingMask: ANETensor = g.input("sliding_mask", shape: [1, width, 1, context])
+
+    // MARK: Chunks
+
+    /// The residual stream entering this chunk: the token embeddings (`embed`) in the first chunk, else
+    /// the input `hidden_in` (1, hidden, 1, S), the previous chunk's `hidden_out`.
+    func stream(hidden: Int, embed: () throws -> ANETensor) throws -> ANETensor {
+        isFirstChunk ? try embed() : g.input("hidden_in", shape: [1, hidden, 1, width])
+    }
+
+    /// The residual stream leaving this chunk: through `head` in the last chunk, else the output `hidden_out`.
+    func finish(_ x: ANETensor, head: (ANETensor) throws -> Void) throws {
+        if isLastChunk { try head(x) } else { try g.output("hidden_out", x) }
+    }
 
     // MARK: Embedding and RoPE
 
@@ -208,15 +245,62 @@ final class ANEFunctionLowering {
 
     // MARK: Attention
 
-    /// Writes this call's key or value columns of one KV head into its cache state and returns the
-    /// updated cache (1, headDim, 1, N): cache·keep + new·placement. The (headDim × S)·(S × N) product puts
-    /// column s at its position exactly (every output sums one product x·1 and zeros); padding columns
-    /// have all-zero placement rows and write nothing, and `keep` leaves every other position as it was.
-    func cache(_ name: String, _ new: ANETensor) throws -> ANETensor {
-        let state = g.readState(name, shape: [1, new.shape[1], 1, context])
-        let updated = try g.add(try g.mul(state.value, keep), try g.matmul(new, placement))
-        try g.writeState(state.state, updated)
+    /// The KV cache of this function's layers as one state, `kv_cache` (2·layers·kvHeads, headDim, 1, N)
+    /// (a chunk's layers counted from its first): slot l·kvHeads + h
+    /// holds layer l's keys of KV head h, slot (layers + l)·kvHeads + h its values (keys of every layer
+    /// first, as ANEMLL's (2·layers, …) cache). One state of one shape in every function and every chunk:
+    /// Core ML models with three or more states, or states of different shapes, are reported to fail on
+    /// the ANE (issue #20), so Gemma 3's sliding-window layers keep full-context slots and mask instead.
+    /// Each slot (1, headDim, 1, N) is a static slice of the read; the updated slots are concatenated and
+    /// written back once, after the last layer (`writeCache`).
+    func declareCache(layers: Int, kvHeads: Int, headDim: Int) throws {
+        guard cacheState == nil else { throw ANELMError("ANE lowering: the KV cache is declared twice") }
+        let shape = [2 * layers * kvHeads, headDim, 1, context]
+        let read = g.readState(Self.cacheName, shape: shape)
+        cacheState = (read.state, read.value, kvHeads, [ANETensor?](repeating: nil, count: shape[0]))
+    }
+
+    static let cacheName = "kv_cache"
+
+    /// Writes this call's key (or value) columns of one layer's KV head into its cache slot and returns
+    /// the updated slot (1, headDim, 1, N): slot·keep + new·placement, a masked blend at the call's
+    /// positions (no dynamic slice). The (headDim × S)·(S × N) product puts column s at its position exactly
+    /// (every output sums one product x·1 and zeros); padding columns have all-zero placement rows and write
+    /// nothing, and `keep` leaves every other position as it was.
+    func cache(layer: Int, kvHead: Int, values isValue: Bool, _ new: ANETensor) throws -> ANETensor {
+        guard var c = cacheState else { throw ANELMError("ANE lowering: cache(layer:) before declareCache") }
+        let layers = c.slots.count / (2 * c.kvHeads)
+        let slot = ((isValue ? layers : 0) + layer) * c.kvHeads + kvHead
+        guard layer >= 0, layer < layers, kvHead >= 0, kvHead < c.kvHeads, c.slots[slot] == nil else {
+            throw ANELMError("ANE lowering: KV cache slot of layer \(layer), head \(kvHead) is outside the cache or written twice")
+        }
+        let old = try g.slice(c.value, axis: 0, begin: slot, end: slot + 1)
+        let updated = try g.add(try g.mul(old, keep), try g.matmul(new, placement))
+        c.slots[slot] = updated
+        cacheState = c
         return updated
+    }
+
+    /// Writes the cache state back: updated slots, and the read value of any slot this function did not
+    /// touch (a chunk holding only some layers), concatenated in slot order.
+    func writeCache() throws {
+        guard let c = cacheState else { return }
+        var parts = [ANETensor]()
+        var untouched: Int?
+        func flush(_ end: Int) throws {
+            if let start = untouched { parts.append(try g.slice(c.value, axis: 0, begin: start, end: end)) }
+            untouched = nil
+        }
+        for (i, slot) in c.slots.enumerated() {
+            if let slot {
+                try flush(i)
+                parts.append(slot)
+            } else if untouched == nil {
+                untouched = i
+            }
+        }
+        try flush(c.slots.count)
+        try g.writeState(c.state, parts.count == 1 ? parts[0] : try g.concat(parts, axis: 0))
     }
 
     /// One head's attention: scores (1, S, 1, N) = qᵀ·K + mask, softmax over positions, then V·weightsᵀ
@@ -235,9 +319,12 @@ final class ANEFunctionLowering {
     }
 
     /// The output layer over the normed last column, in chunks ≤ maxOutputChannels: outputs `logits_<i>`
-    /// (soft-capped as cap·tanh(logits/cap) when `softcap` is set) and `next_token`, the argmax: each chunk's
-    /// argmax and max, then the argmax over the chunk winners. The argmax reads the raw logits: the cap is
-    /// monotonic, and fp16 tanh near ±1 could tie distinct logits.
+    /// (soft-capped as cap·tanh(logits/cap) when `softcap` is set), and per chunk its largest logit
+    /// `top_value_<i>` (fp16) and that logit's index in the chunk `top_index_<i>` (int32), from `topk` with
+    /// k = 1. The app picks the token across chunks (`ANESequenceLayout.result`): reduce_argmax and
+    /// gather_along_axis were placed on the CPU in device compute-plan audits, topk per chunk is what
+    /// device projects moved to (issue #20). The pick reads the raw logits: the cap is monotonic, and fp16
+    /// tanh near ±1 could tie distinct logits.
     func outputHead(_ x: ANETensor, _ matrix: WeightMatrix, vocabularySize: Int, softcap: Float? = nil) throws {
         let hidden = x.shape[1]
         let chunks = try ANELowering.outputChunks(vocabularySize: vocabularySize, maxChannels: options.maxOutputChannels)
@@ -246,18 +333,15 @@ final class ANEFunctionLowering {
         let caps = try softcap.map { cap in
             (inverse: try g.constant("softcap_inverse", [1 / cap], shape: [1, 1, 1, 1]), cap: try g.constant("softcap", [cap], shape: [1, 1, 1, 1]))
         }
-        var chunkIndices = [ANETensor](), chunkMaxima = [ANETensor]()
         for (i, range) in chunks.enumerated() {
             let bits = try weights("output_\(i)") { try fp16(matrix, rows: range) }
             var logits = try g.conv(x, weight: g.constant("output_\(i)", fp16Bits: bits, shape: [range.count, hidden, 1, 1]))
-            let local = try g.reduceArgmax(logits, axis: 1)
-            chunkIndices.append(try g.add(local, try g.constant("output_\(i)_offset", int32: [Int32(range.lowerBound)], shape: [1, 1, 1, 1])))
-            chunkMaxima.append(try g.reduceMax(logits, axis: 1))
+            let top = try g.top1(logits, axis: 1)
+            try g.output("top_value_\(i)", top.value)
+            try g.output("top_index_\(i)", top.index)
             if let caps { logits = try g.mul(g.tanh(try g.mul(logits, caps.inverse)), caps.cap) }
             try g.output("logits_\(i)", logits)
         }
-        let winner = try g.reduceArgmax(try g.concat(chunkMaxima, axis: 1), axis: 1)
-        try g.output("next_token", try g.gatherAlongAxis(try g.concat(chunkIndices, axis: 1), indices: winner, axis: 1))
     }
 
     // MARK: Weights
@@ -290,12 +374,14 @@ final class ANEFunctionLowering {
 struct LlamaANELowering: ANEModelLowering {
     let model: LlamaModel
     var maxPositions: Int { model.configuration.maxPositionEmbeddings }
+    var layerCount: Int { model.layers.count }
 
     func lower(_ f: ANEFunctionLowering) throws {
         let c = model.configuration, g = f.g
         let headDim = c.headDim, eps = c.rmsNormEps
         g.metadata["layers"] = c.numHiddenLayers
-        var x = try f.embed(model.embedding.table)
+        try f.declareCache(layers: f.layers.count, kvHeads: c.numKeyValueHeads, headDim: headDim)
+        var x = try f.stream(hidden: c.hiddenSize) { try f.embed(model.embedding.table) }
         let rope = try f.ropeTables("rope", inverseFrequencies: model.rope.inverseFrequencies, headDim: headDim)
 
         let group = c.numAttentionHeads / c.numKeyValueHeads
@@ -304,8 +390,8 @@ struct LlamaANELowering: ANEModelLowering {
         // GGUF `llama` files permute q/k rows so RoPE pairs adjacent dims; un-permute them to rotate_half
         // order, which slices express. q·k is unchanged because q and k get the same permutation.
         let permute = model.rope.style == .adjacent ? headDim : nil
-        for (l, layer) in model.layers.enumerated() {
-            let a = layer.attention
+        for (l, layer) in model.layers.enumerated() where f.layers.contains(l) {
+            let a = layer.attention, slot = l - f.layers.lowerBound
             let h = try f.rmsNorm(x, layer.attentionNorm, eps: eps, "l\(l)_attn_norm")
             let q = try f.linear(h, a.q, "l\(l)_q", scale: scale, permuteHeads: permute)
             let k = try f.linear(h, a.k, "l\(l)_k", permuteHeads: permute)
@@ -313,8 +399,8 @@ struct LlamaANELowering: ANEModelLowering {
             var keys = [ANETensor](), values = [ANETensor]()
             for kv in 0..<c.numKeyValueHeads {
                 let head = kv * headDim..<(kv + 1) * headDim
-                keys.append(try f.cache("l\(l)_k\(kv)_cache", try f.rope(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), rope)))
-                values.append(try f.cache("l\(l)_v\(kv)_cache", try g.slice(v, axis: 1, begin: head.lowerBound, end: head.upperBound)))
+                keys.append(try f.cache(layer: slot, kvHead: kv, values: false, try f.rope(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), rope)))
+                values.append(try f.cache(layer: slot, kvHead: kv, values: true, try g.slice(v, axis: 1, begin: head.lowerBound, end: head.upperBound)))
             }
             var heads = [ANETensor]()
             for head in 0..<c.numAttentionHeads {
@@ -329,7 +415,9 @@ struct LlamaANELowering: ANEModelLowering {
             let act = try g.mul(try g.mul(gate, g.sigmoid(gate)), up)  // SiLU(gate)·up
             x = try g.add(x, try f.linear(act, layer.mlp.down, "l\(l)_down"))
         }
-        let final = try f.rmsNorm(try f.lastColumn(x), model.head.norm, eps: eps, "final_norm")
-        try f.outputHead(final, model.head.output.weight, vocabularySize: c.vocabSize)
+        try f.finish(x) { x in
+            let final = try f.rmsNorm(try f.lastColumn(x), model.head.norm, eps: eps, "final_norm")
+            try f.outputHead(final, model.head.output.weight, vocabularySize: c.vocabSize)
+        }
     }
 }

@@ -156,19 +156,44 @@ public struct ANESequenceLayout: Sendable, Equatable {
     /// above −32,736 (−65,504 + a negative score would round to −inf) and its softmax weight is exactly 0.
     public static let masked: Float = -32768
 
-    /// The logits (`vocab_size` floats) and the graph's argmax from one call's outputs.
+    /// The logits (`vocab_size` floats) and the graph's argmax from one call's outputs: each chunk's
+    /// `top_value_<i>`/`top_index_<i>`, the largest value winning (the first chunk on a tie, as a single
+    /// argmax over the whole vocabulary would pick), its index offset by the chunks before it.
     public func result(_ outputs: [String: [Float]]) throws -> (logits: [Float], token: Int) {
         var logits = [Float]()
         logits.reserveCapacity(vocabularySize)
+        var best: (value: Float, token: Int)?
         for c in 0..<outputChunks {
             guard let chunk = outputs["logits_\(c)"] else { throw ANELMError("ANE program has no output logits_\(c)") }
+            guard let value = outputs["top_value_\(c)"]?.first, let index = outputs["top_index_\(c)"]?.first,
+                  index >= 0, Int(index) < chunk.count else {
+                throw ANELMError("ANE program returned no valid top_value_\(c)/top_index_\(c)")
+            }
+            if best.map({ value > $0.value }) ?? true { best = (value, logits.count + Int(index)) }
             logits += chunk
         }
         guard logits.count == vocabularySize else { throw ANELMError("ANE program returned \(logits.count) logits for a vocabulary of \(vocabularySize)") }
-        guard let token = outputs["next_token"]?.first, token >= 0, Int(token) < vocabularySize else {
-            throw ANELMError("ANE program returned no valid next_token")
+        guard let best else { throw ANELMError("ANE program has no output chunks") }
+        return (logits, best.token)
+    }
+
+    /// One call through a chain of `chunks` programs: chunk i runs on the call's inputs plus, after the
+    /// first, `hidden_in` = the previous chunk's `hidden_out`; the last chunk's outputs are the call's.
+    public static func chain(_ inputs: [String: [Float]], chunks: Int, run: (Int, [String: [Float]]) throws -> [String: [Float]]) throws -> [String: [Float]] {
+        var inputs = inputs, outputs: [String: [Float]] = [:]
+        for i in 0..<chunks {
+            outputs = try run(i, inputs)
+            if i + 1 < chunks {
+                guard let hidden = outputs["hidden_out"] else { throw ANELMError("chunk \(i) of the ANE chain returned no hidden_out") }
+                inputs["hidden_in"] = hidden
+            }
         }
-        return (logits, Int(token))
+        return outputs
+    }
+
+    /// A chain's metadata: every chunk's facts, the last chunk's (the output head's) winning on a conflict.
+    public static func chainMetadata(_ chunks: [[String: Int]]) -> [String: Int] {
+        chunks.reduce(into: [:]) { merged, m in merged.merge(m) { _, last in last } }
     }
 
     /// Runs `tokens` at positions `start...` through `run` (one function call with named inputs → named

@@ -1,10 +1,12 @@
 /// Which ops of an `ANEGraph` meet the Neural Engine's constraints, grouped by op kind; the rest are
 /// the expected fall-backs to CPU/GPU. A static check of the rules Core ML applies, not a measurement.
 public struct ANEReport: Sendable {
-    /// Op kinds the ANE executes (with fp16 tensors of supported shapes).
+    /// Op kinds the ANE executes (with fp16 tensors of supported shapes). Not `reduce_argmax` nor
+    /// `gather_along_axis`: device compute-plan audits placed both on the CPU; `topk` (k = 1, its int32
+    /// indices a second result) is what device projects moved to (issue #20).
     public static let aneKinds: Set<ANEOpKind> = [
         .const_, .conv, .mul, .add, .sub, .abs, .inverse, .rsqrt, .square, .sigmoid, .tanh, .gelu, .reduceMean, .reduceMax,
-        .reduceArgmax, .softmax, .matmul, .sliceByIndex, .concat, .readState, .writeState,
+        .topk, .softmax, .matmul, .sliceByIndex, .concat, .readState, .writeState,
     ]
     /// Widest conv output the ANE accepts.
     public static let maxConvChannels = 16_384
@@ -39,11 +41,13 @@ public struct ANEReport: Sendable {
         if !aneKinds.contains(op.kind) { problems.append("op kind not on the ANE") }
         let tensors = (op.inputs + (op.output.map { [$0] } ?? [])).map { graph.tensors[$0] }
         if tensors.contains(where: { $0.dtype != .fp16 }) { problems.append("int32 tensor") }
+        let stateShapes = Set(graph.states.map(\.shape))
         for t in tensors {
             if t.shape.contains(where: { $0 <= 0 }) { problems.append("non-static shape \(t.shape)"); break }
-            let isConstant = graph.constants[t.id] != nil
-            // Weights may be any rank ≤ 4; activations must be (1, C, 1, S).
-            if t.shape.count > 4 || (!isConstant && (t.shape.count != 4 || t.shape[0] != 1 || t.shape[2] != 1)) {
+            // Weights may be any rank ≤ 4, and the KV cache state (its read and the value written back)
+            // has a slot axis first, as ANEMLL's (2·layers, …) cache; other activations must be (1, C, 1, S).
+            let isConstant = graph.constants[t.id] != nil, isState = stateShapes.contains(t.shape)
+            if t.shape.count > 4 || (!isConstant && !isState && (t.shape.count != 4 || t.shape[0] != 1 || t.shape[2] != 1)) {
                 problems.append("shape \(t.shape) is not (1, C, 1, S)")
                 break
             }

@@ -9,13 +9,16 @@ import Foundation
 // macOS 15 / iOS 18 (MLState, multifunction `functionName`).
 
 /// A lowered program's `prefill` and `decode` functions, each loaded from the compiled package as its
-/// own `MLModel`, driven by `ANESequenceLayout` as the CPU executor drives the graphs.
+/// own `MLModel`, driven by `ANESequenceLayout` as the CPU executor drives the graphs. A chunked export
+/// is a chain of packages (anelm.json `chunks`): every call runs each package's function in turn
+/// (`ANESequenceLayout.chain`), each package with its own state.
 @available(macOS 15.0, iOS 18.0, *)
 public final class CoreMLLanguageModel: LanguageModel {
     public let layout: ANESequenceLayout
-    private let models: [ANEFunction: MLModel]
-    /// Every function declares the same states, so a state made by one (decode's) serves both.
-    private let stateSource: MLModel
+    /// Per package of the chain, its functions.
+    private let models: [[ANEFunction: MLModel]]
+    /// Every function of a package declares the same state, so a state made by one (decode's) serves both.
+    private let stateSources: [MLModel]
     private let stateBytes: Int
 
     public var vocabularySize: Int { layout.vocabularySize }
@@ -29,22 +32,35 @@ public final class CoreMLLanguageModel: LanguageModel {
         let missing = ANEFunction.allCases.map(\.rawValue).filter { !info.functions.contains($0) }
         guard missing.isEmpty else { throw ANELMError("\(package.path) lacks the function(s) \(missing.joined(separator: ", "))") }
         layout = try ANESequenceLayout(metadata: info.metadata)
-        let compiled = try Self.compiled(package)
-        var models: [ANEFunction: MLModel] = [:]
-        for function in ANEFunction.allCases {
-            let configuration = MLModelConfiguration()
-            configuration.computeUnits = computeUnits
-            configuration.functionName = function.rawValue
-            do {
-                models[function] = try MLModel(contentsOf: compiled, configuration: configuration)
-            } catch {
-                throw ANELMError("Core ML could not load function \(function.rawValue) of \(package.path): \(error.localizedDescription)")
+        let folder = package.deletingLastPathComponent()
+        let packages = info.chunks.map { $0.map { folder.appendingPathComponent($0) } } ?? [package]
+        var chain = [[ANEFunction: MLModel]]()
+        for (index, path) in packages.enumerated() {
+            if packages.count > 1 {
+                let chunk = try ANEPackageInfo.read(package: path.path)
+                guard chunk.chunks == info.chunks, chunk.chunkIndex == index else {
+                    throw ANELMError("\(path.path) is not chunk \(index + 1) of the chain \(package.path) names")
+                }
             }
+            let compiled = try Self.compiled(path)
+            var models: [ANEFunction: MLModel] = [:]
+            for function in ANEFunction.allCases {
+                let configuration = MLModelConfiguration()
+                configuration.computeUnits = computeUnits
+                configuration.functionName = function.rawValue
+                do {
+                    models[function] = try MLModel(contentsOf: compiled, configuration: configuration)
+                } catch {
+                    throw ANELMError("Core ML could not load function \(function.rawValue) of \(path.path): \(error.localizedDescription)")
+                }
+            }
+            chain.append(models)
         }
-        guard let decode = models[.decode] else { throw ANELMError("\(package.path) has no decode function") }
-        self.models = models
-        stateSource = decode
-        stateBytes = decode.modelDescription.stateDescriptionsByName.values.compactMap(\.stateConstraint).map { c in
+        let decodes = chain.compactMap { $0[.decode] }
+        guard decodes.count == chain.count else { throw ANELMError("\(package.path): a package of the chain has no decode function") }
+        models = chain
+        stateSources = decodes
+        stateBytes = decodes.flatMap { $0.modelDescription.stateDescriptionsByName.values.compactMap(\.stateConstraint) }.map { c in
             c.bufferShape.map(\.intValue).reduce(1, *) * (c.dataType == .float16 ? 2 : 4)
         }.reduce(0, +)
     }
@@ -82,7 +98,7 @@ public final class CoreMLLanguageModel: LanguageModel {
     }
 
     public func makeState() -> ModelState {
-        CoreMLSequenceState(state: stateSource.makeState(), bytes: stateBytes)
+        CoreMLSequenceState(states: stateSources.map { $0.makeState() }, bytes: stateBytes)
     }
 
     public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
@@ -91,15 +107,19 @@ public final class CoreMLLanguageModel: LanguageModel {
         }
         guard !allPositions else { throw ANELMError("the Core ML model returns logits for the last token only") }
         let result = try layout.forward(tokens, start: sequence.count) { function, inputs in
-            guard let model = models[function] else { throw ANELMError("the Core ML model has no function \(function.rawValue)") }
-            let features = try Self.features(inputs, model.modelDescription)
-            let outputs: MLFeatureProvider
-            do {
-                outputs = try model.prediction(from: features, using: sequence.state)
-            } catch {
-                throw ANELMError("Core ML \(function.rawValue) failed: \(error.localizedDescription)")
+            try ANESequenceLayout.chain(inputs, chunks: models.count) { chunk, inputs in
+                guard let model = models[chunk][function], chunk < sequence.states.count else {
+                    throw ANELMError("the Core ML model has no function \(function.rawValue)")
+                }
+                let features = try Self.features(inputs, model.modelDescription)
+                let outputs: MLFeatureProvider
+                do {
+                    outputs = try model.prediction(from: features, using: sequence.states[chunk])
+                } catch {
+                    throw ANELMError("Core ML \(function.rawValue) failed: \(error.localizedDescription)")
+                }
+                return try Self.values(outputs, model.modelDescription)
             }
-            return try Self.values(outputs, model.modelDescription)
         }
         sequence.count += tokens.count
         return result.logits
@@ -107,13 +127,13 @@ public final class CoreMLLanguageModel: LanguageModel {
 
     // MARK: Features
 
-    /// The named inputs as MLMultiArrays of the types and shapes the function declares.
+    /// The inputs the function declares, as MLMultiArrays of its types and shapes (a chunk of a chain
+    /// declares only some of a call's inputs: `token` in the first, `hidden_in` in the others).
     static func features(_ inputs: [String: [Float]], _ description: MLModelDescription) throws -> MLFeatureProvider {
         var features: [String: MLFeatureValue] = [:]
-        for (name, values) in inputs {
-            guard let constraint = description.inputDescriptionsByName[name]?.multiArrayConstraint else {
-                throw ANELMError("the Core ML model has no multi-array input \(name)")
-            }
+        for (name, input) in description.inputDescriptionsByName {
+            guard let constraint = input.multiArrayConstraint else { throw ANELMError("the Core ML input \(name) is not a multi-array") }
+            guard let values = inputs[name] else { throw ANELMError("the call has no value for the Core ML input \(name)") }
             let array = try MLMultiArray(shape: constraint.shape, dataType: constraint.dataType)
             guard array.count == values.count else { throw ANELMError("input \(name) needs \(array.count) values, got \(values.count)") }
             try write(values, into: array)
@@ -182,15 +202,15 @@ public final class CoreMLLanguageModel: LanguageModel {
     }
 }
 
-/// One sequence: the Core ML state (the KV cache) and how many positions it holds.
+/// One sequence: the Core ML states (the KV cache, one per package of a chain) and how many positions they hold.
 @available(macOS 15.0, iOS 18.0, *)
 final class CoreMLSequenceState: ModelState {
-    let state: MLState
+    let states: [MLState]
     var count = 0
     let byteSize: Int
 
-    init(state: MLState, bytes: Int) {
-        self.state = state
+    init(states: [MLState], bytes: Int) {
+        self.states = states
         byteSize = bytes
     }
 
@@ -210,6 +230,9 @@ extension ModelLoader {
         let start = DispatchTime.now()
         let package = URL(fileURLWithPath: path)
         let info = try ANEPackageInfo.read(package: path)
+        if let index = info.chunkIndex, index > 0, let first = info.chunks?.first {
+            throw ANELMError("\(path) is chunk \(index + 1) of a chain; open its first package, \(first)")
+        }
         let folder = package.appendingPathComponent(CoreMLPackage.tokenizerPath)
         let gguf = folder.appendingPathComponent("tokenizer.gguf")
         let tokenizerPath = FileManager.default.fileExists(atPath: gguf.path) ? gguf.path : folder.path

@@ -10,6 +10,7 @@
 struct Gemma3ANELowering: ANEModelLowering {
     let model: Gemma3Model
     var maxPositions: Int { model.configuration.maxPositionEmbeddings }
+    var layerCount: Int { model.layers.count }
 
     /// The residual stream's scale in the graph. Unscaled, Gemma 3 270M's stream overflows fp16 in the
     /// residual adds (and then every norm and the logits are NaN); at 1/16 its largest entry on the fixture
@@ -24,7 +25,8 @@ struct Gemma3ANELowering: ANEModelLowering {
         let headDim = c.headDim, eps = c.rmsNormEps, s = Self.residualScale
         g.metadata["layers"] = c.numHiddenLayers
         g.metadata["sliding_window"] = c.slidingWindow
-        var x = try f.embed(model.embedding.table, scale: model.embedding.scale * s)
+        try f.declareCache(layers: f.layers.count, kvHeads: c.numKeyValueHeads, headDim: headDim)
+        var x = try f.stream(hidden: c.hiddenSize) { try f.embed(model.embedding.table, scale: model.embedding.scale * s) }
 
         // RoPE tables of the layer types present (local: sliding window, global: full attention).
         var tables: [Bool: (cos: ANETensor, sin: ANETensor)] = [:]
@@ -39,8 +41,8 @@ struct Gemma3ANELowering: ANEModelLowering {
         let group = c.numAttentionHeads / c.numKeyValueHeads
         // query_pre_attn_scalar^-1/2 is folded into the q norm's weights (q is normed after its projection).
         let scoreScale = 1 / c.queryPreAttnScalar.squareRoot()
-        for (l, layer) in model.layers.enumerated() {
-            let a = layer.attention
+        for (l, layer) in model.layers.enumerated() where f.layers.contains(l) {
+            let a = layer.attention, slot = l - f.layers.lowerBound
             guard let qNorm = a.qNorm, let kNorm = a.kNorm else { throw ANELMError("Gemma 3 layer \(l) has no q/k norms") }
             let t = try rope(sliding: layer.isSliding)
             let mask = layer.isSliding ? f.slidingMask : f.mask
@@ -52,8 +54,8 @@ struct Gemma3ANELowering: ANEModelLowering {
             for kv in 0..<c.numKeyValueHeads {
                 let head = kv * headDim..<(kv + 1) * headDim
                 let kh = try f.rmsNorm(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), kNorm, eps: eps, "l\(l)_k\(kv)_norm")
-                keys.append(try f.cache("l\(l)_k\(kv)_cache", try f.rope(kh, t)))
-                values.append(try f.cache("l\(l)_v\(kv)_cache", try g.slice(v, axis: 1, begin: head.lowerBound, end: head.upperBound)))
+                keys.append(try f.cache(layer: slot, kvHead: kv, values: false, try f.rope(kh, t)))
+                values.append(try f.cache(layer: slot, kvHead: kv, values: true, try g.slice(v, axis: 1, begin: head.lowerBound, end: head.upperBound)))
             }
             var heads = [ANETensor]()
             for head in 0..<c.numAttentionHeads {
@@ -71,7 +73,9 @@ struct Gemma3ANELowering: ANEModelLowering {
             let down = try f.linear(act, layer.mlp.down, "l\(l)_down")
             x = try g.add(x, try f.rmsNorm(down, layer.postFeedforwardNorm.map { $0 * s }, eps: eps, "l\(l)_post_ffw_norm"))
         }
-        let final = try f.rmsNorm(try f.lastColumn(x), model.head.norm, eps: eps * s * s, "final_norm")
-        try f.outputHead(final, model.head.output.weight, vocabularySize: c.vocabSize, softcap: c.finalLogitSoftcapping)
+        try f.finish(x) { x in
+            let final = try f.rmsNorm(try f.lastColumn(x), model.head.norm, eps: eps * s * s, "final_norm")
+            try f.outputHead(final, model.head.output.weight, vocabularySize: c.vocabSize, softcap: c.finalLogitSoftcapping)
+        }
     }
 }

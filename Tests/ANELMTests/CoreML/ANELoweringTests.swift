@@ -115,13 +115,22 @@ final class ANELoweringTests: XCTestCase {
             XCTAssertEqual(shape(graph.inputs, "position_onehot"), [1, s, 1, 32])
             XCTAssertEqual(shape(graph.inputs, "attention_mask"), [1, s, 1, 32])
             XCTAssertEqual(graph.inputs.count, 3)
-            XCTAssertEqual(Set(graph.outputs.keys), ["logits_0", "logits_1", "logits_2", "next_token"])
+            XCTAssertEqual(Set(graph.outputs.keys), Set((0..<3).flatMap { ["logits_\($0)", "top_value_\($0)", "top_index_\($0)"] }))
             XCTAssertEqual([0, 1, 2].map { shape(graph.outputs, "logits_\($0)") }, [[1, 171, 1, 1], [1, 171, 1, 1], [1, 170, 1, 1]])
-            XCTAssertEqual(shape(graph.outputs, "next_token"), [1, 1, 1, 1])
+            XCTAssertEqual([0, 1, 2].map { shape(graph.outputs, "top_index_\($0)") }, [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]])
+            XCTAssertEqual(graph.outputs["top_index_0"].map { graph.tensors[$0].dtype }, .int32)
+            // No argmax or gather_along_axis (CPU-placed on devices): one topk per chunk.
+            XCTAssertEqual(graph.ops.filter { $0.kind == .topk }.count, 3)
+            XCTAssertFalse(graph.ops.contains { $0.kind == .reduceArgmax || $0.kind == .gatherAlongAxis })
             XCTAssertTrue(graph.outputs.allSatisfy { graph.tensors[$0.value].name == $0.key })
-            XCTAssertEqual(graph.states.count, 3 * 2 * 2)
-            XCTAssertTrue(graph.states.allSatisfy { $0.shape == [1, 16, 1, 32] })
-            XCTAssertEqual(graph.states.first?.name, "l0_k0_cache")
+            // One state: the whole KV cache, 2 × 3 layers × 2 KV heads slots of (16, 1, 32), read once and
+            // written once (the updated slots concatenated).
+            XCTAssertEqual(graph.states.map(\.name), ["kv_cache"])
+            XCTAssertEqual(graph.states.map(\.shape), [[2 * 3 * 2, 16, 1, 32]])
+            XCTAssertEqual(graph.ops.filter { $0.kind == .readState }.count, 1)
+            let writes = graph.ops.filter { $0.kind == .writeState }
+            XCTAssertEqual(writes.count, 1)
+            XCTAssertEqual(writes.first.map { graph.tensors[$0.inputs[0]].shape }, [12, 16, 1, 32])
             // RoPE picks (2), then per layer the K and V writes (2 KV heads × 2) and scores + output per head (4 × 2).
             let matmuls = graph.ops.filter { $0.kind == .matmul }.map { graph.tensors[$0.output!].shape }
             XCTAssertEqual(matmuls.count, 2 + 3 * (4 + 8))
@@ -131,6 +140,37 @@ final class ANELoweringTests: XCTestCase {
         }
         XCTAssertThrowsError(try ANELowering.program(loaded, options: ANELoweringOptions(contextLength: 32, prefillBlock: 33)))
         XCTAssertThrowsError(try ANELowering.program(loaded, options: ANELoweringOptions(contextLength: 0)))
+    }
+
+    /// A model split into chunks of layers (0..<1, 1..<3) runs through `ANEChainExecutor` to the same
+    /// logits and tokens as the whole program, exactly: the residual stream crosses chunks in fp16, as it
+    /// flows inside one program. Each chunk holds the KV state of its own layers, in one layout.
+    func testChunkedChainMatchesWholeProgram() throws {
+        let loaded = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-llama").path)
+        let options = ANELoweringOptions(contextLength: 32, prefillBlock: 8)
+        let whole = ANEExecutor(program: try ANELowering.program(loaded, options: options), pool: loaded.pool)
+        let programs = try [0..<1, 1..<3].map { range in
+            var o = options
+            o.layers = range
+            return try ANELowering.program(loaded, options: o)
+        }
+        let first = try XCTUnwrap(programs[0].function("decode")), last = try XCTUnwrap(programs[1].function("decode"))
+        XCTAssertEqual(Set(first.inputs.keys), ["token", "position_onehot", "attention_mask"])
+        XCTAssertEqual(Set(first.outputs.keys), ["hidden_out"])
+        XCTAssertEqual(Set(last.inputs.keys), ["hidden_in", "position_onehot", "attention_mask"])
+        XCTAssertTrue(last.outputs.keys.contains("logits_0"))
+        XCTAssertEqual(first.states.map(\.shape), [[2 * 1 * 2, 16, 1, 32]])
+        XCTAssertEqual(last.states.map(\.shape), [[2 * 2 * 2, 16, 1, 32]])
+
+        let chain = try ANEChainExecutor(programs: programs, pool: loaded.pool)
+        var a = try whole.forward(Array(1...13)), b = try chain.forward(Array(1...13))  // prefill 8 + 5
+        for step in 0..<4 {
+            XCTAssertEqual(a.logits, b.logits, "step \(step)")
+            XCTAssertEqual(a.token, b.token, "step \(step)")
+            a = try whole.forward([a.token])
+            b = try chain.forward([b.token])
+        }
+        XCTAssertThrowsError(try ANELowering.program(loaded, options: ANELoweringOptions(contextLength: 32, prefillBlock: 8, layers: 2..<4)))
     }
 
     /// The program contract: same states in both functions, same-named constants identical (the fp16
@@ -198,19 +238,18 @@ final class ANELoweringTests: XCTestCase {
         XCTAssertThrowsError(try ANESequenceLayout(metadata: ["context_length": 16]))
     }
 
-    /// The report: every conv, norm and attention op fits the ANE; only the int32 token plumbing (embedding
-    /// gather, argmax) falls back; a conv wider than 16,384 channels is flagged.
+    /// The report: every conv, norm, attention and topk op fits the ANE; only the embedding gather (int32
+    /// token ids) falls back; a conv wider than 16,384 channels is flagged.
     func testReport() throws {
         let loaded = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-llama").path)
         for function in try ANELowering.program(loaded).functions {
             let report = ANEReport(graph: function.graph)
             let byKind = Dictionary(uniqueKeysWithValues: report.rows.map { ($0.kind, $0) })
-            for kind in [ANEOpKind.conv, .matmul, .softmax, .rsqrt, .readState, .writeState, .sliceByIndex] {
+            for kind in [ANEOpKind.conv, .matmul, .softmax, .rsqrt, .readState, .writeState, .sliceByIndex, .concat, .topk] {
                 XCTAssertEqual(byKind[kind]?.fallBacks, 0, "\(function.name) \(kind)")
             }
             XCTAssertEqual(byKind[.gather]?.fallBacks, 1)
-            XCTAssertEqual(byKind[.gatherAlongAxis]?.fallBacks, 1)
-            XCTAssertEqual(byKind[.reduceArgmax]?.fallBacks, 2)  // one chunk (512) + the winner
+            XCTAssertEqual(report.totals.ops - report.totals.onANE, 1, report.table)
             XCTAssertTrue(report.table.contains("conv"))
         }
 

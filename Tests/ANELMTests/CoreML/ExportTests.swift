@@ -136,9 +136,15 @@ final class ExportTests: XCTestCase {
             XCTAssertTrue((-127...127).contains(Int(q.data[i])))
         }
         let int8Error = relativeRMS(d)
+        // Per output channel (`--weights int8`): one block of all 96 columns, one scale per row.
+        let perChannel = BlockwiseInt8(fp16: bits, rows: rows, cols: cols, block: cols)
+        XCTAssertEqual(perChannel.scales.count, rows)
+        let dc = perChannel.dequantized()
+        for i in source.indices { XCTAssertLessThanOrEqual(abs(dc[i] - source[i]), anelmFloat(perChannel.scales[i / cols]) / 2 * 1.0001, "\(i)") }
+        let perChannelError = relativeRMS(dc)
 
         var errors = [Double]()
-        for b in [4, 6] {
+        for b in [4, 6, 8] {
             let p = Palettized(fp16: bits, rows: rows, cols: cols, bits: b, groupRows: 16)
             XCTAssertEqual(p.lut.count, rows / 16 * (1 << b))
             for g in 0..<(rows / 16) {
@@ -151,8 +157,10 @@ final class ExportTests: XCTestCase {
             }
             errors.append(relativeRMS(p.dequantized()))
         }
-        print("compression of a 64x96 matrix: relative RMS error int8 \(int8Error), lut4 \(errors[0]), lut6 \(errors[1])")
+        print("compression of a 64x96 matrix: relative RMS error int8 per block \(int8Error), per channel \(perChannelError), lut4 \(errors[0]), lut6 \(errors[1]), lut8 \(errors[2])")
         XCTAssertLessThan(int8Error, 0.01)
+        XCTAssertLessThan(perChannelError, 0.012)
+        XCTAssertLessThan(errors[2], 0.01)
         XCTAssertLessThan(errors[0], 0.11)
         XCTAssertLessThan(errors[1], 0.035)
 
@@ -209,7 +217,7 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(program.varint(1), 1)
         let function = try ProtobufFields(try ProtobufFields(try XCTUnwrap(program.bytes(2).first)).bytes(2)[0])
         XCTAssertEqual(function.string(2), "CoreML8")
-        XCTAssertEqual(function.bytes(1).count, 3 + 12, "token, position_onehot, attention_mask + 12 KV states")
+        XCTAssertEqual(function.bytes(1).count, 3 + 1, "token, position_onehot, attention_mask + the KV cache state")
         XCTAssertEqual(summary.operations.map(\.function), ["decode", "prefill"])
         print("tiny-llama export: MIL ops \(summary.operations)")
 
@@ -236,6 +244,66 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(info.prefillBlock, 8)
     }
 
+    /// `maxPackageBytes` below the model's weights splits it into consecutive chunk packages, each
+    /// naming the chain in its anelm.json, each passing the ANE lint; the chain covers every layer once.
+    func testChunkedExport() throws {
+        let loaded = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-llama").path)
+        let path = freshPackagePath("chunked")
+        let paths = CoreMLPackage.chunkPaths(path, count: 3)
+        for p in paths { try? FileManager.default.removeItem(atPath: p) }
+        let summary = try CoreMLPackage.export(loaded, to: path, options: ANELoweringOptions(contextLength: 32, prefillBlock: 8), maxPackageBytes: 150_000)
+        var layers = [Int]()
+        for (i, p) in paths.enumerated() {
+            let info = try ANEPackageInfo.read(package: p)
+            XCTAssertEqual(info.chunks, paths.map { URL(fileURLWithPath: $0).lastPathComponent })
+            XCTAssertEqual(info.chunkIndex, i)
+            layers += try XCTUnwrap(info.chunkLayers)
+            XCTAssertEqual(info.vocabSize, 512)
+            let lint = try ANELint(package: p)
+            XCTAssertTrue(lint.violations.isEmpty, lint.text)
+            let states = try MILProgramReader(package: p).functions.map { $0.states.map { $0.type?.staticShape ?? [] } }
+            XCTAssertEqual(Set(states.map { $0.count }), [1])
+        }
+        XCTAssertEqual(layers, [0, 1, 1, 2, 2, 3])
+        XCTAssertEqual(summary.operations.count, 6)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: CoreMLPackage.chunkPaths(path, count: 4)[3]))
+    }
+
+    /// The lint reads a package's MIL back: per-block int8 and CPU-placed ops are violations, per-channel
+    /// int8 a warning; a clean export has no violation.
+    func testLint() throws {
+        let loaded = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-qwen2").path)
+        let options = ANELoweringOptions(contextLength: 16, prefillBlock: 4)
+        var results: [ANEWeightFormat: ANELint] = [:]
+        for format in [ANEWeightFormat.fp16, .int8, .int8Blockwise, .lut4] {
+            let path = freshPackagePath("lint-\(format.rawValue)")
+            _ = try CoreMLPackage.export(loaded, to: path, options: options, weights: format)
+            results[format] = try ANELint(package: path)
+        }
+        XCTAssertTrue(try XCTUnwrap(results[.fp16]).violations.isEmpty)
+        XCTAssertTrue(try XCTUnwrap(results[.lut4]).findings.filter { $0.severity != .note }.isEmpty, results[.lut4]?.text ?? "")
+        XCTAssertTrue(try XCTUnwrap(results[.int8]).violations.isEmpty)
+        XCTAssertTrue(try XCTUnwrap(results[.int8]).findings.contains { $0.rule.id == "quantization" && $0.severity == .warning })
+        XCTAssertTrue(try XCTUnwrap(results[.int8Blockwise]).violations.contains { $0.rule.id == "quantization" })
+
+        // A graph with the old argmax head, three states of two shapes and an fp32-free but 16,385-wide conv.
+        let g = ANEGraphBuilder()
+        let x = g.input("x", shape: [1, 4, 1, 1])
+        for (i, shape) in [[1, 4, 1, 8], [1, 4, 1, 8], [2, 4, 1, 8]].enumerated() {
+            let s = g.readState("s\(i)", shape: shape)
+            try g.writeState(s.state, s.value)
+        }
+        let wide = try g.conv(x, weight: g.constant("w", fp16Bits: [UInt16](repeating: 0, count: 16_385 * 4), shape: [16_385, 4, 1, 1]))
+        try g.output("argmax", try g.reduceArgmax(wide, axis: 1))
+        let graph = g.build()
+        let path = freshPackagePath("lint-bad")
+        let info = ANEPackageInfo(architecture: "test", source: "test", weights: "fp16", functions: ["main"], contextLength: 8, prefillBlock: nil,
+                                  vocabSize: 16_385, outputChunks: 1, eosTokenIds: [], metadata: [:])
+        _ = try CoreMLPackage.write(try ANEProgram(functions: [.init(name: "main", graph: graph)], metadata: [:]), info: info, tokenizer: nil, to: path)
+        let bad = try ANELint(package: path)
+        XCTAssertEqual(Set(bad.violations.map(\.rule.id)), ["states", "cpu-ops", "dimensions"], bad.text)
+    }
+
     func testBadInputIsAnError() throws {
         let loaded = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-llama").path)
         let existing = freshPackagePath("existing")
@@ -251,7 +319,8 @@ final class ExportTests: XCTestCase {
         let xlstm = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-xlstm").path)
         XCTAssertThrowsError(try CoreMLPackage.export(xlstm, to: freshPackagePath("xlstm"))) { XCTAssertTrue("\($0)".contains("xLSTMForCausalLM"), "\($0)") }
         XCTAssertFalse(FileManager.default.fileExists(atPath: freshPackagePath("xlstm", remove: false)))
-        XCTAssertThrowsError(try ANEWeightFormat(parsing: "int4")) { XCTAssertTrue("\($0)".contains("fp16, int8, lut4, lut6"), "\($0)") }
+        XCTAssertThrowsError(try ANEWeightFormat(parsing: "int4")) { XCTAssertTrue("\($0)".contains("fp16, int8, int8-blockwise, lut4, lut6, lut8"), "\($0)") }
+        XCTAssertEqual(try ANEWeightFormat(parsing: "int8-blockwise"), .int8Blockwise)
         XCTAssertEqual(try ANEWeightFormat(parsing: "lut6"), .lut6)
     }
 

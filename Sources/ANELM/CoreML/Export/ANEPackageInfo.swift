@@ -13,7 +13,8 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
     public var architecture: String
     /// The model file or folder name the package was exported from.
     public var source: String
-    /// "fp16", "int8", "lut4" or "lut6" (`ANEWeightFormat`).
+    /// "fp16", "int8", "int8-blockwise", "lut4", "lut6" or "lut8" (`ANEWeightFormat`); a LUT format's
+    /// group (output channels per table, at most) is `metadata["lut_group"]`.
     public var weights: String
     /// The program's functions, in order (e.g. ["decode", "prefill"]).
     public var functions: [String]
@@ -26,11 +27,18 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
     public var eosTokenIds: [Int]
     /// Every fact the lowering recorded (`ANEProgram.metadata`).
     public var metadata: [String: Int]
+    /// A model split into chunk packages: the chain's package names in order (siblings of this one),
+    /// this package's place in it, and its layers [first, end). Every call runs each chunk's function in
+    /// turn, a chunk's output `hidden_out` the next one's input `hidden_in` (`ANESequenceLayout.chain`).
+    public var chunks: [String]?
+    public var chunkIndex: Int?
+    public var chunkLayers: [Int]?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version", architecture, source, weights, functions
         case contextLength = "context_length", prefillBlock = "prefill_block", vocabSize = "vocab_size"
         case outputChunks = "output_chunks", eosTokenIds = "eos_token_ids", metadata
+        case chunks, chunkIndex = "chunk_index", chunkLayers = "chunk_layers"
     }
 
     public init(formatVersion: Int = ANEPackageInfo.currentFormatVersion, architecture: String, source: String, weights: String, functions: [String],
@@ -50,14 +58,16 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
 
     /// The info of `program` lowered from `loaded`; the lowering's metadata must name the context
     /// length, vocabulary size and output chunks.
-    public init(program: ANEProgram, loaded: LoadedModel, weights: ANEWeightFormat) throws {
+    /// A chunk's info takes the chain's facts (vocabulary, output chunks) from `chain`, the whole model's program.
+    public init(program: ANEProgram, loaded: LoadedModel, weights: ANEWeightFormat, chain: ANEProgram? = nil) throws {
         func fact(_ key: String) throws -> Int {
-            guard let v = program.metadata[key] else { throw ANELMError("the lowered program records no \(key)") }
+            guard let v = program.metadata[key] ?? chain?.metadata[key] else { throw ANELMError("the lowered program records no \(key)") }
             return v
         }
         self.init(architecture: loaded.architecture, source: loaded.name, weights: weights.rawValue, functions: program.functions.map(\.name),
                   contextLength: try fact("context_length"), prefillBlock: program.metadata["prefill_block"], vocabSize: try fact("vocab_size"),
-                  outputChunks: try fact("output_chunks"), eosTokenIds: loaded.endOfSequenceIds.sorted(), metadata: program.metadata)
+                  outputChunks: try fact("output_chunks"), eosTokenIds: loaded.endOfSequenceIds.sorted(),
+                  metadata: ANESequenceLayout.chainMetadata([chain?.metadata ?? [:], program.metadata]))
     }
 
     public func encoded() throws -> Data {

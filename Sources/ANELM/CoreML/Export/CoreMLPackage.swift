@@ -18,7 +18,7 @@ public enum CoreMLPackage {
     /// The Hugging Face files that make a tokenizer folder (those present are copied).
     static let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json", "chat_template.jinja"]
 
-    /// What an export wrote.
+    /// What an export wrote (a chain: all its packages together).
     public struct Summary: Sendable {
         /// MIL ops per function, in program order.
         public var operations: [(function: String, count: Int)]
@@ -28,6 +28,20 @@ public enum CoreMLPackage {
         /// Compressed constants and their reconstruction error (none for fp16).
         public var compressedWeights: Int
         public var error: QuantizationError
+
+        /// This chunk's summary with `other`'s added, functions named `chunk<i>/<function>`.
+        func adding(_ other: Summary?, chunk: Int) -> Summary {
+            var s = self
+            if chunk == 0 { s.operations = operations.map { ("chunk1/" + $0.function, $0.count) } }
+            guard let other else { return s }
+            s.operations += other.operations.map { ("chunk\(chunk + 1)/" + $0.function, $0.count) }
+            s.modelBytes += other.modelBytes
+            s.weightBytes += other.weightBytes
+            s.blobs += other.blobs
+            s.compressedWeights += other.compressedWeights
+            s.error.add(other.error)
+            return s
+        }
     }
 
     /// The Core ML name of graph output `name` of a function with `inputs` (see `ANEPackageInfo`).
@@ -35,21 +49,97 @@ public enum CoreMLPackage {
         MILTranslator.outputFeatureName(name, inputs: inputs)
     }
 
-    /// Lowers `loaded` and writes its package at `path` (which must not exist yet).
+    /// Lowers `loaded` and writes its package at `path` (which must not exist yet). When its weights would
+    /// exceed `maxPackageBytes`, the layers are split into consecutive chunks, each its own package
+    /// (`path`, then `NAME-chunk2.mlpackage`, …) with the KV state of its layers (`chunkPaths`); every
+    /// chunk's anelm.json names the chain (`ANEPackageInfo.chunks`).
     public static func export(_ loaded: LoadedModel, to path: String, options: ANELoweringOptions = ANELoweringOptions(),
-                              weights: ANEWeightFormat = .fp16, progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
+                              weights: ANEWeightFormat = .fp16, lutGroup: Int = ANEWeightFormat.defaultLUTGroup,
+                              maxPackageBytes: Int = ANELint.maxPackageBytes, progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
         try checkDestination(path)
+        guard maxPackageBytes > 0 else { throw ANELMError("the largest package must be a positive number of bytes, got \(maxPackageBytes)") }
         progress("lowering \(loaded.name) (\(loaded.architecture)) for the Neural Engine, context \(options.contextLength)…")
         let program = try ANELowering.program(loaded, options: options)
-        let info = try ANEPackageInfo(program: program, loaded: loaded, weights: weights)
-        return try write(program, info: info, tokenizer: loaded.source, to: path, weights: weights, progress: progress)
+        let ranges = try chunkLayers(program, weights: weights, maxBytes: maxPackageBytes)
+        if ranges.count == 1 {
+            let info = try ANEPackageInfo(program: program, loaded: loaded, weights: weights)
+            return try write(program, info: info, tokenizer: loaded.source, to: path, weights: weights, lutGroup: lutGroup, progress: progress)
+        }
+        let paths = chunkPaths(path, count: ranges.count)
+        for p in paths.dropFirst() { try checkDestination(p) }
+        progress("\(ranges.count) packages of at most \(megabytes(maxPackageBytes)) of weights: layers \(ranges.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", "))")
+        var total: Summary?
+        var written = [String]()
+        do {
+            for (i, range) in ranges.enumerated() {
+                var chunkOptions = options
+                chunkOptions.layers = range
+                let chunk = try ANELowering.program(loaded, options: chunkOptions)
+                var info = try ANEPackageInfo(program: chunk, loaded: loaded, weights: weights, chain: program)
+                info.chunks = paths.map { URL(fileURLWithPath: $0).lastPathComponent }
+                info.chunkIndex = i
+                info.chunkLayers = [range.lowerBound, range.upperBound]
+                let summary = try write(chunk, info: info, tokenizer: i == 0 ? loaded.source : nil, to: paths[i], weights: weights, lutGroup: lutGroup, progress: progress)
+                written.append(paths[i])
+                total = total.map { $0.adding(summary, chunk: i) } ?? summary.adding(nil, chunk: i)
+            }
+        } catch {
+            for p in written { try? FileManager.default.removeItem(atPath: p) }  // no partial chain left behind
+            throw error
+        }
+        guard let total else { throw ANELMError("no chunk was written") }
+        return total
+    }
+
+    /// The packages of a chain of `count`: `path` itself, then `NAME-chunk2.mlpackage`, … beside it.
+    public static func chunkPaths(_ path: String, count: Int) -> [String] {
+        let url = URL(fileURLWithPath: path)
+        let stem = url.deletingPathExtension().lastPathComponent, folder = url.deletingLastPathComponent()
+        return (0..<count).map { $0 == 0 ? path : folder.appendingPathComponent("\(stem)-chunk\($0 + 1).mlpackage").path }
+    }
+
+    /// Consecutive layer ranges whose weights (estimated from the fp16 constants named `l<i>_…`, at the
+    /// format's bits per weight; the embedding goes to the first chunk, the output layer to the last) stay
+    /// within `maxBytes` each; a layer larger than that alone is its own chunk (and the lint flags it).
+    static func chunkLayers(_ program: ANEProgram, weights: ANEWeightFormat, maxBytes: Int) throws -> [Range<Int>] {
+        guard let graph = program.functions.first?.graph, let layers = program.metadata["layers"], layers > 0 else {
+            throw ANELMError("the lowered program records no layers")
+        }
+        let bitsPerWeight = weights == .fp16 ? 16 : weights.lutBits ?? 8
+        var layerBytes = [Int](repeating: 0, count: layers), first = 0, last = 0
+        for (id, constant) in graph.constants {
+            guard case .fp16(let bits) = constant else { continue }
+            let name = graph.tensors[id].name, bytes = bits.count * bitsPerWeight / 8
+            if name.hasPrefix("l"), let digits = Int(name.dropFirst().prefix { $0.isNumber }), digits < layers {
+                layerBytes[digits] += bytes
+            } else if name == "embedding" {
+                first += bytes
+            } else if name.hasPrefix("output_") {
+                last += bytes
+            }
+        }
+        layerBytes[0] += first
+        layerBytes[layers - 1] += last
+        var ranges = [Range<Int>](), start = 0, bytes = 0
+        for (l, b) in layerBytes.enumerated() {
+            if l > start && bytes + b > maxBytes {
+                ranges.append(start..<l)
+                start = l
+                bytes = 0
+            }
+            bytes += b
+        }
+        ranges.append(start..<layers)
+        return ranges
     }
 
     /// Writes `program` at `path`: into a sibling `.partial` folder first, moved into place when complete,
     /// so a failed export leaves nothing behind.
     public static func write(_ program: ANEProgram, info: ANEPackageInfo, tokenizer: ModelSource?, to path: String,
-                             weights: ANEWeightFormat = .fp16, progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
+                             weights: ANEWeightFormat = .fp16, lutGroup: Int = ANEWeightFormat.defaultLUTGroup,
+                             progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
         try checkDestination(path)
+        guard lutGroup > 0 else { throw ANELMError("the LUT group must be a positive number of output channels, got \(lutGroup)") }
         // ANEProgram has checked its contract: one set of states, same-named constants equal.
         guard let first = program.functions.first else { throw ANELMError("the lowered program has no functions") }
         guard Set(program.functions.map(\.name)).count == program.functions.count else { throw ANELMError("the lowered program names a function twice") }
@@ -68,7 +158,7 @@ public enum CoreMLPackage {
 
         // weight.bin, written while the functions are translated.
         let blobs = try MILBlobWriter(path: root.appendingPathComponent(weightsPath).path)
-        let translator = MILTranslator(blobs: blobs, format: weights, progress: progress)
+        let translator = MILTranslator(blobs: blobs, format: weights, lutGroup: lutGroup, progress: progress)
         var functions: [(name: String, function: MILFunction)] = [], descriptions: [CoreMLFunctionDescription] = []
         var counts: [(function: String, count: Int)] = []
         for f in program.functions {
@@ -81,6 +171,8 @@ public enum CoreMLPackage {
         try blobs.finish()
 
         // model.mlmodel.
+        var info = info
+        if weights.lutBits != nil { info.metadata["lut_group"] = lutGroup }
         var userDefined = [("com.anelm.architecture", info.architecture), ("com.anelm.source", info.source), ("com.anelm.weights", info.weights)]
         userDefined += program.metadata.sorted { $0.key < $1.key }.map { ("com.anelm." + $0.key, String($0.value)) }
         let model = CoreMLModel(specificationVersion: specificationVersion, functions: descriptions,

@@ -7,11 +7,13 @@ final class MILTranslator {
     static let weightFile = "@model_path/weights/weight.bin"
     /// Fewer elements stay inline in the protobuf (coremltools' `should_use_weight_file` threshold).
     static let inlineLimit = 10
-    /// int8: input channels per fp16 scale. LUT: output channels per table (coremltools' default group).
-    static let int8Block = 32, lutGroup = 32
+    /// int8-blockwise: input channels per fp16 scale.
+    static let int8Block = 32
 
     let blobs: MILBlobWriter
     let format: ANEWeightFormat
+    /// LUT formats: output channels per table (at most; the largest divisor of the rows up to it).
+    let lutGroup: Int
     let progress: (String) -> Void
     /// Compression error over every compressed weight so far.
     private(set) var error = QuantizationError()
@@ -30,9 +32,10 @@ final class MILTranslator {
         let val: MILValue?
     }
 
-    init(blobs: MILBlobWriter, format: ANEWeightFormat, progress: @escaping (String) -> Void) {
+    init(blobs: MILBlobWriter, format: ANEWeightFormat, lutGroup: Int = ANEWeightFormat.defaultLUTGroup, progress: @escaping (String) -> Void) {
         self.blobs = blobs
         self.format = format
+        self.lutGroup = lutGroup
         self.progress = progress
     }
 
@@ -78,8 +81,9 @@ final class MILTranslator {
             let source = floats(fromFP16: matrix)
             compressedCount += 1
             switch format {
-            case .int8:
-                let block = divisor(of: cols, atMost: Self.int8Block)
+            case .int8, .int8Blockwise:
+                // Per output channel is one block spanning every input channel.
+                let block = format == .int8 ? cols : divisor(of: cols, atMost: Self.int8Block)
                 let q = BlockwiseInt8(fp16: matrix, rows: rows, cols: cols, block: block)
                 error.add(source, q.dequantized())
                 var scaleShape = shape
@@ -89,12 +93,13 @@ final class MILTranslator {
                 let scale = try value(MILTensorType(dataType: .float16, shape: scaleShape), littleEndianBytes(scales), elements: scales.count)
                 return SharedConstant(function: function, shape: shape, values: values, type: "constexpr_blockwise_shift_scale",
                                       inputs: [("data", [.value(data)]), ("scale", [.value(scale)])], val: nil)
-            case .lut4, .lut6:
-                let bitsPerIndex = format == .lut4 ? 4 : 6
-                let group = divisor(of: rows, atMost: Self.lutGroup)
+            case .lut4, .lut6, .lut8:
+                let bitsPerIndex = format.lutBits ?? 8
+                let group = divisor(of: rows, atMost: lutGroup)
                 let p = Palettized(fp16: matrix, rows: rows, cols: cols, bits: bitsPerIndex, groupRows: group)
                 error.add(source, p.dequantized())
-                let indices = try value(MILTensorType(dataType: bitsPerIndex == 4 ? .uint4 : .uint6, shape: shape),
+                let indexType: MILDataType = bitsPerIndex == 4 ? .uint4 : bitsPerIndex == 6 ? .uint6 : .uint8
+                let indices = try value(MILTensorType(dataType: indexType, shape: shape),
                                         packSubByte(layout.tensor(p.indices), bits: bitsPerIndex), elements: p.indices.count)
                 // lut: rank = indices' rank + 2: the number of tables along each axis (rows / group along the
                 // rows' axis), then 2^bits entries of vector size 1.
@@ -374,6 +379,17 @@ private struct FunctionEmitter {
                 let (t, v) = try outputTensor(op)
                 emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "axis", .int32(Int32(op.axis))),
                      parameter(v, "keep_dims", .bool(true)), parameter(v, "output_dtype", .string("int32"))])
+            case .topk:
+                // iOS 16+ topk: k = 1, descending, sorted, values then int32 indices.
+                let (t, v) = try outputTensor(op)
+                guard let indicesID = op.indicesOutput else { throw ANELMError("ANE graph (\(function.name)): topk without an indices output") }
+                let indices = variables[indicesID] ?? names.claim(graph.tensors[indicesID].name)
+                variables[indicesID] = indices
+                let inputs = [("x", [MILBinding.name(try input(op, 0))]), parameter(v, "k", .int32(1)), parameter(v, "axis", .int32(Int32(op.axis))),
+                              parameter(v, "ascending", .bool(false)), parameter(v, "sort", .bool(true)), parameter(v, "return_indices", .bool(true)),
+                              parameter(v, "output_indices_dtype", .string("int32"))]
+                ops.append(MILOperation(type: "topk", inputs: inputs, outputs: [(v, .tensor(MILTranslator.type(of: t))), (indices, .tensor(MILTranslator.type(of: graph.tensors[indicesID])))],
+                                        attributes: [("name", .string(v))]))
             case .softmax:
                 let (t, v) = try outputTensor(op)
                 emit("softmax", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "axis", .int32(Int32(op.axis)))])

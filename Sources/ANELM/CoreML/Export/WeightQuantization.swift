@@ -1,14 +1,37 @@
 import CANELMKernels
 
 /// How the export stores the conv weights and the embedding table: fp16 as is, or compressed with
-/// Core ML's iOS 18 constexpr ops (decompressed by Core ML when it loads the model).
+/// Core ML's iOS 18 constexpr ops (decompressed by Core ML when it loads the model). Which of them the
+/// Neural Engine keeps (issue #20): palettization runs there in every public device report; int8 with one
+/// scale per output channel is what the ANE supports for linear quantization (coremltools issue 2510),
+/// though one report saw linear-quantized conv weights placed on the CPU; per-block int8 scales fall back
+/// to the CPU (issue 2510) and lost accuracy on an iPhone's ANE (apple/coreai-models issue 279).
 public enum ANEWeightFormat: String, CaseIterable, Sendable {
     /// fp16 constants (the default).
     case fp16
-    /// Symmetric int8 with one fp16 scale per block of 32 input channels (`constexpr_blockwise_shift_scale`).
+    /// Symmetric int8 with one fp16 scale per output channel (`constexpr_blockwise_shift_scale`, one block
+    /// spanning all input channels).
     case int8
-    /// Palettized: 4- or 6-bit indices into a 16- or 64-entry fp16 table per group of 32 output channels (`constexpr_lut_to_dense`).
-    case lut4, lut6
+    /// Symmetric int8 with one fp16 scale per block of 32 input channels: CPU-bound on the ANE, kept only
+    /// to compare against.
+    case int8Blockwise = "int8-blockwise"
+    /// Palettized: 4-, 6- or 8-bit indices into a 16-, 64- or 256-entry fp16 table per group of output
+    /// channels (`constexpr_lut_to_dense`).
+    case lut4, lut6, lut8
+
+    /// Output channels per LUT by default: "a group size of 8 or 16 gives good accuracy while still
+    /// increasing speed" (coremltools guide, Palettization > Performance, per_grouped_channel on iOS 18).
+    public static let defaultLUTGroup = 16
+
+    /// Bits per palette index, nil for the other formats.
+    public var lutBits: Int? {
+        switch self {
+        case .lut4: return 4
+        case .lut6: return 6
+        case .lut8: return 8
+        case .fp16, .int8, .int8Blockwise: return nil
+        }
+    }
 
     public init(parsing name: String) throws {
         guard let format = ANEWeightFormat(rawValue: name) else {
