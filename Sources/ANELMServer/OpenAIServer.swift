@@ -70,11 +70,11 @@ public final class OpenAIServer: @unchecked Sendable {
         scheduler.start()
         defer { scheduler.shutdown() }
 
-        let responder = APIResponder(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
+        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
         let host = configuration.host
         let serverLogger = logger
         let app = Application(
-            responder: responder,
+            router: endpoints.router(),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "anelm"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
