@@ -18,7 +18,7 @@ struct Endpoints: Sendable {
     static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
 
     func router() -> Router<Context> {
-        let router = Router(context: Context.self)
+        let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
         // Outermost first: counting sees the final status, including errors and refused keys.
         router.add(middleware: RequestCountingMiddleware(metrics: metrics))
         router.add(middleware: OpenAIErrorMiddleware(logger: logger))
@@ -183,9 +183,16 @@ struct Endpoints: Sendable {
         let tooLarge = APIError(.contentTooLarge, "the request body is larger than \(limit) bytes", code: "request_too_large")
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }
         var data = Data()
-        for try await buffer in request.body {
-            guard data.count + buffer.readableBytes <= limit else { throw tooLarge }
-            data.append(contentsOf: buffer.readableBytesView)
+        do {
+            for try await buffer in request.body {
+                guard data.count + buffer.readableBytes <= limit else { throw tooLarge }
+                data.append(contentsOf: buffer.readableBytesView)
+            }
+        } catch let error as APIError {
+            throw error
+        } catch {
+            // A malformed chunk, a body cut short, a client gone or too slow: the client's doing.
+            throw APIError.invalid("the request body could not be read: \(error)", code: "invalid_body")
         }
         return data
     }
@@ -201,8 +208,8 @@ struct Endpoints: Sendable {
         ])
     }
 
-    static func json(_ status: HTTPResponse.Status, _ value: JSON) -> Response {
-        var headers = HTTPFields()
+    static func json(_ status: HTTPResponse.Status, _ value: JSON, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
         headers[.contentType] = "application/json"
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
     }
@@ -219,8 +226,14 @@ struct Reply: Sendable {
     let model: String
     let created: Int
 
+    /// OpenAI's reasons, plus "abort" when the server ended the generation early (shutdown), so
+    /// that a cut-off answer cannot pass for a complete one.
     static func finishReason(_ reason: FinishReason) -> JSON {
-        reason == .length ? "length" : "stop"
+        switch reason {
+        case .stop: "stop"
+        case .length: "length"
+        case .cancelled: "abort"
+        }
     }
 
     private func envelope(_ object: String, choices: JSON) -> [String: JSON] {

@@ -36,7 +36,7 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             } else {
                 logger.info("bad request", metadata: ["path": "\(path)", "status": "\(error.status.code)", "error": "\(error.message)"])
             }
-            return Endpoints.json(error.status, error.body)
+            return Endpoints.json(error.status, error.body, headers: error.headers)
         } catch let error as HTTPError where error.status == .notFound {
             let method = request.method.rawValue
             let refusal = Endpoints.paths.contains(path)
@@ -52,15 +52,31 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// When a key is configured, every path but `openPaths` needs `Authorization: Bearer <key>`.
+/// When a key is configured, every path but `openPaths` needs `Authorization: Bearer <key>`
+/// (the scheme in any case, as HTTP has it).
 struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     let apiKey: String?
     let openPaths: Set<String>
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if let apiKey, !openPaths.contains(request.uri.path) {
-            guard request.headers[.authorization] == "Bearer \(apiKey)" else { throw APIError.unauthorized }
+            guard let token = Self.bearerToken(request.headers[.authorization]), Self.sameBytes(token, apiKey) else { throw APIError.unauthorized }
         }
         return try await next(request, context)
+    }
+
+    static func bearerToken(_ authorization: String?) -> Substring? {
+        guard let authorization, let space = authorization.firstIndex(of: " "),
+              authorization[..<space].lowercased() == "bearer" else { return nil }
+        return authorization[space...].drop { $0 == " " }
+    }
+
+    /// Compares in a time that depends only on the key's length, so that timing the answers
+    /// does not reveal how much of a guess was right.
+    static func sameBytes(_ given: Substring, _ key: String) -> Bool {
+        let given = Array(given.utf8), key = Array(key.utf8)
+        var difference: UInt8 = given.count == key.count ? 0 : 1
+        for i in key.indices { difference |= key[i] ^ (i < given.count ? given[i] : 0) }
+        return difference == 0
     }
 }

@@ -231,14 +231,17 @@ final class Scheduler: @unchecked Sendable {
         release(slot)
     }
 
+    /// Frees the slot, then ends the job's stream: its handler writes the answer's last bytes only
+    /// after the stream ends, so a client's next request always finds the slot free.
     private func release(_ slot: Slot) {
-        slot.job?.continuation.finish()
+        let job = slot.job
         slot.job = nil
         slot.generation = nil
         condition.lock()
         activeCount -= 1
         publishLoad()
         condition.unlock()
+        job?.continuation.finish()
     }
 
     private func cancelEverything() {
