@@ -94,6 +94,7 @@ struct Endpoints: Sendable {
             log(reply, summary, stream: false)
             return Self.json(.ok, reply.complete(text: "", summary: summary))
         case .failed(let message)?: throw APIError(.internalServerError, message, type: "server_error", code: "generation_failed")
+        case .refused?: throw APIError.shuttingDown
         case nil: throw APIError(.internalServerError, "the generation ended without a result", type: "server_error")
         }
         var headers = HTTPFields()
@@ -113,6 +114,8 @@ struct Endpoints: Sendable {
                         result = reply.complete(text: text, summary: summary)
                     case .failed(let message):
                         result = APIError(.internalServerError, message, type: "server_error", code: "generation_failed").body
+                    case .refused:
+                        result = APIError.shuttingDown.body
                     }
                 }
                 try await writer.write(ByteBuffer(string: result.text))
@@ -146,6 +149,8 @@ struct Endpoints: Sendable {
                         log(reply, summary, stream: true)
                     case .failed(let message):
                         try await send(APIError(.internalServerError, message, type: "server_error", code: "generation_failed").body)
+                    case .refused:
+                        try await send(APIError.shuttingDown.body)
                     }
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))

@@ -23,6 +23,8 @@ enum JobEvent: Sendable {
     case text(String)
     case finished(GenerationSummary)
     case failed(String)
+    /// Never started: the server is shutting down (a 503 the client may retry elsewhere).
+    case refused
 }
 
 /// One request's generation, from the queue to its slot to the end.
@@ -167,7 +169,7 @@ final class Scheduler: @unchecked Sendable {
             condition.unlock()
 
             for job in refused {
-                job.continuation.yield(.failed("the server is shutting down"))
+                job.continuation.yield(.refused)
                 job.continuation.finish()
             }
             if drain { for slot in slots { slot.job?.cancel() } }
@@ -256,7 +258,7 @@ final class Scheduler: @unchecked Sendable {
         publishLoad()
         condition.unlock()
         for job in waiting {
-            job.continuation.yield(.failed("the server is shutting down"))
+            job.continuation.yield(.refused)
             job.continuation.finish()
         }
     }

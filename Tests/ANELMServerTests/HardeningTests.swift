@@ -143,6 +143,30 @@ final class HardeningTests: XCTestCase {
         XCTAssertTrue(text.hasSuffix("data: [DONE]\n\n"), text)
     }
 
+    /// A non-streaming request still waiting for a slot when the server shuts down gets 503
+    /// `shutting_down` with `Retry-After`, not a 500.
+    func testRequestQueuedAtShutdownGets503() throws {
+        var configuration = ServerConfiguration(parallel: 1, queueLimit: 1)
+        configuration.tokenDelay = 0.02
+        configuration.shutdownGracePeriod = 0.3
+        let s = try TestServer(configuration: configuration)
+        let running = try TestConnection(port: s.port)
+        try running.sendRequest(method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
+                                body: json(["prompt": "Once upon a time", "max_tokens": 400, "stream": true]))
+        XCTAssertEqual(try running.readHead().status, 200)
+        let waiting = try TestConnection(port: s.port)
+        try waiting.sendRequest(method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
+                                body: json(["prompt": "Hi", "max_tokens": 3]))
+        try eventually("one queued request") { try s.metric("anelm_queue_depth") == 1 }
+        s.stop()
+        let head = try waiting.readHead()
+        let body = String(decoding: try waiting.readBody(headers: head.headers), as: UTF8.self)
+        XCTAssertEqual(head.status, 503, body)
+        XCTAssertTrue(body.contains("\"code\":\"shutting_down\""), body)
+        XCTAssertNotNil(head.headers["retry-after"])
+        running.hangUp()  // only now: the running stream must hold the slot until the shutdown
+    }
+
     // MARK: - Protocol details
 
     func testAuthSchemeAndHeaders() throws {
@@ -183,6 +207,7 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(busy.status, 503)
         XCTAssertEqual(busy.errorCode, "queue_full")
         XCTAssertNotNil(busy.headers["retry-after"].flatMap { Int($0) }, "\(busy.headers)")
+        running.hangUp()  // only now: the running stream must hold the slot until the busy answer
     }
 
     func testMetricsReportResidentMemory() throws {
