@@ -151,10 +151,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         let seconds: Double
         if draining {
             seconds = timeouts.linger
+        } else if requestsRead > answersWritten {
+            // Answering: no deadline. A pipelined request's body waits for this answer, so its
+            // time starts when the answer ends.
+            return
         } else if headsRead > requestsRead {
             seconds = timeouts.body
-        } else if requestsRead > answersWritten {
-            return  // answering: no deadline
         } else {
             seconds = answersWritten == 0 ? timeouts.header : timeouts.idle
         }
