@@ -8,13 +8,19 @@ struct APIError: Error, Sendable {
     let type: String
     let code: String?
     let param: String?
+    /// Sent with the error body: `WWW-Authenticate` on 401, `Retry-After` on every 503.
+    let headers: HTTPFields
 
-    init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", code: String? = nil, param: String? = nil) {
+    init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", code: String? = nil, param: String? = nil,
+         headers: HTTPFields = [:]) {
         self.status = status
         self.message = message
         self.type = type
         self.code = code
         self.param = param
+        var headers = headers
+        if status == .serviceUnavailable, headers[.retryAfter] == nil { headers[.retryAfter] = "1" }
+        self.headers = headers
     }
 
     var body: JSON {
@@ -32,7 +38,9 @@ struct APIError: Error, Sendable {
         APIError(.badRequest, "'\(param)' must be \(expected)", code: "invalid_type", param: param)
     }
 
-    static let unauthorized = APIError(.unauthorized, "missing or invalid API key (send 'Authorization: Bearer <key>')", code: "invalid_api_key")
+    static let unauthorized = APIError(.unauthorized, "missing or invalid API key (send 'Authorization: Bearer <key>')", code: "invalid_api_key",
+                                       headers: [.wwwAuthenticate: "Bearer"])
     static let queueFull = APIError(.serviceUnavailable, "the server is busy: too many requests are waiting, retry later", type: "server_error", code: "queue_full")
-    static let shuttingDown = APIError(.serviceUnavailable, "the server is shutting down", type: "server_error", code: "shutting_down")
+    static let shuttingDown = APIError(.serviceUnavailable, "the server is shutting down", type: "server_error", code: "shutting_down",
+                                       headers: [.retryAfter: "10"])
 }

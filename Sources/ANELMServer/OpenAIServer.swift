@@ -1,6 +1,7 @@
 import ANELM
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import ServiceLifecycle
 
@@ -16,6 +17,10 @@ public struct ServerConfiguration: Sendable {
     public var queueLimit: Int
     /// Largest request body accepted; larger gets 413.
     public var maxBodyBytes: Int
+    /// When stalled connections are closed.
+    public var timeouts = ConnectionTimeouts()
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    public var maxConnections = 256
     /// Pause after every token step, in seconds: 0 in production; tests use it to make a tiny,
     /// fast model generate slowly enough to disconnect or queue behind it.
     public var tokenDelay: Double = 0
@@ -40,6 +45,26 @@ public struct ServerConfiguration: Sendable {
         guard maxBodyBytes > 0 else { throw ANELMError("the body limit must be positive") }
         guard tokenDelay >= 0, tokenDelay <= 10 else { throw ANELMError("the token delay must be between 0 and 10 seconds") }
         if let apiKey, apiKey.isEmpty { throw ANELMError("the API key must not be empty") }
+        for (flag, seconds) in [("--header-timeout", timeouts.header), ("--body-timeout", timeouts.body), ("--idle-timeout", timeouts.idle),
+                                ("the linger time", timeouts.linger)] {
+            guard seconds.isFinite, seconds > 0, seconds <= 86400 else { throw ANELMError("\(flag) must be between 0 and 86400 seconds, got \(seconds)") }
+        }
+        guard (1...1_000_000).contains(maxConnections) else { throw ANELMError("--max-connections must be between 1 and 1000000, got \(maxConnections)") }
+    }
+
+    /// The API key stored in the file at `path` (one line; a trailing newline is dropped), so
+    /// that the key stays out of the process list.
+    public static func apiKey(fromFile path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ANELMError("cannot read the API key file '\(path)': it does not exist or is not readable")
+        }
+        guard var key = String(data: data, encoding: .utf8) else { throw ANELMError("the API key file '\(path)' is not UTF-8 text") }
+        while key.last?.isNewline == true { key.removeLast() }
+        guard !key.isEmpty else { throw ANELMError("the API key file '\(path)' is empty") }
+        guard !key.contains(where: { $0.isWhitespace || $0.isNewline || ($0.asciiValue ?? 32) < 32 }) else {
+            throw ANELMError("the API key in '\(path)' must be one word: no spaces, line breaks or control characters")
+        }
+        return key
     }
 }
 
@@ -70,12 +95,15 @@ public final class OpenAIServer: @unchecked Sendable {
         scheduler.start()
         defer { scheduler.shutdown() }
 
-        let responder = APIResponder(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
+        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
         let host = configuration.host
         let serverLogger = logger
+        let timeouts = configuration.timeouts
         let app = Application(
-            responder: responder,
-            configuration: .init(address: .hostname(host, port: configuration.port), serverName: "anelm"),
+            router: endpoints.router(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(timeouts: timeouts)])),
+            configuration: .init(address: .hostname(host, port: configuration.port), serverName: "anelm",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 serverLogger.info("listening", metadata: ["address": "http://\(host):\(port)"])

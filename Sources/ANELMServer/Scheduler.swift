@@ -23,6 +23,8 @@ enum JobEvent: Sendable {
     case text(String)
     case finished(GenerationSummary)
     case failed(String)
+    /// Never started: the server is shutting down (a 503 the client may retry elsewhere).
+    case refused
 }
 
 /// One request's generation, from the queue to its slot to the end.
@@ -167,7 +169,7 @@ final class Scheduler: @unchecked Sendable {
             condition.unlock()
 
             for job in refused {
-                job.continuation.yield(.failed("the server is shutting down"))
+                job.continuation.yield(.refused)
                 job.continuation.finish()
             }
             if drain { for slot in slots { slot.job?.cancel() } }
@@ -231,14 +233,17 @@ final class Scheduler: @unchecked Sendable {
         release(slot)
     }
 
+    /// Frees the slot, then ends the job's stream: its handler writes the answer's last bytes only
+    /// after the stream ends, so a client's next request always finds the slot free.
     private func release(_ slot: Slot) {
-        slot.job?.continuation.finish()
+        let job = slot.job
         slot.job = nil
         slot.generation = nil
         condition.lock()
         activeCount -= 1
         publishLoad()
         condition.unlock()
+        job?.continuation.finish()
     }
 
     private func cancelEverything() {
@@ -253,7 +258,7 @@ final class Scheduler: @unchecked Sendable {
         publishLoad()
         condition.unlock()
         for job in waiting {
-            job.continuation.yield(.failed("the server is shutting down"))
+            job.continuation.yield(.refused)
             job.continuation.finish()
         }
     }

@@ -73,9 +73,32 @@ final class ServerMetrics: @unchecked Sendable {
             metric("anelm_queue_depth", "gauge", "Requests waiting for a slot.", [("", "\(queueDepth)")])
             metric("anelm_active_slots", "gauge", "Slots generating now.", [("", "\(activeSlots)")])
             metric("anelm_slots", "gauge", "Slots (sequences generated in parallel).", [("", "\(slots)")])
+            if let resident = Self.residentMemoryBytes() {
+                metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [("", "\(resident)")])
+            }
             return out
         }
     }
 
     private func format(_ x: Double) -> String { String(format: "%.3f", x) }
+
+    /// This process' resident set size, or nil where it cannot be read.
+    static func residentMemoryBytes() -> Int? {
+        #if os(Linux)
+        // statm's second field: resident pages.
+        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = statm.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #elseif canImport(Darwin)
+        var info = mach_task_basic_info()
+        var count = mach_msg_type_number_t(MemoryLayout<mach_task_basic_info>.size / MemoryLayout<natural_t>.size)
+        let status = withUnsafeMutablePointer(to: &info) {
+            $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) { task_info(mach_task_self_, task_flavor_t(MACH_TASK_BASIC_INFO), $0, &count) }
+        }
+        return status == KERN_SUCCESS ? Int(info.resident_size) : nil
+        #else
+        return nil
+        #endif
+    }
 }

@@ -11,12 +11,23 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(name: .long, help: "Port to listen on (0 picks a free one).") var port: Int = 8080
     @Option(name: .long, help: "Require 'Authorization: Bearer KEY' (default: $ANELM_API_KEY, if set).") var apiKey: String?
+    @Option(name: .long, help: "Read the API key from this file (one line), keeping it out of the process list.") var apiKeyFile: String?
     @Option(name: .long, help: "Requests generated at the same time (slots).") var parallel: Int = 4
     @Option(name: .long, help: "Requests that may wait for a slot; more get 503.") var queue: Int = 16
+    @Option(name: .long, help: "Seconds a new connection may take to send its first request header.") var headerTimeout: Double = 10
+    @Option(name: .long, help: "Seconds a request may take to send its body.") var bodyTimeout: Double = 30
+    @Option(name: .long, help: "Seconds a kept-alive connection may wait for its next request.") var idleTimeout: Double = 30
+    @Option(name: .long, help: "Connections served at once; more wait until one closes.") var maxConnections: Int = 256
 
     func run() throws {
-        let key = apiKey ?? ProcessInfo.processInfo.environment["ANELM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-        let configuration = ServerConfiguration(host: host, port: port, apiKey: key, parallel: parallel, queueLimit: queue)
+        if apiKey != nil, apiKeyFile != nil { throw ANELMError("give either --api-key or --api-key-file, not both") }
+        let key = try apiKeyFile.map(ServerConfiguration.apiKey(fromFile:))
+            ?? apiKey ?? ProcessInfo.processInfo.environment["ANELM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        var configuration = ServerConfiguration(host: host, port: port, apiKey: key, parallel: parallel, queueLimit: queue)
+        configuration.timeouts.header = headerTimeout
+        configuration.timeouts.body = bodyTimeout
+        configuration.timeouts.idle = idleTimeout
+        configuration.maxConnections = maxConnections
         try configuration.validate()
         let loaded = try modelOptions.load()
         printError("anelm serve — \(loaded.name) (context \(loaded.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(loaded.loadSeconds)) s")

@@ -34,6 +34,8 @@ final class TestConnection {
         fd = -1
     }
 
+    func send(_ text: String) throws { try send(Array(text.utf8)) }
+
     func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
@@ -105,6 +107,51 @@ final class TestConnection {
         _ = try readLine()
         return data
     }
+
+    /// Writes `bytes` until they are all sent or the server stops reading for `stall` seconds;
+    /// returns how many were sent.
+    func sendUntilBlocked(_ bytes: [UInt8], stall: Double = 0.5) -> Int {
+        var timeout = timeval(tv_sec: Int(stall), tv_usec: suseconds_t((stall - Double(Int(stall))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, 65536)) }
+            if n <= 0 { break }
+            offset += n
+        }
+        return offset
+    }
+
+    /// Ends the sending half (the server reads end of stream); reading still works.
+    func closeWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    func setReadTimeout(_ seconds: Double) {
+        var timeout = timeval(tv_sec: Int(seconds), tv_usec: suseconds_t((seconds - Double(Int(seconds))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Everything until the server closes (a reset counts as the end); what was buffered first.
+    func readToEnd() -> [UInt8] {
+        while (try? fill()) == true {}
+        defer { buffer.removeAll() }
+        return buffer
+    }
+
+    /// Whether the server closed the connection within `seconds` (end of stream or reset), as
+    /// opposed to the read timing out with the connection still open. Bytes read are kept.
+    func closedByServer(within seconds: Double) -> Bool {
+        setReadTimeout(seconds)
+        while true {
+            var chunk = [UInt8](repeating: 0, count: 16384)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { buffer += chunk[0..<n]; continue }
+            if n == 0 { return true }
+            return errno != EAGAIN && errno != EWOULDBLOCK
+        }
+    }
+
+    /// What has been read but not consumed, as text.
+    var bufferedText: String { String(decoding: buffer, as: UTF8.self) }
 
     func readBody(headers: [String: String]) throws -> [UInt8] {
         if headers["transfer-encoding"]?.lowercased() == "chunked" {

@@ -3,9 +3,9 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// Routes requests, checks the API key, turns every failure into an OpenAI error body, and
-/// counts each request for `/metrics`.
-struct APIResponder: HTTPResponder {
+/// One handler per endpoint; `router()` wires them to their paths behind the middleware
+/// (request counting, OpenAI error bodies, the API key).
+struct Endpoints: Sendable {
     typealias Context = BasicRequestContext
 
     let model: ServedModel
@@ -14,54 +14,35 @@ struct APIResponder: HTTPResponder {
     let metrics: ServerMetrics
     let logger: Logger
 
-    static let endpoints: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
+    /// The paths served; any other is "other" in the metrics and 404.
+    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
 
-    func respond(to request: Request, context: Context) async throws -> Response {
-        let path = request.uri.path
-        let endpoint = Self.endpoints.contains(path) ? path : "other"
-        let response: Response
-        do {
-            response = try await route(request, path: path)
-        } catch let error as APIError {
-            if error.status.code >= 500 {
-                logger.warning("request refused", metadata: ["path": "\(path)", "status": "\(error.status.code)", "error": "\(error.message)"])
-            } else {
-                logger.info("bad request", metadata: ["path": "\(path)", "status": "\(error.status.code)", "error": "\(error.message)"])
-            }
-            response = Self.json(error.status, error.body)
-        } catch {
-            logger.error("request failed", metadata: ["path": "\(path)", "error": "\(error)"])
-            let failure = APIError(.internalServerError, "internal error: \(error)", type: "server_error", code: "internal_error")
-            response = Self.json(failure.status, failure.body)
-        }
-        metrics.countRequest(endpoint: endpoint, status: response.status.code)
-        return response
+    func router() -> Router<Context> {
+        let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
+        // Outermost first: counting sees the final status, including errors and refused keys.
+        router.add(middleware: RequestCountingMiddleware(metrics: metrics))
+        router.add(middleware: OpenAIErrorMiddleware(logger: logger))
+        router.add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey, openPaths: ["/health"]))
+        router.get("/health") { _, _ in health() }
+        router.get("/metrics") { _, _ in prometheusMetrics() }
+        router.get("/v1/models") { _, _ in models() }
+        router.post("/v1/chat/completions") { request, _ in try await complete(request, chat: true) }
+        router.post("/v1/completions") { request, _ in try await complete(request, chat: false) }
+        return router
     }
 
-    private func route(_ request: Request, path: String) async throws -> Response {
-        let method = request.method
-        if path != "/health", let key = configuration.apiKey {
-            guard request.headers[.authorization] == "Bearer \(key)" else { throw APIError.unauthorized }
-        }
-        switch (path, method) {
-        case ("/health", .get):
-            return Self.json(.ok, ["status": "ok"])
-        case ("/metrics", .get):
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
-        case ("/v1/models", .get):
-            return Self.json(.ok, ["object": "list", "data": [modelObject]])
-        case ("/v1/chat/completions", .post):
-            return try await complete(request, chat: true)
-        case ("/v1/completions", .post):
-            return try await complete(request, chat: false)
-        default:
-            if Self.endpoints.contains(path) {
-                throw APIError(.methodNotAllowed, "\(method.rawValue) is not allowed on \(path)", code: "method_not_allowed")
-            }
-            throw APIError(.notFound, "no route \(method.rawValue) \(path)", code: "not_found")
-        }
+    func health() -> Response {
+        Self.json(.ok, ["status": "ok"])
+    }
+
+    func prometheusMetrics() -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
+    }
+
+    func models() -> Response {
+        Self.json(.ok, ["object": "list", "data": [modelObject]])
     }
 
     private var modelObject: JSON {
@@ -71,7 +52,7 @@ struct APIResponder: HTTPResponder {
 
     // MARK: - Completions
 
-    private func complete(_ request: Request, chat: Bool) async throws -> Response {
+    func complete(_ request: Request, chat: Bool) async throws -> Response {
         let requestID = (chat ? "chatcmpl-" : "cmpl-") + Self.randomID()
         let body = try await readBody(request)
         let parsed = try CompletionRequest.parse(body, chat: chat)
@@ -113,6 +94,7 @@ struct APIResponder: HTTPResponder {
             log(reply, summary, stream: false)
             return Self.json(.ok, reply.complete(text: "", summary: summary))
         case .failed(let message)?: throw APIError(.internalServerError, message, type: "server_error", code: "generation_failed")
+        case .refused?: throw APIError.shuttingDown
         case nil: throw APIError(.internalServerError, "the generation ended without a result", type: "server_error")
         }
         var headers = HTTPFields()
@@ -132,6 +114,8 @@ struct APIResponder: HTTPResponder {
                         result = reply.complete(text: text, summary: summary)
                     case .failed(let message):
                         result = APIError(.internalServerError, message, type: "server_error", code: "generation_failed").body
+                    case .refused:
+                        result = APIError.shuttingDown.body
                     }
                 }
                 try await writer.write(ByteBuffer(string: result.text))
@@ -165,6 +149,8 @@ struct APIResponder: HTTPResponder {
                         log(reply, summary, stream: true)
                     case .failed(let message):
                         try await send(APIError(.internalServerError, message, type: "server_error", code: "generation_failed").body)
+                    case .refused:
+                        try await send(APIError.shuttingDown.body)
                     }
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
@@ -202,9 +188,16 @@ struct APIResponder: HTTPResponder {
         let tooLarge = APIError(.contentTooLarge, "the request body is larger than \(limit) bytes", code: "request_too_large")
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }
         var data = Data()
-        for try await buffer in request.body {
-            guard data.count + buffer.readableBytes <= limit else { throw tooLarge }
-            data.append(contentsOf: buffer.readableBytesView)
+        do {
+            for try await buffer in request.body {
+                guard data.count + buffer.readableBytes <= limit else { throw tooLarge }
+                data.append(contentsOf: buffer.readableBytesView)
+            }
+        } catch let error as APIError {
+            throw error
+        } catch {
+            // A malformed chunk, a body cut short, a client gone or too slow: the client's doing.
+            throw APIError.invalid("the request body could not be read: \(error)", code: "invalid_body")
         }
         return data
     }
@@ -220,8 +213,8 @@ struct APIResponder: HTTPResponder {
         ])
     }
 
-    static func json(_ status: HTTPResponse.Status, _ value: JSON) -> Response {
-        var headers = HTTPFields()
+    static func json(_ status: HTTPResponse.Status, _ value: JSON, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
         headers[.contentType] = "application/json"
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
     }
@@ -238,8 +231,14 @@ struct Reply: Sendable {
     let model: String
     let created: Int
 
+    /// OpenAI's reasons, plus "abort" when the server ended the generation early (shutdown), so
+    /// that a cut-off answer cannot pass for a complete one.
     static func finishReason(_ reason: FinishReason) -> JSON {
-        reason == .length ? "length" : "stop"
+        switch reason {
+        case .stop: "stop"
+        case .length: "length"
+        case .cancelled: "abort"
+        }
     }
 
     private func envelope(_ object: String, choices: JSON) -> [String: JSON] {
