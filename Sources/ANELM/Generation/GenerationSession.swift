@@ -47,7 +47,8 @@ public struct GenerationResult: Sendable {
     public var decodeSeconds: Double
     /// Forward passes of one token each.
     public var decodeSteps: Int
-    /// Time spent masking tokens and following the grammar (0 without one).
+    /// CPU time this thread spent masking tokens and following the grammar (0 without one): the grammar's
+    /// own cost, which other processes competing for the CPU do not inflate as they do wall time.
     public var grammarSeconds: Double = 0
 
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(prefilledTokens) / prefillSeconds : 0 }
@@ -166,6 +167,13 @@ func commonPrefixLength(_ a: [Int], _ b: [Int]) -> Int {
     return i
 }
 
+/// CPU time used by the calling thread, in seconds.
+func threadCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
 func seconds(since start: DispatchTime) -> Double {
     Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }
@@ -209,15 +217,15 @@ public final class Generation {
             result.decodeSteps += 1
         }
         if let constraint {
-            let start = DispatchTime.now()
+            let start = threadCPUSeconds()
             try constraint.apply(to: &logits)
-            result.grammarSeconds += seconds(since: start)
+            result.grammarSeconds += threadCPUSeconds() - start
         }
         let token = sampler.sample(logits, previous: session.history)
         if let constraint {
-            let start = DispatchTime.now()
+            let start = threadCPUSeconds()
             try constraint.accept(token)
-            result.grammarSeconds += seconds(since: start)
+            result.grammarSeconds += threadCPUSeconds() - start
         }
         result.tokens.append(token)
         if endOfSequence.contains(token) {

@@ -201,9 +201,18 @@ public final class GrammarConstraint {
                 let bits = mask[w]
                 let base = w << 6
                 let end = min(base + 64, values.count)
-                if bits == ~0 { any = true; continue }
-                for id in base..<end {
-                    if bits & (1 << UInt64(id - base)) == 0 { values[id] = -.infinity } else { any = true }
+                if bits == 0 {
+                    for id in base..<end { values[id] = -.infinity }
+                    continue
+                }
+                any = true
+                // Only the disallowed ids, lowest bit first.
+                var disallowed = ~bits
+                while disallowed != 0 {
+                    let id = base + disallowed.trailingZeroBitCount
+                    if id >= end { break }
+                    values[id] = -.infinity
+                    disallowed &= disallowed - 1
                 }
             }
             // Logits past the tokenizer's vocabulary (padded output layers) are never text.
