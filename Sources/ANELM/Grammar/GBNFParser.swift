@@ -29,6 +29,8 @@ struct GBNFParser {
     private var index = 0
     private var line = 1
     private var column = 1
+    /// Open parentheses: bounded, so a hostile file cannot exhaust the stack.
+    private var depth = 0
 
     init(_ text: String) { scalars = Array(text.unicodeScalars) }
 
@@ -85,7 +87,10 @@ struct GBNFParser {
                 items.append(.anyCharacter)
             } else if c == "(" {
                 advance()
+                depth += 1
+                guard depth <= 100 else { throw error("groups nested deeper than 100") }
                 let inner = try parseAlternatives(nested: true)
+                depth -= 1
                 skipSpace()
                 guard peek == ")" else { throw error("expected ')'") }
                 advance()
@@ -133,7 +138,7 @@ struct GBNFParser {
             let digit = Int(c.value - 48)
             value = value * 10 + digit
             digits += 1
-            guard value <= 100_000 else { throw error("repetition count too large (at most 100000)") }
+            guard value <= 10_000 else { throw error("repetition count too large (at most 10000)") }
             advance()
         }
         guard digits > 0 else { throw error("expected a number") }

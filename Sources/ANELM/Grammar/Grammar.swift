@@ -132,6 +132,17 @@ public struct Grammar: Sendable {
             state[rule] = 2
         }
         for rule in alternatives.indices where state[rule] == 0 { try visit(rule) }
+        // The matcher expands such chains recursively: keep them short (`("a"?){0,5000}` would be 5000 deep).
+        var chain = [Int](repeating: -1, count: alternatives.count)
+        func longest(_ rule: Int) -> Int {
+            if chain[rule] >= 0 { return chain[rule] }
+            chain[rule] = 0
+            chain[rule] = 1 + (leftCalls[rule].map(longest).max() ?? 0)
+            return chain[rule]
+        }
+        for rule in alternatives.indices where longest(rule) > 1000 {
+            throw ANELMError("grammar: rule '\(ruleNames[rule])' starts a chain of over 1000 rules that can begin without consuming text (a long repetition of something that can be empty?)")
+        }
     }
 
     private func isNullable(from start: Int, _ nullable: [Bool]) -> Bool {

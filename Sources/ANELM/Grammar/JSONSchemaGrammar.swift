@@ -337,8 +337,8 @@ struct JSONSchemaCompiler {
 
     private func nonNegativeInt(_ schema: SchemaJSON, _ key: String, path: String) throws -> Int? {
         guard let value = schema[key] else { return nil }
-        guard case .number(let number, _) = value, number >= 0, number <= 100_000, number == number.rounded() else {
-            throw ANELMError("JSON schema \(path): '\(key)' must be an integer in 0…100000")
+        guard case .number(let number, _) = value, number >= 0, number <= 10_000, number == number.rounded() else {
+            throw ANELMError("JSON schema \(path): '\(key)' must be an integer in 0…10000")
         }
         return Int(number)
     }

@@ -24,6 +24,8 @@ final class GrammarTests: XCTestCase {
         assertError("root ::= a\na ::= b? \"x\" | \"y\"\nb ::= a \"z\"", contains: "b → a); a repetition")
         assertError("root ::= (\"a\"?)*", contains: "left recursion")
         assertError("root ::= \"a\" )", contains: "unexpected character ')'")
+        assertError("root ::= (\"a\"?){0,5000}", contains: "chain of over 1000 rules")
+        assertError("root ::= " + String(repeating: "(", count: 200) + "\"a\"" + String(repeating: ")", count: 200), contains: "nested deeper than 100")
     }
 
     func testMatchesAndRejectsByteStrings() throws {
