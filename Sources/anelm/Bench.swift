@@ -14,6 +14,7 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
     @Option(name: .long, help: "Batch sizes, e.g. 1,2,4,8,16: that many sequences prefilled and decoded together in one pass per step (aggregate tokens/s, as llama-batched-bench reports them).")
     var batch: String?
+    @OptionGroup var grammarOptions: GrammarOptions
 
     func run() throws {
         guard promptTokens >= 1, genTokens >= 1, repetitions >= 1 else {
@@ -27,16 +28,29 @@ struct Bench: ParsableCommand {
         let vocab = loaded.tokenizer.vocabSize
         var rng = SeededGenerator(seed: 1)
         let prompt = (0..<promptTokens).map { _ in vocab / 8 + Int(rng.next() % UInt64(vocab / 2)) }
-        let parameters = GenerationParameters(maxTokens: genTokens, stopAtEndOfSequence: false)
+        // With a grammar, decoding follows it (and may end sooner, when it is complete).
+        let grammar = try grammarOptions.makeGrammar()
+        let parameters = GenerationParameters(maxTokens: genTokens, stopAtEndOfSequence: grammar != nil, grammar: grammar)
 
+        if grammar != nil, format == .text {
+            let start = Date()
+            _ = GrammarVocabulary.for(loaded.tokenizer)
+            printError("grammar vocabulary trie (once per tokenizer): \(String(format: "%.3f", Date().timeIntervalSince(start))) s")
+        }
         // One untimed warm-up pass pages the weights in.
         _ = try loaded.makeSession().generate(prompt: Array(prompt.prefix(8)), parameters: GenerationParameters(maxTokens: 2, stopAtEndOfSequence: false))
         if let batch { return try runBatches(loaded, sizes: try batchSizes(batch), prompt: prompt) }
-        var prefill: [Double] = [], decode: [Double] = []
+        var prefill: [Double] = [], decode: [Double] = [], grammarMilliseconds: [Double] = [], grammarShare: [Double] = []
         for r in 0..<repetitions {
             let result = try loaded.makeSession().generate(prompt: prompt, parameters: parameters)
             prefill.append(result.prefillTokensPerSecond)
             decode.append(result.decodeTokensPerSecond)
+            if grammar != nil, !result.tokens.isEmpty, result.decodeSteps > 0 {
+                let perToken = result.grammarSeconds / Double(result.tokens.count)
+                grammarMilliseconds.append(perToken * 1000)
+                grammarShare.append(perToken / (result.decodeSeconds / Double(result.decodeSteps)))
+                if format == .text { printError("  grammar: \(result.tokens.count) tokens, \(String(format: "%.3f", perToken * 1000)) ms/token CPU, finish \(result.finishReason.rawValue): \(result.text.prefix(120))") }
+            }
             if format == .text { printError("repetition \(r + 1)/\(repetitions): prefill \(oneDecimal(result.prefillTokensPerSecond)) t/s, decode \(oneDecimal(result.decodeTokensPerSecond)) t/s") }
         }
         let peak = peakResidentMegabytes()
@@ -45,6 +59,9 @@ struct Bench: ParsableCommand {
             print("model       \(loaded.name) (\(loaded.architecture), precision \(modelOptions.precision), \(Kernels.isaName) kernels, \(loaded.pool.threads) threads)")
             print("prefill     \(promptTokens) tokens: \(summary(prefill)) t/s")
             print("decode      \(genTokens) tokens: \(summary(decode)) t/s")
+            if !grammarMilliseconds.isEmpty {
+                print("grammar     \(String(format: "%.3f", median(grammarMilliseconds))) ms/token CPU (max \(String(format: "%.3f", grammarMilliseconds.max() ?? 0))), \(oneDecimal(median(grammarShare) * 100))% of this run's decode step (max \(oneDecimal((grammarShare.max() ?? 0) * 100))%)")
+            }
             print("load        \(String(format: "%.3f", loaded.loadSeconds)) s")
             print("peak RSS    \(oneDecimal(peak)) MB")
         case .json:
@@ -53,6 +70,7 @@ struct Bench: ParsableCommand {
                 "prompt_tokens": promptTokens, "gen_tokens": genTokens, "repetitions": repetitions,
                 "prefill_tps": median(prefill), "prefill_tps_min": prefill.min() ?? 0, "prefill_tps_max": prefill.max() ?? 0,
                 "decode_tps": median(decode), "decode_tps_min": decode.min() ?? 0, "decode_tps_max": decode.max() ?? 0,
+                "grammar_ms_per_token": median(grammarMilliseconds), "grammar_share_of_decode_step": median(grammarShare),
                 "load_s": loaded.loadSeconds, "peak_rss_mb": peak, "isa": Kernels.isaName,
             ])
         }

@@ -9,6 +9,7 @@ struct Chat: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @Option(name: .long, help: "System message.") var system: String?
     @OptionGroup var templateOption: TemplateOption
+    @OptionGroup var grammarOptions: GrammarOptions
 
     func run() throws {
         let template = try templateOption.source()
@@ -16,7 +17,8 @@ struct Chat: ParsableCommand {
         guard loaded.chatTemplate != nil || template != nil else {
             throw ANELMError("\(loaded.name) has no chat template; pick a built-in one with --template (\(BuiltinChatTemplates.names.joined(separator: ", ")))")
         }
-        let parameters = try sampling.parameters()
+        var parameters = try sampling.parameters()
+        parameters.grammar = try grammarOptions.makeGrammar()
         let session = loaded.makeSession()
         let interrupt = InterruptWatcher()
         var messages: [ChatMessage] = system.map { [ChatMessage(role: "system", content: $0)] } ?? []

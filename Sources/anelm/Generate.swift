@@ -13,6 +13,7 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "System message (with --chat).") var system: String?
     @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
     @OptionGroup var templateOption: TemplateOption
+    @OptionGroup var grammarOptions: GrammarOptions
 
     func run() throws {
         let template = try templateOption.source()
@@ -28,8 +29,10 @@ struct Generate: ParsableCommand {
             guard system == nil else { throw ANELMError("--system needs --chat") }
             promptTokens = loaded.tokenizer.encode(prompt, addSpecialTokens: !noSpecialTokens)
         }
+        var parameters = try sampling.parameters()
+        parameters.grammar = try grammarOptions.makeGrammar()
         let session = loaded.makeSession()
-        let result = try session.generate(prompt: promptTokens, parameters: try sampling.parameters()) { chunk in
+        let result = try session.generate(prompt: promptTokens, parameters: parameters) { chunk in
             if format == .text, !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
             return true
         }
@@ -45,5 +48,27 @@ struct Generate: ParsableCommand {
                 "finish_reason": result.finishReason.rawValue,
             ])
         }
+    }
+}
+
+/// `--grammar FILE` (GBNF) or `--json-schema FILE`: constrain the output.
+struct GrammarOptions: ParsableArguments {
+    @Option(name: .long, help: "Constrain the output to a GBNF grammar (llama.cpp syntax, start rule 'root') read from this file.")
+    var grammar: String?
+    @Option(name: .long, help: "Constrain the output to JSON valid against the JSON schema in this file.")
+    var jsonSchema: String?
+
+    /// The grammar the flags ask for, or nil.
+    func makeGrammar() throws -> Grammar? {
+        switch (grammar, jsonSchema) {
+        case (nil, nil): return nil
+        case (let path?, nil): return try Grammar(gbnf: String(decoding: try read(path), as: UTF8.self))
+        case (nil, let path?): return try Grammar(jsonSchema: try read(path))
+        default: throw ANELMError("--grammar and --json-schema cannot be used together")
+        }
+    }
+
+    private func read(_ path: String) throws -> Data {
+        do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch { throw ANELMError("cannot read \(path)") }
     }
 }

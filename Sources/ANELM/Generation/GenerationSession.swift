@@ -8,12 +8,15 @@ public struct GenerationParameters: Sendable {
     public var stopStrings: [String]
     /// End at the model's end-of-sequence tokens.
     public var stopAtEndOfSequence: Bool
+    /// Constrains the output to this grammar (GBNF or a JSON schema): generation ends when it is complete.
+    public var grammar: Grammar?
 
-    public init(maxTokens: Int = 256, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [], stopAtEndOfSequence: Bool = true) {
+    public init(maxTokens: Int = 256, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [], stopAtEndOfSequence: Bool = true, grammar: Grammar? = nil) {
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopStrings = stopStrings
         self.stopAtEndOfSequence = stopAtEndOfSequence
+        self.grammar = grammar
     }
 }
 
@@ -44,6 +47,9 @@ public struct GenerationResult: Sendable {
     public var decodeSeconds: Double
     /// Forward passes of one token each.
     public var decodeSteps: Int
+    /// CPU time this thread spent masking tokens and following the grammar (0 without one): the grammar's
+    /// own cost, which other processes competing for the CPU do not inflate as they do wall time.
+    public var grammarSeconds: Double = 0
 
     public var prefillTokensPerSecond: Double { prefillSeconds > 0 ? Double(prefilledTokens) / prefillSeconds : 0 }
     public var decodeTokensPerSecond: Double { decodeSeconds > 0 ? Double(decodeSteps) / decodeSeconds : 0 }
@@ -161,6 +167,13 @@ func commonPrefixLength(_ a: [Int], _ b: [Int]) -> Int {
     return i
 }
 
+/// CPU time used by the calling thread, in seconds.
+func threadCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
 func seconds(since start: DispatchTime) -> Double {
     Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }
@@ -176,6 +189,7 @@ public final class Generation {
     private var sampler: Sampler
     private var assembler: TextAssembler
     private let endOfSequence: Set<Int>
+    private let constraint: GrammarConstraint?
 
     init(session: GenerationSession, parameters: GenerationParameters, logits: [Float], result: GenerationResult) {
         self.session = session
@@ -185,6 +199,9 @@ public final class Generation {
         sampler = Sampler(parameters.sampling)
         assembler = TextAssembler(tokenizer: session.tokenizer, stopStrings: parameters.stopStrings)
         endOfSequence = parameters.stopAtEndOfSequence ? session.endOfSequenceIds : []
+        constraint = parameters.grammar.map {
+            GrammarConstraint(grammar: $0, vocabulary: GrammarVocabulary.for(session.tokenizer), endOfSequenceIds: parameters.stopAtEndOfSequence ? session.endOfSequenceIds : [])
+        }
         if parameters.maxTokens == 0 { finish(.length) }
     }
 
@@ -199,7 +216,17 @@ public final class Generation {
             result.decodeSeconds += seconds(since: start)
             result.decodeSteps += 1
         }
+        if let constraint {
+            let start = threadCPUSeconds()
+            try constraint.apply(to: &logits)
+            result.grammarSeconds += threadCPUSeconds() - start
+        }
         let token = sampler.sample(logits, previous: session.history)
+        if let constraint {
+            let start = threadCPUSeconds()
+            try constraint.accept(token)
+            result.grammarSeconds += threadCPUSeconds() - start
+        }
         result.tokens.append(token)
         if endOfSequence.contains(token) {
             finish(.stop)
@@ -209,6 +236,10 @@ public final class Generation {
         if stopped {
             finish(.stop)
             return GenerationChunk(token: token, text: text)
+        }
+        if let constraint, constraint.isComplete, !constraint.canContinue {
+            finish(.stop)
+            return GenerationChunk(token: token, text: text + flushTail())
         }
         if result.tokens.count >= parameters.maxTokens || session.history.count >= session.model.contextLength {
             finish(.length)

@@ -67,8 +67,11 @@ public struct Sampler: Sendable {
         }
         if p.temperature == 0 { return argmax(logits) }
 
-        // Candidates sorted by logit, most likely first; top-k cuts before the softmax.
-        var candidates = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        // Candidates sorted by logit, most likely first; top-k cuts before the softmax. Tokens masked to
+        // -infinity (a grammar) are never candidates, so rounding in the draw cannot pick one.
+        var candidates = logits.indices.filter { logits[$0] > -.infinity }
+        if candidates.isEmpty { return argmax(logits) }
+        candidates.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
         if p.topK > 0, p.topK < candidates.count { candidates.removeSubrange(p.topK...) }
         let top = logits[candidates[0]] / p.temperature
         var probabilities = candidates.map { expf(logits[$0] / p.temperature - top) }

@@ -1,0 +1,108 @@
+/// Where a grammar can be after some bytes: a set of parse stacks (a pushdown matcher, as llama.cpp's).
+///
+/// Stacks are interned as linked nodes `(position, below)`: equal stacks share one id, so a state is a small
+/// sorted array of ids. A stack's top is always a byte-set element, and every byte in that set leads to
+/// the same successor stacks — memoized per id, so stepping a byte is a bit test and an array lookup.
+/// Id 0 is the empty stack: the grammar is complete.
+final class GrammarMatcher {
+    let grammar: Grammar
+    /// Per node: the element position it continues at, the node below, the top's byte set (-1: not a top).
+    private(set) var nodePosition: [Int32] = [0]
+    private(set) var nodeBelow: [Int32] = [0]
+    private(set) var nodeByteSet: [Int32] = [-1]
+    private var nodeIds: [Int64: Int32] = [:]
+    /// Stacks after the top's byte, per node (nil until first needed).
+    private var successorCache: [[Int32]?] = [nil]
+    private let byteSets: [ByteSet]
+    /// The stacks before any byte.
+    private(set) var initialStacks: [Int32] = []
+
+    static let complete: Int32 = 0
+
+    init(_ grammar: Grammar) {
+        self.grammar = grammar
+        byteSets = grammar.byteSets
+        var start: [Int32] = []
+        for alternative in grammar.alternatives[Int(grammar.root)] { expand(alternative, below: 0, into: &start) }
+        initialStacks = Self.normalized(start)
+    }
+
+    var nodeCount: Int { nodePosition.count }
+
+    @inline(__always) func byteSet(ofTop id: Int32) -> ByteSet? {
+        let set = nodeByteSet[Int(id)]
+        return set < 0 ? nil : byteSets[Int(set)]
+    }
+
+    /// Stacks after consuming one byte of the set on top of `id`.
+    @inline(__always) func successors(_ id: Int32) -> [Int32] {
+        if let cached = successorCache[Int(id)] { return cached }
+        var out: [Int32] = []
+        expand(nodePosition[Int(id)] + 1, below: nodeBelow[Int(id)], into: &out)
+        out = Self.normalized(out)
+        successorCache[Int(id)] = out
+        return out
+    }
+
+    /// The stacks after `byte` from `stacks` (empty: the byte is not allowed).
+    func advance(_ stacks: [Int32], byte: UInt8) -> [Int32] {
+        var out: [Int32] = []
+        for id in stacks where id != Self.complete {
+            let set = nodeByteSet[Int(id)]
+            if byteSets[Int(set)].contains(byte) {
+                for next in successors(id) where !out.contains(next) { out.append(next) }
+            }
+        }
+        return out.count > 1 ? out.sorted() : out
+    }
+
+    func advance(_ stacks: [Int32], bytes: [UInt8]) -> [Int32] {
+        var current = stacks
+        for byte in bytes {
+            current = advance(current, byte: byte)
+            if current.isEmpty { break }
+        }
+        return current
+    }
+
+    /// The stacks after `bytes` from the start.
+    func matchState(_ bytes: [UInt8]) -> [Int32] { advance(initialStacks, bytes: bytes) }
+
+    /// Whether `bytes` from `stacks` is allowed (a prefix of some match).
+    func accepts(_ stacks: [Int32], bytes: [UInt8]) -> Bool { !advance(stacks, bytes: bytes).isEmpty }
+
+    /// Pushes the stacks that continue at `position` with `below` under it, expanded until each top is a byte set.
+    private func expand(_ position: Int32, below: Int32, into out: inout [Int32]) {
+        switch grammar.elements[Int(position)] {
+        case .bytes:
+            out.append(node(position, below))
+        case .end:
+            if below == Self.complete {
+                out.append(Self.complete)
+            } else {
+                expand(nodePosition[Int(below)], below: nodeBelow[Int(below)], into: &out)
+            }
+        case .rule(let rule):
+            // No return address when the call is the last element (tail call): right recursion stays flat.
+            let returnTo = grammar.elements[Int(position) + 1] == .end ? below : node(position + 1, below)
+            for alternative in grammar.alternatives[Int(rule)] { expand(alternative, below: returnTo, into: &out) }
+        }
+    }
+
+    /// The interned stack `position` on top of `below` (a return address and a top are the same node).
+    private func node(_ position: Int32, _ below: Int32) -> Int32 {
+        let key = Int64(position) << 32 | Int64(UInt32(bitPattern: below))
+        if let id = nodeIds[key] { return id }
+        var byteSet: Int32 = -1
+        if case .bytes(let set) = grammar.elements[Int(position)] { byteSet = set }
+        let id = Int32(nodePosition.count)
+        nodePosition.append(position)
+        nodeBelow.append(below)
+        nodeByteSet.append(byteSet)
+        successorCache.append(nil)
+        nodeIds[key] = id
+        return id
+    }
+
+    private static func normalized(_ ids: [Int32]) -> [Int32] { Array(Set(ids)).sorted() }
+}

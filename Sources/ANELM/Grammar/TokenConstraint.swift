@@ -1,0 +1,253 @@
+import Foundation
+
+/// A tokenizer's tokens as byte strings in a trie, laid out in depth-first order so a mask is one forward
+/// pass that skips whole subtrees the grammar rules out. Built once per tokenizer (`for(_:)` caches it).
+public final class GrammarVocabulary: @unchecked Sendable {
+    public let vocabularySize: Int
+    /// Per trie node (0 is the root): its byte, its depth, the index after its subtree.
+    let nodeByte: [UInt8]
+    let nodeDepth: [UInt16]
+    let subtreeEnd: [Int32]
+    /// Tokens ending at node i are `tokens[tokenStart[i]..<tokenStart[i + 1]]`.
+    let tokenStart: [Int32]
+    let tokens: [Int32]
+    let maxDepth: Int
+    /// Each token's bytes (empty for special tokens and ids without text: never allowed).
+    let tokenBytes: [[UInt8]]
+    /// Tokens whose text differs when they come first (a decoder that strips a leading space), with those bytes.
+    let firstTokenBytes: [Int: [UInt8]]
+
+    public convenience init(tokenizer: Tokenizer) {
+        var bytes: [[UInt8]] = []
+        var first: [Int: [UInt8]] = [:]
+        bytes.reserveCapacity(tokenizer.vocabSize)
+        for id in 0..<tokenizer.vocabSize {
+            if tokenizer.isSpecialToken(id) || tokenizer.tokenString(id) == nil { bytes.append([]); continue }
+            let later = tokenizer.bytes(of: [id], skipSpecialTokens: false, isFirst: false, exactByteRuns: false)
+            let atStart = tokenizer.bytes(of: [id], skipSpecialTokens: false, isFirst: true, exactByteRuns: false)
+            bytes.append(later)
+            if atStart != later { first[id] = atStart }
+        }
+        self.init(tokenBytes: bytes, firstTokenBytes: first)
+    }
+
+    /// A vocabulary of the given byte strings (token id = index; an empty string is never allowed).
+    public init(tokenBytes: [[UInt8]], firstTokenBytes: [Int: [UInt8]] = [:]) {
+        vocabularySize = tokenBytes.count
+        self.tokenBytes = tokenBytes
+        self.firstTokenBytes = firstTokenBytes
+        let order = tokenBytes.indices.filter { !tokenBytes[$0].isEmpty }.sorted { tokenBytes[$0].lexicographicallyPrecedes(tokenBytes[$1]) }
+        var nodeByte: [UInt8] = [0], nodeDepth: [UInt16] = [0], subtreeEnd: [Int32] = [0], tokenStart: [Int32] = [0]
+        var tokens: [Int32] = []
+        var path: [Int] = [0]  // node indices from the root to the current node
+        var previous: [UInt8] = []
+        for id in order {
+            let word = tokenBytes[id]
+            var common = 0
+            while common < word.count, common < previous.count, word[common] == previous[common] { common += 1 }
+            while path.count > common + 1 { subtreeEnd[path.removeLast()] = Int32(nodeByte.count) }
+            for depth in common..<word.count {
+                path.append(nodeByte.count)
+                nodeByte.append(word[depth])
+                nodeDepth.append(UInt16(min(depth + 1, Int(UInt16.max))))
+                subtreeEnd.append(0)
+                tokenStart.append(Int32(tokens.count))
+            }
+            tokens.append(Int32(id))
+            previous = word
+        }
+        while let last = path.popLast() { subtreeEnd[last] = Int32(nodeByte.count) }
+        tokenStart.append(Int32(tokens.count))
+        self.nodeByte = nodeByte
+        self.nodeDepth = nodeDepth
+        self.subtreeEnd = subtreeEnd
+        self.tokenStart = tokenStart
+        self.tokens = tokens
+        maxDepth = Int(nodeDepth.max() ?? 0)
+    }
+
+    private static let cacheLock = NSLock()
+    nonisolated(unsafe) private static var cache: [ObjectIdentifier: (tokenizer: Weak<Tokenizer>, vocabulary: GrammarVocabulary)] = [:]
+
+    /// The vocabulary of `tokenizer`, built on first use and kept while the tokenizer lives.
+    public static func `for`(_ tokenizer: Tokenizer) -> GrammarVocabulary {
+        cacheLock.lock()
+        defer { cacheLock.unlock() }
+        cache = cache.filter { $0.value.tokenizer.value != nil }
+        if let hit = cache[ObjectIdentifier(tokenizer)], hit.tokenizer.value === tokenizer { return hit.vocabulary }
+        let vocabulary = GrammarVocabulary(tokenizer: tokenizer)
+        cache[ObjectIdentifier(tokenizer)] = (Weak(tokenizer), vocabulary)
+        return vocabulary
+    }
+
+    /// Tokens allowed from `stacks`, as a bit mask: one walk over the trie, pruning subtrees no stack accepts.
+    func mask(from stacks: [Int32], matcher: GrammarMatcher) -> [UInt64] {
+        var mask = [UInt64](repeating: 0, count: (vocabularySize + 63) / 64)
+        // Stack ids per depth, in one buffer: depth d's list starts where depth d-1's ends.
+        var buffer = [Int32](repeating: 0, count: 64)
+        var levelStart = [Int](repeating: 0, count: maxDepth + 2)
+        var levelCount = [Int](repeating: 0, count: maxDepth + 2)
+        for (i, id) in stacks.enumerated() {
+            if i >= buffer.count { buffer.append(0) }
+            buffer[i] = id
+        }
+        levelCount[0] = stacks.count
+        var node = 1
+        let nodeCount = nodeByte.count
+        while node < nodeCount {
+            let depth = Int(nodeDepth[node])
+            let byte = nodeByte[node]
+            let parentStart = levelStart[depth - 1], parentCount = levelCount[depth - 1]
+            let start = parentStart + parentCount
+            var count = 0
+            for k in parentStart..<(parentStart + parentCount) {
+                let id = buffer[k]
+                guard let set = matcher.byteSet(ofTop: id), set.contains(byte) else { continue }
+                for next in matcher.successors(id) {
+                    var seen = false
+                    for j in start..<(start + count) where buffer[j] == next { seen = true; break }
+                    if seen { continue }
+                    if start + count >= buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
+                    buffer[start + count] = next
+                    count += 1
+                }
+            }
+            if count == 0 {
+                node = Int(subtreeEnd[node])
+                continue
+            }
+            levelStart[depth] = start
+            levelCount[depth] = count
+            for t in Int(tokenStart[node])..<Int(tokenStart[node + 1]) {
+                let id = Int(tokens[t])
+                mask[id >> 6] |= 1 << UInt64(id & 63)
+            }
+            node += 1
+        }
+        return mask
+    }
+
+    /// The same mask, one token at a time: the reference the trie walk is tested against.
+    func referenceMask(from stacks: [Int32], matcher: GrammarMatcher) -> [UInt64] {
+        var mask = [UInt64](repeating: 0, count: (vocabularySize + 63) / 64)
+        for id in 0..<vocabularySize where !tokenBytes[id].isEmpty && matcher.accepts(stacks, bytes: tokenBytes[id]) {
+            mask[id >> 6] |= 1 << UInt64(id & 63)
+        }
+        return mask
+    }
+}
+
+private struct Weak<T: AnyObject> {
+    weak var value: T?
+    init(_ value: T) { self.value = value }
+}
+
+/// Constrains one generation to a grammar: masks the tokens that cannot continue a match, follows the
+/// tokens chosen, and says when the output is complete.
+///
+/// Special tokens are never allowed; end-of-sequence tokens only once the grammar is complete. Masks are
+/// cached per parse stack (a state's mask is the union of its stacks'), so repeated states cost a lookup.
+public final class GrammarConstraint {
+    public let grammar: Grammar
+    let vocabulary: GrammarVocabulary
+    let matcher: GrammarMatcher
+    private let endOfSequenceIds: [Int]
+    private(set) var stacks: [Int32]
+    private var maskCache: [Int32: [UInt64]] = [:]
+    private var tokensAccepted = 0
+
+    public init(grammar: Grammar, vocabulary: GrammarVocabulary, endOfSequenceIds: Set<Int>) {
+        self.grammar = grammar
+        self.vocabulary = vocabulary
+        matcher = GrammarMatcher(grammar)
+        stacks = matcher.initialStacks
+        self.endOfSequenceIds = endOfSequenceIds.filter { $0 >= 0 && $0 < vocabulary.vocabularySize }.sorted()
+    }
+
+    /// The output so far is a complete match.
+    public var isComplete: Bool { stacks.contains(GrammarMatcher.complete) }
+    /// More bytes could still be matched.
+    public var canContinue: Bool { stacks.contains { $0 != GrammarMatcher.complete } }
+
+    /// The allowed tokens as a bit mask over the vocabulary (bit `id % 64` of word `id / 64`).
+    public func allowedTokens() -> [UInt64] {
+        var mask = [UInt64](repeating: 0, count: (vocabulary.vocabularySize + 63) / 64)
+        for id in stacks where id != GrammarMatcher.complete {
+            let own: [UInt64]
+            if let cached = maskCache[id] {
+                own = cached
+            } else {
+                own = vocabulary.mask(from: [id], matcher: matcher)
+                maskCache[id] = own
+            }
+            for w in mask.indices { mask[w] |= own[w] }
+        }
+        if tokensAccepted == 0 {
+            for (id, bytes) in vocabulary.firstTokenBytes {
+                let allowed = !bytes.isEmpty && matcher.accepts(stacks, bytes: bytes)
+                if allowed { mask[id >> 6] |= 1 << UInt64(id & 63) } else { mask[id >> 6] &= ~(1 << UInt64(id & 63)) }
+            }
+        }
+        if isComplete { for id in endOfSequenceIds { mask[id >> 6] |= 1 << UInt64(id & 63) } }
+        return mask
+    }
+
+    /// Sets every token the grammar does not allow to -infinity; throws when none is allowed.
+    public func apply(to logits: inout [Float]) throws {
+        let mask = allowedTokens()
+        var any = false
+        logits.withUnsafeMutableBufferPointer { values in
+            for w in 0..<min(mask.count, (values.count + 63) / 64) {
+                let bits = mask[w]
+                let base = w << 6
+                let end = min(base + 64, values.count)
+                if bits == 0 {
+                    for id in base..<end { values[id] = -.infinity }
+                    continue
+                }
+                any = true
+                // Only the disallowed ids, lowest bit first.
+                var disallowed = ~bits
+                while disallowed != 0 {
+                    let id = base + disallowed.trailingZeroBitCount
+                    if id >= end { break }
+                    values[id] = -.infinity
+                    disallowed &= disallowed - 1
+                }
+            }
+            // Logits past the tokenizer's vocabulary (padded output layers) are never text.
+            if values.count > mask.count * 64 { for id in (mask.count * 64)..<values.count { values[id] = -.infinity } }
+        }
+        guard any else { throw ANELMError("the grammar allows no token of this vocabulary here (output so far does not continue)") }
+    }
+
+    /// The same mask as `allowedTokens()`, checking every token on its own: slow, the reference the trie
+    /// walk is tested against.
+    public func allowedTokensOneByOne() -> [UInt64] {
+        var mask = vocabulary.referenceMask(from: stacks, matcher: matcher)
+        if tokensAccepted == 0 {
+            for (id, bytes) in vocabulary.firstTokenBytes {
+                let allowed = !bytes.isEmpty && matcher.accepts(stacks, bytes: bytes)
+                if allowed { mask[id >> 6] |= 1 << UInt64(id & 63) } else { mask[id >> 6] &= ~(1 << UInt64(id & 63)) }
+            }
+        }
+        if isComplete { for id in endOfSequenceIds { mask[id >> 6] |= 1 << UInt64(id & 63) } }
+        return mask
+    }
+
+    /// Follows a chosen token; throws when the grammar does not allow it.
+    public func accept(_ token: Int) throws {
+        if endOfSequenceIds.contains(token) {
+            guard isComplete else { throw ANELMError("end of sequence before the grammar is complete") }
+            stacks = [GrammarMatcher.complete]
+            return
+        }
+        guard token >= 0, token < vocabulary.vocabularySize else { throw ANELMError("token \(token) is outside the vocabulary") }
+        let bytes = tokensAccepted == 0 ? vocabulary.firstTokenBytes[token] ?? vocabulary.tokenBytes[token] : vocabulary.tokenBytes[token]
+        guard !bytes.isEmpty else { throw ANELMError("token \(token) is not allowed by the grammar") }
+        let next = matcher.advance(stacks, bytes: bytes)
+        guard !next.isEmpty else { throw ANELMError("token \(token) is not allowed by the grammar") }
+        stacks = next
+        tokensAccepted += 1
+    }
+}
