@@ -5,6 +5,48 @@ import Foundation
 // `DecoderBatch` — one or several sequences, each with its own KV cache and positions — so linear layers
 // see every row at once and only attention looks at each sequence on its own.
 
+/// What every decoder-only transformer shares: its KV cache, the checks on its inputs, and the single-sequence
+/// and batched entry points. A family subclasses it and writes `run`, its forward pass over a batch's rows.
+public class TransformerDecoder: LanguageModel {
+    let dimensions: DecoderDimensions
+    let cacheElement: TensorType
+    let pool: ThreadPool
+    /// The family's name in error messages.
+    let familyName: String
+    public let vocabularySize: Int
+    public let contextLength: Int
+
+    init(familyName: String, dimensions: DecoderDimensions, vocabularySize: Int, contextLength: Int, precision: Precision, pool: ThreadPool) {
+        self.familyName = familyName
+        self.dimensions = dimensions
+        self.vocabularySize = vocabularySize
+        self.contextLength = contextLength
+        cacheElement = KVCache.element(for: precision)
+        self.pool = pool
+    }
+
+    public func makeState() -> ModelState { dimensions.makeCache(capacity: contextLength, element: cacheElement) }
+
+    public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
+        run(try batch([(tokens, state)]), allPositions: allPositions)
+    }
+
+    public func forward(batch inputs: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
+        let batch = try batch(inputs)
+        return batch.split(run(batch, allPositions: allPositions), vocabularySize: vocabularySize, allPositions: allPositions)
+    }
+
+    private func batch(_ inputs: [(tokens: [Int], state: ModelState)]) throws -> DecoderBatch {
+        try DecoderBatch(inputs, vocabularySize: vocabularySize, layers: dimensions.layers, model: familyName)
+    }
+
+    /// One pass over the batch's rows: the logits of `batch.outputRows(allPositions:)`, in order. Every family
+    /// overrides it; the base class has no layers to run.
+    func run(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
+        preconditionFailure("\(type(of: self)) does not override TransformerDecoder.run")
+    }
+}
+
 /// The sizes a decoder's caches and activations follow.
 struct DecoderDimensions {
     let layers, hidden, heads, kvHeads, headDim, intermediate: Int

@@ -94,7 +94,7 @@ struct Gemma3DecoderLayer {
     }
 }
 
-public final class Gemma3Model: LanguageModel {
+public final class Gemma3Model: TransformerDecoder {
     public let configuration: Gemma3Configuration
     /// Scaled by √hidden, rounded as transformers rounds it: to the embedding's dtype in a Hugging Face folder.
     let embedding: TokenEmbedding
@@ -102,19 +102,12 @@ public final class Gemma3Model: LanguageModel {
     let head: OutputHead
     let localRope: RotaryEmbedding
     let globalRope: RotaryEmbedding
-    let pool: ThreadPool
-    let cacheElement: TensorType
-
-    public var vocabularySize: Int { configuration.vocabSize }
-    public var contextLength: Int { configuration.maxPositionEmbeddings }
 
     init(configuration c: Gemma3Configuration, store: TensorStore, names: Gemma3TensorNames, precision: Precision, pool: ThreadPool) throws {
         try c.validate()
         let w = WeightReader(store: store, precision: precision)
         let norm = Gemma3NormReader(weights: w, includesOne: names.normsIncludeOne)
         configuration = c
-        self.pool = pool
-        cacheElement = KVCache.element(for: precision)
         let table = try w.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
         let scale = Float(c.hiddenSize).squareRoot()
         // `embed_scale.to(self.weight.dtype)`; llama.cpp (GGUF) multiplies by the f32 value.
@@ -126,6 +119,8 @@ public final class Gemma3Model: LanguageModel {
         // Gemma's GGUF files are NeoX-style (no q/k permutation): both formats rotate halves.
         localRope = RotaryEmbedding(style: .halves, headDim: c.headDim, theta: c.ropeLocalBaseFreq, scaling: .none)
         globalRope = RotaryEmbedding(style: .halves, headDim: c.headDim, theta: c.ropeTheta, scaling: c.ropeScaling)
+
+        super.init(familyName: "Gemma 3", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision, pool: pool)
     }
 
     /// `value` rounded to nearest-even in a 16-bit float type (f32 and quantized types: unchanged).
@@ -142,20 +137,7 @@ public final class Gemma3Model: LanguageModel {
         return Float(bitPattern: rounded)
     }
 
-    public func makeState() -> ModelState {
-        configuration.dimensions.makeCache(capacity: contextLength, element: cacheElement)
-    }
-
-    public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
-        try forward(DecoderBatch([(tokens, state)], vocabularySize: vocabularySize, layers: layers.count, model: "Gemma 3"), allPositions: allPositions)
-    }
-
-    public func forward(batch inputs: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
-        let batch = try DecoderBatch(inputs, vocabularySize: vocabularySize, layers: layers.count, model: "Gemma 3")
-        return batch.split(forward(batch, allPositions: allPositions), vocabularySize: vocabularySize, allPositions: allPositions)
-    }
-
-    func forward(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
+    override func run(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
         let n = batch.count, hidden = configuration.hiddenSize, eps = configuration.rmsNormEps
         let s = configuration.dimensions.scratch(rows: n)
 

@@ -63,24 +63,17 @@ struct LlamaDecoderLayer {
     }
 }
 
-public final class LlamaModel: LanguageModel {
+public final class LlamaModel: TransformerDecoder {
     public let configuration: LlamaConfiguration
     let embedding: TokenEmbedding
     let layers: [LlamaDecoderLayer]
     let head: OutputHead
     let rope: RotaryEmbedding
-    let pool: ThreadPool
-    let cacheElement: TensorType
-
-    public var vocabularySize: Int { configuration.vocabSize }
-    public var contextLength: Int { configuration.maxPositionEmbeddings }
 
     init(configuration c: LlamaConfiguration, store: TensorStore, names: LlamaTensorNames, ropeStyle: RoPEStyle, precision: Precision, pool: ThreadPool) throws {
         try c.validate()
         let w = WeightReader(store: store, precision: precision)
         configuration = c
-        self.pool = pool
-        cacheElement = KVCache.element(for: precision)
         let table = try w.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
         embedding = TokenEmbedding(table: table)
         layers = try (0..<c.numHiddenLayers).map { try LlamaDecoderLayer(w, names.layer($0), c) }
@@ -88,22 +81,11 @@ public final class LlamaModel: LanguageModel {
                           output: try OutputHead.linear(w, name: names.output, tiedTo: table, tied: c.tieWordEmbeddings))
         let factors = try names.ropeFrequencies.flatMap { w.has($0) ? try w.vector($0, count: c.headDim / 2) : nil }
         rope = RotaryEmbedding(style: ropeStyle, headDim: c.headDim, theta: c.ropeTheta, scaling: try c.ropeScaling(), frequencyFactors: factors)
+
+        super.init(familyName: "Llama", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision, pool: pool)
     }
 
-    public func makeState() -> ModelState {
-        configuration.dimensions.makeCache(capacity: contextLength, element: cacheElement)
-    }
-
-    public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
-        try forward(DecoderBatch([(tokens, state)], vocabularySize: vocabularySize, layers: layers.count, model: "Llama"), allPositions: allPositions)
-    }
-
-    public func forward(batch inputs: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
-        let batch = try DecoderBatch(inputs, vocabularySize: vocabularySize, layers: layers.count, model: "Llama")
-        return batch.split(forward(batch, allPositions: allPositions), vocabularySize: vocabularySize, allPositions: allPositions)
-    }
-
-    func forward(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
+    override func run(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
         let n = batch.count, hidden = configuration.hiddenSize, eps = configuration.rmsNormEps
         let s = configuration.dimensions.scratch(rows: n)
 
