@@ -162,9 +162,13 @@ final class JSONParserTests: XCTestCase {
             let name: String
             let extra: JSONValue
         }
-        let config = Config(name: "x", extra: ["rope_type": "llama3", "factor": 8.0, "ids": [1, 2], "on": true, "none": nil])
+        let config = Config(name: "x", extra: ["rope_type": "llama3", "factor": 8.5, "ids": [1, 2], "on": true, "none": nil])
         let data = try JSONEncoder().encode(config)
         XCTAssertEqual(try JSONDecoder().decode(Config.self, from: data), config)
+        // Foundation's encoder writes 8.0 as `8`, so through Codable a whole double comes back an int; its
+        // number is kept (readers use numberValue).
+        let whole = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(JSONValue.double(8)))
+        XCTAssertEqual(whole.numberValue, 8)
         let decoded = try JSONDecoder().decode(JSONValue.self, from: Data(#"{"a": 1, "b": 1.5, "c": [true, "s"]}"#.utf8))
         XCTAssertEqual(decoded, ["a": 1, "b": 1.5, "c": [true, "s"]])
     }
