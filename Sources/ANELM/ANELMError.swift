@@ -26,6 +26,26 @@ public struct ANELMError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 }
 
-/// A name read from a file or a request, quoted for an error message: escaped and cut to 80 characters, so a
-/// crafted file cannot write escape sequences or megabytes to the terminal.
-func quoted(_ name: String) -> String { "'" + ANELMError.printable(name, limit: 80) + "'" }
+/// A name or string read from a file or a request as a quoted literal for an error message: quotes and control
+/// characters escaped, cut to 80 characters, so a crafted file cannot write escape sequences or megabytes to
+/// the terminal.
+func quoted(_ text: String) -> String {
+    var out = "\""
+    for (i, scalar) in text.unicodeScalars.enumerated() {
+        if i == 80 { out += "…"; break }
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 || (0x7f...0x9f).contains(scalar.value) {
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out + "\""
+}

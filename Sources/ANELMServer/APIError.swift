@@ -1,3 +1,4 @@
+import ANELM
 import Foundation
 import Hummingbird
 
@@ -23,10 +24,10 @@ struct APIError: Error, Sendable {
         self.headers = headers
     }
 
-    var body: JSON {
+    var body: JSONValue {
         ["error": [
             "message": .string(message), "type": .string(type),
-            "code": code.map(JSON.string) ?? .null, "param": param.map(JSON.string) ?? .null,
+            "code": code.map(JSONValue.string) ?? .null, "param": param.map(JSONValue.string) ?? .null,
         ]]
     }
 

@@ -3,7 +3,8 @@ import Foundation
 
 /// A chat or text completion request, checked field by field (OpenAI's names, plus `top_k`,
 /// `min_p` and `repetition_penalty` as extensions). Unknown fields are ignored, as OpenAI clients
-/// send many optional ones.
+/// send many optional ones; known fields that would change the output and are not supported are refused
+/// (`unsupported`).
 struct CompletionRequest: Sendable {
     enum Input: Sendable {
         case chat([ChatMessage])
@@ -22,7 +23,13 @@ struct CompletionRequest: Sendable {
     static let roles: [String: String] = ["system": "system", "developer": "system", "user": "user", "assistant": "assistant"]
 
     static func parse(_ data: Data, chat: Bool) throws -> CompletionRequest {
-        guard let root = JSON.parse(data) else { throw APIError.invalid("the request body is not valid JSON", code: "invalid_json") }
+        let root: JSONValue
+        do {
+            root = try JSONValue.parse(data, source: "request body")
+        } catch let error as ANELMError {
+            // Strict: a repeated key is refused too (the first would win and the second never be checked).
+            throw APIError.invalid("the request body is not valid JSON (\(error.message))", code: "invalid_json")
+        }
         guard let fields = root.objectValue else { throw APIError.invalid("the request body must be a JSON object", code: "invalid_json") }
         let body = Fields(fields)
 
@@ -97,7 +104,7 @@ struct CompletionRequest: Sendable {
     }
 
     /// A message's text: a string, or an array of `{"type": "text", "text": ...}` parts.
-    private static func content(_ value: JSON?, param: String) throws -> String {
+    private static func content(_ value: JSONValue?, param: String) throws -> String {
         switch value {
         case .string(let s)?: return s
         case .array(let parts)?:
@@ -126,15 +133,15 @@ struct CompletionRequest: Sendable {
 
 /// Typed access to a request's fields; JSON null counts as absent.
 private struct Fields {
-    let fields: [String: JSON]
+    let fields: JSONObject
     var prefix = ""
 
-    init(_ fields: [String: JSON], prefix: String = "") {
+    init(_ fields: JSONObject, prefix: String = "") {
         self.fields = fields
         self.prefix = prefix
     }
 
-    func value(_ key: String) -> JSON? {
+    func value(_ key: String) -> JSONValue? {
         guard let v = fields[key], !v.isNull else { return nil }
         return v
     }

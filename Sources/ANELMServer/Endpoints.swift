@@ -45,7 +45,7 @@ struct Endpoints: Sendable {
         Self.json(.ok, ["object": "list", "data": [modelObject]])
     }
 
-    private var modelObject: JSON {
+    private var modelObject: JSONValue {
         ["id": .string(model.id), "object": "model", "created": .int(model.created), "owned_by": "anelm",
          "context_length": .int(model.contextLength)]
     }
@@ -101,7 +101,7 @@ struct Endpoints: Sendable {
         headers[.contentType] = "application/json"
         let body = ResponseBody { [self, text, events] writer in
             var text = text, events = events, pieces = 1
-            var result: JSON = APIError(.internalServerError, "the generation ended without a result", type: "server_error").body
+            var result: JSONValue = APIError(.internalServerError, "the generation ended without a result", type: "server_error").body
             do {
                 while let event = await events.next() {
                     switch event {
@@ -134,7 +134,7 @@ struct Endpoints: Sendable {
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         let body = ResponseBody { [self] writer in
-            func send(_ json: JSON) async throws { try await writer.write(ByteBuffer(string: "data: \(json.text)\n\n")) }
+            func send(_ json: JSONValue) async throws { try await writer.write(ByteBuffer(string: "data: \(json.text)\n\n")) }
             do {
                 if reply.chat { try await send(reply.chunk(delta: ["role": "assistant", "content": ""], finishReason: nil)) }
                 for await event in handle.events {
@@ -213,7 +213,7 @@ struct Endpoints: Sendable {
         ])
     }
 
-    static func json(_ status: HTTPResponse.Status, _ value: JSON, headers: HTTPFields = [:]) -> Response {
+    static func json(_ status: HTTPResponse.Status, _ value: JSONValue, headers: HTTPFields = [:]) -> Response {
         var headers = headers
         headers[.contentType] = "application/json"
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
@@ -233,7 +233,7 @@ struct Reply: Sendable {
 
     /// OpenAI's reasons, plus "abort" when the server ended the generation early (shutdown), so
     /// that a cut-off answer cannot pass for a complete one.
-    static func finishReason(_ reason: FinishReason) -> JSON {
+    static func finishReason(_ reason: FinishReason) -> JSONValue {
         switch reason {
         case .stop: "stop"
         case .length: "length"
@@ -241,18 +241,18 @@ struct Reply: Sendable {
         }
     }
 
-    private func envelope(_ object: String, choices: JSON) -> [String: JSON] {
+    private func envelope(_ object: String, choices: JSONValue) -> JSONObject {
         ["id": .string(id), "object": .string(object), "created": .int(created), "model": .string(model), "choices": choices]
     }
 
-    func usage(_ s: GenerationSummary) -> JSON {
+    func usage(_ s: GenerationSummary) -> JSONValue {
         ["prompt_tokens": .int(s.promptTokens), "completion_tokens": .int(s.completionTokens),
          "total_tokens": .int(s.promptTokens + s.completionTokens),
          "prompt_tokens_details": ["cached_tokens": .int(s.cachedTokens)]]
     }
 
-    func complete(text: String, summary: GenerationSummary) -> JSON {
-        let choice: JSON = chat
+    func complete(text: String, summary: GenerationSummary) -> JSONValue {
+        let choice: JSONValue = chat
             ? ["index": 0, "message": ["role": "assistant", "content": .string(text)], "finish_reason": Self.finishReason(summary.finishReason), "logprobs": nil]
             : ["index": 0, "text": .string(text), "finish_reason": Self.finishReason(summary.finishReason), "logprobs": nil]
         var object = envelope(chat ? "chat.completion" : "text_completion", choices: [choice])
@@ -260,16 +260,16 @@ struct Reply: Sendable {
         return .object(object)
     }
 
-    func chunk(delta: [String: JSON], finishReason: JSON?) -> JSON {
+    func chunk(delta: JSONObject, finishReason: JSONValue?) -> JSONValue {
         .object(envelope("chat.completion.chunk", choices: [["index": 0, "delta": .object(delta), "finish_reason": finishReason ?? .null, "logprobs": nil]]))
     }
 
-    func chunk(text: String, finishReason: JSON?) -> JSON {
+    func chunk(text: String, finishReason: JSONValue?) -> JSONValue {
         .object(envelope("text_completion", choices: [["index": 0, "text": .string(text), "finish_reason": finishReason ?? .null, "logprobs": nil]]))
     }
 
     /// The last chunk when `stream_options.include_usage` is set: usage and no choices.
-    func usageChunk(_ summary: GenerationSummary) -> JSON {
+    func usageChunk(_ summary: GenerationSummary) -> JSONValue {
         var object = envelope(chat ? "chat.completion.chunk" : "text_completion", choices: [])
         object["usage"] = usage(summary)
         return .object(object)

@@ -3,12 +3,20 @@ import Foundation
 extension JinjaValue {
     /// Parses JSON text into a value, keeping object key order (for `tools`, fixtures, extra variables).
     public static func fromJSON(_ text: String) throws -> JinjaValue {
-        var parser = OrderedJSONParser(bytes: Array(text.utf8))
-        parser.skipWhitespace()
-        let value = try parser.parseValue(depth: 0)
-        parser.skipWhitespace()
-        guard parser.position == parser.bytes.count else { throw ANELMError("invalid JSON: trailing characters at offset \(parser.position)") }
-        return value
+        fromJSON(try JSONValue.parse(text, source: "JSON"))
+    }
+
+    /// A JSON value as a template value, object members in their order.
+    public static func fromJSON(_ value: JSONValue) -> JinjaValue {
+        switch value {
+        case .null: return .none
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(i)
+        case .double(let d): return .double(d)
+        case .string(let s): return .string(s)
+        case .array(let items): return .array(items.map(fromJSON))
+        case .object(let object): return .object(JinjaObject(object.map { ($0.0, fromJSON($0.1)) }))
+        }
     }
 
     /// Python `json.dumps` with transformers' `tojson` options (`ensure_ascii=False` by default).
@@ -102,133 +110,4 @@ func jsonQuoted(_ text: String, ensureASCII: Bool) -> String {
         }
     }
     return out + "\""
-}
-
-/// A small JSON reader that keeps object key order (Foundation's does not).
-private struct OrderedJSONParser {
-    let bytes: [UInt8]
-    var position = 0
-
-    init(bytes: [UInt8]) { self.bytes = bytes }
-
-    mutating func skipWhitespace() {
-        while position < bytes.count, [0x20, 0x0a, 0x0d, 0x09].contains(bytes[position]) { position += 1 }
-    }
-
-    func error(_ message: String) -> ANELMError { ANELMError("invalid JSON at offset \(position): \(message)") }
-
-    mutating func parseValue(depth: Int) throws -> JinjaValue {
-        guard depth < 200 else { throw error("nested too deeply") }
-        guard position < bytes.count else { throw error("unexpected end") }
-        switch bytes[position] {
-        case UInt8(ascii: "{"):
-            position += 1
-            var object = JinjaObject()
-            skipWhitespace()
-            if position < bytes.count, bytes[position] == UInt8(ascii: "}") { position += 1; return .object(object) }
-            while true {
-                skipWhitespace()
-                guard case .string(let key) = try parseString() else { throw error("expected key") }
-                skipWhitespace()
-                try expect(":")
-                skipWhitespace()
-                object[key] = try parseValue(depth: depth + 1)
-                skipWhitespace()
-                if try endOrComma("}") { return .object(object) }
-            }
-        case UInt8(ascii: "["):
-            position += 1
-            var items: [JinjaValue] = []
-            skipWhitespace()
-            if position < bytes.count, bytes[position] == UInt8(ascii: "]") { position += 1; return .array(items) }
-            while true {
-                skipWhitespace()
-                items.append(try parseValue(depth: depth + 1))
-                skipWhitespace()
-                if try endOrComma("]") { return .array(items) }
-            }
-        case UInt8(ascii: "\""):
-            return try parseString()
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .none
-        default: return try parseNumber()
-        }
-    }
-
-    mutating func expect(_ char: Character) throws {
-        guard position < bytes.count, bytes[position] == char.asciiValue else { throw error("expected '\(char)'") }
-        position += 1
-    }
-
-    mutating func endOrComma(_ close: Character) throws -> Bool {
-        guard position < bytes.count else { throw error("unexpected end") }
-        if bytes[position] == close.asciiValue { position += 1; return true }
-        try expect(",")
-        return false
-    }
-
-    mutating func literal(_ word: String) throws {
-        let w = Array(word.utf8)
-        guard position + w.count <= bytes.count, Array(bytes[position..<position + w.count]) == w else { throw error("bad literal") }
-        position += w.count
-    }
-
-    mutating func parseNumber() throws -> JinjaValue {
-        let start = position
-        var isFloat = false
-        while position < bytes.count {
-            let c = bytes[position]
-            if (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+") { position += 1 }
-            else if c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E") { isFloat = true; position += 1 }
-            else { break }
-        }
-        let text = String(decoding: bytes[start..<position], as: UTF8.self)
-        if !isFloat, let i = Int(text) { return .int(i) }
-        guard !text.isEmpty, let d = Double(text) else { throw error("bad number '\(text)'") }
-        return .double(d)
-    }
-
-    mutating func parseHex4() throws -> UInt32 {
-        guard position + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[position..<position + 4], as: UTF8.self), radix: 16) else {
-            throw error("bad \\u escape")
-        }
-        position += 4
-        return v
-    }
-
-    mutating func parseString() throws -> JinjaValue {
-        try expect("\"")
-        var scalars = String.UnicodeScalarView()
-        var run: [UInt8] = []
-        func flush() { scalars.append(contentsOf: String(decoding: run, as: UTF8.self).unicodeScalars); run.removeAll() }
-        while true {
-            guard position < bytes.count else { throw error("unterminated string") }
-            let c = bytes[position]
-            position += 1
-            if c == UInt8(ascii: "\"") { flush(); return .string(String(scalars)) }
-            if c != UInt8(ascii: "\\") { run.append(c); continue }
-            flush()
-            guard position < bytes.count else { throw error("unterminated escape") }
-            let e = bytes[position]
-            position += 1
-            switch e {
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "t"): scalars.append("\t")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "b"): scalars.append("\u{08}")
-            case UInt8(ascii: "f"): scalars.append("\u{0C}")
-            case UInt8(ascii: "u"):
-                var v = try parseHex4()
-                if (0xd800..<0xdc00).contains(v), position + 6 <= bytes.count, bytes[position] == UInt8(ascii: "\\"),
-                   bytes[position + 1] == UInt8(ascii: "u") {
-                    position += 2
-                    let low = try parseHex4()
-                    v = 0x10000 + ((v - 0xd800) << 10) + (low &- 0xdc00)
-                }
-                scalars.append(Unicode.Scalar(v) ?? "\u{FFFD}")
-            default: scalars.append(Unicode.Scalar(e))
-            }
-        }
-    }
 }

@@ -5,16 +5,16 @@ import Foundation
 public final class HFModelFolder: @unchecked Sendable {
     public let path: String
     public let configData: Data
-    /// config.json as a dictionary.
-    public let config: [String: Any]
+    /// config.json, an object.
+    public let config: JSONValue
     public let tensors: SafetensorsCollection
     public let weightFiles: [String]
     public let tokenizerJSONData: Data?
     public let tokenizerConfigData: Data?
     /// chat_template.jinja (or chat_template.json's "chat_template"), for folders that keep it apart.
     public let chatTemplateFile: String?
-    /// generation_config.json, when present.
-    public let generationConfig: [String: Any]?
+    /// generation_config.json (an object), when present.
+    public let generationConfig: JSONValue?
 
     /// `requiringWeights: false` opens a folder of tokenizer and config files alone (no tensors).
     public init(path: String, requiringWeights: Bool = true) throws {
@@ -22,24 +22,19 @@ public final class HFModelFolder: @unchecked Sendable {
         let folder = URL(fileURLWithPath: path)
         func file(_ name: String) -> URL { folder.appendingPathComponent(name) }
         func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: file(name).path) }
-        func jsonObject(_ data: Data, _ name: String) throws -> [String: Any] {
-            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-                throw ANELMError("\(name) in \(path) is not a JSON object")
-            }
-            return object
+        func jsonObject(_ data: Data, _ name: String) throws -> JSONNode {
+            try JSONNode.parseObject(data, source: file(name).path)
         }
 
         guard let config = try? Data(contentsOf: file("config.json")) else { throw ANELMError("no config.json in \(path); is it a Hugging Face model folder?") }
         configData = config
-        self.config = try jsonObject(config, "config.json")
+        self.config = try jsonObject(config, "config.json").value
 
         var weightNames: [String]
         if exists("model.safetensors.index.json") {
             let index = try jsonObject(try Data(contentsOf: file("model.safetensors.index.json")), "model.safetensors.index.json")
-            guard let map = index["weight_map"] as? [String: String] else {
-                throw ANELMError("model.safetensors.index.json in \(path) has no weight_map")
-            }
-            weightNames = Array(Set(map.values)).sorted()
+            let map = try index.object("weight_map")
+            weightNames = Array(Set(try map.objectValue().keys.map { try map.string($0) })).sorted()
             guard weightNames.allSatisfy({ !$0.contains("/") && !$0.hasPrefix(".") }) else {
                 throw ANELMError("model.safetensors.index.json names a shard outside the folder")
             }
@@ -57,12 +52,11 @@ public final class HFModelFolder: @unchecked Sendable {
         tokenizerConfigData = try? Data(contentsOf: file("tokenizer_config.json"))
         if let jinja = try? String(contentsOf: file("chat_template.jinja"), encoding: .utf8) {
             chatTemplateFile = jinja
-        } else if let data = try? Data(contentsOf: file("chat_template.json")),
-                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
-            chatTemplateFile = object["chat_template"] as? String
+        } else if let data = try? Data(contentsOf: file("chat_template.json")) {
+            chatTemplateFile = try jsonObject(data, "chat_template.json").optionalString("chat_template")
         } else {
             chatTemplateFile = nil
         }
-        generationConfig = (try? Data(contentsOf: file("generation_config.json"))).flatMap { try? jsonObject($0, "generation_config.json") }
+        generationConfig = try (try? Data(contentsOf: file("generation_config.json"))).map { try jsonObject($0, "generation_config.json").value }
     }
 }

@@ -28,17 +28,15 @@ public final class SafetensorsFile: TensorStore, @unchecked Sendable {
         guard headerLength <= 100_000_000 else { throw ANELMError("\(name): safetensors header of \(headerLength) bytes is implausible") }
         let header = try r.readBytes(headerLength)
         dataStart = r.offset
-        let json: Any
-        do { json = try JSONSerialization.jsonObject(with: Data(header)) } catch {
-            throw ANELMError("\(name): the safetensors header is not valid JSON")
+        guard let object = try JSONValue.parse(header, source: "\(name) (safetensors header)").objectValue else {
+            throw ANELMError("\(name): the safetensors header is not a JSON object")
         }
-        guard let object = json as? [String: Any] else { throw ANELMError("\(name): the safetensors header is not a JSON object") }
         let dataLength = file.bytes.count - dataStart
         var entries: [String: Entry] = [:]
         for (key, value) in object where key != "__metadata__" {
-            guard let fields = value as? [String: Any], let dtype = fields["dtype"] as? String,
-                  let shape = (fields["shape"] as? [Any])?.map({ $0 as? Int }), !shape.contains(where: { $0 == nil }),
-                  let offsets = (fields["data_offsets"] as? [Any])?.compactMap({ $0 as? Int }), offsets.count == 2 else {
+            guard let dtype = value["dtype"]?.stringValue,
+                  let shape = value["shape"]?.arrayValue?.map(\.integerValue), !shape.contains(where: { $0 == nil }),
+                  let offsets = value["data_offsets"]?.arrayValue?.compactMap(\.integerValue), offsets.count == 2 else {
                 throw ANELMError("\(name): tensor \(quoted(key)) has a malformed header entry")
             }
             let dims = shape.compactMap { $0 }

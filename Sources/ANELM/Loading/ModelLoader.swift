@@ -88,8 +88,8 @@ public enum ModelLoader {
             let tokenizer = try Tokenizer(tokenizerJSON: json, tokenizerConfig: folder.tokenizerConfigData)
             var endOfSequence = Set(tokenizer.eosTokenIds)
             switch folder.generationConfig?["eos_token_id"] {
-            case let id as Int: endOfSequence.insert(id)
-            case let ids as [Int]: endOfSequence.formUnion(ids)
+            case .int(let id)?: endOfSequence.insert(id)
+            case .array(let ids)?: endOfSequence.formUnion(ids.compactMap(\.integerValue))
             default: break
             }
             return ModelText(tokenizer: tokenizer, chatTemplate: tokenizer.chatTemplate ?? folder.chatTemplateFile, endOfSequenceIds: endOfSequence)

@@ -11,8 +11,8 @@ public enum ModelSource {
             guard let arch = file.string("general.architecture") else { throw ANELMError("GGUF file has no general.architecture") }
             return arch
         case .huggingFace(let folder):
-            if let archs = folder.config["architectures"] as? [String], let first = archs.first { return first }
-            if let type = folder.config["model_type"] as? String { return type }
+            if let first = folder.config["architectures"]?.arrayValue?.first?.stringValue { return first }
+            if let type = folder.config["model_type"]?.stringValue { return type }
             throw ANELMError("config.json names no architectures or model_type")
         }
     }

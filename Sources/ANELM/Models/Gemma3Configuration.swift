@@ -142,12 +142,12 @@ extension Gemma3Configuration: Decodable {
             types = Self.layerTypes(layers: layers, pattern: pattern)
         }
         // rope_parameters: {"full_attention": {...}, "sliding_attention": {...}}.
-        let perType = try? c.decodeIfPresent([String: [String: JSONScalar]].self, forKey: .ropeParameters)
-        let global = try perType?["full_attention"] ?? c.decodeIfPresent([String: JSONScalar].self, forKey: .ropeScaling)
-        let local = perType?["sliding_attention"]
-        let globalTheta = try global?["rope_theta"]?.number.map(Float.init) ?? c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 1_000_000
-        let localTheta = try local?["rope_theta"]?.number.map(Float.init) ?? c.decodeIfPresent(Float.self, forKey: .ropeLocalBaseFreq) ?? 10_000
-        if let kind = local?["rope_type"]?.string, kind != "default" {
+        let perType = try c.decodeIfPresent(JSONObject.self, forKey: .ropeParameters)
+        let global = try perType?["full_attention"]?.objectValue ?? c.decodeIfPresent(JSONObject.self, forKey: .ropeScaling)
+        let local = perType?["sliding_attention"]?.objectValue
+        let globalTheta = try global?["rope_theta"]?.numberValue.map(Float.init) ?? c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 1_000_000
+        let localTheta = try local?["rope_theta"]?.numberValue.map(Float.init) ?? c.decodeIfPresent(Float.self, forKey: .ropeLocalBaseFreq) ?? 10_000
+        if let kind = local?["rope_type"]?.stringValue, kind != "default" {
             throw ANELMError("Gemma 3 sliding-window layers with rope_type '\(kind)' are not supported")
         }
         self.init(

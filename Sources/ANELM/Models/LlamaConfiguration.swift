@@ -15,19 +15,19 @@ public enum RoPEScaling: Sendable, Equatable {
     case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalContext: Int)
 
     /// From a `rope_scaling` / `rope_parameters` section of config.json (nil: no scaling).
-    public init(json s: [String: JSONScalar]?) throws {
+    public init(json s: JSONObject?) throws {
         guard let s else { self = .none; return }
-        let kind = s["rope_type"]?.string ?? s["type"]?.string ?? "default"
-        let factor = Float(s["factor"]?.number ?? 1)
+        let kind = s["rope_type"]?.stringValue ?? s["type"]?.stringValue ?? "default"
+        let factor = Float(s["factor"]?.numberValue ?? 1)
         switch kind {
         case "default": self = .none
         case "linear": self = .linear(factor: factor)
         case "llama3":
             self = .llama3(
                 factor: factor,
-                lowFreqFactor: Float(s["low_freq_factor"]?.number ?? 1),
-                highFreqFactor: Float(s["high_freq_factor"]?.number ?? 4),
-                originalContext: Int(s["original_max_position_embeddings"]?.number ?? 8192))
+                lowFreqFactor: Float(s["low_freq_factor"]?.numberValue ?? 1),
+                highFreqFactor: Float(s["high_freq_factor"]?.numberValue ?? 4),
+                originalContext: s["original_max_position_embeddings"]?.integerValue ?? 8192)
         default:
             throw ANELMError("rope_scaling type '\(kind)' is not supported (supported: linear, llama3)")
         }
@@ -50,7 +50,7 @@ public struct LlamaConfiguration: Decodable, Sendable {
     public var maxPositionEmbeddings: Int
     public var tieWordEmbeddings: Bool
     public var attentionBias: Bool
-    public var ropeScalingJSON: [String: JSONScalar]?
+    public var ropeScalingJSON: JSONObject?
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type"
@@ -91,12 +91,12 @@ public struct LlamaConfiguration: Decodable, Sendable {
         self.attentionBias = attentionBias
         switch ropeScaling {
         case .none: ropeScalingJSON = nil
-        case .linear(let f): ropeScalingJSON = ["rope_type": .string("linear"), "factor": .number(Double(f))]
+        case .linear(let f): ropeScalingJSON = ["rope_type": "linear", "factor": .double(Double(f))]
         case .llama3(let f, let lo, let hi, let orig):
             ropeScalingJSON = [
-                "rope_type": .string("llama3"), "factor": .number(Double(f)),
-                "low_freq_factor": .number(Double(lo)), "high_freq_factor": .number(Double(hi)),
-                "original_max_position_embeddings": .number(Double(orig)),
+                "rope_type": "llama3", "factor": .double(Double(f)),
+                "low_freq_factor": .double(Double(lo)), "high_freq_factor": .double(Double(hi)),
+                "original_max_position_embeddings": .int(orig),
             ]
         }
     }
@@ -114,14 +114,14 @@ public struct LlamaConfiguration: Decodable, Sendable {
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6
         // transformers ≥ 5 writes `rope_parameters` (theta, type and scaling together) instead of
         // `rope_theta` + `rope_scaling`.
-        let ropeParameters = try c.decodeIfPresent([String: JSONScalar].self, forKey: .ropeParameters)
-        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? ropeParameters?["rope_theta"]?.number.map(Float.init) ?? 10000
+        let ropeParameters = try c.decodeIfPresent(JSONObject.self, forKey: .ropeParameters)
+        ropeTheta = try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? ropeParameters?["rope_theta"]?.numberValue.map(Float.init) ?? 10000
         vocabSize = try c.decode(Int.self, forKey: .vocabSize)
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         // Qwen2 always has q/k/v biases and its config does not say so.
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? (modelType == "qwen2")
-        ropeScalingJSON = try c.decodeIfPresent([String: JSONScalar].self, forKey: .ropeScalingJSON) ?? ropeParameters
+        ropeScalingJSON = try c.decodeIfPresent(JSONObject.self, forKey: .ropeScalingJSON) ?? ropeParameters
     }
 
     /// The parsed `rope_scaling` section.
@@ -140,34 +140,4 @@ public struct LlamaConfiguration: Decodable, Sendable {
         try validatePositive([(rmsNormEps, "rms_norm_eps"), (ropeTheta, "rope_theta")])
         _ = try ropeScaling()
     }
-}
-
-/// A JSON scalar, for small free-form config sections such as `rope_scaling`.
-public enum JSONScalar: Codable, Sendable, Equatable {
-    case string(String)
-    case number(Double)
-    case bool(Bool)
-    case null
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let d = try? c.decode(Double.self) { self = .number(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else { self = .null }  // arrays/objects inside such sections are not used
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .string(let s): try c.encode(s)
-        case .number(let d): try c.encode(d)
-        case .bool(let b): try c.encode(b)
-        case .null: try c.encodeNil()
-        }
-    }
-
-    public var string: String? { if case .string(let s) = self { return s }; return nil }
-    public var number: Double? { if case .number(let d) = self { return d }; return nil }
 }

@@ -20,7 +20,7 @@ struct AddedToken: Sendable {
         self.normalized = normalized
     }
 
-    init(_ json: JSONObject) throws {
+    init(_ json: JSONNode) throws {
         let special = try json.bool("special", default: false)
         self.init(
             id: try json.int("id"), content: try json.string("content"), special: special,

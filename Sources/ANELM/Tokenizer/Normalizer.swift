@@ -9,7 +9,7 @@ enum Normalizer: Sendable {
     case prepend(String)
     case sequence([Normalizer])
 
-    init(_ json: JSONObject) throws {
+    init(_ json: JSONNode) throws {
         let type = try json.string("type")
         switch type {
         case "NFC": self = .nfc

@@ -15,7 +15,7 @@ indirect enum PostProcessor: Sendable {
         case special([Int])
     }
 
-    init(_ json: JSONObject) throws {
+    init(_ json: JSONNode) throws {
         let type = try json.string("type")
         switch type {
         case "TemplateProcessing":
@@ -25,10 +25,7 @@ indirect enum PostProcessor: Sendable {
                 if let special = try item.optionalObject("SpecialToken") {
                     let name = try special.string("id")
                     let entry = try specials.object(name)
-                    let ids = try entry.array("ids").map { value -> Int in
-                        guard let id = JSONObject.asInt(value) else { throw ANELMError("\(entry.path).ids: expected integers") }
-                        return id
-                    }
+                    let ids = try entry.array("ids").map { try $0.intValue() }
                     items.append(.special(ids))
                 } else if try item.optionalObject("Sequence") != nil {
                     items.append(.sequence)
@@ -40,10 +37,8 @@ indirect enum PostProcessor: Sendable {
         case "RobertaProcessing", "BertProcessing":
             func id(_ key: String) throws -> Int {
                 let pair = try json.array(key)
-                guard pair.count == 2, let id = JSONObject.asInt(pair[1]) else {
-                    throw ANELMError("\(json.path).\(key): expected [token, id]")
-                }
-                return id
+                guard pair.count == 2 else { throw json.member(key).error("expected [token, id]") }
+                return try pair[1].intValue()
             }
             self = .wrap(prefix: [try id("cls")], suffix: [try id("sep")])
         case "ByteLevel":
@@ -92,7 +87,7 @@ enum TokenDecoder: Sendable {
         let content: String
     }
 
-    init(_ json: JSONObject?) throws {
+    init(_ json: JSONNode?) throws {
         guard let json else { self = .joinWithSpaces; return }
         let type = try json.string("type")
         switch type {
@@ -113,7 +108,7 @@ enum TokenDecoder: Sendable {
     }
 
     /// A sequence of Replace / ByteFallback / Fuse / Strip steps, in the orders real tokenizers use.
-    private static func pieces(_ steps: [JSONObject]) throws -> TokenDecoder {
+    private static func pieces(_ steps: [JSONNode]) throws -> TokenDecoder {
         var replacements: [Replacement] = []
         var byteFallback = false
         var stripLeading = 0

@@ -15,7 +15,7 @@ indirect enum PreTokenizer: Sendable {
         case removed, isolated, mergedWithPrevious, mergedWithNext
     }
 
-    init(_ json: JSONObject) throws {
+    init(_ json: JSONNode) throws {
         let type = try json.string("type")
         switch type {
         case "Sequence":
@@ -52,7 +52,7 @@ indirect enum PreTokenizer: Sendable {
         }
     }
 
-    private static func literalSplit(_ literal: String, _ json: JSONObject) throws -> PreTokenizer {
+    private static func literalSplit(_ literal: String, _ json: JSONNode) throws -> PreTokenizer {
         guard !literal.isEmpty else { throw ANELMError("Split pre-tokenizer with an empty string pattern") }
         if try json.bool("invert", default: false) {
             throw ANELMError("unsupported Split pre-tokenizer with invert: true")

@@ -147,8 +147,8 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Builds the tokenizer from tokenizer.json, with tokenizer_config.json's special tokens and chat template when given.
     public convenience init(tokenizerJSON: Data, tokenizerConfig: Data?) throws {
-        let root = try JSONObject.parse(tokenizerJSON, what: "tokenizer.json")
-        let config = try tokenizerConfig.map { try JSONObject.parse($0, what: "tokenizer_config.json") }
+        let root = try JSONNode.parseObject(tokenizerJSON, source: "tokenizer.json")
+        let config = try tokenizerConfig.map { try JSONNode.parseObject($0, source: "tokenizer_config.json") }
 
         let modelJSON = try root.object("model")
         let modelType = try modelJSON.optionalString("type") ?? "BPE"
@@ -161,17 +161,25 @@ public final class Tokenizer: @unchecked Sendable {
             }
         }
         let vocabJSON = try modelJSON.object("vocab")
+        let vocabObject = try vocabJSON.objectValue()
         var vocab: Vocabulary = [:]
-        vocab.reserveCapacity(vocabJSON.fields.count)
+        vocab.reserveCapacity(vocabObject.count)
         var tokensById: [Int: String] = [:]
-        for (token, value) in vocabJSON.fields {
-            guard let id = JSONObject.asInt(value), id >= 0 else {
-                throw ANELMError("tokenizer.json model.vocab['\(token)']: expected a non-negative integer id")
+        for (token, value) in vocabObject {
+            guard let id = value.integerValue, id >= 0 else {
+                throw JSONNode(value, path: vocabJSON.path.appending(token)).error("expected a non-negative integer id")
             }
             vocab[token] = id
             tokensById[id] = token
         }
-        let merges = try modelJSON.array("merges").map(Self.parseMerge)
+        // Paths are built only for an error: a vocabulary has ~10^5 merges.
+        let mergesJSON = modelJSON.member("merges")
+        let merges = try mergesJSON.arrayValue().enumerated().map { i, value in
+            guard let merge = try Self.parseMerge(value) else {
+                throw JSONNode(value, path: mergesJSON.path.appending(i)).error("expected \"a b\" or [a, b]")
+            }
+            return merge
+        }
         let model = try BPEModel(
             vocab: vocab, merges: merges, unknownToken: try modelJSON.optionalString("unk_token"),
             fuseUnknown: try modelJSON.bool("fuse_unk", default: false),
@@ -209,29 +217,32 @@ public final class Tokenizer: @unchecked Sendable {
             eosToken: eosToken, chatTemplate: try config.flatMap(Self.chatTemplate))
     }
 
-    private static func parseMerge(_ value: Any) throws -> (String, String) {
-        if let text = value as? String {
+    /// A merge written "a b" or ["a", "b"]; nil for anything else.
+    private static func parseMerge(_ value: JSONValue) throws -> (String, String)? {
+        switch value {
+        case .string(let text):
             let parts = text.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2 else { throw ANELMError("tokenizer.json merge '\(text)' is not two tokens") }
+            guard parts.count == 2 else { throw ANELMError("tokenizer.json merge \(quoted(text)) is not two tokens") }
             return (String(parts[0]), String(parts[1]))
-        }
-        if let pair = value as? [Any], pair.count == 2, let a = pair[0] as? String, let b = pair[1] as? String {
+        case .array(let pair) where pair.count == 2:
+            guard let a = pair[0].stringValue, let b = pair[1].stringValue else { return nil }
             return (a, b)
+        default:
+            return nil
         }
-        throw ANELMError("tokenizer.json model.merges: expected \"a b\" strings or [a, b] pairs")
     }
 
     /// A special token in tokenizer_config.json: a string, or an AddedToken object with "content".
-    private static func tokenText(_ config: JSONObject, _ key: String) throws -> String? {
+    private static func tokenText(_ config: JSONNode, _ key: String) throws -> String? {
         if config.isNull(key) { return nil }
-        if let text = config.fields[key] as? String { return text }
+        if let text = config.member(key).value.stringValue { return text }
         return try config.object(key).string("content")
     }
 
     /// `chat_template`: a string, or a list of {name, template} of which we take "default".
-    private static func chatTemplate(_ config: JSONObject) throws -> String? {
+    private static func chatTemplate(_ config: JSONNode) throws -> String? {
         if config.isNull("chat_template") { return nil }
-        if let text = config.fields["chat_template"] as? String { return text }
+        if let text = config.member("chat_template").value.stringValue { return text }
         let templates = try config.objects("chat_template")
         for entry in templates where try entry.string("name") == "default" { return try entry.string("template") }
         return nil

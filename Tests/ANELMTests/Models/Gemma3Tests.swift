@@ -58,7 +58,7 @@ final class Gemma3Tests: XCTestCase {
     /// transformers builds from that file (its GGUF loader + Gemma3TextConfig defaults).
     func testConfigurationFromRealGGUFMetadata() throws {
         struct Facts: Decodable {
-            struct Entry: Decodable { let key: String; let type: String; let value: JSONScalar }
+            struct Entry: Decodable { let key: String; let type: String; let value: JSONValue }
             struct Config: Decodable {
                 let hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim: Int
                 let rms_norm_eps: Double
@@ -66,7 +66,7 @@ final class Gemma3Tests: XCTestCase {
                 let tie_word_embeddings: Bool
                 let query_pre_attn_scalar: Double
                 let layer_types: [String]
-                let rope_parameters: [String: [String: JSONScalar]]
+                let rope_parameters: [String: JSONObject]
                 let attn_logit_softcapping, final_logit_softcapping: Double?
             }
             let metadata: [Entry]
@@ -76,10 +76,10 @@ final class Gemma3Tests: XCTestCase {
         let facts = try JSONDecoder().decode(Facts.self, from: Data(contentsOf: ModelFixture.directory.appendingPathComponent("gemma3-270m-gguf-config.json")))
         var w = GGUFWriter()
         for e in facts.metadata {
-            switch (e.type, e.value) {
-            case ("STRING", .string(let s)): w.metadata.append((e.key, .string(s)))
-            case ("UINT32", .number(let d)): w.metadata.append((e.key, .u32(UInt32(d))))
-            case ("FLOAT32", .number(let d)): w.metadata.append((e.key, .f32(Float(d))))
+            switch (e.type, e.value.stringValue, e.value.numberValue) {
+            case ("STRING", let s?, _): w.metadata.append((e.key, .string(s)))
+            case ("UINT32", _, let d?): w.metadata.append((e.key, .u32(UInt32(d))))
+            case ("FLOAT32", _, let d?): w.metadata.append((e.key, .f32(Float(d))))
             default: XCTFail("unexpected metadata \(e.key) of type \(e.type)")
             }
         }
@@ -103,8 +103,8 @@ final class Gemma3Tests: XCTestCase {
         XCTAssertEqual(c.tieWordEmbeddings, t.tie_word_embeddings)
         XCTAssertEqual(c.queryPreAttnScalar, Float(t.query_pre_attn_scalar))
         XCTAssertEqual(c.layerTypes.map(\.rawValue), t.layer_types)
-        XCTAssertEqual(c.ropeTheta, Float(t.rope_parameters["full_attention"]?["rope_theta"]?.number ?? -1))
-        XCTAssertEqual(c.ropeLocalBaseFreq, Float(t.rope_parameters["sliding_attention"]?["rope_theta"]?.number ?? -1))
+        XCTAssertEqual(c.ropeTheta, Float(t.rope_parameters["full_attention"]?["rope_theta"]?.numberValue ?? -1))
+        XCTAssertEqual(c.ropeLocalBaseFreq, Float(t.rope_parameters["sliding_attention"]?["rope_theta"]?.numberValue ?? -1))
         XCTAssertEqual(c.ropeScaling, try RoPEScaling(json: t.rope_parameters["full_attention"]))
         XCTAssertEqual(c.attnLogitSoftcapping.map(Double.init), t.attn_logit_softcapping)
         XCTAssertEqual(c.finalLogitSoftcapping.map(Double.init), t.final_logit_softcapping)
