@@ -18,6 +18,8 @@ struct CompletionRequest: Sendable {
     var stop: [String]
     var stream: Bool
     var includeUsage: Bool
+    /// Constrains the output: `response_format` (json_object, json_schema) or the `grammar` extension (GBNF).
+    var grammar: Grammar?
 
     /// Roles the chat endpoint accepts; `developer` is OpenAI's newer name for `system`.
     static let roles: [String: String] = ["system": "system", "developer": "system", "user": "user", "assistant": "assistant"]
@@ -84,8 +86,65 @@ struct CompletionRequest: Sendable {
             guard let o = options.objectValue else { throw APIError.wrongType("stream_options", "an object") }
             includeUsage = try Fields(o, prefix: "stream_options.").bool("include_usage") ?? false
         }
+        try refuseUnsupported(body)
         return CompletionRequest(input: input, model: model, maxTokens: maxTokens, sampling: sampling,
-                                 stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage)
+                                 stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage,
+                                 grammar: try grammar(body))
+    }
+
+    /// `response_format` or `grammar`, compiled; a schema keyword the compiler does not support is a 400 naming it.
+    private static func grammar(_ body: Fields) throws -> Grammar? {
+        let format = body.value("response_format"), gbnf = try body.string("grammar")
+        guard format == nil || gbnf == nil else {
+            throw APIError.invalid("give either 'response_format' or 'grammar', not both", param: "grammar")
+        }
+        if let gbnf {
+            do { return try Grammar(gbnf: gbnf) } catch let e as ANELMError { throw APIError.invalid("'grammar': \(e.message)", param: "grammar") }
+        }
+        guard let format else { return nil }
+        guard let object = format.objectValue else { throw APIError.wrongType("response_format", "an object") }
+        let fields = Fields(object, prefix: "response_format.")
+        switch try fields.string("type") {
+        case "text"?: return nil
+        case "json_object"?: return Grammar.jsonObject
+        case "json_schema"?:
+            guard let spec = fields.value("json_schema")?.objectValue else { throw APIError.wrongType("response_format.json_schema", "an object") }
+            let specFields = Fields(spec, prefix: "response_format.json_schema.")
+            _ = try specFields.string("name")
+            _ = try specFields.bool("strict")   // the output always follows the schema; strict or not
+            guard let schema = specFields.value("schema") else {
+                throw APIError.invalid("'response_format.json_schema.schema' is required", param: "response_format.json_schema.schema",
+                                       code: "missing_required_parameter")
+            }
+            do {
+                return try Grammar(jsonSchema: Data(schema.text.utf8))
+            } catch let e as ANELMError {
+                throw APIError.invalid("'response_format.json_schema.schema': \(e.message)", param: "response_format.json_schema.schema")
+            }
+        default:
+            throw APIError.invalid("'response_format.type' must be text, json_object or json_schema", param: "response_format.type")
+        }
+    }
+
+    /// Fields OpenAI defines that would change the output and that this server does not implement yet: refused
+    /// by name rather than ignored (a client that sends tools must not get free text that looks like success).
+    private static func refuseUnsupported(_ body: Fields) throws {
+        func refuse(_ name: String) throws -> Never {
+            throw APIError.invalid("'\(name)' is not supported by this server yet", param: name, code: "unsupported_parameter")
+        }
+        for name in ["tools", "functions"] {
+            if let value = body.value(name), value.arrayValue?.isEmpty != true { try refuse(name) }
+        }
+        if let choice = body.value("tool_choice"), choice.stringValue != "none" { try refuse("tool_choice") }
+        if let call = body.value("function_call"), call.stringValue != "none" { try refuse("function_call") }
+        // `logprobs`: a boolean on chat completions, a count on completions.
+        if let value = body.value("logprobs"), value.boolValue != false, value.integerValue != 0 { try refuse("logprobs") }
+        if try (body.integer("top_logprobs") ?? 0) > 0 { try refuse("top_logprobs") }
+        if let bias = body.value("logit_bias"), !(bias.objectValue?.isEmpty ?? false) { try refuse("logit_bias") }
+        for name in ["presence_penalty", "frequency_penalty"] where try (body.number(name) ?? 0) != 0 { try refuse(name) }
+        if try (body.integer("best_of") ?? 1) != 1 { try refuse("best_of") }
+        if try body.bool("echo") == true { try refuse("echo") }
+        if try body.string("suffix") != nil { try refuse("suffix") }
     }
 
     private static func messages(_ body: Fields) throws -> [ChatMessage] {

@@ -72,7 +72,7 @@ struct Endpoints: Sendable {
         }
         do { try parsed.sampling.validate() } catch let e as ANELMError { throw APIError.invalid(e.message) }
         let parameters = GenerationParameters(maxTokens: parsed.maxTokens ?? context - prompt.count, sampling: parsed.sampling,
-                                              stopStrings: parsed.stop, stopAtEndOfSequence: true)
+                                              stopStrings: parsed.stop, stopAtEndOfSequence: true, grammar: parsed.grammar)
         let handle = try scheduler.submit(id: requestID, prompt: prompt, parameters: parameters)
         let reply = Reply(id: requestID, chat: chat, model: model.id, created: Int(Date().timeIntervalSince1970))
         if parsed.stream {

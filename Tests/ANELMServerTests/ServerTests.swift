@@ -303,3 +303,76 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(try TestHTTP.request(port: s.port, "GET", "/v1/models", headers: ["Authorization": "Bearer sekrit"]).status, 200)
     }
 }
+
+/// Structured output through the API, and the fields that would change the output but are not implemented:
+/// refused with a 400 that names them, never ignored.
+final class StructuredOutputTests: XCTestCase {
+    func defaultModelServer() throws -> TestServer {
+        let path = FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/anelm/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("default model not installed at \(path)") }
+        return try TestServer(modelPath: path, configuration: ServerConfiguration(parallel: 1, queueLimit: 2), threads: 2)
+    }
+
+    func testResponseFormatJSONSchemaIsFollowed() throws {
+        let s = try defaultModelServer()
+        defer { s.stop() }
+        let schema: [String: Any] = [
+            "type": "object", "additionalProperties": false, "required": ["city", "population"],
+            "properties": ["city": ["type": "string", "maxLength": 20], "population": ["type": "integer", "minimum": 0]],
+        ]
+        let r = try TestHTTP.post(port: s.port, "/v1/chat/completions", json: [
+            "messages": [["role": "user", "content": "Give the largest city of France as JSON."]], "max_tokens": 64, "temperature": 0,
+            "response_format": ["type": "json_schema", "json_schema": ["name": "city", "strict": true, "schema": schema]],
+        ])
+        XCTAssertEqual(r.status, 200, r.text)
+        let content = try XCTUnwrap(((r.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(content.utf8)) as? [String: Any], content)
+        XCTAssertEqual(Set(object.keys), ["city", "population"], content)
+        XCTAssertTrue(object["city"] is String, content)
+        XCTAssertGreaterThanOrEqual(object["population"] as? Int ?? -1, 0, content)
+        // json_object: any JSON object.
+        let any = try TestHTTP.post(port: s.port, "/v1/chat/completions", json: [
+            "messages": [["role": "user", "content": "Describe Paris as JSON."]], "max_tokens": 48, "temperature": 0,
+            "response_format": ["type": "json_object"],
+        ])
+        XCTAssertEqual(any.status, 200, any.text)
+        let text = ((any.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String ?? ""
+        XCTAssertTrue(text.hasPrefix("{"), text)
+    }
+
+    func testUnsupportedFieldsAreRefusedByName() throws {
+        let s = try defaultModelServer()
+        defer { s.stop() }
+        let messages: [[String: Any]] = [["role": "user", "content": "hi"]]
+        let cases: [(String, Any)] = [
+            ("tools", [["type": "function", "function": ["name": "f", "parameters": ["type": "object"]]]]),
+            ("tool_choice", "required"), ("logprobs", true), ("top_logprobs", 3), ("logit_bias", ["15": 5]),
+            ("presence_penalty", 0.5), ("frequency_penalty", 1),
+        ]
+        for (field, value) in cases {
+            let r = try TestHTTP.post(port: s.port, "/v1/chat/completions", json: ["messages": messages, "max_tokens": 2, field: value])
+            XCTAssertEqual(r.status, 400, field)
+            let error = r.json["error"] as? [String: Any]
+            XCTAssertEqual(error?["param"] as? String, field)
+            XCTAssertEqual(error?["code"] as? String, "unsupported_parameter", field)
+        }
+        // Neutral values of the same fields change nothing and are accepted.
+        let neutral = try TestHTTP.post(port: s.port, "/v1/chat/completions", json: [
+            "messages": messages, "max_tokens": 2, "tools": [Any](), "tool_choice": "none", "logprobs": false,
+            "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": [String: Any](),
+        ])
+        XCTAssertEqual(neutral.status, 200, neutral.text)
+        // An unsupported schema keyword is named.
+        let bad = try TestHTTP.post(port: s.port, "/v1/chat/completions", json: [
+            "messages": messages,
+            "response_format": ["type": "json_schema", "json_schema": ["name": "x", "schema": ["type": "string", "not": ["const": "a"]]]],
+        ])
+        XCTAssertEqual(bad.status, 400, bad.text)
+        XCTAssertTrue(((bad.json["error"] as? [String: Any])?["message"] as? String ?? "").contains("'not'"), bad.text)
+        // A key given twice is refused, not silently resolved.
+        let duplicate = try TestHTTP.request(port: s.port, "POST", "/v1/chat/completions", headers: ["Content-Type": "application/json"],
+                                             body: Array(#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "max_tokens": 900000}"#.utf8))
+        XCTAssertEqual(duplicate.status, 400, duplicate.text)
+        XCTAssertTrue(duplicate.text.contains("max_tokens"), duplicate.text)
+    }
+}
