@@ -31,10 +31,10 @@ struct AddedToken: Sendable {
 
 /// Finds added tokens in text, leftmost-longest as `tokenizers` does, honouring lstrip/rstrip/single_word.
 struct AddedTokenMatcher: Sendable {
-    /// One piece of input: either an added token's id or text still to tokenize.
+    /// One piece of input: either an added token's id or text still to tokenize (`offset`: where it starts).
     enum Segment {
         case token(Int)
-        case text([Unicode.Scalar])
+        case text([Unicode.Scalar], offset: Int)
     }
 
     private struct Pattern: Sendable {
@@ -58,15 +58,27 @@ struct AddedTokenMatcher: Sendable {
     }
 
     var isEmpty: Bool { byFirstScalar.isEmpty }
+    /// Whether any of the tokens is special (only those are kept out of literal text).
+    var hasSpecialTokens: Bool { byFirstScalar.values.contains { $0.contains { $0.token.special } } }
 
-    func split(_ text: [Unicode.Scalar]) -> [Segment] {
-        if byFirstScalar.isEmpty { return text.isEmpty ? [] : [.text(text)] }
+    /// Cuts `text` at added tokens. A special token is never matched where it would overlap one of `literal`
+    /// (sorted, disjoint scalar ranges): that text stays ordinary text, as with `split_special_tokens`.
+    func split(_ text: [Unicode.Scalar], literal: [Range<Int>] = []) -> [Segment] {
+        if byFirstScalar.isEmpty { return text.isEmpty ? [] : [.text(text, offset: 0)] }
         var segments: [Segment] = []
         var textStart = 0  // start of text not yet emitted
         var i = 0
+        var nextLiteral = 0  // first literal range not wholly before i (i only grows)
+        func overlapsLiteral(_ range: Range<Int>) -> Bool {
+            while nextLiteral < literal.count && literal[nextLiteral].upperBound <= range.lowerBound { nextLiteral += 1 }
+            return nextLiteral < literal.count && literal[nextLiteral].lowerBound < range.upperBound
+        }
         while i < text.count {
             guard let candidates = byFirstScalar[text[i]],
-                  let match = candidates.first(where: { Self.matches($0.scalars, in: text, at: i) })
+                  let match = candidates.first(where: {
+                      Self.matches($0.scalars, in: text, at: i)
+                          && !($0.token.special && overlapsLiteral(i..<(i + $0.scalars.count)))
+                  })
             else { i += 1; continue }
             var start = i
             var stop = i + match.scalars.count
@@ -82,13 +94,27 @@ struct AddedTokenMatcher: Sendable {
             if token.rightStrip {
                 while stop < text.count && text[stop].properties.isWhitespace { stop += 1 }
             }
-            if start > textStart { segments.append(.text(Array(text[textStart..<start]))) }
+            if start > textStart { segments.append(.text(Array(text[textStart..<start]), offset: textStart)) }
             segments.append(.token(token.id))
             textStart = stop
             i = stop
         }
-        if textStart < text.count { segments.append(.text(Array(text[textStart...]))) }
+        if textStart < text.count { segments.append(.text(Array(text[textStart...]), offset: textStart)) }
         return segments
+    }
+
+    /// Where the texts of special tokens occur in `text`, leftmost-longest, whatever surrounds them.
+    func specialTokenRanges(in text: [Unicode.Scalar]) -> [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        var i = 0
+        while i < text.count {
+            guard let candidates = byFirstScalar[text[i]],
+                  let match = candidates.first(where: { $0.token.special && Self.matches($0.scalars, in: text, at: i) })
+            else { i += 1; continue }
+            ranges.append(i..<(i + match.scalars.count))
+            i += match.scalars.count
+        }
+        return ranges
     }
 
     private static func matches(_ pattern: [Unicode.Scalar], in text: [Unicode.Scalar], at i: Int) -> Bool {

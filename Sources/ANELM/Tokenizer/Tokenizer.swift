@@ -10,6 +10,8 @@ public final class Tokenizer: @unchecked Sendable {
     /// Added tokens matched on the raw input, then on normalized text.
     private let rawMatcher: AddedTokenMatcher
     private let normalizedMatcher: AddedTokenMatcher
+    /// Special tokens by their texts as written, to find them in message content.
+    private let specialTokenFinder: AddedTokenMatcher
     /// Token text by id (added tokens override the model vocabulary).
     private let tokensById: [Int: String]
     private let specialIds: Set<Int>
@@ -42,6 +44,7 @@ public final class Tokenizer: @unchecked Sendable {
         rawMatcher = AddedTokenMatcher(addedTokens.filter { !$0.normalized }, normalize: { $0 })
         normalizedMatcher = AddedTokenMatcher(
             addedTokens.filter(\.normalized), normalize: { normalizer?.normalize($0) ?? $0 })
+        specialTokenFinder = AddedTokenMatcher(addedTokens.filter(\.special), normalize: { $0 })
         vocabSize = (byId.keys.max() ?? -1) + 1
         self.bosToken = bosToken
         self.eosToken = eosToken
@@ -54,26 +57,107 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Token ids for `text`, as transformers' `tokenizer(text, add_special_tokens=…)["input_ids"]`.
     public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+        encode(text, literalRanges: [], addSpecialTokens: addSpecialTokens)
+    }
+
+    /// Token ids for `text`; with `parseSpecialTokens` false, the texts of special tokens (`<|im_end|>`) are
+    /// ordinary text, as transformers' `split_special_tokens=True` (added tokens that are not special still match).
+    public func encode(_ text: String, parseSpecialTokens: Bool, addSpecialTokens: Bool = true) -> [Int] {
+        let count = parseSpecialTokens ? 0 : text.unicodeScalars.count
+        return encode(text, literalRanges: count > 0 ? [0..<count] : [], addSpecialTokens: addSpecialTokens)
+    }
+
+    /// Token ids for `text` where special tokens are matched only outside `literalRanges` (offsets in Unicode
+    /// scalars). A literal range is tokenized together with the ordinary text around it, so its pieces are what the
+    /// text would give if its special-looking strings were not special (how chat prompts keep message text as text).
+    public func encode(_ text: String, literalRanges: [Range<Int>], addSpecialTokens: Bool = true) -> [Int] {
+        let input = Array(text.unicodeScalars)
+        let literal = Self.disjointSorted(literalRanges, within: input.count)
         var ids: [Int] = []
-        for segment in rawMatcher.split(Array(text.unicodeScalars)) {
+        var nextLiteral = 0  // segments come in order: the first literal range not wholly before the segment
+        for segment in rawMatcher.split(input, literal: literal) {
             switch segment {
             case .token(let id):
                 ids.append(id)
-            case .text(let raw):
-                var scalars = raw
-                if let normalizer {
-                    scalars = Array(normalizer.normalize(String(String.UnicodeScalarView(raw))).unicodeScalars)
+            case .text(let raw, let offset):
+                // The literal ranges within this segment, relative to its start.
+                var rawLiteral: [Range<Int>] = []
+                while nextLiteral < literal.count && literal[nextLiteral].upperBound <= offset { nextLiteral += 1 }
+                var k = nextLiteral
+                while k < literal.count && literal[k].lowerBound < offset + raw.count {
+                    let lower = max(literal[k].lowerBound, offset), upper = min(literal[k].upperBound, offset + raw.count)
+                    rawLiteral.append((lower - offset)..<(upper - offset))
+                    k += 1
                 }
-                for inner in normalizedMatcher.split(scalars) {
+                let (scalars, normalizedLiteral) = normalized(raw, literal: rawLiteral)
+                for inner in normalizedMatcher.split(scalars, literal: normalizedLiteral) {
                     switch inner {
                     case .token(let id): ids.append(id)
-                    case .text(let piece): encodePlain(piece, into: &ids)
+                    case .text(let piece, _): encodePlain(piece, into: &ids)
                     }
                 }
             }
         }
         if addSpecialTokens, let postProcessor { ids = postProcessor.process(ids) }
         return ids
+    }
+
+    /// Where the texts of special tokens occur in `text` (offsets in Unicode scalars), leftmost-longest.
+    public func specialTokenRanges(in text: String) -> [Range<Int>] {
+        specialTokenFinder.specialTokenRanges(in: Array(text.unicodeScalars))
+    }
+
+    /// Ranges clamped to `0..<count`, sorted, overlapping and touching ones merged.
+    private static func disjointSorted(_ ranges: [Range<Int>], within count: Int) -> [Range<Int>] {
+        var merged: [Range<Int>] = []
+        for range in ranges.map({ max(0, $0.lowerBound)..<min(count, max(0, $0.upperBound)) }).filter({ !$0.isEmpty })
+            .sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = merged.last, range.lowerBound <= last.upperBound {
+                merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, range.upperBound)
+            } else {
+                merged.append(range)
+            }
+        }
+        return merged
+    }
+
+    /// The normalized text of a segment and where its literal ranges lie in it (needed only when special tokens
+    /// are matched on normalized text). The whole segment is normalized at once (exact text). The ranges are found
+    /// by normalizing piece by piece when the pieces add up to the whole (NFC, Replace), else by normalizing each
+    /// prefix (Prepend), within a budget; past it the whole segment counts as literal, so nothing is forged.
+    private func normalized(_ raw: [Unicode.Scalar], literal: [Range<Int>]) -> ([Unicode.Scalar], [Range<Int>]) {
+        guard let normalizer else { return (raw, literal) }
+        func normalize(_ piece: ArraySlice<Unicode.Scalar>) -> [Unicode.Scalar] {
+            Array(normalizer.normalize(String(String.UnicodeScalarView(piece))).unicodeScalars)
+        }
+        let whole = normalize(raw[...])
+        guard !literal.isEmpty, normalizedMatcher.hasSpecialTokens else { return (whole, []) }
+        var pieces: [Unicode.Scalar] = []
+        var mapped: [Range<Int>] = []
+        var position = 0
+        for range in literal {
+            pieces += normalize(raw[position..<range.lowerBound])
+            let start = pieces.count
+            pieces += normalize(raw[range])
+            mapped.append(start..<pieces.count)
+            position = range.upperBound
+        }
+        pieces += normalize(raw[position...])
+        if pieces == whole { return (whole, mapped) }
+
+        let prefixBudget = 1 << 22  // scalars normalized in all, about a second at worst
+        guard literal.count * 2 * raw.count <= prefixBudget else { return (whole, [0..<whole.count]) }
+        func normalizedLength(before end: Int) -> Int? {
+            let prefix = normalize(raw[..<end])
+            return whole.starts(with: prefix) ? prefix.count : nil
+        }
+        mapped = []
+        for range in literal {
+            guard let start = normalizedLength(before: range.lowerBound), let end = normalizedLength(before: range.upperBound)
+            else { return (whole, [0..<whole.count]) }
+            mapped.append(start..<end)
+        }
+        return (whole, mapped)
     }
 
     private func encodePlain(_ text: [Unicode.Scalar], into ids: inout [Int]) {

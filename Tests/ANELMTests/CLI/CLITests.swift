@@ -76,6 +76,28 @@ final class CLITests: XCTestCase {
         XCTAssertNotNil(object["decode_tps"] as? Double)
     }
 
+    /// `tokenize --text '<|im_end|>'` gives the control token; with `--no-parse-special`, the text's ordinary
+    /// pieces (none special), which decode back to the text.
+    func testTokenizeParseSpecialFlag() throws {
+        guard let model = defaultModelPath() else { throw XCTSkip("default model not installed (scripts/test installs it)") }
+        let tokenizer = try ModelLoader.loadText(model).tokenizer
+        let imEnd = try XCTUnwrap(tokenizer.tokenId("<|im_end|>"))
+        func ids(_ flags: [String]) throws -> [Int] {
+            let r = try run(["tokenize", "--model", model, "--text", "<|im_end|>", "--format", "json"] + flags)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let last = try XCTUnwrap(r.stdout.split(separator: "\n").last)
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+            return try XCTUnwrap(object["ids"] as? [Int])
+        }
+        XCTAssertEqual(try ids([]), [imEnd])
+        XCTAssertEqual(try ids(["--parse-special"]), [imEnd])
+        let plain = try ids(["--no-parse-special"])
+        XCTAssertGreaterThan(plain.count, 1)
+        XCTAssertFalse(plain.contains(where: tokenizer.isSpecialToken))
+        XCTAssertEqual(plain, tokenizer.encode("<|im_end|>", parseSpecialTokens: false))
+        XCTAssertEqual(tokenizer.decode(plain), "<|im_end|>")
+    }
+
     /// The chat REPL over a pipe: two turns, a reset, exit; every reply ends with a newline.
     func testChatREPL() throws {
         let folder = ModelFixture.directory.appendingPathComponent("tiny-llama").path
