@@ -30,7 +30,25 @@ struct ExportCoreML: ParsableCommand {
         let start = Date()
         printError("loading \(path)…")
         let loaded = try ModelLoader.load(path, options: LoadOptions(threads: threads))
+        let interrupts = removeStagedOutputsOnInterrupt()
+        defer { interrupts.forEach { $0.cancel() } }
         _ = try CoreMLPackage.export(loaded, to: output, options: options, weights: format, lutGroup: lutGroup, maxPackageBytes: maxPackageBytes, progress: printError)
         printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
+    }
+}
+
+/// On SIGINT or SIGTERM: remove the outputs being written (their staging folders), then exit as the signal would.
+/// The work happens on a dispatch queue, not in the signal handler, where removing files is not safe.
+func removeStagedOutputsOnInterrupt() -> [DispatchSourceSignal] {
+    [SIGINT, SIGTERM].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler {
+            StagedOutput.removeAllLive()
+            printError("interrupted: nothing was written")
+            exit(128 + number)
+        }
+        source.resume()
+        return source
     }
 }

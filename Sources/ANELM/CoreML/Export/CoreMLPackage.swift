@@ -133,8 +133,8 @@ public enum CoreMLPackage {
         return ranges
     }
 
-    /// Writes `program` at `path`: into a sibling `.partial` folder first, moved into place when complete,
-    /// so a failed export leaves nothing behind.
+    /// Writes `program` at `path`: into a uniquely named sibling staging folder first (`StagedOutput`), moved into
+    /// place when complete, so a failed or interrupted export leaves nothing behind.
     public static func write(_ program: ANEProgram, info: ANEPackageInfo, tokenizer: ModelSource?, to path: String,
                              weights: ANEWeightFormat = .fp16, lutGroup: Int = ANEWeightFormat.defaultLUTGroup,
                              progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
@@ -145,11 +145,9 @@ public enum CoreMLPackage {
         guard Set(program.functions.map(\.name)).count == program.functions.count else { throw ANELMError("the lowered program names a function twice") }
 
         let fm = FileManager.default
-        let staging = path + ".partial"
-        try? fm.removeItem(atPath: staging)
-        var finished = false
-        defer { if !finished { try? fm.removeItem(atPath: staging) } }
-        let root = URL(fileURLWithPath: staging)
+        let output = try StagedOutput(destination: path)
+        defer { output.discard() }
+        let root = URL(fileURLWithPath: output.staging)
         func create(_ relative: String) throws {
             try fm.createDirectory(at: root.appendingPathComponent(relative), withIntermediateDirectories: true)
         }
@@ -186,8 +184,7 @@ public enum CoreMLPackage {
         if let tokenizer { try writeTokenizer(tokenizer, to: root.appendingPathComponent(tokenizerPath)) }
         try manifest().write(to: root.appendingPathComponent("Manifest.json"))
 
-        try fm.moveItem(atPath: staging, toPath: path)
-        finished = true
+        try output.commit()
         let summary = Summary(operations: counts, modelBytes: modelBytes.count, weightBytes: Int(blobs.size), blobs: blobs.count,
                               compressedWeights: translator.compressedCount, error: translator.error)
         progress("wrote \(path): model.mlmodel \(megabytes(summary.modelBytes)), weight.bin \(megabytes(summary.weightBytes)) in \(summary.blobs) blobs")
