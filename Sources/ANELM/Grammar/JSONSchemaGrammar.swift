@@ -4,6 +4,12 @@ extension Grammar {
     /// A grammar whose matches are JSON texts valid against `jsonSchema` (see `JSONSchemaCompiler` for what
     /// is supported). A keyword that is not supported is an error naming it.
     public init(jsonSchema: Data) throws {
+        try self.init(jsonSchema: try JSONValue.parse(jsonSchema, source: "JSON schema"))
+    }
+
+    /// The same from a schema already parsed (e.g. out of a request body). Properties are generated in the
+    /// object's member order.
+    public init(jsonSchema: JSONValue) throws {
         try self.init(gbnf: try JSONSchemaCompiler.gbnf(schema: jsonSchema))
     }
 
@@ -34,14 +40,13 @@ extension Grammar {
 /// - `format`: date, time, date-time (RFC 3339, days up to 31 in every month), uuid;
 /// - `oneOf` is generated as `anyOf` (the branches should not overlap).
 struct JSONSchemaCompiler {
-    private let root: SchemaJSON
+    private let root: JSONValue
     private var rules: [(name: String, body: String)] = []
     private var ruleNames: Set<String> = []
     private var refRules: [String: String] = [:]
     private var usesGeneric = false
 
-    static func gbnf(schema data: Data) throws -> String {
-        let schema = try SchemaJSON.parse(data)
+    static func gbnf(schema: JSONValue) throws -> String {
         var compiler = JSONSchemaCompiler(root: schema)
         let top = try compiler.expression(schema, name: "root", path: "#")
         var text = "root ::= \(top)\n"
@@ -50,7 +55,7 @@ struct JSONSchemaCompiler {
         return text
     }
 
-    private init(root: SchemaJSON) { self.root = root }
+    private init(root: JSONValue) { self.root = root }
 
     /// Any JSON value, and the pieces typed schemas share.
     static let genericRules = """
@@ -74,13 +79,13 @@ struct JSONSchemaCompiler {
     ]
 
     /// A GBNF expression (usually a rule name) for `schema`.
-    private mutating func expression(_ schema: SchemaJSON, name: String, path: String) throws -> String {
+    private mutating func expression(_ schema: JSONValue, name: String, path: String) throws -> String {
         switch schema {
         case .bool(true): usesGeneric = true; return "value"
         case .bool(false): throw ANELMError("JSON schema \(path): the schema false allows nothing")
         case .object(let members):
-            for member in members where !Self.supported.contains(member.key) && !Self.annotations.contains(member.key) {
-                throw ANELMError("JSON schema \(path): unsupported keyword '\(member.key)'")
+            for key in members.keys where !Self.supported.contains(key) && !Self.annotations.contains(key) {
+                throw ANELMError("JSON schema \(path): unsupported keyword '\(key)'")
             }
         default: throw ANELMError("JSON schema \(path): a schema must be an object or a boolean")
         }
@@ -104,8 +109,9 @@ struct JSONSchemaCompiler {
             }
             // With a 'type' too, only the values of that type.
             let types = try typeList(schema, path: path)
-            values = values.filter { types?.contains(where: $0.isOfType) ?? true }
+            values = values.filter { value in types?.contains { Self.isInstance(value, of: $0) } ?? true }
             guard !values.isEmpty else { throw ANELMError("JSON schema \(path): no '\(keyword)' value is of the schema's type") }
+            // Compact JSON equal to the schema's value (numbers as JSONValue writes them: 1e2 as 100.0).
             return try define(name, "( " + values.map { Self.literal($0.text) }.joined(separator: " | ") + " )")
         }
         for keyword in ["anyOf", "oneOf"] {
@@ -135,8 +141,19 @@ struct JSONSchemaCompiler {
         return parts.count == 1 ? parts[0] : try define(name, "( " + parts.joined(separator: " | ") + " )")
     }
 
+    /// Whether `value` is an instance of the JSON schema type `type` (a whole double such as 2.0 is an integer).
+    private static func isInstance(_ value: JSONValue, of type: String) -> Bool {
+        switch (value, type) {
+        case (.null, "null"), (.bool, "boolean"), (.int, "number"), (.double, "number"), (.string, "string"), (.array, "array"),
+             (.object, "object"), (.int, "integer"):
+            return true
+        case (.double(let d), "integer"): return d == d.rounded()
+        default: return false
+        }
+    }
+
     /// The schema's `type` as a list (nil when absent).
-    private func typeList(_ schema: SchemaJSON, path: String) throws -> [String]? {
+    private func typeList(_ schema: JSONValue, path: String) throws -> [String]? {
         switch schema["type"] {
         case nil: return nil
         case .string(let type)?: return [type]
@@ -151,12 +168,12 @@ struct JSONSchemaCompiler {
         }
     }
 
-    private static func constrainingKeys(_ schema: SchemaJSON) -> [String] {
+    private static func constrainingKeys(_ schema: JSONValue) -> [String] {
         guard case .object(let members) = schema else { return [] }
-        return members.map(\.key).filter { !annotations.contains($0) }
+        return members.keys.filter { !annotations.contains($0) }
     }
 
-    private mutating func typed(_ type: String, _ schema: SchemaJSON, name: String, path: String) throws -> String {
+    private mutating func typed(_ type: String, _ schema: JSONValue, name: String, path: String) throws -> String {
         usesGeneric = true  // ws, string, char, … are shared
         switch type {
         case "null": return "\"null\""
@@ -183,7 +200,7 @@ struct JSONSchemaCompiler {
         for raw in target.dropFirst(2).split(separator: "/", omittingEmptySubsequences: false) where target != "#" {
             let key = raw.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
             switch node {
-            case .object: guard let next = node[key] else { throw ANELMError("JSON schema \(path): '$ref' \(target) points nowhere") }; node = next
+            case .object(let members): guard let next = members[key] else { throw ANELMError("JSON schema \(path): '$ref' \(target) points nowhere") }; node = next
             case .array(let items):
                 guard let i = Int(key), items.indices.contains(i) else { throw ANELMError("JSON schema \(path): '$ref' \(target) points nowhere") }
                 node = items[i]
@@ -203,7 +220,7 @@ struct JSONSchemaCompiler {
 
     // MARK: - Strings
 
-    private mutating func string(_ schema: SchemaJSON, name: String, path: String) throws -> String {
+    private mutating func string(_ schema: JSONValue, name: String, path: String) throws -> String {
         let minLength = try nonNegativeInt(schema, "minLength", path: path) ?? 0
         let maxLength = try nonNegativeInt(schema, "maxLength", path: path)
         if let maxLength, maxLength < minLength { throw ANELMError("JSON schema \(path): maxLength is below minLength") }
@@ -240,15 +257,15 @@ struct JSONSchemaCompiler {
 
     // MARK: - Numbers
 
-    private func bound(_ schema: SchemaJSON, _ key: String, path: String) throws -> Double? {
+    private func bound(_ schema: JSONValue, _ key: String, path: String) throws -> Double? {
         guard let value = schema[key] else { return nil }
-        guard case .number(let number, _) = value else { throw ANELMError("JSON schema \(path): '\(key)' must be a number") }
+        guard let number = value.numberValue else { throw ANELMError("JSON schema \(path): '\(key)' must be a number") }
         guard abs(number) <= 1e15 else { throw ANELMError("JSON schema \(path): '\(key)' beyond ±10^15 is not supported") }
         return number
     }
 
     /// Inclusive integer bounds implied by minimum/maximum/exclusive….
-    private func integerBounds(_ schema: SchemaJSON, path: String) throws -> (Int?, Int?) {
+    private func integerBounds(_ schema: JSONValue, path: String) throws -> (Int?, Int?) {
         var low: Int? = try bound(schema, "minimum", path: path).map { Int($0.rounded(.up)) }
         var high: Int? = try bound(schema, "maximum", path: path).map { Int($0.rounded(.down)) }
         if let e = try bound(schema, "exclusiveMinimum", path: path) { low = max(low ?? .min, Int(e.rounded(.down)) + 1) }
@@ -257,7 +274,7 @@ struct JSONSchemaCompiler {
         return (low, high)
     }
 
-    private mutating func number(_ schema: SchemaJSON, name: String, path: String) throws -> String {
+    private mutating func number(_ schema: JSONValue, name: String, path: String) throws -> String {
         let (low, high) = try integerBounds(schema, path: path)
         if low == nil && high == nil { return "number" }
         let fraction = "\".\" [0-9]{1,15}"
@@ -335,15 +352,16 @@ struct JSONSchemaCompiler {
 
     // MARK: - Arrays and objects
 
-    private func nonNegativeInt(_ schema: SchemaJSON, _ key: String, path: String) throws -> Int? {
+    private func nonNegativeInt(_ schema: JSONValue, _ key: String, path: String) throws -> Int? {
         guard let value = schema[key] else { return nil }
-        guard case .number(let number, _) = value, number >= 0, number <= 10_000, number == number.rounded() else {
+        // 3 and 3.0 alike.
+        guard let number = value.integerValue, (0...10_000).contains(number) else {
             throw ANELMError("JSON schema \(path): '\(key)' must be an integer in 0…10000")
         }
-        return Int(number)
+        return number
     }
 
-    private mutating func array(_ schema: SchemaJSON, name: String, path: String) throws -> String {
+    private mutating func array(_ schema: JSONValue, name: String, path: String) throws -> String {
         let minItems = try nonNegativeInt(schema, "minItems", path: path) ?? 0
         let maxItems = try nonNegativeInt(schema, "maxItems", path: path)
         if let maxItems, maxItems < minItems { throw ANELMError("JSON schema \(path): maxItems is below minItems") }
@@ -355,8 +373,8 @@ struct JSONSchemaCompiler {
         return try define(name, minItems == 0 ? "\"[\" ws \"]\" | \(filled)" : filled)
     }
 
-    private mutating func object(_ schema: SchemaJSON, name: String, path: String) throws -> String {
-        var properties: [(key: String, value: SchemaJSON)] = []
+    private mutating func object(_ schema: JSONValue, name: String, path: String) throws -> String {
+        var properties = JSONObject()
         if let value = schema["properties"] {
             guard case .object(let members) = value else { throw ANELMError("JSON schema \(path): 'properties' must be an object") }
             properties = members
@@ -366,7 +384,7 @@ struct JSONSchemaCompiler {
             guard case .array(let names) = value else { throw ANELMError("JSON schema \(path): 'required' must be an array") }
             for item in names {
                 guard case .string(let key) = item else { throw ANELMError("JSON schema \(path): 'required' entries must be strings") }
-                guard properties.contains(where: { $0.key == key }) else {
+                guard properties[key] != nil else {
                     throw ANELMError("JSON schema \(path): required property '\(key)' is not in 'properties' (not supported)")
                 }
                 required.insert(key)
@@ -382,14 +400,15 @@ struct JSONSchemaCompiler {
         }
         var extra: String? = nil
         if let extraValue {
-            let key = try keyNotIn(properties.map(\.key), name: name + "-key")
+            let key = try keyNotIn(properties.keys, name: name + "-key")
             extra = try define(name + "-extra-pair", "\"\\\"\" \(key) \"\\\"\" ws \":\" ws \(extraValue)")
         }
         var pairs: [(rule: String, required: Bool)] = []
-        for (i, property) in properties.enumerated() {
-            let value = try expression(property.value, name: "\(name)-\(Self.sanitize(property.key))", path: "\(path)/properties/\(property.key)")
-            let pair = try define("\(name)-p\(i)", "\(Self.literal(SchemaJSON.quoted(property.key))) ws \":\" ws \(value)")
-            pairs.append((pair, required.contains(property.key)))
+        // In the schema document's order (JSONObject keeps it).
+        for (i, (key, schema)) in properties.enumerated() {
+            let value = try expression(schema, name: "\(name)-\(Self.sanitize(key))", path: "\(path)/properties/\(key)")
+            let pair = try define("\(name)-p\(i)", "\(Self.literal(JSONValue.string(key).text)) ws \":\" ws \(value)")
+            pairs.append((pair, required.contains(key)))
         }
         // first_i: members from i on with none written yet; rest_i: the same after at least one (each behind a comma).
         var first = extra.map { "( \($0) ( ws \",\" ws \($0) )* )?" } ?? ""

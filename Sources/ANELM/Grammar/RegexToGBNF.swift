@@ -209,7 +209,7 @@ struct RegexToGBNF {
             while low <= range.upperBound {
                 if low < 0x20 || low == 0x22 || low == 0x5C {
                     if let scalar = Unicode.Scalar(low) {
-                        escaped.append(JSONSchemaCompiler.literal(String(SchemaJSON.quoted(String(Character(scalar))).dropFirst().dropLast())))
+                        escaped.append(JSONSchemaCompiler.literal(String(JSONValue.string(String(Character(scalar))).text.dropFirst().dropLast())))
                     }
                     low += 1
                     continue

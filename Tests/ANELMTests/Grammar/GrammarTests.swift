@@ -163,6 +163,45 @@ final class GrammarTests: XCTestCase {
         for bad in ["[1]", "[1,2,3,4]", "[]", "[true,1]"] { XCTAssertFalse(items.matches(bad), bad) }
     }
 
+    func testParsedSchemaKeepsPropertyOrder() throws {
+        // Dictionary literals keep their order, so the members come out z, a, m as written (not sorted).
+        let schema: JSONValue = [
+            "type": "object",
+            "properties": ["z": ["type": "integer"], "a": ["type": "boolean"], "m": ["const": "x"]],
+            "required": ["z", "a", "m"],
+        ]
+        let grammar = try Grammar(jsonSchema: schema)
+        XCTAssertTrue(grammar.matches(#"{"z":1,"a":true,"m":"x"}"#))
+        XCTAssertFalse(grammar.matches(#"{"a":true,"m":"x","z":1}"#))
+        XCTAssertFalse(grammar.matches(#"{"a":true,"z":1,"m":"x"}"#))
+        // The same from text: the document's order, and the same language.
+        let fromText = try schemaGrammar(#"{"type":"object","properties":{"z":{"type":"integer"},"a":{"type":"boolean"},"m":{"const":"x"}},"required":["z","a","m"]}"#)
+        XCTAssertTrue(fromText.matches(#"{"z":1,"a":true,"m":"x"}"#))
+        XCTAssertFalse(fromText.matches(#"{"a":true,"z":1,"m":"x"}"#))
+    }
+
+    func testConstAndEnumLiteralsAreValidJSONEqualToTheSchemaValue() throws {
+        // Integers as written; other numbers as JSONValue writes doubles (1e2 is 100.0, 3.0 stays 3.0).
+        let numbers = try schemaGrammar(#"{"enum":[1.5,-0.25,2,1e2,3.0,-7]}"#)
+        for ok in ["1.5", "-0.25", "2", "100.0", "3.0", "-7"] { XCTAssertTrue(numbers.matches(ok), ok) }
+        for bad in ["1e2", "2.0", "3", "0.25", "-7.0"] { XCTAssertFalse(numbers.matches(bad), bad) }
+        // With a type, only the values of that type; a whole double is an integer.
+        let integers = try schemaGrammar(#"{"type":"integer","enum":[2,2.5,3.0,"4"]}"#)
+        for ok in ["2", "3.0"] { XCTAssertTrue(integers.matches(ok), ok) }
+        for bad in ["2.5", #""4""#] { XCTAssertFalse(integers.matches(bad), bad) }
+        // Strings escaped as JSON; objects compact, members in order.
+        let text = try schemaGrammar(#"{"const":"a\"b\\c\n\u0008é"}"#)
+        XCTAssertTrue(text.matches(#""a\"b\\c\n\u0008é""#))
+        XCTAssertFalse(text.matches(#""a\"b\\c\n\bé""#))
+        let object = try schemaGrammar(#"{"const":{"v":2,"tags":["a",null,true],"x":{}}}"#)
+        XCTAssertTrue(object.matches(#"{"v":2,"tags":["a",null,true],"x":{}}"#))
+        XCTAssertFalse(object.matches(#"{"tags":["a",null,true],"v":2,"x":{}}"#))
+        // Lengths written as whole doubles are accepted.
+        let items = try schemaGrammar(#"{"type":"array","minItems":2.0,"maxItems":2}"#)
+        XCTAssertTrue(items.matches("[1,2]"))
+        XCTAssertFalse(items.matches("[1]"))
+    }
+
     func testUnsupportedSchemaKeywordsAreNamed() {
         let cases = [
             (#"{"type":"object","patternProperties":{"^a":{}}}"#, "unsupported keyword 'patternProperties'"),
@@ -177,12 +216,20 @@ final class GrammarTests: XCTestCase {
             (#"{"type":"string","pattern":"a\\bc"}"#, "unsupported escape '\\b'"),
             (#"{"type":"integer","minimum":5,"maximum":4}"#, "no integer lies within the bounds"),
             (#"{"type":"whatever"}"#, "unknown type 'whatever'"),
-            (#"{"type":"object""#, "not valid JSON"),
+            (#"{"type":"object""#, "JSON schema: invalid JSON at byte 16 (line 1): unexpected end of text"),
+            (#"{"type":"object","properties":{"a":{"type":}}}"#, "JSON schema: invalid JSON at byte 43 (line 1) in properties.a.type"),
+            (#"{"type":"string","type":"integer"}"#, "the key \"type\" appears twice"),
+            (#"{"type":"array","minItems":1.5}"#, "#: 'minItems' must be an integer in 0…10000"),
         ]
         for (schema, fragment) in cases {
             XCTAssertThrowsError(try Grammar(jsonSchema: Data(schema.utf8)), schema) { error in
                 XCTAssertTrue("\(error)".contains(fragment), "\(error) does not contain \(fragment)")
             }
+        }
+        // A schema already parsed: errors name the keyword and its path the same way.
+        let parsed: JSONValue = ["type": "array", "items": ["type": "object", "properties": ["a": ["uniqueItems": true]]]]
+        XCTAssertThrowsError(try Grammar(jsonSchema: parsed)) { error in
+            XCTAssertTrue("\(error)".contains("#/items/properties/a: unsupported keyword 'uniqueItems'"), "\(error)")
         }
         // Annotations are fine.
         XCTAssertNoThrow(try Grammar(jsonSchema: Data(#"{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"x","title":"T","description":"D","examples":[1],"default":1,"type":"integer"}"#.utf8)))
