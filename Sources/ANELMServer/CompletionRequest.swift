@@ -117,7 +117,7 @@ struct CompletionRequest: Sendable {
                                        code: "missing_required_parameter")
             }
             do {
-                return try Grammar(jsonSchema: Data(schema.text.utf8))
+                return try Grammar(jsonSchema: schema)
             } catch let e as ANELMError {
                 throw APIError.invalid("'response_format.json_schema.schema': \(e.message)", param: "response_format.json_schema.schema")
             }
