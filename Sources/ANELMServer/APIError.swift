@@ -12,8 +12,10 @@ struct APIError: Error, Sendable {
     /// Sent with the error body: `WWW-Authenticate` on 401, `Retry-After` on every 503.
     let headers: HTTPFields
 
-    init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", code: String? = nil, param: String? = nil,
-         headers: HTTPFields = [:]) {
+    init(
+        _ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", code: String? = nil, param: String? = nil,
+        headers: HTTPFields = [:]
+    ) {
         self.status = status
         self.message = message
         self.type = type
@@ -25,10 +27,12 @@ struct APIError: Error, Sendable {
     }
 
     var body: JSONValue {
-        ["error": [
-            "message": .string(message), "type": .string(type),
-            "code": code.map(JSONValue.string) ?? .null, "param": param.map(JSONValue.string) ?? .null,
-        ]]
+        [
+            "error": [
+                "message": .string(message), "type": .string(type),
+                "code": code.map(JSONValue.string) ?? .null, "param": param.map(JSONValue.string) ?? .null,
+            ]
+        ]
     }
 
     static func invalid(_ message: String, param: String? = nil, code: String = "invalid_value") -> APIError {
@@ -39,9 +43,12 @@ struct APIError: Error, Sendable {
         APIError(.badRequest, "'\(param)' must be \(expected)", code: "invalid_type", param: param)
     }
 
-    static let unauthorized = APIError(.unauthorized, "missing or invalid API key (send 'Authorization: Bearer <key>')", code: "invalid_api_key",
-                                       headers: [.wwwAuthenticate: "Bearer"])
-    static let queueFull = APIError(.serviceUnavailable, "the server is busy: too many requests are waiting, retry later", type: "server_error", code: "queue_full")
-    static let shuttingDown = APIError(.serviceUnavailable, "the server is shutting down", type: "server_error", code: "shutting_down",
-                                       headers: [.retryAfter: "10"])
+    static let unauthorized = APIError(
+        .unauthorized, "missing or invalid API key (send 'Authorization: Bearer <key>')", code: "invalid_api_key",
+        headers: [.wwwAuthenticate: "Bearer"])
+    static let queueFull = APIError(
+        .serviceUnavailable, "the server is busy: too many requests are waiting, retry later", type: "server_error", code: "queue_full")
+    static let shuttingDown = APIError(
+        .serviceUnavailable, "the server is shutting down", type: "server_error", code: "shutting_down",
+        headers: [.retryAfter: "10"])
 }

@@ -87,14 +87,16 @@ struct CompletionRequest: Sendable {
             includeUsage = try Fields(o, prefix: "stream_options.").bool("include_usage") ?? false
         }
         try refuseUnsupported(body)
-        return CompletionRequest(input: input, model: model, maxTokens: maxTokens, sampling: sampling,
-                                 stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage,
-                                 grammar: try grammar(body))
+        return CompletionRequest(
+            input: input, model: model, maxTokens: maxTokens, sampling: sampling,
+            stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage,
+            grammar: try grammar(body))
     }
 
     /// `response_format` or `grammar`, compiled; a schema keyword the compiler does not support is a 400 naming it.
     private static func grammar(_ body: Fields) throws -> Grammar? {
-        let format = body.value("response_format"), gbnf = try body.string("grammar")
+        let format = body.value("response_format")
+        let gbnf = try body.string("grammar")
         guard format == nil || gbnf == nil else {
             throw APIError.invalid("give either 'response_format' or 'grammar', not both", param: "grammar")
         }
@@ -111,10 +113,11 @@ struct CompletionRequest: Sendable {
             guard let spec = fields.value("json_schema")?.objectValue else { throw APIError.wrongType("response_format.json_schema", "an object") }
             let specFields = Fields(spec, prefix: "response_format.json_schema.")
             _ = try specFields.string("name")
-            _ = try specFields.bool("strict")   // the output always follows the schema; strict or not
+            _ = try specFields.bool("strict")  // the output always follows the schema; strict or not
             guard let schema = specFields.value("schema") else {
-                throw APIError.invalid("'response_format.json_schema.schema' is required", param: "response_format.json_schema.schema",
-                                       code: "missing_required_parameter")
+                throw APIError.invalid(
+                    "'response_format.json_schema.schema' is required", param: "response_format.json_schema.schema",
+                    code: "missing_required_parameter")
             }
             do {
                 return try Grammar(jsonSchema: schema)
@@ -148,7 +151,9 @@ struct CompletionRequest: Sendable {
     }
 
     private static func messages(_ body: Fields) throws -> [ChatMessage] {
-        guard let value = body.value("messages") else { throw APIError.invalid("'messages' is required", param: "messages", code: "missing_required_parameter") }
+        guard let value = body.value("messages") else {
+            throw APIError.invalid("'messages' is required", param: "messages", code: "missing_required_parameter")
+        }
         guard let items = value.arrayValue else { throw APIError.wrongType("messages", "an array") }
         guard !items.isEmpty else { throw APIError.invalid("'messages' must not be empty", param: "messages") }
         return try items.enumerated().map { index, item in

@@ -46,8 +46,10 @@ struct Endpoints: Sendable {
     }
 
     private var modelObject: JSONValue {
-        ["id": .string(model.id), "object": "model", "created": .int(model.created), "owned_by": "anelm",
-         "context_length": .int(model.contextLength)]
+        [
+            "id": .string(model.id), "object": "model", "created": .int(model.created), "owned_by": "anelm",
+            "context_length": .int(model.contextLength),
+        ]
     }
 
     // MARK: - Completions
@@ -57,22 +59,27 @@ struct Endpoints: Sendable {
         let body = try await readBody(request)
         let parsed = try CompletionRequest.parse(body, chat: chat)
         guard model.accepts(parsed.model) else {
-            throw APIError(.notFound, "the model '\(parsed.model ?? "")' does not exist; this server serves '\(model.id)'", code: "model_not_found", param: "model")
+            throw APIError(
+                .notFound, "the model '\(parsed.model ?? "")' does not exist; this server serves '\(model.id)'", code: "model_not_found", param: "model")
         }
         let prompt = try promptTokens(parsed.input)
         let context = model.contextLength
         guard prompt.count < context else {
-            throw APIError.invalid("the prompt has \(prompt.count) tokens; the context length is \(context)", param: chat ? "messages" : "prompt", code: "context_length_exceeded")
+            throw APIError.invalid(
+                "the prompt has \(prompt.count) tokens; the context length is \(context)", param: chat ? "messages" : "prompt", code: "context_length_exceeded")
         }
         if let m = parsed.maxTokens {
             guard m <= context else { throw APIError.invalid("'max_tokens' is \(m), more than the context length of \(context)", param: "max_tokens") }
             guard prompt.count + m <= context else {
-                throw APIError.invalid("the prompt (\(prompt.count) tokens) plus 'max_tokens' (\(m)) exceed the context length of \(context)", param: "max_tokens", code: "context_length_exceeded")
+                throw APIError.invalid(
+                    "the prompt (\(prompt.count) tokens) plus 'max_tokens' (\(m)) exceed the context length of \(context)", param: "max_tokens",
+                    code: "context_length_exceeded")
             }
         }
         do { try parsed.sampling.validate() } catch let e as ANELMError { throw APIError.invalid(e.message) }
-        let parameters = GenerationParameters(maxTokens: parsed.maxTokens ?? context - prompt.count, sampling: parsed.sampling,
-                                              stopStrings: parsed.stop, stopAtEndOfSequence: true, grammar: parsed.grammar)
+        let parameters = GenerationParameters(
+            maxTokens: parsed.maxTokens ?? context - prompt.count, sampling: parsed.sampling,
+            stopStrings: parsed.stop, stopAtEndOfSequence: true, grammar: parsed.grammar)
         let handle = try scheduler.submit(id: requestID, prompt: prompt, parameters: parameters)
         let reply = Reply(id: requestID, chat: chat, model: model.id, created: Int(Date().timeIntervalSince1970))
         if parsed.stream {
@@ -100,7 +107,9 @@ struct Endpoints: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         let body = ResponseBody { [self, text, events] writer in
-            var text = text, events = events, pieces = 1
+            var text = text
+            var events = events
+            var pieces = 1
             var result: JSONValue = APIError(.internalServerError, "the generation ended without a result", type: "server_error").body
             do {
                 while let event = await events.next() {
@@ -140,8 +149,10 @@ struct Endpoints: Sendable {
                 for await event in handle.events {
                     switch event {
                     case .text(let piece):
-                        try await send(reply.chat ? reply.chunk(delta: ["content": .string(piece)], finishReason: nil)
-                                                  : reply.chunk(text: piece, finishReason: nil))
+                        try await send(
+                            reply.chat
+                                ? reply.chunk(delta: ["content": .string(piece)], finishReason: nil)
+                                : reply.chunk(text: piece, finishReason: nil))
                     case .finished(let summary):
                         let reason = Reply.finishReason(summary.finishReason)
                         try await send(reply.chat ? reply.chunk(delta: [:], finishReason: reason) : reply.chunk(text: "", finishReason: reason))
@@ -203,14 +214,16 @@ struct Endpoints: Sendable {
     }
 
     private func log(_ reply: Reply, _ s: GenerationSummary, stream: Bool) {
-        logger.info("completion", metadata: [
-            "request_id": "\(reply.id)", "stream": "\(stream)", "prompt_tokens": "\(s.promptTokens)",
-            "cached_tokens": "\(s.cachedTokens)", "completion_tokens": "\(s.completionTokens)",
-            "finish_reason": "\(s.finishReason.rawValue)",
-            "ttft_ms": "\(Int(s.timeToFirstToken * 1000))", "total_ms": "\(Int(s.totalSeconds * 1000))",
-            "prefill_tps": "\(Int(s.prefillSeconds > 0 ? Double(s.prefilledTokens) / s.prefillSeconds : 0))",
-            "decode_tps": "\(Int(s.decodeSeconds > 0 ? Double(s.decodeSteps) / s.decodeSeconds : 0))",
-        ])
+        logger.info(
+            "completion",
+            metadata: [
+                "request_id": "\(reply.id)", "stream": "\(stream)", "prompt_tokens": "\(s.promptTokens)",
+                "cached_tokens": "\(s.cachedTokens)", "completion_tokens": "\(s.completionTokens)",
+                "finish_reason": "\(s.finishReason.rawValue)",
+                "ttft_ms": "\(Int(s.timeToFirstToken * 1000))", "total_ms": "\(Int(s.totalSeconds * 1000))",
+                "prefill_tps": "\(Int(s.prefillSeconds > 0 ? Double(s.prefilledTokens) / s.prefillSeconds : 0))",
+                "decode_tps": "\(Int(s.decodeSeconds > 0 ? Double(s.decodeSteps) / s.decodeSeconds : 0))",
+            ])
     }
 
     static func json(_ status: HTTPResponse.Status, _ value: JSONValue, headers: HTTPFields = [:]) -> Response {
@@ -246,14 +259,20 @@ struct Reply: Sendable {
     }
 
     func usage(_ s: GenerationSummary) -> JSONValue {
-        ["prompt_tokens": .int(s.promptTokens), "completion_tokens": .int(s.completionTokens),
-         "total_tokens": .int(s.promptTokens + s.completionTokens),
-         "prompt_tokens_details": ["cached_tokens": .int(s.cachedTokens)]]
+        [
+            "prompt_tokens": .int(s.promptTokens), "completion_tokens": .int(s.completionTokens),
+            "total_tokens": .int(s.promptTokens + s.completionTokens),
+            "prompt_tokens_details": ["cached_tokens": .int(s.cachedTokens)],
+        ]
     }
 
     func complete(text: String, summary: GenerationSummary) -> JSONValue {
-        let choice: JSONValue = chat
-            ? ["index": 0, "message": ["role": "assistant", "content": .string(text)], "finish_reason": Self.finishReason(summary.finishReason), "logprobs": nil]
+        let choice: JSONValue =
+            chat
+            ? [
+                "index": 0, "message": ["role": "assistant", "content": .string(text)], "finish_reason": Self.finishReason(summary.finishReason),
+                "logprobs": nil,
+            ]
             : ["index": 0, "text": .string(text), "finish_reason": Self.finishReason(summary.finishReason), "logprobs": nil]
         var object = envelope(chat ? "chat.completion" : "text_completion", choices: [choice])
         object["usage"] = usage(summary)

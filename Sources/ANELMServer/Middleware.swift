@@ -39,7 +39,8 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return Endpoints.json(error.status, error.body, headers: error.headers)
         } catch let error as HTTPError where error.status == .notFound {
             let method = request.method.rawValue
-            let refusal = Endpoints.paths.contains(path)
+            let refusal =
+                Endpoints.paths.contains(path)
                 ? APIError(.methodNotAllowed, "\(method) is not allowed on \(path)", code: "method_not_allowed")
                 : APIError(.notFound, "no route \(method) \(path)", code: "not_found")
             logger.info("bad request", metadata: ["path": "\(path)", "status": "\(refusal.status.code)", "error": "\(refusal.message)"])
@@ -67,14 +68,16 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
 
     static func bearerToken(_ authorization: String?) -> Substring? {
         guard let authorization, let space = authorization.firstIndex(of: " "),
-              authorization[..<space].lowercased() == "bearer" else { return nil }
+            authorization[..<space].lowercased() == "bearer"
+        else { return nil }
         return authorization[space...].drop { $0 == " " }
     }
 
     /// Compares in a time that depends only on the key's length, so that timing the answers
     /// does not reveal how much of a guess was right.
     static func sameBytes(_ given: Substring, _ key: String) -> Bool {
-        let given = Array(given.utf8), key = Array(key.utf8)
+        let given = Array(given.utf8)
+        let key = Array(key.utf8)
         var difference: UInt8 = given.count == key.count ? 0 : 1
         for i in key.indices { difference |= key[i] ^ (i < given.count ? given[i] : 0) }
         return difference == 0

@@ -45,8 +45,10 @@ public struct ServerConfiguration: Sendable {
         guard maxBodyBytes > 0 else { throw ANELMError("the body limit must be positive") }
         guard tokenDelay >= 0, tokenDelay <= 10 else { throw ANELMError("the token delay must be between 0 and 10 seconds") }
         if let apiKey, apiKey.isEmpty { throw ANELMError("the API key must not be empty") }
-        for (flag, seconds) in [("--header-timeout", timeouts.header), ("--body-timeout", timeouts.body), ("--idle-timeout", timeouts.idle),
-                                ("the linger time", timeouts.linger)] {
+        for (flag, seconds) in [
+            ("--header-timeout", timeouts.header), ("--body-timeout", timeouts.body), ("--idle-timeout", timeouts.idle),
+            ("the linger time", timeouts.linger),
+        ] {
             guard seconds.isFinite, seconds > 0, seconds <= 86400 else { throw ANELMError("\(flag) must be between 0 and 86400 seconds, got \(seconds)") }
         }
         guard (1...1_000_000).contains(maxConnections) else { throw ANELMError("--max-connections must be between 1 and 1000000, got \(maxConnections)") }
@@ -90,8 +92,9 @@ public final class OpenAIServer: @unchecked Sendable {
     public func run(handleSignals: Bool = true, onRunning: @escaping @Sendable (_ port: Int) -> Void = { _ in }) async throws {
         try configuration.validate()
         let metrics = ServerMetrics(slots: configuration.parallel)
-        let scheduler = Scheduler(model: model, slots: configuration.parallel, queueLimit: configuration.queueLimit,
-                                  tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
+        let scheduler = Scheduler(
+            model: model, slots: configuration.parallel, queueLimit: configuration.queueLimit,
+            tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
         scheduler.start()
         defer { scheduler.shutdown() }
 
@@ -102,8 +105,9 @@ public final class OpenAIServer: @unchecked Sendable {
         let app = Application(
             router: endpoints.router(),
             server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionGuard(timeouts: timeouts)])),
-            configuration: .init(address: .hostname(host, port: configuration.port), serverName: "anelm",
-                                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
+            configuration: .init(
+                address: .hostname(host, port: configuration.port), serverName: "anelm",
+                availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 serverLogger.info("listening", metadata: ["address": "http://\(host):\(port)"])
@@ -112,8 +116,9 @@ public final class OpenAIServer: @unchecked Sendable {
             logger: logger)
         let watcher = ShutdownWatcher(scheduler: scheduler, gracePeriod: configuration.shutdownGracePeriod, logger: logger)
         // The group shuts services down last to first: the watcher hears of it before the server.
-        let group = ServiceGroup(configuration: .init(
-            services: [app, watcher], gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [app, watcher], gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
         let stopEarly = lock.withLock {
             self.group = group
             return stopRequested

@@ -45,8 +45,16 @@ final class Job: @unchecked Sendable {
     }
 
     /// Asks the scheduler to stop this job at its next step (the client went away).
-    func cancel() { lock.lock(); cancelled = true; lock.unlock() }
-    var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
+    func cancel() {
+        lock.lock()
+        cancelled = true
+        lock.unlock()
+    }
+    var isCancelled: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return cancelled
+    }
 }
 
 /// A submitted job as its HTTP handler sees it.

@@ -61,11 +61,14 @@ final class ServerMetrics: @unchecked Sendable {
                 out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
                 for (labels, value) in samples { out += "\(name)\(labels) \(value)\n" }
             }
-            metric("anelm_requests_total", "counter", "HTTP requests by endpoint and status.",
-                   requests.keys.sorted().map { ("{endpoint=\"\($0.endpoint)\",status=\"\($0.status)\"}", "\(requests[$0] ?? 0)") })
+            metric(
+                "anelm_requests_total", "counter", "HTTP requests by endpoint and status.",
+                requests.keys.sorted().map { ("{endpoint=\"\($0.endpoint)\",status=\"\($0.status)\"}", "\(requests[$0] ?? 0)") })
             metric("anelm_prompt_tokens_total", "counter", "Prompt tokens of finished generations.", [("", "\(promptTokens)")])
             metric("anelm_completion_tokens_total", "counter", "Generated tokens.", [("", "\(completionTokens)")])
-            metric("anelm_prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's KV cache instead of prefilled.", [("", "\(cachedPromptTokens)")])
+            metric(
+                "anelm_prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's KV cache instead of prefilled.",
+                [("", "\(cachedPromptTokens)")])
             metric("anelm_prompt_tokens_prefilled_total", "counter", "Prompt tokens run through the model.", [("", "\(prefilledTokens)")])
             metric("anelm_generations_cancelled_total", "counter", "Generations ended because the client went away.", [("", "\(cancelledGenerations)")])
             metric("anelm_prefill_tokens_per_second", "gauge", "Prefill speed of the last generation.", [("", format(prefillTokensPerSecond))])
@@ -85,20 +88,20 @@ final class ServerMetrics: @unchecked Sendable {
     /// This process' resident set size, or nil where it cannot be read.
     static func residentMemoryBytes() -> Int? {
         #if os(Linux)
-        // statm's second field: resident pages.
-        guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
-        let fields = statm.split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+            // statm's second field: resident pages.
+            guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+            let fields = statm.split(separator: " ")
+            guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+            return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
         #elseif canImport(Darwin)
-        var info = mach_task_basic_info()
-        var count = mach_msg_type_number_t(MemoryLayout<mach_task_basic_info>.size / MemoryLayout<natural_t>.size)
-        let status = withUnsafeMutablePointer(to: &info) {
-            $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) { task_info(mach_task_self_, task_flavor_t(MACH_TASK_BASIC_INFO), $0, &count) }
-        }
-        return status == KERN_SUCCESS ? Int(info.resident_size) : nil
+            var info = mach_task_basic_info()
+            var count = mach_msg_type_number_t(MemoryLayout<mach_task_basic_info>.size / MemoryLayout<natural_t>.size)
+            let status = withUnsafeMutablePointer(to: &info) {
+                $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) { task_info(mach_task_self_, task_flavor_t(MACH_TASK_BASIC_INFO), $0, &count) }
+            }
+            return status == KERN_SUCCESS ? Int(info.resident_size) : nil
         #else
-        return nil
+            return nil
         #endif
     }
 }

@@ -18,7 +18,7 @@ struct ANELMCommand: ParsableCommand {
         } catch let error as ANELMError {
             fail(error.message)
         } catch let error as CocoaError {
-            fail(error.localizedDescription)   // a file that could not be read or written, said as Foundation says it
+            fail(error.localizedDescription)  // a file that could not be read or written, said as Foundation says it
         } catch let error as POSIXError {
             fail(error.localizedDescription)
         } catch {
@@ -70,7 +70,9 @@ struct ModelOptions: ParsableArguments {
         }
         let loaded = try ModelLoader.load(try modelPath(), options: LoadOptions(precision: p, threads: threads.map { min($0, cores) }, contextLength: context))
         if let context, context > loaded.model.contextLength {
-            printError("warning: --context \(context) is longer than the \(loaded.model.contextLength) positions the model was trained for; using \(loaded.model.contextLength)")
+            printError(
+                "warning: --context \(context) is longer than the \(loaded.model.contextLength) positions the model was trained for; using \(loaded.model.contextLength)"
+            )
         }
         return loaded
     }
@@ -82,10 +84,10 @@ struct ModelOptions: ParsableArguments {
         }
         guard let model else { throw ANELMError("--backend coreml needs --model PATH.mlpackage (made by anelm export-coreml)") }
         #if canImport(CoreML)
-        guard #available(macOS 15.0, iOS 18.0, *) else { throw ANELMError("--backend coreml needs macOS 15 or iOS 18 (Core ML states)") }
-        return try ModelLoader.loadCoreML(model)
+            guard #available(macOS 15.0, iOS 18.0, *) else { throw ANELMError("--backend coreml needs macOS 15 or iOS 18 (Core ML states)") }
+            return try ModelLoader.loadCoreML(model)
         #else
-        throw ANELMError("--backend coreml needs Core ML (macOS 15 / iOS 18), which this build does not have; use --backend cpu")
+            throw ANELMError("--backend coreml needs Core ML (macOS 15 / iOS 18), which this build does not have; use --backend cpu")
         #endif
     }
 }

@@ -12,7 +12,11 @@ struct Bench: ParsableCommand {
     @Option(name: .long, help: "Tokens generated per repetition.") var genTokens: Int = 64
     @Option(name: .long, help: "Repetitions (each a fresh sequence).") var repetitions: Int = 3
     @Option(name: .long, help: "text, or json (one object on the last line).") var format: OutputFormat = .text
-    @Option(name: .long, help: "Batch sizes, e.g. 1,2,4,8,16: that many sequences prefilled and decoded together in one pass per step (aggregate tokens/s, as llama-batched-bench reports them).")
+    @Option(
+        name: .long,
+        help:
+            "Batch sizes, e.g. 1,2,4,8,16: that many sequences prefilled and decoded together in one pass per step (aggregate tokens/s, as llama-batched-bench reports them)."
+    )
     var batch: String?
     @OptionGroup var grammarOptions: GrammarOptions
 
@@ -40,7 +44,10 @@ struct Bench: ParsableCommand {
         // One untimed warm-up pass pages the weights in.
         _ = try loaded.makeSession().generate(prompt: Array(prompt.prefix(8)), parameters: GenerationParameters(maxTokens: 2, stopAtEndOfSequence: false))
         if let batch { return try runBatches(loaded, sizes: try batchSizes(batch), prompt: prompt) }
-        var prefill: [Double] = [], decode: [Double] = [], grammarMilliseconds: [Double] = [], grammarShare: [Double] = []
+        var prefill: [Double] = []
+        var decode: [Double] = []
+        var grammarMilliseconds: [Double] = []
+        var grammarShare: [Double] = []
         for r in 0..<repetitions {
             let result = try loaded.makeSession().generate(prompt: prompt, parameters: parameters)
             prefill.append(result.prefillTokensPerSecond)
@@ -49,18 +56,30 @@ struct Bench: ParsableCommand {
                 let perToken = result.grammarSeconds / Double(result.tokens.count)
                 grammarMilliseconds.append(perToken * 1000)
                 grammarShare.append(perToken / (result.decodeSeconds / Double(result.decodeSteps)))
-                if format == .text { printError("  grammar: \(result.tokens.count) tokens, \(String(format: "%.3f", perToken * 1000)) ms/token CPU, finish \(result.finishReason.rawValue): \(result.text.prefix(120))") }
+                if format == .text {
+                    printError(
+                        "  grammar: \(result.tokens.count) tokens, \(String(format: "%.3f", perToken * 1000)) ms/token CPU, finish \(result.finishReason.rawValue): \(result.text.prefix(120))"
+                    )
+                }
             }
-            if format == .text { printError("repetition \(r + 1)/\(repetitions): prefill \(oneDecimal(result.prefillTokensPerSecond)) t/s, decode \(oneDecimal(result.decodeTokensPerSecond)) t/s") }
+            if format == .text {
+                printError(
+                    "repetition \(r + 1)/\(repetitions): prefill \(oneDecimal(result.prefillTokensPerSecond)) t/s, decode \(oneDecimal(result.decodeTokensPerSecond)) t/s"
+                )
+            }
         }
         let peak = peakResidentMegabytes()
         switch format {
         case .text:
-            print("model       \(loaded.name) (\(loaded.architecture), precision \(modelOptions.precision), \(Kernels.isaName) kernels, \(loaded.pool.threads) threads)")
+            print(
+                "model       \(loaded.name) (\(loaded.architecture), precision \(modelOptions.precision), \(Kernels.isaName) kernels, \(loaded.pool.threads) threads)"
+            )
             print("prefill     \(promptTokens) tokens: \(summary(prefill)) t/s")
             print("decode      \(genTokens) tokens: \(summary(decode)) t/s")
             if !grammarMilliseconds.isEmpty {
-                print("grammar     \(String(format: "%.3f", median(grammarMilliseconds))) ms/token CPU (max \(String(format: "%.3f", grammarMilliseconds.max() ?? 0))), \(oneDecimal(median(grammarShare) * 100))% of this run's decode step (max \(oneDecimal((grammarShare.max() ?? 0) * 100))%)")
+                print(
+                    "grammar     \(String(format: "%.3f", median(grammarMilliseconds))) ms/token CPU (max \(String(format: "%.3f", grammarMilliseconds.max() ?? 0))), \(oneDecimal(median(grammarShare) * 100))% of this run's decode step (max \(oneDecimal((grammarShare.max() ?? 0) * 100))%)"
+                )
             }
             print("load        \(String(format: "%.3f", loaded.loadSeconds)) s")
             print("peak RSS    \(oneDecimal(peak)) MB")
@@ -90,12 +109,15 @@ struct Bench: ParsableCommand {
         let model = loaded.model
         var rows: [[String: Any]] = []
         if format == .text {
-            print("model  \(loaded.name) (\(loaded.architecture), precision \(modelOptions.precision), \(Kernels.isaName) kernels, \(loaded.pool.threads) threads)")
+            print(
+                "model  \(loaded.name) (\(loaded.architecture), precision \(modelOptions.precision), \(Kernels.isaName) kernels, \(loaded.pool.threads) threads)"
+            )
             print("prompt \(promptTokens) tokens per sequence, \(genTokens) generated per sequence")
             print("batch   prefill t/s   decode t/s (all sequences)   decode t/s per sequence")
         }
         for size in sizes {
-            var prefill: [Double] = [], decode: [Double] = []
+            var prefill: [Double] = []
+            var decode: [Double] = []
             for _ in 0..<repetitions {
                 let states = (0..<size).map { _ in model.makeState() }
                 var start = DispatchTime.now()
@@ -107,16 +129,19 @@ struct Bench: ParsableCommand {
                 }
                 decode.append(Double(size * genTokens) / seconds(since: start))
             }
-            let p = median(prefill), d = median(decode)
+            let p = median(prefill)
+            let d = median(decode)
             rows.append(["batch": size, "prefill_tps": p, "decode_tps": d, "decode_tps_per_sequence": d / Double(size)])
             if format == .text {
                 print(String(format: "%5d   %11.1f   %26.1f   %23.1f", size, p, d, d / Double(size)))
             }
         }
         if format == .json {
-            try writeJSONLine(["model": loaded.name, "threads": loaded.pool.threads, "precision": modelOptions.precision,
-                               "prompt_tokens": promptTokens, "gen_tokens": genTokens, "isa": Kernels.isaName, "batches": rows,
-                               "peak_rss_mb": peakResidentMegabytes()])
+            try writeJSONLine([
+                "model": loaded.name, "threads": loaded.pool.threads, "precision": modelOptions.precision,
+                "prompt_tokens": promptTokens, "gen_tokens": genTokens, "isa": Kernels.isaName, "batches": rows,
+                "peak_rss_mb": peakResidentMegabytes(),
+            ])
         }
     }
 
@@ -136,15 +161,16 @@ func median(_ xs: [Double]) -> Double {
 /// Peak resident memory of this process (VmHWM on Linux, ru_maxrss elsewhere), in MB.
 func peakResidentMegabytes() -> Double {
     if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-       let kb = Double(line.split(separator: " ").dropFirst().first ?? "") {
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
+    {
         return kb / 1024
     }
     #if os(Linux)
-    return 0
+        return 0
     #else
-    var usage = rusage()
-    getrusage(RUSAGE_SELF, &usage)
-    return Double(usage.ru_maxrss) / 1_048_576   // bytes on Darwin
+        var usage = rusage()
+        getrusage(RUSAGE_SELF, &usage)
+        return Double(usage.ru_maxrss) / 1_048_576  // bytes on Darwin
     #endif
 }

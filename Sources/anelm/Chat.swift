@@ -68,7 +68,19 @@ final class InterruptWatcher: @unchecked Sendable {
         source.resume()
     }
 
-    private func set() { lock.lock(); flag = true; lock.unlock() }
-    func reset() { lock.lock(); flag = false; lock.unlock() }
-    var fired: Bool { lock.lock(); defer { lock.unlock() }; return flag }
+    private func set() {
+        lock.lock()
+        flag = true
+        lock.unlock()
+    }
+    func reset() {
+        lock.lock()
+        flag = false
+        lock.unlock()
+    }
+    var fired: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return flag
+    }
 }

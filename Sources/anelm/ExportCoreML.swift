@@ -12,10 +12,19 @@ struct ExportCoreML: ParsableCommand {
     @Option(name: .long, help: "The package to write, NAME.mlpackage (must not exist).") var output: String
     @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions).") var context: Int = 512
     @Option(name: .long, help: "Tokens per prefill call (default 64).") var prefillBlock: Int?
-    @Option(name: .long, help: "Weight storage: fp16; lut4, lut6 or lut8 (palettized per group of output channels: the compression that stays on the Neural Engine); int8 (one scale per output channel); int8-blockwise (one scale per 32 input channels: falls back to the CPU).")
+    @Option(
+        name: .long,
+        help:
+            "Weight storage: fp16; lut4, lut6 or lut8 (palettized per group of output channels: the compression that stays on the Neural Engine); int8 (one scale per output channel); int8-blockwise (one scale per 32 input channels: falls back to the CPU)."
+    )
     var weights: String = "fp16"
-    @Option(name: .long, help: "LUT formats: output channels per table (default 16, Apple's guidance is 8 or 16).") var lutGroup: Int = ANEWeightFormat.defaultLUTGroup
-    @Option(name: .long, help: "Most bytes of weights per package (default 1 GB: iOS refuses larger weight files); a larger model is split into consecutive chunks of layers, NAME.mlpackage, NAME-chunk2.mlpackage, …")
+    @Option(name: .long, help: "LUT formats: output channels per table (default 16, Apple's guidance is 8 or 16).") var lutGroup: Int = ANEWeightFormat
+        .defaultLUTGroup
+    @Option(
+        name: .long,
+        help:
+            "Most bytes of weights per package (default 1 GB: iOS refuses larger weight files); a larger model is split into consecutive chunks of layers, NAME.mlpackage, NAME-chunk2.mlpackage, …"
+    )
     var maxPackageBytes: Int = ANELint.maxPackageBytes
     @Option(name: .long, help: "Worker threads for loading (default: physical cores).") var threads: Int?
 
@@ -32,7 +41,8 @@ struct ExportCoreML: ParsableCommand {
         let loaded = try ModelLoader.load(path, options: LoadOptions(threads: threads))
         let interrupts = removeStagedOutputsOnInterrupt()
         defer { interrupts.forEach { $0.cancel() } }
-        _ = try CoreMLPackage.export(loaded, to: output, options: options, weights: format, lutGroup: lutGroup, maxPackageBytes: maxPackageBytes, progress: printError)
+        _ = try CoreMLPackage.export(
+            loaded, to: output, options: options, weights: format, lutGroup: lutGroup, maxPackageBytes: maxPackageBytes, progress: printError)
         printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
     }
 }

@@ -39,8 +39,9 @@ struct Generate: ParsableCommand {
         switch format {
         case .text:
             FileHandle.standardOutput.write(Data("\n".utf8))
-            printError("prefill: \(result.prefilledTokens) tokens, \(oneDecimal(result.prefillTokensPerSecond)) t/s | "
-                + "decode: \(result.tokens.count) tokens, \(oneDecimal(result.decodeTokensPerSecond)) t/s | finish: \(result.finishReason.rawValue)")
+            printError(
+                "prefill: \(result.prefilledTokens) tokens, \(oneDecimal(result.prefillTokensPerSecond)) t/s | "
+                    + "decode: \(result.tokens.count) tokens, \(oneDecimal(result.decodeTokensPerSecond)) t/s | finish: \(result.finishReason.rawValue)")
         case .json:
             try writeJSONLine([
                 "prompt_tokens": result.promptTokens, "tokens": result.tokens, "text": result.text,

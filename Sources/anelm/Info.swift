@@ -4,11 +4,16 @@ import ArgumentParser
 import Foundation
 
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a model file: architecture, sizes, weight types, context, template; or lint an exported .mlpackage for the Neural Engine.")
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a model file: architecture, sizes, weight types, context, template; or lint an exported .mlpackage for the Neural Engine.")
 
     @Argument(help: "A .gguf file, a Hugging Face folder (default: the default model), or an exported NAME.mlpackage.") var path: String?
     @Option(name: .long) var format: OutputFormat = .text
-    @Flag(name: .long, help: "The Neural Engine lint: for a model, its ANE-shaped graphs' ops and the lint of a package exported with --weights (context 512, block 64, into a temporary folder); for a .mlpackage, the lint of its MIL program.")
+    @Flag(
+        name: .long,
+        help:
+            "The Neural Engine lint: for a model, its ANE-shaped graphs' ops and the lint of a package exported with --weights (context 512, block 64, into a temporary folder); for a .mlpackage, the lint of its MIL program."
+    )
     var ane = false
     @Flag(name: .long, help: "With --ane: exit non-zero when the lint finds a violation.") var strict = false
     @Option(name: .long, help: "With --ane on a model: the weights mode of the export to lint (as export-coreml --weights).") var weights: String = "fp16"
@@ -31,7 +36,7 @@ struct Info: ParsableCommand {
         guard ane else { return }
         do {
             try printANEReport(modelPath)
-        } catch where !strict {
+        } catch  where !strict {
             print("ANE: \(error)")  // an unsupported architecture is reported, not fatal to `info`
         }
     }
@@ -63,7 +68,9 @@ extension Info {
             print("ANE lint: \(lint.violations.count) violations, \(lint.findings.filter { $0.severity == .warning }.count) warnings")
             print(lint.text)
         case .json:
-            try writeJSONLine(["ane_lint": lint.findings.map { ["rule": $0.rule.id, "severity": $0.severity.rawValue, "message": $0.message, "source": $0.rule.source] }])
+            try writeJSONLine([
+                "ane_lint": lint.findings.map { ["rule": $0.rule.id, "severity": $0.severity.rawValue, "message": $0.message, "source": $0.rule.source] }
+            ])
         }
         if strict && !lint.violations.isEmpty {
             throw ANELMError("the ANE lint found \(lint.violations.count) violations (--strict)")
@@ -75,7 +82,8 @@ extension Info {
         let format = try ANEWeightFormat(parsing: weights)
         let loaded = try ModelLoader.load(modelPath)
         let program = try ANELowering.program(loaded)
-        let n = program.metadata["context_length"] ?? 0, block = program.metadata["prefill_block"] ?? 0
+        let n = program.metadata["context_length"] ?? 0
+        let block = program.metadata["prefill_block"] ?? 0
         var json: [String: Any] = [:]
         for function in program.functions {
             let report = ANEReport(graph: function.graph)
@@ -89,7 +97,9 @@ extension Info {
             case .json:
                 json["ane_\(function.name)_ops"] = totals.ops
                 json["ane_\(function.name)_ops_on_ane"] = totals.onANE
-                json["ane_\(function.name)_fall_backs"] = report.rows.filter { $0.fallBacks > 0 }.map { "\($0.kind.rawValue): \($0.fallBacks) (\($0.reasons.joined(separator: "; ")))" }
+                json["ane_\(function.name)_fall_backs"] = report.rows.filter { $0.fallBacks > 0 }.map {
+                    "\($0.kind.rawValue): \($0.fallBacks) (\($0.reasons.joined(separator: "; ")))"
+                }
             }
         }
         if self.format == .json {

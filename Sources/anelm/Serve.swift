@@ -21,7 +21,8 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         if apiKey != nil, apiKeyFile != nil { throw ANELMError("give either --api-key or --api-key-file, not both") }
-        let key = try apiKeyFile.map(ServerConfiguration.apiKey(fromFile:))
+        let key =
+            try apiKeyFile.map(ServerConfiguration.apiKey(fromFile:))
             ?? apiKey ?? ProcessInfo.processInfo.environment["ANELM_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         var configuration = ServerConfiguration(host: host, port: port, apiKey: key, parallel: parallel, queueLimit: queue)
         configuration.timeouts.header = headerTimeout
@@ -48,6 +49,14 @@ struct Serve: ParsableCommand {
 private final class Outcome: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: Error?
-    func set(_ error: Error) { lock.lock(); stored = error; lock.unlock() }
-    var error: Error? { lock.lock(); defer { lock.unlock() }; return stored }
+    func set(_ error: Error) {
+        lock.lock()
+        stored = error
+        lock.unlock()
+    }
+    var error: Error? {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
 }

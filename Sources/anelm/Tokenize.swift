@@ -9,8 +9,10 @@ struct Tokenize: ParsableCommand {
     @Option(name: .long, help: "A .gguf file or a Hugging Face folder (default: the default model).") var model: String?
     @Option(name: .long) var text: String
     @Flag(name: .long, help: "Do not add BOS/EOS as the tokenizer would.") var noSpecialTokens = false
-    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
-        "Match special tokens' texts (<|im_end|>) in the text as the tokens; --no-parse-special tokenizes them as ordinary text, as chat messages are."))
+    @Flag(
+        inversion: .prefixedNo,
+        help: ArgumentHelp(
+            "Match special tokens' texts (<|im_end|>) in the text as the tokens; --no-parse-special tokenizes them as ordinary text, as chat messages are."))
     var parseSpecial = true
     @Option(name: .long) var format: OutputFormat = .text
 

@@ -2,8 +2,9 @@ import ANELM
 import ANELMServer
 import Foundation
 import XCTest
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What hostile or careless clients can do (issue #21): leaked sockets, slow clients, broken
@@ -27,10 +28,10 @@ final class HardeningTests: XCTestCase {
     /// Sockets this process holds open (the in-process server's and the test's own).
     private func openSockets() throws -> Int {
         #if os(Linux)
-        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")
-        return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)"))?.hasPrefix("socket:") ?? false }.count
+            let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")
+            return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)"))?.hasPrefix("socket:") ?? false }.count
         #else
-        throw XCTSkip("counts sockets through /proc")
+            throw XCTSkip("counts sockets through /proc")
         #endif
     }
 
@@ -78,7 +79,8 @@ final class HardeningTests: XCTestCase {
         let spinning = SpinFlag()
         for _ in 0..<3 { Thread.detachNewThread { while spinning.on {} } }
         defer { spinning.on = false }
-        var refused = 0, ok = 0
+        var refused = 0
+        var ok = 0
         for i in 0..<500 {
             let stream = i % 4 == 3
             let r = try TestHTTP.post(port: s.port, "/v1/completions", json: ["prompt": "Hi", "max_tokens": 2, "temperature": 0, "stream": stream])
@@ -130,8 +132,9 @@ final class HardeningTests: XCTestCase {
         configuration.shutdownGracePeriod = 0.2
         let s = try TestServer(configuration: configuration)
         let c = try TestConnection(port: s.port)
-        try c.sendRequest(method: "POST", path: "/v1/chat/completions", headers: ["Content-Type": "application/json"],
-                          body: json(["messages": [["role": "user", "content": "Hi"]], "max_tokens": 400, "temperature": 0, "stream": true]))
+        try c.sendRequest(
+            method: "POST", path: "/v1/chat/completions", headers: ["Content-Type": "application/json"],
+            body: json(["messages": [["role": "user", "content": "Hi"]], "max_tokens": 400, "temperature": 0, "stream": true]))
         XCTAssertEqual(try c.readHead().status, 200)
         _ = try c.readChunk()
         s.stop()
@@ -151,12 +154,14 @@ final class HardeningTests: XCTestCase {
         configuration.shutdownGracePeriod = 0.3
         let s = try TestServer(configuration: configuration)
         let running = try TestConnection(port: s.port)
-        try running.sendRequest(method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
-                                body: json(["prompt": "Once upon a time", "max_tokens": 400, "stream": true]))
+        try running.sendRequest(
+            method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
+            body: json(["prompt": "Once upon a time", "max_tokens": 400, "stream": true]))
         XCTAssertEqual(try running.readHead().status, 200)
         let waiting = try TestConnection(port: s.port)
-        try waiting.sendRequest(method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
-                                body: json(["prompt": "Hi", "max_tokens": 3]))
+        try waiting.sendRequest(
+            method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
+            body: json(["prompt": "Hi", "max_tokens": 3]))
         try eventually("one queued request") { try s.metric("anelm_queue_depth") == 1 }
         s.stop()
         let head = try waiting.readHead()
@@ -200,8 +205,9 @@ final class HardeningTests: XCTestCase {
         let s = try TestServer(configuration: configuration)
         defer { s.stop() }
         let running = try TestConnection(port: s.port)
-        try running.sendRequest(method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
-                                body: json(["prompt": "Once upon a time", "max_tokens": 400, "stream": true]))
+        try running.sendRequest(
+            method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"],
+            body: json(["prompt": "Once upon a time", "max_tokens": 400, "stream": true]))
         XCTAssertEqual(try running.readHead().status, 200)
         let busy = try TestHTTP.post(port: s.port, "/v1/completions", json: ["prompt": "Hi", "max_tokens": 2])
         XCTAssertEqual(busy.status, 503)
@@ -215,11 +221,11 @@ final class HardeningTests: XCTestCase {
         defer { s.stop() }
         let resident = try s.metric("process_resident_memory_bytes")
         #if os(Linux)
-        // The same process: /proc/self/status' VmRSS, give or take what moved meanwhile.
-        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
-        let line = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
-        let kilobytes = try XCTUnwrap(Double(line.split(separator: " ").dropFirst().first ?? ""))
-        XCTAssertEqual(resident / 1024, kilobytes, accuracy: kilobytes * 0.2)
+            // The same process: /proc/self/status' VmRSS, give or take what moved meanwhile.
+            let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+            let line = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+            let kilobytes = try XCTUnwrap(Double(line.split(separator: " ").dropFirst().first ?? ""))
+            XCTAssertEqual(resident / 1024, kilobytes, accuracy: kilobytes * 0.2)
         #endif
         XCTAssertGreaterThan(resident, 10_000_000)
     }
@@ -295,7 +301,10 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(try ServerConfiguration.apiKey(fromFile: write("crlf", "s3cret\r\n")), "s3cret")
         XCTAssertEqual(try ServerConfiguration.apiKey(fromFile: write("bare", "s3cret")), "s3cret")
         func refusal(_ path: String) -> String {
-            do { _ = try ServerConfiguration.apiKey(fromFile: path); return "accepted" } catch let e as ANELMError { return e.message } catch { return "\(error)" }
+            do {
+                _ = try ServerConfiguration.apiKey(fromFile: path)
+                return "accepted"
+            } catch let e as ANELMError { return e.message } catch { return "\(error)" }
         }
         XCTAssertTrue(refusal(try write("empty", "\n")).contains("is empty"))
         XCTAssertTrue(refusal(folder.appendingPathComponent("missing").path).contains("cannot read the API key file"))
@@ -307,7 +316,15 @@ private final class SpinFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = true
     var on: Bool {
-        get { lock.lock(); defer { lock.unlock() }; return value }
-        set { lock.lock(); value = newValue; lock.unlock() }
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return value
+        }
+        set {
+            lock.lock()
+            value = newValue
+            lock.unlock()
+        }
     }
 }

@@ -63,7 +63,8 @@ final class SchedulingTests: XCTestCase {
         let s = try slowServer(parallel: 1, queue: 1)
         defer { s.stop() }
         let c = try TestConnection(port: s.port)
-        let body = Array((try? JSONSerialization.data(withJSONObject: ["prompt": "Once upon a time", "max_tokens": 400, "temperature": 0] as [String: Any])) ?? Data())
+        let body = Array(
+            (try? JSONSerialization.data(withJSONObject: ["prompt": "Once upon a time", "max_tokens": 400, "temperature": 0] as [String: Any])) ?? Data())
         try c.sendRequest(method: "POST", path: "/v1/completions", headers: ["Content-Type": "application/json"], body: body)
         try eventually("one active slot") { try s.metric("anelm_active_slots") == 1 }
         c.hangUp()
@@ -102,7 +103,8 @@ final class SchedulingTests: XCTestCase {
         let a = try openStream(s, body: longRequest(100))
         let b = try openStream(s, body: longRequest(100))
         XCTAssertEqual(try s.metric("anelm_active_slots"), 2)
-        var aChunks = 0, bChunks = 0
+        var aChunks = 0
+        var bChunks = 0
         for _ in 0..<10 {
             if try a.readChunk() != nil { aChunks += 1 }
             if try b.readChunk() != nil { bChunks += 1 }

@@ -1,8 +1,9 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A blocking HTTP/1.1 client over a loopback socket: enough to send exact bytes, read
@@ -23,7 +24,10 @@ final class TestConnection {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { close(fd); throw TestHTTPError("connect() to port \(port) failed") }
+        guard connected == 0 else {
+            close(fd)
+            throw TestHTTPError("connect() to port \(port) failed")
+        }
     }
 
     deinit { hangUp() }
@@ -144,7 +148,10 @@ final class TestConnection {
         while true {
             var chunk = [UInt8](repeating: 0, count: 16384)
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { buffer += chunk[0..<n]; continue }
+            if n > 0 {
+                buffer += chunk[0..<n]
+                continue
+            }
             if n == 0 { return true }
             return errno != EAGAIN && errno != EWOULDBLOCK
         }

@@ -24,8 +24,10 @@ public struct ChatTemplate: Sendable {
 
     /// Renders a conversation. `bosToken`/`eosToken` nil leaves them undefined (as for tokenizers without them);
     /// `extra` adds or overrides template variables (e.g. `date_string`, `tools`, `enable_thinking`).
-    public func render(messages: [ChatMessage], addGenerationPrompt: Bool, bosToken: String?, eosToken: String?,
-                       extra: [String: JinjaValue] = [:]) throws -> String {
+    public func render(
+        messages: [ChatMessage], addGenerationPrompt: Bool, bosToken: String?, eosToken: String?,
+        extra: [String: JinjaValue] = [:]
+    ) throws -> String {
         let messageValues = messages.map { JinjaValue.object(JinjaObject([("role", .string($0.role)), ("content", .string($0.content))])) }
         var variables: [String: JinjaValue] = [
             "messages": .array(messageValues),
@@ -43,43 +45,48 @@ public struct ChatTemplate: Sendable {
 
     private static func globals(_ interpreter: JinjaInterpreter) -> [String: JinjaValue] {
         [
-            "raise_exception": .function(JinjaFunction("raise_exception") { args, _ in
-                throw ANELMError(args.first?.printed ?? "")
-            }),
-            "strftime_now": .function(JinjaFunction("strftime_now") { args, _ in
-                .string(strftimeNow(args.first?.printed ?? ""))
-            }),
-            "namespace": .function(JinjaFunction("namespace") { args, kwargs in
-                var attributes = JinjaObject()
-                if let first = args.first, case .object(let o) = first { attributes = o }
-                for (key, value) in kwargs {
-                    guard !key.hasPrefix("_") else {
-                        throw ANELMError("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(key)'.")
+            "raise_exception": .function(
+                JinjaFunction("raise_exception") { args, _ in
+                    throw ANELMError(args.first?.printed ?? "")
+                }),
+            "strftime_now": .function(
+                JinjaFunction("strftime_now") { args, _ in
+                    .string(strftimeNow(args.first?.printed ?? ""))
+                }),
+            "namespace": .function(
+                JinjaFunction("namespace") { args, kwargs in
+                    var attributes = JinjaObject()
+                    if let first = args.first, case .object(let o) = first { attributes = o }
+                    for (key, value) in kwargs {
+                        guard !key.hasPrefix("_") else {
+                            throw ANELMError("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '\(key)'.")
+                        }
+                        attributes[key] = value
                     }
-                    attributes[key] = value
-                }
-                return .namespace(JinjaNamespace(attributes))
-            }),
-            "dict": .function(JinjaFunction("dict") { args, kwargs in
-                var object = JinjaObject()
-                if let first = args.first, case .object(let o) = first { object = o }
-                for (key, value) in kwargs { object[key] = value }
-                return .object(object)
-            }),
-            "range": .function(JinjaFunction("range") { args, _ in
-                let ints = args.compactMap(\.intValue)
-                guard ints.count == args.count, (1...3).contains(ints.count) else { throw interpreter.fail("range expects 1 to 3 integers") }
-                let start = ints.count == 1 ? 0 : ints[0]
-                let stop = ints.count == 1 ? ints[0] : ints[1]
-                let step = ints.count == 3 ? ints[2] : 1
-                guard step != 0 else { throw interpreter.fail("range() arg 3 must not be zero") }
-                // Counted in Double first so extreme bounds cannot overflow.
-                let estimate = (Double(stop) - Double(start)) / Double(step)
-                guard estimate <= 1_000_000 else { throw interpreter.fail("range too large") }
-                let count = max(0, Int(estimate.rounded(.up)))
-                guard count <= 1_000_000 else { throw interpreter.fail("range too large (\(count) items)") }
-                return .array((0..<count).map { .int(start + $0 * step) })
-            }),
+                    return .namespace(JinjaNamespace(attributes))
+                }),
+            "dict": .function(
+                JinjaFunction("dict") { args, kwargs in
+                    var object = JinjaObject()
+                    if let first = args.first, case .object(let o) = first { object = o }
+                    for (key, value) in kwargs { object[key] = value }
+                    return .object(object)
+                }),
+            "range": .function(
+                JinjaFunction("range") { args, _ in
+                    let ints = args.compactMap(\.intValue)
+                    guard ints.count == args.count, (1...3).contains(ints.count) else { throw interpreter.fail("range expects 1 to 3 integers") }
+                    let start = ints.count == 1 ? 0 : ints[0]
+                    let stop = ints.count == 1 ? ints[0] : ints[1]
+                    let step = ints.count == 3 ? ints[2] : 1
+                    guard step != 0 else { throw interpreter.fail("range() arg 3 must not be zero") }
+                    // Counted in Double first so extreme bounds cannot overflow.
+                    let estimate = (Double(stop) - Double(start)) / Double(step)
+                    guard estimate <= 1_000_000 else { throw interpreter.fail("range too large") }
+                    let count = max(0, Int(estimate.rounded(.up)))
+                    guard count <= 1_000_000 else { throw interpreter.fail("range too large (\(count) items)") }
+                    return .array((0..<count).map { .int(start + $0 * step) })
+                }),
         ]
     }
 
@@ -90,25 +97,46 @@ public struct ChatTemplate: Sendable {
             switch e {
             case .literal, .name: break
             case .list(let items), .tuple(let items): for i in items { try check(i) }
-            case .dict(let pairs): for (k, v) in pairs { try check(k); try check(v) }
+            case .dict(let pairs):
+                for (k, v) in pairs {
+                    try check(k)
+                    try check(v)
+                }
             case .attribute(let b, _): try check(b)
-            case .item(let b, let k): try check(b); try check(k)
-            case .slice(let b, let x, let y, let z): try check(b); try check(x); try check(y); try check(z)
-            case .call(let c, let args): try check(c); try checkArgs(args)
+            case .item(let b, let k):
+                try check(b)
+                try check(k)
+            case .slice(let b, let x, let y, let z):
+                try check(b)
+                try check(x)
+                try check(y)
+                try check(z)
+            case .call(let c, let args):
+                try check(c)
+                try checkArgs(args)
             case .filter(let b, let name, let args, let line):
                 guard JinjaInterpreter.knownFilters.contains(name) else {
                     throw ANELMError("chat template syntax error at line \(line): No filter named '\(name)'.")
                 }
-                try check(b); try checkArgs(args)
+                try check(b)
+                try checkArgs(args)
             case .test(let b, let name, let args, _, let line):
                 guard JinjaInterpreter.knownTests.contains(name) else {
                     throw ANELMError("chat template syntax error at line \(line): No test named '\(name)'.")
                 }
-                try check(b); try checkArgs(args)
+                try check(b)
+                try checkArgs(args)
             case .unary(_, let x), .not(let x): try check(x)
-            case .binary(_, let a, let b), .and(let a, let b), .or(let a, let b): try check(a); try check(b)
-            case .compare(let a, let ops): try check(a); for (_, x) in ops { try check(x) }
-            case .conditional(let c, let t, let o): try check(c); try check(t); try check(o)
+            case .binary(_, let a, let b), .and(let a, let b), .or(let a, let b):
+                try check(a)
+                try check(b)
+            case .compare(let a, let ops):
+                try check(a)
+                for (_, x) in ops { try check(x) }
+            case .conditional(let c, let t, let o):
+                try check(c)
+                try check(t)
+                try check(o)
             }
         }
         func checkArgs(_ args: JinjaArguments) throws {
@@ -120,18 +148,27 @@ public struct ChatTemplate: Sendable {
             case .text, .breakLoop, .continueLoop: break
             case .output(let e, _), .set(_, let e, _): try check(e)
             case .conditional(let branches, let otherwise, _):
-                for (c, body) in branches { try check(c); try validate(body) }
+                for (c, body) in branches {
+                    try check(c)
+                    try validate(body)
+                }
                 try validate(otherwise)
             case .loop(_, let iterable, let filter, let body, let otherwise, _):
-                try check(iterable); try check(filter); try validate(body); try validate(otherwise)
+                try check(iterable)
+                try check(filter)
+                try validate(body)
+                try validate(otherwise)
             case .setBlock(_, let body, _), .macro(_, _, let body): try validate(body)
             case .callBlock(let c, let parameters, let body, _):
-                try check(c); for (_, d) in parameters { try check(d) }; try validate(body)
+                try check(c)
+                for (_, d) in parameters { try check(d) }
+                try validate(body)
             case .filterBlock(let name, let args, let body, let line):
                 guard JinjaInterpreter.knownFilters.contains(name) else {
                     throw ANELMError("chat template syntax error at line \(line): No filter named '\(name)'.")
                 }
-                try checkArgs(args); try validate(body)
+                try checkArgs(args)
+                try validate(body)
             }
         }
     }
@@ -145,7 +182,10 @@ func strftimeNow(_ format: String, date: Date = Date()) -> String {
     var out = ""
     var chars = Array(format)[...]
     while let c = chars.popFirst() {
-        guard c == "%", let d = chars.popFirst() else { out.append(c); continue }
+        guard c == "%", let d = chars.popFirst() else {
+            out.append(c)
+            continue
+        }
         let pattern: String?
         switch d {
         case "d": pattern = "dd"
@@ -162,8 +202,13 @@ func strftimeNow(_ format: String, date: Date = Date()) -> String {
         case "a": pattern = "EEE"
         case "A": pattern = "EEEE"
         case "j": pattern = "DDD"
-        case "%": pattern = nil; out.append("%")
-        default: pattern = nil; out.append("%"); out.append(d)
+        case "%":
+            pattern = nil
+            out.append("%")
+        default:
+            pattern = nil
+            out.append("%")
+            out.append(d)
         }
         if let pattern {
             formatter.dateFormat = pattern

@@ -20,8 +20,10 @@ extension JinjaInterpreter {
         throw fail("\(what) expects a string, got '\(value.typeName)'")
     }
 
-    func applyFilter(_ name: String, _ value: JinjaValue, _ positional: [JinjaValue], _ keywords: [(String, JinjaValue)],
-                     scope: JinjaScope) throws -> JinjaValue {
+    func applyFilter(
+        _ name: String, _ value: JinjaValue, _ positional: [JinjaValue], _ keywords: [(String, JinjaValue)],
+        scope: JinjaScope
+    ) throws -> JinjaValue {
         let a = FilterArguments(name: name, value: value, positional: positional, keywords: keywords)
         switch name {
         case "trim":
@@ -107,16 +109,18 @@ extension JinjaInterpreter {
         let ensureASCII = a.keywords.first { $0.0 == "ensure_ascii" }?.1.isTruthy ?? false
         var itemSeparator: String? = nil
         var keySeparator: String? = nil
-        if let separators = a.keywords.first(where: { $0.0 == "separators" })?.1, case .none = separators {} else if
-            let separators = a.keywords.first(where: { $0.0 == "separators" })?.1 {
+        if let separators = a.keywords.first(where: { $0.0 == "separators" })?.1, case .none = separators {
+        } else if let separators = a.keywords.first(where: { $0.0 == "separators" })?.1 {
             let parts = try iterate(separators)
             guard parts.count == 2 else { throw fail("tojson separators must be a pair") }
             itemSeparator = parts[0].printed
             keySeparator = parts[1].printed
         }
         do {
-            return .string(try a.value.toJSON(indent: indent, sortKeys: sortKeys, itemSeparator: itemSeparator,
-                                            keySeparator: keySeparator, ensureASCII: ensureASCII))
+            return .string(
+                try a.value.toJSON(
+                    indent: indent, sortKeys: sortKeys, itemSeparator: itemSeparator,
+                    keySeparator: keySeparator, ensureASCII: ensureASCII))
         } catch let error as ANELMError {
             throw fail(error.message)
         }
@@ -125,8 +129,9 @@ extension JinjaInterpreter {
     /// `string`, `safe`, `e`, `escape`.
     private func filterStringOrEscape(_ a: FilterArguments) throws -> JinjaValue {
         if a.name == "string" || a.name == "safe" { return a.value.isUndefined ? .string("") : (a.name == "safe" ? a.value : .string(a.value.printed)) }
-        return .string(a.value.printed.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"))
+        return .string(
+            a.value.printed.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"))
     }
 
     /// `int`.
@@ -199,11 +204,19 @@ extension JinjaInterpreter {
     private func filterUnique(_ a: FilterArguments) throws -> JinjaValue {
         var seen: [JinjaValue] = []
         for item in try iterate(a.value) {
-            let key: JinjaValue = { if case .string(let s) = item { return .string(s.lowercased()) }; return item }()
+            let key: JinjaValue = {
+                if case .string(let s) = item { return .string(s.lowercased()) }
+                return item
+            }()
             if !seen.contains(where: { existing in
-                let k2: JinjaValue = { if case .string(let s) = existing { return .string(s.lowercased()) }; return existing }()
+                let k2: JinjaValue = {
+                    if case .string(let s) = existing { return .string(s.lowercased()) }
+                    return existing
+                }()
                 return k2.pythonEquals(key)
-            }) { seen.append(item) }
+            }) {
+                seen.append(item)
+            }
         }
         return .array(seen)
     }
@@ -236,7 +249,9 @@ extension JinjaInterpreter {
     /// `abs`.
     private func filterAbsolute(_ a: FilterArguments) throws -> JinjaValue {
         switch a.value {
-        case .int(let i): guard i != Int.min else { throw fail("integer overflow in abs") }; return .int(abs(i))
+        case .int(let i):
+            guard i != Int.min else { throw fail("integer overflow in abs") }
+            return .int(abs(i))
         case .bool(let b): return .int(b ? 1 : 0)
         case .double(let d): return .double(abs(d))
         default: throw fail("bad operand type for abs(): '\(a.value.typeName)'")
@@ -248,11 +263,12 @@ extension JinjaInterpreter {
         let reverse = a.arg(0, "reverse")?.isTruthy ?? false
         let caseSensitive = a.arg(1, "case_sensitive")?.isTruthy ?? false
         let attribute = a.arg(2, "attribute")
-        return .array(try stableSort(try iterate(a.value), reverse: reverse) { item in
-            let key = try attribute.map { try attributeOrItem(item, $0) } ?? item
-            if !caseSensitive, case .string(let s) = key { return .string(s.lowercased()) }
-            return key
-        })
+        return .array(
+            try stableSort(try iterate(a.value), reverse: reverse) { item in
+                let key = try attribute.map { try attributeOrItem(item, $0) } ?? item
+                if !caseSensitive, case .string(let s) = key { return .string(s.lowercased()) }
+                return key
+            })
     }
 
     /// `reverse`.
@@ -295,11 +311,12 @@ extension JinjaInterpreter {
         let items = try iterate(a.value)
         if let attribute = a.keywords.first(where: { $0.0 == "attribute" })?.1 {
             let fallback = a.keywords.first { $0.0 == "default" }?.1
-            return .array(try items.map { item in
-                let v = try attributeOrItem(item, attribute)
-                if v.isUndefined, let fallback { return fallback }
-                return v
-            })
+            return .array(
+                try items.map { item in
+                    let v = try attributeOrItem(item, attribute)
+                    if v.isUndefined, let fallback { return fallback }
+                    return v
+                })
         }
         guard let filterName = a.positional.first?.printed else { throw fail("map requires a filter name or attribute") }
         guard Self.knownFilters.contains(filterName) else { throw fail("No filter named '\(filterName)'.") }
@@ -310,34 +327,36 @@ extension JinjaInterpreter {
     /// `select`, `reject`.
     private func filterSelect(_ a: FilterArguments) throws -> JinjaValue {
         let keep = a.name == "select"
-        return .array(try iterate(a.value).filter { item in
-            let passes: Bool
-            if let testName = a.positional.first?.printed {
-                guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
-                passes = try applyTest(testName, item, Array(a.positional.dropFirst()))
-            } else {
-                passes = item.isTruthy
-            }
-            return passes == keep
-        })
+        return .array(
+            try iterate(a.value).filter { item in
+                let passes: Bool
+                if let testName = a.positional.first?.printed {
+                    guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
+                    passes = try applyTest(testName, item, Array(a.positional.dropFirst()))
+                } else {
+                    passes = item.isTruthy
+                }
+                return passes == keep
+            })
     }
 
     /// `selectattr`, `rejectattr`.
     private func filterSelectAttribute(_ a: FilterArguments) throws -> JinjaValue {
         let keep = a.name == "selectattr"
         guard let attribute = a.positional.first else { throw fail("\(a.name) requires an attribute name") }
-        return .array(try iterate(a.value).filter { item in
-            let v = try attributeOrItem(item, attribute)
-            let passes: Bool
-            if a.positional.count > 1 {
-                let testName = a.positional[1].printed
-                guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
-                passes = try applyTest(testName, v, Array(a.positional.dropFirst(2)))
-            } else {
-                passes = v.isTruthy
-            }
-            return passes == keep
-        })
+        return .array(
+            try iterate(a.value).filter { item in
+                let v = try attributeOrItem(item, attribute)
+                let passes: Bool
+                if a.positional.count > 1 {
+                    let testName = a.positional[1].printed
+                    guard Self.knownTests.contains(testName) else { throw fail("No test named '\(testName)'.") }
+                    passes = try applyTest(testName, v, Array(a.positional.dropFirst(2)))
+                } else {
+                    passes = v.isTruthy
+                }
+                return passes == keep
+            })
     }
 
     /// jinja2's `environment.getattr`/`getitem` for filter `attribute=` arguments (dotted paths allowed).
@@ -345,7 +364,10 @@ extension JinjaInterpreter {
         if let i = attribute.intValue { return try item(of: value, .int(i)) }
         var current = value
         for part in attribute.printed.split(separator: ".", omittingEmptySubsequences: false) {
-            if let i = Int(part) { current = try item(of: current, .int(i)); continue }
+            if let i = Int(part) {
+                current = try item(of: current, .int(i))
+                continue
+            }
             if current.isUndefined { return current }
             current = try item(of: current, .string(String(part)))
         }
@@ -374,18 +396,50 @@ extension JinjaInterpreter {
         switch name {
         case "defined": return !value.isUndefined
         case "undefined": return value.isUndefined
-        case "none": if case .none = value { return true }; return false
-        case "string": if case .string = value { return true }; return false
-        case "number": switch value { case .int, .double, .bool: return true; default: return false }
-        case "integer": if case .int = value { return true }; return false
-        case "float": if case .double = value { return true }; return false
-        case "boolean": if case .bool = value { return true }; return false
-        case "true": if case .bool(true) = value { return true }; return false
-        case "false": if case .bool(false) = value { return true }; return false
-        case "mapping": switch value { case .object: return true; default: return false }
-        case "iterable": switch value { case .array, .tuple, .object, .string, .namespace: return true; default: return false }
-        case "sequence": switch value { case .array, .tuple, .object, .string: return true; default: return false }
-        case "callable": if case .function = value { return true }; return false
+        case "none":
+            if case .none = value { return true }
+            return false
+        case "string":
+            if case .string = value { return true }
+            return false
+        case "number":
+            switch value {
+            case .int, .double, .bool: return true
+            default: return false
+            }
+        case "integer":
+            if case .int = value { return true }
+            return false
+        case "float":
+            if case .double = value { return true }
+            return false
+        case "boolean":
+            if case .bool = value { return true }
+            return false
+        case "true":
+            if case .bool(true) = value { return true }
+            return false
+        case "false":
+            if case .bool(false) = value { return true }
+            return false
+        case "mapping":
+            switch value {
+            case .object: return true
+            default: return false
+            }
+        case "iterable":
+            switch value {
+            case .array, .tuple, .object, .string, .namespace: return true
+            default: return false
+            }
+        case "sequence":
+            switch value {
+            case .array, .tuple, .object, .string: return true
+            default: return false
+            }
+        case "callable":
+            if case .function = value { return true }
+            return false
         case "odd", "even":
             guard let i = value.intValue else { throw fail("test '\(name)' expects an integer") }
             return (i % 2 != 0) == (name == "odd")
@@ -406,8 +460,12 @@ extension JinjaInterpreter {
             case (.bool(let a), .bool(let b)): return a == b
             default: return false
             }
-        case "lower": if case .string(let s) = value { return s == s.lowercased() }; return false
-        case "upper": if case .string(let s) = value { return s == s.uppercased() }; return false
+        case "lower":
+            if case .string(let s) = value { return s == s.lowercased() }
+            return false
+        case "upper":
+            if case .string(let s) = value { return s == s.uppercased() }
+            return false
         case "escaped": return false
         default: throw fail("No test named '\(name)'.")
         }
@@ -433,7 +491,12 @@ extension JinjaInterpreter {
             case "capitalize": return .string(pythonCapitalize(s))
             case "split", "rsplit":
                 let maxSplit = (arg(1) ?? kwargs.first { $0.0 == "maxsplit" }?.1)?.intValue ?? -1
-                let separator = try optString(0) ?? kwargs.first(where: { $0.0 == "sep" }).flatMap { if case .string(let v) = $0.1 { return v }; return nil }
+                let separator =
+                    try optString(0)
+                    ?? kwargs.first(where: { $0.0 == "sep" }).flatMap {
+                        if case .string(let v) = $0.1 { return v }
+                        return nil
+                    }
                 if let separator, separator.isEmpty { throw fail("empty separator") }
                 return .array(pythonSplit(s, separator, maxSplit: maxSplit, fromRight: name == "rsplit").map { .string($0) })
             case "splitlines":
@@ -446,8 +509,12 @@ extension JinjaInterpreter {
                 if case .tuple(let t) = prefixArg { candidates = t } else { candidates = [prefixArg] }
                 for candidate in candidates {
                     let c = try string(candidate, name)
-                    if name == "startswith" ? s.unicodeScalars.starts(with: c.unicodeScalars)
-                                            : s.unicodeScalars.reversed().starts(with: c.unicodeScalars.reversed()) { return .bool(true) }
+                    if name == "startswith"
+                        ? s.unicodeScalars.starts(with: c.unicodeScalars)
+                        : s.unicodeScalars.reversed().starts(with: c.unicodeScalars.reversed())
+                    {
+                        return .bool(true)
+                    }
                 }
                 return .bool(false)
             case "replace":
@@ -455,11 +522,15 @@ extension JinjaInterpreter {
                 return .string(pythonReplace(s, old, new, count: arg(2)?.intValue))
             case "find", "index", "rfind":
                 guard let needle = try optString(0) else { throw fail("\(name) needs an argument") }
-                let hay = Array(s.unicodeScalars), nd = Array(needle.unicodeScalars)
+                let hay = Array(s.unicodeScalars)
+                let nd = Array(needle.unicodeScalars)
                 var found = -1
                 if nd.count <= hay.count {
                     let range = Array(0...(hay.count - nd.count))
-                    for i in (name == "rfind" ? range.reversed() : range) where Array(hay[i..<(i + nd.count)]) == nd { found = i; break }
+                    for i in (name == "rfind" ? range.reversed() : range) where Array(hay[i..<(i + nd.count)]) == nd {
+                        found = i
+                        break
+                    }
                 }
                 if name == "index" && found < 0 { throw fail("substring not found") }
                 return .int(found)
@@ -542,7 +613,11 @@ func jinjaTitle(_ s: String) -> String {
     var atWordStart = true
     for c in s {
         let isSeparator = c.isWhitespace || "-({[<".contains(c)
-        if isSeparator { out.append(c); atWordStart = true; continue }
+        if isSeparator {
+            out.append(c)
+            atWordStart = true
+            continue
+        }
         out += atWordStart ? String(c).uppercased() : String(c).lowercased()
         atWordStart = false
     }
@@ -618,14 +693,23 @@ private func pythonFormat(_ format: String, _ args: [JinjaValue], _ kwargs: [(St
     while let c = chars.first {
         chars = chars.dropFirst()
         if c == "{" {
-            if chars.first == "{" { out.append("{"); chars = chars.dropFirst(); continue }
+            if chars.first == "{" {
+                out.append("{")
+                chars = chars.dropFirst()
+                continue
+            }
             guard let close = chars.firstIndex(of: "}") else { throw ANELMError("Single '{' encountered in format string") }
             let field = String(chars[chars.startIndex..<close])
             chars = chars[(close + 1)...]
             let value: JinjaValue?
-            if field.isEmpty { value = autoIndex < args.count ? args[autoIndex] : nil; autoIndex += 1 }
-            else if let i = Int(field) { value = i < args.count ? args[i] : nil }
-            else { value = kwargs.first { $0.0 == field }?.1 }
+            if field.isEmpty {
+                value = autoIndex < args.count ? args[autoIndex] : nil
+                autoIndex += 1
+            } else if let i = Int(field) {
+                value = i < args.count ? args[i] : nil
+            } else {
+                value = kwargs.first { $0.0 == field }?.1
+            }
             guard let value else { throw ANELMError("format field '\(field)' has no value") }
             out += value.printed
         } else if c == "}" {

@@ -96,8 +96,10 @@ final class JinjaInterpreter {
         return .normal
     }
 
-    private func runLoop(_ target: JinjaTarget, _ iterableExpr: JinjaExpr, _ filter: JinjaExpr?, _ body: [JinjaNode],
-                         _ otherwise: [JinjaNode], scope: JinjaScope, into out: inout String) throws {
+    private func runLoop(
+        _ target: JinjaTarget, _ iterableExpr: JinjaExpr, _ filter: JinjaExpr?, _ body: [JinjaNode],
+        _ otherwise: [JinjaNode], scope: JinjaScope, into out: inout String
+    ) throws {
         let iterable = try evaluate(iterableExpr, scope)
         var items = try iterate(iterable)
         if let filter {
@@ -129,18 +131,21 @@ final class JinjaInterpreter {
             loop["depth0"] = .int(0)
             loop["previtem"] = i > 0 ? items[i - 1] : .undefined("previtem")
             loop["nextitem"] = i + 1 < count ? items[i + 1] : .undefined("nextitem")
-            loop["cycle"] = .function(JinjaFunction("cycle") { args, _ in
-                guard !args.isEmpty else { throw ANELMError("no items for cycling given") }
-                return args[i % args.count]
-            })
+            loop["cycle"] = .function(
+                JinjaFunction("cycle") { args, _ in
+                    guard !args.isEmpty else { throw ANELMError("no items for cycling given") }
+                    return args[i % args.count]
+                })
             loopScope.set("loop", .object(loop))
             let flow = try execute(body, scope: loopScope, into: &out)
             if flow == .breakLoop { break }
         }
     }
 
-    private func makeMacro(_ name: String, _ parameters: [(String, JinjaExpr?)], _ body: [JinjaNode],
-                           definitionScope: JinjaScope) -> JinjaFunction {
+    private func makeMacro(
+        _ name: String, _ parameters: [(String, JinjaExpr?)], _ body: [JinjaNode],
+        definitionScope: JinjaScope
+    ) -> JinjaFunction {
         JinjaFunction(name) { [unowned self] args, kwargs in
             guard self.depth < Self.maxDepth else { throw self.fail("macro recursion too deep") }
             self.depth += 1
@@ -177,8 +182,10 @@ final class JinjaInterpreter {
         case .tuple(let names):
             let items = try iterate(value)
             guard items.count == names.count else {
-                throw fail(items.count > names.count ? "too many values to unpack (expected \(names.count))"
-                                                     : "not enough values to unpack (expected \(names.count), got \(items.count))")
+                throw fail(
+                    items.count > names.count
+                        ? "too many values to unpack (expected \(names.count))"
+                        : "not enough values to unpack (expected \(names.count), got \(items.count))")
             }
             for (name, item) in zip(names, items) { scope.set(name, item) }
         }
@@ -333,11 +340,17 @@ final class JinjaInterpreter {
             if step > 0 {
                 var i = clamp(start, 0, low: 0, high: n)
                 let end = clamp(stop, n, low: 0, high: n)
-                while i < end { result.append(items[i]); i += step }
+                while i < end {
+                    result.append(items[i])
+                    i += step
+                }
             } else {
                 var i = clamp(start, n - 1, low: -1, high: n - 1)
                 let end = clamp(stop, -1, low: -1, high: n - 1)
-                while i > end { result.append(items[i]); i += step }
+                while i > end {
+                    result.append(items[i])
+                    i += step
+                }
             }
             return result
         }
@@ -361,7 +374,8 @@ final class JinjaInterpreter {
         case ("+", .string(let a), .string(let b)): return .string(a + b)
         case ("+", .array(let a), .array(let b)): return .array(a + b)
         case ("+", .tuple(let a), .tuple(let b)): return .tuple(a + b)
-        case ("*", .string(let s), _) where right.intValue != nil: return .string(String(repeating: s, count: max(0, min(right.intValue ?? 0, Self.maxOutputBytes / max(1, s.utf8.count)))))
+        case ("*", .string(let s), _) where right.intValue != nil:
+            return .string(String(repeating: s, count: max(0, min(right.intValue ?? 0, Self.maxOutputBytes / max(1, s.utf8.count)))))
         case ("*", .array(let a), _) where right.intValue != nil:
             let n = max(0, right.intValue ?? 0)
             let total = a.count.multipliedReportingOverflow(by: n)
@@ -371,9 +385,15 @@ final class JinjaInterpreter {
         }
         if let a = left.intValue, let b = right.intValue {
             switch op {
-            case "+": let r = a.addingReportingOverflow(b); if !r.overflow { return .int(r.partialValue) }
-            case "-": let r = a.subtractingReportingOverflow(b); if !r.overflow { return .int(r.partialValue) }
-            case "*": let r = a.multipliedReportingOverflow(by: b); if !r.overflow { return .int(r.partialValue) }
+            case "+":
+                let r = a.addingReportingOverflow(b)
+                if !r.overflow { return .int(r.partialValue) }
+            case "-":
+                let r = a.subtractingReportingOverflow(b)
+                if !r.overflow { return .int(r.partialValue) }
+            case "*":
+                let r = a.multipliedReportingOverflow(by: b)
+                if !r.overflow { return .int(r.partialValue) }
             case "/":
                 guard b != 0 else { throw fail("division by zero") }
                 return .double(Double(a) / Double(b))
@@ -407,8 +427,12 @@ final class JinjaInterpreter {
             case "+": return .double(a + b)
             case "-": return .double(a - b)
             case "*": return .double(a * b)
-            case "/": guard b != 0 else { throw fail("float division by zero") }; return .double(a / b)
-            case "//": guard b != 0 else { throw fail("float floor division by zero") }; return .double((a / b).rounded(.down))
+            case "/":
+                guard b != 0 else { throw fail("float division by zero") }
+                return .double(a / b)
+            case "//":
+                guard b != 0 else { throw fail("float floor division by zero") }
+                return .double((a / b).rounded(.down))
             case "%":
                 guard b != 0 else { throw fail("float modulo") }
                 let r = a.truncatingRemainder(dividingBy: b)

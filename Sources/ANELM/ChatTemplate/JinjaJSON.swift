@@ -20,18 +20,23 @@ extension JinjaValue {
     }
 
     /// Python `json.dumps` with transformers' `tojson` options (`ensure_ascii=False` by default).
-    func toJSON(indent: Int?, sortKeys: Bool, itemSeparator: String? = nil, keySeparator: String? = nil,
-                ensureASCII: Bool = false) throws -> String {
+    func toJSON(
+        indent: Int?, sortKeys: Bool, itemSeparator: String? = nil, keySeparator: String? = nil,
+        ensureASCII: Bool = false
+    ) throws -> String {
         var out = ""
         let items = itemSeparator ?? (indent == nil ? ", " : ",")
         let keys = keySeparator ?? ": "
-        try writeJSON(into: &out, indent: indent, level: 0, sortKeys: sortKeys, itemSeparator: items,
-                      keySeparator: keys, ensureASCII: ensureASCII)
+        try writeJSON(
+            into: &out, indent: indent, level: 0, sortKeys: sortKeys, itemSeparator: items,
+            keySeparator: keys, ensureASCII: ensureASCII)
         return out
     }
 
-    private func writeJSON(into out: inout String, indent: Int?, level: Int, sortKeys: Bool, itemSeparator: String,
-                           keySeparator: String, ensureASCII: Bool) throws {
+    private func writeJSON(
+        into out: inout String, indent: Int?, level: Int, sortKeys: Bool, itemSeparator: String,
+        keySeparator: String, ensureASCII: Bool
+    ) throws {
         guard level < 200 else { throw ANELMError("tojson: value nested too deeply") }
         func newline(_ depth: Int) {
             if let indent { out += "\n" + String(repeating: " ", count: indent * depth) }
@@ -44,38 +49,50 @@ extension JinjaValue {
             if d.isNaN { out += "NaN" } else if d.isInfinite { out += d < 0 ? "-Infinity" : "Infinity" } else { out += pythonFloatRepr(d) }
         case .string(let s): out += jsonQuoted(s, ensureASCII: ensureASCII)
         case .array(let items), .tuple(let items):
-            if items.isEmpty { out += "[]"; return }
+            if items.isEmpty {
+                out += "[]"
+                return
+            }
             out += "["
             for (i, item) in items.enumerated() {
                 if i > 0 { out += itemSeparator }
                 newline(level + 1)
-                try item.writeJSON(into: &out, indent: indent, level: level + 1, sortKeys: sortKeys,
-                                   itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
+                try item.writeJSON(
+                    into: &out, indent: indent, level: level + 1, sortKeys: sortKeys,
+                    itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
             }
             newline(level)
             out += "]"
         case .object(let object):
-            try Self.writeJSONObject(object.pairs, into: &out, indent: indent, level: level, sortKeys: sortKeys,
-                                     itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
+            try Self.writeJSONObject(
+                object.pairs, into: &out, indent: indent, level: level, sortKeys: sortKeys,
+                itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
         case .namespace(let ns):
-            try Self.writeJSONObject(ns.attributes.pairs, into: &out, indent: indent, level: level, sortKeys: sortKeys,
-                                     itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
+            try Self.writeJSONObject(
+                ns.attributes.pairs, into: &out, indent: indent, level: level, sortKeys: sortKeys,
+                itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
         case .undefined, .function:
             throw ANELMError("Object of type \(typeName) is not JSON serializable")
         }
     }
 
-    private static func writeJSONObject(_ pairs: [(String, JinjaValue)], into out: inout String, indent: Int?, level: Int,
-                                        sortKeys: Bool, itemSeparator: String, keySeparator: String, ensureASCII: Bool) throws {
-        if pairs.isEmpty { out += "{}"; return }
+    private static func writeJSONObject(
+        _ pairs: [(String, JinjaValue)], into out: inout String, indent: Int?, level: Int,
+        sortKeys: Bool, itemSeparator: String, keySeparator: String, ensureASCII: Bool
+    ) throws {
+        if pairs.isEmpty {
+            out += "{}"
+            return
+        }
         let ordered = sortKeys ? pairs.sorted { $0.0.unicodeScalars.lexicographicallyPrecedes($1.0.unicodeScalars) } : pairs
         out += "{"
         for (i, (key, value)) in ordered.enumerated() {
             if i > 0 { out += itemSeparator }
             if let indent { out += "\n" + String(repeating: " ", count: indent * (level + 1)) }
             out += jsonQuoted(key, ensureASCII: ensureASCII) + keySeparator
-            try value.writeJSON(into: &out, indent: indent, level: level + 1, sortKeys: sortKeys,
-                                itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
+            try value.writeJSON(
+                into: &out, indent: indent, level: level + 1, sortKeys: sortKeys,
+                itemSeparator: itemSeparator, keySeparator: keySeparator, ensureASCII: ensureASCII)
         }
         if let indent { out += "\n" + String(repeating: " ", count: indent * level) }
         out += "}"

@@ -5,7 +5,11 @@ struct JinjaToken: Sendable {
     enum Kind: Sendable, Equatable {
         case text(String)
         case blockBegin, blockEnd, variableBegin, variableEnd
-        case name(String), string(String), integer(Int), float(Double), op(String)
+        case name(String)
+        case string(String)
+        case integer(Int)
+        case float(Double)
+        case op(String)
         case end
     }
     let kind: Kind
@@ -22,8 +26,12 @@ struct JinjaLexer {
 
     static func tokenize(_ source: String) throws -> [JinjaToken] {
         var bytes = Array(source.utf8)
-        if bytes.last == 0x0a { bytes.removeLast(); if bytes.last == 0x0d { bytes.removeLast() } }
-        else if bytes.last == 0x0d { bytes.removeLast() }
+        if bytes.last == 0x0a {
+            bytes.removeLast()
+            if bytes.last == 0x0d { bytes.removeLast() }
+        } else if bytes.last == 0x0d {
+            bytes.removeLast()
+        }
         var lexer = JinjaLexer(bytes: bytes)
         try lexer.run()
         return lexer.tokens
@@ -57,7 +65,10 @@ struct JinjaLexer {
             while tagStart + 1 < bytes.count {
                 if bytes[tagStart] == UInt8(ascii: "{") {
                     let n = bytes[tagStart + 1]
-                    if n == UInt8(ascii: "{") || n == UInt8(ascii: "%") || n == UInt8(ascii: "#") { found = n; break }
+                    if n == UInt8(ascii: "{") || n == UInt8(ascii: "%") || n == UInt8(ascii: "#") {
+                        found = n
+                        break
+                    }
                 }
                 tagStart += 1
             }
@@ -114,8 +125,13 @@ struct JinjaLexer {
                 stripNextLeading = true
             } else if kind != UInt8(ascii: "{") && !rightPlus {
                 // trim_blocks: remove the first newline after a block or comment tag.
-                if starts("\r\n", at: position) { position += 2; line += 1 }
-                else if position < bytes.count, bytes[position] == 0x0a || bytes[position] == 0x0d { position += 1; if bytes[position - 1] == 0x0a { line += 1 } }
+                if starts("\r\n", at: position) {
+                    position += 2
+                    line += 1
+                } else if position < bytes.count, bytes[position] == 0x0a || bytes[position] == 0x0d {
+                    position += 1
+                    if bytes[position - 1] == 0x0a { line += 1 }
+                }
             }
             textIsLineStart = position > 0 && position <= bytes.count && (bytes[position - 1] == 0x0a || bytes[position - 1] == 0x0d)
             if position >= bytes.count { return }
@@ -142,7 +158,10 @@ struct JinjaLexer {
                     var m = k + 6
                     while m < bytes.count, Self.isSpace(bytes[m]) { m += 1 }
                     var strip = false
-                    if m < bytes.count, bytes[m] == UInt8(ascii: "-") { strip = true; m += 1 }
+                    if m < bytes.count, bytes[m] == UInt8(ascii: "-") {
+                        strip = true
+                        m += 1
+                    }
                     guard starts("%}", at: m) else { throw error("expected '%}' after endraw") }
                     var body = Array(bytes[bodyStart..<j])
                     if bytes[j + 2] == UInt8(ascii: "-") { while let l = body.last, Self.isSpace(l) { body.removeLast() } }
@@ -168,15 +187,26 @@ struct JinjaLexer {
                 throw error("unexpected end of template, expected '\(closing == "}}" ? "end of print statement" : "end of statement block")'")
             }
             if depth.isEmpty {
-                if starts(closing, at: position) { position += 2; return (false, false) }
-                if starts("-" + closing, at: position) { position += 3; return (true, false) }
-                if closing == "%}", starts("+%}", at: position) { position += 3; return (false, true) }
+                if starts(closing, at: position) {
+                    position += 2
+                    return (false, false)
+                }
+                if starts("-" + closing, at: position) {
+                    position += 3
+                    return (true, false)
+                }
+                if closing == "%}", starts("+%}", at: position) {
+                    position += 3
+                    return (false, true)
+                }
             }
             let c = bytes[position]
             if c == UInt8(ascii: "_") || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) {
                 let start = position
-                while position < bytes.count, bytes[position] == UInt8(ascii: "_") || (bytes[position] >= 0x30 && bytes[position] <= 0x39)
-                        || (bytes[position] >= 0x41 && bytes[position] <= 0x5a) || (bytes[position] >= 0x61 && bytes[position] <= 0x7a) {
+                while position < bytes.count,
+                    bytes[position] == UInt8(ascii: "_") || (bytes[position] >= 0x30 && bytes[position] <= 0x39)
+                        || (bytes[position] >= 0x41 && bytes[position] <= 0x5a) || (bytes[position] >= 0x61 && bytes[position] <= 0x7a)
+                {
                     position += 1
                 }
                 tokens.append(JinjaToken(kind: .name(String(decoding: bytes[start..<position], as: UTF8.self)), line: line))
@@ -207,7 +237,9 @@ struct JinjaLexer {
 
     private mutating func lexNumber() throws -> JinjaToken.Kind {
         let start = position
-        func digits() { while position < bytes.count, (bytes[position] >= 0x30 && bytes[position] <= 0x39) || bytes[position] == UInt8(ascii: "_") { position += 1 } }
+        func digits() {
+            while position < bytes.count, (bytes[position] >= 0x30 && bytes[position] <= 0x39) || bytes[position] == UInt8(ascii: "_") { position += 1 }
+        }
         digits()
         var isFloat = false
         if position + 1 < bytes.count, bytes[position] == UInt8(ascii: "."), bytes[position + 1] >= 0x30, bytes[position + 1] <= 0x39 {
@@ -218,7 +250,11 @@ struct JinjaLexer {
         if position < bytes.count, bytes[position] == UInt8(ascii: "e") || bytes[position] == UInt8(ascii: "E") {
             var p = position + 1
             if p < bytes.count, bytes[p] == UInt8(ascii: "+") || bytes[p] == UInt8(ascii: "-") { p += 1 }
-            if p < bytes.count, bytes[p] >= 0x30, bytes[p] <= 0x39 { isFloat = true; position = p; digits() }
+            if p < bytes.count, bytes[p] >= 0x30, bytes[p] <= 0x39 {
+                isFloat = true
+                position = p
+                digits()
+            }
         }
         let text = String(decoding: bytes[start..<position], as: UTF8.self).replacingOccurrences(of: "_", with: "")
         if isFloat, let d = Double(text) { return .float(d) }
@@ -230,20 +266,30 @@ struct JinjaLexer {
         position += 1
         var scalars = String.UnicodeScalarView()
         var run: [UInt8] = []
-        func flush() { scalars.append(contentsOf: String(decoding: run, as: UTF8.self).unicodeScalars); run.removeAll() }
+        func flush() {
+            scalars.append(contentsOf: String(decoding: run, as: UTF8.self).unicodeScalars)
+            run.removeAll()
+        }
         while true {
             guard position < bytes.count else { throw error("unexpected char \"\(String(UnicodeScalar(quote)))\" (unterminated string)") }
             let c = bytes[position]
             position += 1
-            if c == quote { flush(); return String(scalars) }
+            if c == quote {
+                flush()
+                return String(scalars)
+            }
             if c == 0x0a { line += 1 }
-            if c != UInt8(ascii: "\\") { run.append(c); continue }
+            if c != UInt8(ascii: "\\") {
+                run.append(c)
+                continue
+            }
             guard position < bytes.count else { continue }
             let e = bytes[position]
             position += 1
             func hex(_ count: Int) -> Unicode.Scalar? {
                 guard position + count <= bytes.count,
-                      let v = UInt32(String(decoding: bytes[position..<position + count], as: UTF8.self), radix: 16) else { return nil }
+                    let v = UInt32(String(decoding: bytes[position..<position + count], as: UTF8.self), radix: 16)
+                else { return nil }
                 position += count
                 return Unicode.Scalar(v)
             }
@@ -266,7 +312,9 @@ struct JinjaLexer {
                 flush()
                 guard let s = hex(count) else { throw error("invalid \\\(String(UnicodeScalar(e))) escape in string") }
                 scalars.append(s)
-            default: run.append(UInt8(ascii: "\\")); run.append(e)
+            default:
+                run.append(UInt8(ascii: "\\"))
+                run.append(e)
             }
         }
     }

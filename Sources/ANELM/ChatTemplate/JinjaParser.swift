@@ -2,7 +2,11 @@ import Foundation
 
 /// A constant in the parsed template (kept Sendable, unlike runtime values).
 enum JinjaLiteral: Sendable {
-    case none, bool(Bool), int(Int), double(Double), string(String)
+    case none
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
 
     var value: JinjaValue {
         switch self {
@@ -137,7 +141,9 @@ struct JinjaParser {
             switch token.kind {
             case .end:
                 if !endTags.isEmpty {
-                    throw error("Unexpected end of template. Jinja was looking for the following tags: \(endTags.sorted().map { "'\($0)'" }.joined(separator: " or ")).")
+                    throw error(
+                        "Unexpected end of template. Jinja was looking for the following tags: \(endTags.sorted().map { "'\($0)'" }.joined(separator: " or "))."
+                    )
                 }
                 return (nodes, nil)
             case .text(let text):
@@ -152,7 +158,10 @@ struct JinjaParser {
             case .blockBegin:
                 advance()
                 guard case .name(let tag) = current.kind else { throw error("tag name expected") }
-                if endTags.contains(tag) { advance(); return (nodes, tag) }
+                if endTags.contains(tag) {
+                    advance()
+                    return (nodes, tag)
+                }
                 advance()
                 nodes.append(try parseStatement(tag, line: token.line))
             default:
@@ -191,7 +200,10 @@ struct JinjaParser {
             advance()
             let iterable = try parseConditionalFree()
             var filter: JinjaExpr? = nil
-            if isName("if") { advance(); filter = try parseConditionalFree() }
+            if isName("if") {
+                advance()
+                filter = try parseConditionalFree()
+            }
             if isName("recursive") { throw error("recursive loops are not supported") }
             try expectBlockEnd()
             let (body, end) = try parseBody(until: ["endfor", "else"])
@@ -264,7 +276,10 @@ struct JinjaParser {
             if isOp(")") { break }
             let name = try expectName()
             var value: JinjaExpr? = nil
-            if isOp("=") { advance(); value = try parseExpression() }
+            if isOp("=") {
+                advance()
+                value = try parseExpression()
+            }
             parameters.append((name, value))
         }
         advance()
@@ -317,7 +332,10 @@ struct JinjaParser {
         advance()
         let condition = try parseOr()
         var otherwise: JinjaExpr? = nil
-        if isName("else") { advance(); otherwise = try parseExpression() }
+        if isName("else") {
+            advance()
+            otherwise = try parseExpression()
+        }
         return .conditional(condition, then: value, otherwise: otherwise)
     }
 
@@ -326,13 +344,19 @@ struct JinjaParser {
 
     private mutating func parseOr() throws -> JinjaExpr {
         var left = try parseAnd()
-        while isName("or") { advance(); left = .or(left, try parseAnd()) }
+        while isName("or") {
+            advance()
+            left = .or(left, try parseAnd())
+        }
         return left
     }
 
     private mutating func parseAnd() throws -> JinjaExpr {
         var left = try parseNot()
-        while isName("and") { advance(); left = .and(left, try parseNot()) }
+        while isName("and") {
+            advance()
+            left = .and(left, try parseNot())
+        }
         return left
     }
 
@@ -377,7 +401,10 @@ struct JinjaParser {
 
     private mutating func parseConcat() throws -> JinjaExpr {
         var left = try parseMath2()
-        while isOp("~") { advance(); left = .binary("~", left, try parseMath2()) }
+        while isOp("~") {
+            advance()
+            left = .binary("~", left, try parseMath2())
+        }
         return left
     }
 
@@ -392,7 +419,10 @@ struct JinjaParser {
 
     private mutating func parsePow() throws -> JinjaExpr {
         var left = try parseUnary(withFilter: true)
-        while isOp("**") { advance(); left = .binary("**", left, try parseUnary(withFilter: true)) }
+        while isOp("**") {
+            advance()
+            left = .binary("**", left, try parseUnary(withFilter: true))
+        }
         return left
     }
 
@@ -427,15 +457,28 @@ struct JinjaParser {
         case .string(var s):
             advance()
             // Adjacent string literals concatenate, as in Python.
-            while case .string(let next) = current.kind { s += next; advance() }
+            while case .string(let next) = current.kind {
+                s += next
+                advance()
+            }
             return .literal(.string(s))
-        case .integer(let i): advance(); return .literal(.int(i))
-        case .float(let d): advance(); return .literal(.double(d))
+        case .integer(let i):
+            advance()
+            return .literal(.int(i))
+        case .float(let d):
+            advance()
+            return .literal(.double(d))
         case .op("("):
             advance()
-            if isOp(")") { advance(); return .tuple([]) }
+            if isOp(")") {
+                advance()
+                return .tuple([])
+            }
             let first = try parseExpression()
-            if isOp(")") { advance(); return first }
+            if isOp(")") {
+                advance()
+                return first
+            }
             var items = [first]
             while isOp(",") {
                 advance()
@@ -477,8 +520,12 @@ struct JinjaParser {
             if isOp(".") {
                 advance()
                 switch current.kind {
-                case .name(let n): advance(); node = .attribute(node, n)
-                case .integer(let i): advance(); node = .item(node, .literal(.int(i)))
+                case .name(let n):
+                    advance()
+                    node = .attribute(node, n)
+                case .integer(let i):
+                    advance()
+                    node = .item(node, .literal(.int(i)))
                 default: throw error("expected name or number after '.'")
                 }
             } else if isOp("[") {
@@ -541,7 +588,10 @@ struct JinjaParser {
                 advance()
                 let filterLine = line
                 var name = try expectName()
-                while isOp(".") { advance(); name += "." + (try expectName()) }
+                while isOp(".") {
+                    advance()
+                    name += "." + (try expectName())
+                }
                 var args = JinjaArguments()
                 if isOp("(") { args = try parseCallArguments() }
                 node = .filter(node, name, args, line: filterLine)
@@ -549,9 +599,15 @@ struct JinjaParser {
                 advance()
                 let testLine = line
                 var negated = false
-                if isName("not") { advance(); negated = true }
+                if isName("not") {
+                    advance()
+                    negated = true
+                }
                 var name = try expectName()
-                while isOp(".") { advance(); name += "." + (try expectName()) }
+                while isOp(".") {
+                    advance()
+                    name += "." + (try expectName())
+                }
                 var args = JinjaArguments()
                 if isOp("(") {
                     args = try parseCallArguments()

@@ -188,7 +188,10 @@ func pythonFloatRepr(_ value: Double) -> String {
     let fracPart = parts.count > 1 ? String(parts[1]) : ""
     var digits = intPart + fracPart
     var pointPosition = intPart.count + exponent  // digits[0..<pointPosition] before the point
-    while digits.hasPrefix("0") && digits.count > 1 { digits.removeFirst(); pointPosition -= 1 }
+    while digits.hasPrefix("0") && digits.count > 1 {
+        digits.removeFirst()
+        pointPosition -= 1
+    }
     while digits.hasSuffix("0") && digits.count > 1 { digits.removeLast() }
     let decimalExponent = pointPosition - 1
     let sign = value < 0 ? "-" : ""

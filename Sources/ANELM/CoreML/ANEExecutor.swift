@@ -28,7 +28,8 @@ public final class ANEExecutor {
                 case .fp16(let bits):
                     if keptAsBits.contains(id) { continue }
                     var f = [Float](repeating: 0, count: bits.count)
-                    bits.withUnsafeBufferPointer { b in f.withUnsafeMutableBufferPointer { anelm_convert_f16_to_f32(b.baseAddress, $0.baseAddress, bits.count) } }
+                    bits.withUnsafeBufferPointer { b in f.withUnsafeMutableBufferPointer { anelm_convert_f16_to_f32(b.baseAddress, $0.baseAddress, bits.count) }
+                    }
                     values[id] = f
                 case .int32(let v): values[id] = v.map(Float.init)
                 }
@@ -180,7 +181,9 @@ public final class ANEExecutor {
     }
 
     private func conv(_ graph: ANEGraph, _ op: ANEOp, _ shapes: [[Int]], _ x: [Float], bias: [Float]?) throws -> [Float] {
-        let cin = shapes[0][1], s = shapes[0][3], cout = shapes[1][0]
+        let cin = shapes[0][1]
+        let s = shapes[0][3]
+        let cout = shapes[1][0]
         let weight = try fp16Bits(graph, op.inputs[1])
         // The kernel wants positions as rows: transpose (C, S) to (S, C) and back when S > 1.
         var rows = x
@@ -189,7 +192,9 @@ public final class ANEExecutor {
         weight.withUnsafeBytes { w in
             rows.withUnsafeBufferPointer { xr in
                 y.withUnsafeMutableBufferPointer { yr in
-                    let wp = w.baseAddress, xp = xr.baseAddress, yp = yr.baseAddress
+                    let wp = w.baseAddress
+                    let xp = xr.baseAddress
+                    let yp = yr.baseAddress
                     pool.parallelRanges(cout, minimum: max(1, 8192 / max(cin, 1))) { r in
                         anelm_matmul_rows(Int32(ANELM_F16), wp, cin * 2, cin, xp, nil, nil, s, yp, cout, r.lowerBound, r.upperBound)
                     }
@@ -217,22 +222,33 @@ public final class ANEExecutor {
     static func broadcast(_ a: [Float], _ sa: [Int], _ b: [Float], _ sb: [Int], _ f: (Float, Float) -> Float) -> [Float] {
         let shape = zip(sa, sb).map { max($0, $1) }
         func strides(_ s: [Int]) -> [Int] {
-            var st = [0, 0, 0, 0], run = 1
-            for d in (0..<4).reversed() { st[d] = s[d] == 1 ? 0 : run; run *= s[d] }
+            var st = [0, 0, 0, 0]
+            var run = 1
+            for d in (0..<4).reversed() {
+                st[d] = s[d] == 1 ? 0 : run
+                run *= s[d]
+            }
             return st
         }
-        let ta = strides(sa), tb = strides(sb), width = shape[3]
+        let ta = strides(sa)
+        let tb = strides(sb)
+        let width = shape[3]
         var out = [Float](repeating: 0, count: shape.reduce(1, *))
         a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
                 out.withUnsafeMutableBufferPointer { op in
-                    let pa = ap.baseAddress!, pb = bp.baseAddress!, po = op.baseAddress!
+                    let pa = ap.baseAddress!
+                    let pb = bp.baseAddress!
+                    let po = op.baseAddress!
                     var i = 0
                     for d0 in 0..<shape[0] {
                         for d1 in 0..<shape[1] {
                             for d2 in 0..<shape[2] {
-                                let ra = pa + d0 * ta[0] + d1 * ta[1] + d2 * ta[2], rb = pb + d0 * tb[0] + d1 * tb[1] + d2 * tb[2]
-                                let sa3 = ta[3], sb3 = tb[3], row = po + i
+                                let ra = pa + d0 * ta[0] + d1 * ta[1] + d2 * ta[2]
+                                let rb = pb + d0 * tb[0] + d1 * tb[1] + d2 * tb[2]
+                                let sa3 = ta[3]
+                                let sb3 = tb[3]
+                                let row = po + i
                                 for j in 0..<width { row[j] = f(ra[j * sa3], rb[j * sb3]) }
                                 i += width
                             }
@@ -250,10 +266,15 @@ public final class ANEExecutor {
         for o in 0..<outer {
             for k in 0..<inner {
                 let base = o * size * inner + k
-                var best = -Float.infinity, bestIndex = 0, sum: Float = 0
+                var best = -Float.infinity
+                var bestIndex = 0
+                var sum: Float = 0
                 for j in 0..<size {
                     let v = x[base + j * inner]
-                    if v > best { best = v; bestIndex = j }
+                    if v > best {
+                        best = v
+                        bestIndex = j
+                    }
                     sum += v
                 }
                 switch kind {
@@ -262,7 +283,11 @@ public final class ANEExecutor {
                 case .reduceArgmax: out[o * inner + k] = Float(bestIndex)
                 default:
                     var total: Float = 0
-                    for j in 0..<size { let e = expf(x[base + j * inner] - best); out[base + j * inner] = e; total += e }
+                    for j in 0..<size {
+                        let e = expf(x[base + j * inner] - best)
+                        out[base + j * inner] = e
+                        total += e
+                    }
                     for j in 0..<size { out[base + j * inner] /= total }
                 }
             }
@@ -274,7 +299,9 @@ public final class ANEExecutor {
     /// of scaled rows of the right factor (axpy over contiguous rows), otherwise each entry a dot product
     /// of contiguous rows (the row kernel). No zero is skipped: 0·inf must stay NaN, as on the device.
     func matmul(_ x: [Float], _ sx: [Int], _ y: [Float], _ sy: [Int], _ tx: Bool, _ ty: Bool) -> [Float] {
-        let m = tx ? sx[3] : sx[1], k = tx ? sx[1] : sx[3], n = ty ? sy[1] : sy[3]
+        let m = tx ? sx[3] : sx[1]
+        let k = tx ? sx[1] : sx[3]
+        let n = ty ? sy[1] : sy[3]
         let left = tx ? Self.transposed(x, rows: sx[1], cols: sx[3]) : x  // m × k
         var out = [Float](repeating: 0, count: m * n)
         if n >= 16 {
@@ -282,7 +309,9 @@ public final class ANEExecutor {
             right.withUnsafeBufferPointer { rp in
                 left.withUnsafeBufferPointer { lp in
                     out.withUnsafeMutableBufferPointer { o in
-                        let r = rp.baseAddress!, l = lp.baseAddress!, op = o.baseAddress!
+                        let r = rp.baseAddress!
+                        let l = lp.baseAddress!
+                        let op = o.baseAddress!
                         pool.parallelRanges(m, minimum: max(1, 65_536 / max(k * n, 1))) { rows in
                             for i in rows { for p in 0..<k { anelm_axpy(l[i * k + p], r + p * n, op + i * n, n) } }
                         }
@@ -295,7 +324,9 @@ public final class ANEExecutor {
         right.withUnsafeBytes { w in
             left.withUnsafeBufferPointer { l in
                 out.withUnsafeMutableBufferPointer { o in
-                    let wp = w.baseAddress, lp = l.baseAddress, op = o.baseAddress
+                    let wp = w.baseAddress
+                    let lp = l.baseAddress
+                    let op = o.baseAddress
                     pool.parallelRanges(n, minimum: max(1, 8192 / max(k * m, 1))) { r in
                         anelm_matmul_rows(Int32(ANELM_F32), wp, k * 4, k, lp, nil, nil, m, op, n, r.lowerBound, r.upperBound)
                     }
@@ -319,7 +350,8 @@ public final class ANEExecutor {
         for o in 0..<outer {
             for j in 0..<count {
                 for k in 0..<inner {
-                    let at = (o * count + j) * inner + k, i = Int(indices[at])
+                    let at = (o * count + j) * inner + k
+                    let i = Int(indices[at])
                     guard i >= 0, i < size else { throw ANELMError("gather_along_axis index \(i) is outside 0..<\(size)") }
                     out[at] = x[(o * size + i) * inner + k]
                 }

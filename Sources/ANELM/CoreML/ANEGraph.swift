@@ -18,11 +18,19 @@ public enum ANEDataType: String, Sendable {
 /// `gather` takes rank-1 indices and `gather_along_axis` indices of x's rank, both int32; `topk` is k = 1,
 /// descending, with two results (values, and int32 indices in `indicesOutput`).
 public enum ANEOpKind: String, Sendable, CaseIterable {
-    case const_ = "const", gather, gatherAlongAxis = "gather_along_axis", conv, mul, add, sub, abs, inverse, rsqrt, square
+    case const_ = "const"
+    case gather
+    case gatherAlongAxis = "gather_along_axis"
+    case conv, mul, add, sub, abs, inverse, rsqrt, square
     case sigmoid, tanh, gelu
-    case reduceMean = "reduce_mean", reduceMax = "reduce_max", reduceArgmax = "reduce_argmax"
-    case softmax, matmul, sliceByIndex = "slice_by_index", concat, topk
-    case readState = "read_state", writeState = "write_state"
+    case reduceMean = "reduce_mean"
+    case reduceMax = "reduce_max"
+    case reduceArgmax = "reduce_argmax"
+    case softmax, matmul
+    case sliceByIndex = "slice_by_index"
+    case concat, topk
+    case readState = "read_state"
+    case writeState = "write_state"
 }
 
 /// A tensor of the graph: its id (index into `ANEGraph.tensors`), static shape and type.
@@ -97,7 +105,9 @@ public final class ANEGraphBuilder {
         return t
     }
 
-    private func add(_ kind: ANEOpKind, _ inputs: [ANETensor], _ shape: [Int], _ dtype: ANEDataType = .fp16, name: String? = nil, configure: (inout ANEOp) -> Void = { _ in }) -> ANETensor {
+    private func add(
+        _ kind: ANEOpKind, _ inputs: [ANETensor], _ shape: [Int], _ dtype: ANEDataType = .fp16, name: String? = nil, configure: (inout ANEOp) -> Void = { _ in }
+    ) -> ANETensor {
         let out = tensor(name ?? "\(kind.rawValue)_\(tensors.count)", shape, dtype)
         var op = ANEOp(kind: kind, inputs: inputs.map(\.id), output: out.id)
         configure(&op)
@@ -164,7 +174,8 @@ public final class ANEGraphBuilder {
     /// MIL `gather` along `axis` with rank-1 indices (S): the output is x's shape with S at `axis`
     /// (MIL's rule, x.shape[..<axis] + indices.shape + x.shape[axis+1...], for rank-1 indices).
     public func gather(_ x: ANETensor, indices: ANETensor, axis: Int) throws -> ANETensor {
-        try Self.check(x.shape.count == 4 && (0..<4).contains(axis) && indices.dtype == .int32 && indices.shape.count == 1, "gather of \(x.shape) by \(indices.shape)")
+        try Self.check(
+            x.shape.count == 4 && (0..<4).contains(axis) && indices.dtype == .int32 && indices.shape.count == 1, "gather of \(x.shape) by \(indices.shape)")
         var shape = x.shape
         shape[axis] = indices.count
         return add(.gather, [x, indices], shape, x.dtype) { $0.axis = axis }
@@ -173,15 +184,17 @@ public final class ANEGraphBuilder {
     /// MIL `gather_along_axis`: indices of x's rank, equal to x's shape except along `axis`; the output
     /// has the indices' shape and takes x at the index along `axis`, the other coordinates kept.
     public func gatherAlongAxis(_ x: ANETensor, indices: ANETensor, axis: Int) throws -> ANETensor {
-        try Self.check(x.shape.count == 4 && indices.shape.count == 4 && indices.dtype == .int32 && (0..<4).contains(axis)
-                       && (0..<4).allSatisfy { $0 == axis || x.shape[$0] == indices.shape[$0] }, "gather_along_axis of \(x.shape) by \(indices.shape)")
+        try Self.check(
+            x.shape.count == 4 && indices.shape.count == 4 && indices.dtype == .int32 && (0..<4).contains(axis)
+                && (0..<4).allSatisfy { $0 == axis || x.shape[$0] == indices.shape[$0] }, "gather_along_axis of \(x.shape) by \(indices.shape)")
         return add(.gatherAlongAxis, [x, indices], indices.shape, x.dtype) { $0.axis = axis }
     }
 
     /// A 1×1 convolution: x (1, Cin, 1, S), weight (Cout, Cin, 1, 1), optional bias (Cout) → (1, Cout, 1, S).
     public func conv(_ x: ANETensor, weight: ANETensor, bias: ANETensor? = nil, name: String? = nil) throws -> ANETensor {
-        try Self.check(x.shape.count == 4 && weight.shape.count == 4 && x.shape[1] == weight.shape[1] && x.shape[2] == 1 && weight.shape[2] == 1 && weight.shape[3] == 1,
-                       "conv of \(x.shape) with weight \(weight.shape)")
+        try Self.check(
+            x.shape.count == 4 && weight.shape.count == 4 && x.shape[1] == weight.shape[1] && x.shape[2] == 1 && weight.shape[2] == 1 && weight.shape[3] == 1,
+            "conv of \(x.shape) with weight \(weight.shape)")
         if let bias { try Self.check(bias.count == weight.shape[0], "conv bias \(bias.shape) for \(weight.shape[0]) channels") }
         return add(.conv, [x, weight] + (bias.map { [$0] } ?? []), [1, weight.shape[0], 1, x.shape[3]], name: name)
     }
@@ -232,7 +245,10 @@ public final class ANEGraphBuilder {
         var shape = x.shape
         shape[axis] = 1
         let index = tensor("topk_\(tensors.count)_index", shape, .int32)
-        let value = add(.topk, [x], shape) { $0.axis = axis; $0.indicesOutput = index.id }
+        let value = add(.topk, [x], shape) {
+            $0.axis = axis
+            $0.indicesOutput = index.id
+        }
         return (value, index)
     }
 
@@ -244,26 +260,39 @@ public final class ANEGraphBuilder {
     /// Matrix product of the (C, S) matrices of two channels-first tensors, each optionally transposed;
     /// the (M, N) result is the tensor (1, M, 1, N). The transposes are flags of the product, not ops.
     public func matmul(_ x: ANETensor, _ y: ANETensor, transposeX: Bool = false, transposeY: Bool = false) throws -> ANETensor {
-        try Self.check(x.shape.count == 4 && y.shape.count == 4 && x.shape[0] == 1 && x.shape[2] == 1 && y.shape[0] == 1 && y.shape[2] == 1, "matmul of \(x.shape) and \(y.shape)")
+        try Self.check(
+            x.shape.count == 4 && y.shape.count == 4 && x.shape[0] == 1 && x.shape[2] == 1 && y.shape[0] == 1 && y.shape[2] == 1,
+            "matmul of \(x.shape) and \(y.shape)")
         let (m, kx) = transposeX ? (x.shape[3], x.shape[1]) : (x.shape[1], x.shape[3])
         let (ky, n) = transposeY ? (y.shape[3], y.shape[1]) : (y.shape[1], y.shape[3])
         try Self.check(kx == ky, "matmul inner sizes \(kx) and \(ky) differ")
-        return add(.matmul, [x, y], [1, m, 1, n]) { $0.transposeX = transposeX; $0.transposeY = transposeY }
+        return add(.matmul, [x, y], [1, m, 1, n]) {
+            $0.transposeX = transposeX
+            $0.transposeY = transposeY
+        }
     }
 
     /// `x[begin..<end]` along `axis`.
     public func slice(_ x: ANETensor, axis: Int, begin: Int, end: Int) throws -> ANETensor {
-        try Self.check(x.shape.count == 4 && (0..<4).contains(axis) && begin >= 0 && begin < end && end <= x.shape[axis], "slice \(begin)..<\(end) of \(x.shape) along \(axis)")
+        try Self.check(
+            x.shape.count == 4 && (0..<4).contains(axis) && begin >= 0 && begin < end && end <= x.shape[axis],
+            "slice \(begin)..<\(end) of \(x.shape) along \(axis)")
         var shape = x.shape
         shape[axis] = end - begin
-        return add(.sliceByIndex, [x], shape, x.dtype) { $0.axis = axis; $0.begin = begin; $0.end = end }
+        return add(.sliceByIndex, [x], shape, x.dtype) {
+            $0.axis = axis
+            $0.begin = begin
+            $0.end = end
+        }
     }
 
     public func concat(_ xs: [ANETensor], axis: Int) throws -> ANETensor {
         guard let first = xs.first else { throw ANELMError("ANE graph: concat of nothing") }
         var shape = first.shape
         for x in xs.dropFirst() {
-            try Self.check(x.shape.count == 4 && x.dtype == first.dtype && (0..<4).allSatisfy { $0 == axis || x.shape[$0] == first.shape[$0] }, "concat of \(first.shape) and \(x.shape) along \(axis)")
+            try Self.check(
+                x.shape.count == 4 && x.dtype == first.dtype && (0..<4).allSatisfy { $0 == axis || x.shape[$0] == first.shape[$0] },
+                "concat of \(first.shape) and \(x.shape) along \(axis)")
             shape[axis] += x.shape[axis]
         }
         return add(.concat, xs, shape, first.dtype) { $0.axis = axis }

@@ -56,7 +56,8 @@ public enum ANELowering {
 
     static func lowering(_ loaded: LoadedModel) throws -> ANEModelLowering {
         guard let lowering = ModelRegistry.family(named: loaded.architecture)?.aneLowering?(loaded.model) else {
-            throw ANELMError("ANE lowering does not support architecture \(quoted(loaded.architecture)) (supported: \(supportedArchitectures.joined(separator: ", ")))")
+            throw ANELMError(
+                "ANE lowering does not support architecture \(quoted(loaded.architecture)) (supported: \(supportedArchitectures.joined(separator: ", ")))")
         }
         return lowering
     }
@@ -72,8 +73,9 @@ public enum ANELowering {
         guard !layers.isEmpty, layers.lowerBound >= 0, layers.upperBound <= lowering.layerCount else {
             throw ANELMError("layers \(layers) are not a non-empty range of the model's \(lowering.layerCount) layers")
         }
-        let f = try ANEFunctionLowering(function: function, width: width, context: n, options: options, weights: weights,
-                                        layers: layers, layerCount: lowering.layerCount)
+        let f = try ANEFunctionLowering(
+            function: function, width: width, context: n, options: options, weights: weights,
+            layers: layers, layerCount: lowering.layerCount)
         try lowering.lower(f)
         try f.writeCache()
         f.g.metadata["context_length"] = n
@@ -86,7 +88,8 @@ public enum ANELowering {
     public static func outputChunks(vocabularySize: Int, maxChannels: Int) throws -> [Range<Int>] {
         guard vocabularySize > 0, maxChannels > 0 else { throw ANELMError("cannot chunk \(vocabularySize) channels by \(maxChannels)") }
         let count = (vocabularySize + maxChannels - 1) / maxChannels
-        let base = vocabularySize / count, extra = vocabularySize % count
+        let base = vocabularySize / count
+        let extra = vocabularySize % count
         var start = 0
         return (0..<count).map { i in
             let size = base + (i < extra ? 1 : 0)
@@ -184,8 +187,10 @@ final class ANEFunctionLowering {
     /// (1, headDim, 1, N), the columns picked by a matmul with the placement (exact: one 1 per row;
     /// a padding column gets 0). rotate_half's sign is folded into the sin table.
     func ropeTables(_ name: String, inverseFrequencies inv: [Float], headDim: Int) throws -> (cos: ANETensor, sin: ANETensor) {
-        let n = context, half = headDim / 2
-        var cosTable = [Float](repeating: 0, count: headDim * n), sinTable = cosTable
+        let n = context
+        let half = headDim / 2
+        var cosTable = [Float](repeating: 0, count: headDim * n)
+        var sinTable = cosTable
         for d in 0..<headDim {
             for p in 0..<n {
                 let angle = Float(p) * inv[d % half]
@@ -200,7 +205,8 @@ final class ANEFunctionLowering {
 
     /// RoPE of one head (1, headDim, 1, S) in rotate_half form: v·cos + [v₂, v₁]·sin.
     func rope(_ v: ANETensor, _ t: (cos: ANETensor, sin: ANETensor)) throws -> ANETensor {
-        let headDim = v.shape[1], half = headDim / 2
+        let headDim = v.shape[1]
+        let half = headDim / 2
         let rotated = try g.concat([try g.slice(v, axis: 1, begin: half, end: headDim), try g.slice(v, axis: 1, begin: 0, end: half)], axis: 1)
         return try g.add(try g.mul(v, t.cos), try g.mul(rotated, t.sin))
     }
@@ -228,12 +234,14 @@ final class ANEFunctionLowering {
     /// A linear layer as a 1×1 conv with fp16 weights (dequantized from the stored type), optionally
     /// scaled and with each head's rows un-permuted from adjacent-pair to rotate_half order.
     func linear(_ x: ANETensor, _ layer: Linear, _ name: String, scale: Float = 1, permuteHeads headDim: Int? = nil) throws -> ANETensor {
-        let rows = layer.outFeatures, cols = layer.inFeatures
+        let rows = layer.outFeatures
+        let cols = layer.inFeatures
         var order = Array(0..<rows)
         if let headDim {
             let half = headDim / 2
             order = (0..<rows).map { r in
-                let head = r / headDim, j = r % headDim
+                let head = r / headDim
+                let j = r % headDim
                 return head * headDim + (j < half ? 2 * j : 2 * (j - half) + 1)
             }
         }
@@ -356,7 +364,9 @@ final class ANEFunctionLowering {
             let source = order?[r] ?? r
             row.withUnsafeMutableBufferPointer { m.dequantizeRow(source, into: $0.baseAddress!) }
             if scale != 1 { for j in row.indices { row[j] *= scale } }
-            row.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { anelm_convert_f32_to_f16(src.baseAddress, $0.baseAddress! + i * m.cols, m.cols) } }
+            row.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { anelm_convert_f32_to_f16(src.baseAddress, $0.baseAddress! + i * m.cols, m.cols) }
+            }
         }
         return out
     }
@@ -377,8 +387,10 @@ struct LlamaANELowering: ANEModelLowering {
     var layerCount: Int { model.layers.count }
 
     func lower(_ f: ANEFunctionLowering) throws {
-        let c = model.configuration, g = f.g
-        let headDim = c.headDim, eps = c.rmsNormEps
+        let c = model.configuration
+        let g = f.g
+        let headDim = c.headDim
+        let eps = c.rmsNormEps
         g.metadata["layers"] = c.numHiddenLayers
         try f.declareCache(layers: f.layers.count, kvHeads: c.numKeyValueHeads, headDim: headDim)
         var x = try f.stream(hidden: c.hiddenSize) { try f.embed(model.embedding.table) }
@@ -391,15 +403,19 @@ struct LlamaANELowering: ANEModelLowering {
         // order, which slices express. q·k is unchanged because q and k get the same permutation.
         let permute = model.rope.style == .adjacent ? headDim : nil
         for (l, layer) in model.layers.enumerated() where f.layers.contains(l) {
-            let a = layer.attention, slot = l - f.layers.lowerBound
+            let a = layer.attention
+            let slot = l - f.layers.lowerBound
             let h = try f.rmsNorm(x, layer.attentionNorm, eps: eps, "l\(l)_attn_norm")
             let q = try f.linear(h, a.q, "l\(l)_q", scale: scale, permuteHeads: permute)
             let k = try f.linear(h, a.k, "l\(l)_k", permuteHeads: permute)
             let v = try f.linear(h, a.v, "l\(l)_v")
-            var keys = [ANETensor](), values = [ANETensor]()
+            var keys = [ANETensor]()
+            var values = [ANETensor]()
             for kv in 0..<c.numKeyValueHeads {
                 let head = kv * headDim..<(kv + 1) * headDim
-                keys.append(try f.cache(layer: slot, kvHead: kv, values: false, try f.rope(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), rope)))
+                keys.append(
+                    try f.cache(layer: slot, kvHead: kv, values: false, try f.rope(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), rope))
+                )
                 values.append(try f.cache(layer: slot, kvHead: kv, values: true, try g.slice(v, axis: 1, begin: head.lowerBound, end: head.upperBound)))
             }
             var heads = [ANETensor]()

@@ -66,7 +66,9 @@ extension ANELowering {
     public static func program(_ loaded: LoadedModel, options: ANELoweringOptions = ANELoweringOptions()) throws -> ANEProgram {
         let lowering = try lowering(loaded)
         let weights = ANEWeightCache()
-        let functions = try ANEFunction.allCases.map { ANEProgram.Function(name: $0.rawValue, graph: try graph(lowering, $0, options: options, weights: weights)) }
+        let functions = try ANEFunction.allCases.map {
+            ANEProgram.Function(name: $0.rawValue, graph: try graph(lowering, $0, options: options, weights: weights))
+        }
         var metadata = functions[0].graph.metadata
         metadata["block"] = nil
         return try ANEProgram(functions: functions, metadata: metadata)
@@ -121,7 +123,8 @@ public struct ANESequenceLayout: Sendable, Equatable {
     /// nothing, and see what the last real token sees, so every softmax row has a visible key and all
     /// values stay finite.
     public func inputs(_ function: ANEFunction, tokens: ArraySlice<Int>, start: Int) throws -> [String: [Float]] {
-        let width = function == .decode ? 1 : prefillBlock, n = contextLength
+        let width = function == .decode ? 1 : prefillBlock
+        let n = contextLength
         guard !tokens.isEmpty, tokens.count <= width else { throw ANELMError("\(function.rawValue) takes 1 to \(width) tokens, got \(tokens.count)") }
         guard start >= 0, start + tokens.count <= n else {
             throw ANELMError("positions \(start)..<\(start + tokens.count) are outside the context of \(n)")
@@ -166,7 +169,8 @@ public struct ANESequenceLayout: Sendable, Equatable {
         for c in 0..<outputChunks {
             guard let chunk = outputs["logits_\(c)"] else { throw ANELMError("ANE program has no output logits_\(c)") }
             guard let value = outputs["top_value_\(c)"]?.first, let index = outputs["top_index_\(c)"]?.first,
-                  index >= 0, Int(index) < chunk.count else {
+                index >= 0, Int(index) < chunk.count
+            else {
                 throw ANELMError("ANE program returned no valid top_value_\(c)/top_index_\(c)")
             }
             if best.map({ value > $0.value }) ?? true { best = (value, logits.count + Int(index)) }
@@ -180,7 +184,8 @@ public struct ANESequenceLayout: Sendable, Equatable {
     /// One call through a chain of `chunks` programs: chunk i runs on the call's inputs plus, after the
     /// first, `hidden_in` = the previous chunk's `hidden_out`; the last chunk's outputs are the call's.
     public static func chain(_ inputs: [String: [Float]], chunks: Int, run: (Int, [String: [Float]]) throws -> [String: [Float]]) throws -> [String: [Float]] {
-        var inputs = inputs, outputs: [String: [Float]] = [:]
+        var inputs = inputs
+        var outputs: [String: [Float]] = [:]
         for i in 0..<chunks {
             outputs = try run(i, inputs)
             if i + 1 < chunks {
@@ -198,7 +203,8 @@ public struct ANESequenceLayout: Sendable, Equatable {
 
     /// Runs `tokens` at positions `start...` through `run` (one function call with named inputs → named
     /// outputs) and returns the last token's logits and argmax.
-    public func forward(_ tokens: [Int], start: Int, run: (ANEFunction, [String: [Float]]) throws -> [String: [Float]]) throws -> (logits: [Float], token: Int) {
+    public func forward(_ tokens: [Int], start: Int, run: (ANEFunction, [String: [Float]]) throws -> [String: [Float]]) throws -> (logits: [Float], token: Int)
+    {
         guard !tokens.isEmpty else { throw ANELMError("forward needs at least one token") }
         guard start >= 0, start + tokens.count <= contextLength else {
             throw ANELMError("\(start) + \(tokens.count) tokens exceed the context of \(contextLength)")

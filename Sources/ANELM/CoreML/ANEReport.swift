@@ -43,10 +43,14 @@ public struct ANEReport: Sendable {
         if tensors.contains(where: { $0.dtype != .fp16 }) { problems.append("int32 tensor") }
         let stateShapes = Set(graph.states.map(\.shape))
         for t in tensors {
-            if t.shape.contains(where: { $0 <= 0 }) { problems.append("non-static shape \(t.shape)"); break }
+            if t.shape.contains(where: { $0 <= 0 }) {
+                problems.append("non-static shape \(t.shape)")
+                break
+            }
             // Weights may be any rank ≤ 4, and the KV cache state (its read and the value written back)
             // has a slot axis first, as ANEMLL's (2·layers, …) cache; other activations must be (1, C, 1, S).
-            let isConstant = graph.constants[t.id] != nil, isState = stateShapes.contains(t.shape)
+            let isConstant = graph.constants[t.id] != nil
+            let isState = stateShapes.contains(t.shape)
             if t.shape.count > 4 || (!isConstant && !isState && (t.shape.count != 4 || t.shape[0] != 1 || t.shape[2] != 1)) {
                 problems.append("shape \(t.shape) is not (1, C, 1, S)")
                 break
@@ -69,8 +73,11 @@ public struct ANEReport: Sendable {
         lines.append(["total", "\(t.ops)", "\(t.onANE)", "\(t.ops - t.onANE)", ""])
         let widths = (0..<4).map { i in ([header] + lines).map { $0[i].count }.max() ?? 0 }
         func format(_ cells: [String]) -> String {
-            let padded = (0..<4).map { i in i == 0 ? cells[i].padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[i] - cells[i].count) + cells[i] }
+            let padded = (0..<4).map { i in
+                i == 0
+                    ? cells[i].padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[i] - cells[i].count) + cells[i]
+            }
             return (padded + [cells[4]]).joined(separator: "  ").trimmingTrailingSpaces()
         }
         return ([format(header)] + lines.map(format)).joined(separator: "\n")

@@ -21,8 +21,11 @@ struct Gemma3ANELowering: ANEModelLowering {
     static let residualScale: Float = 1 / 16
 
     func lower(_ f: ANEFunctionLowering) throws {
-        let c = model.configuration, g = f.g
-        let headDim = c.headDim, eps = c.rmsNormEps, s = Self.residualScale
+        let c = model.configuration
+        let g = f.g
+        let headDim = c.headDim
+        let eps = c.rmsNormEps
+        let s = Self.residualScale
         g.metadata["layers"] = c.numHiddenLayers
         g.metadata["sliding_window"] = c.slidingWindow
         try f.declareCache(layers: f.layers.count, kvHeads: c.numKeyValueHeads, headDim: headDim)
@@ -42,7 +45,8 @@ struct Gemma3ANELowering: ANEModelLowering {
         // query_pre_attn_scalar^-1/2 is folded into the q norm's weights (q is normed after its projection).
         let scoreScale = 1 / c.queryPreAttnScalar.squareRoot()
         for (l, layer) in model.layers.enumerated() where f.layers.contains(l) {
-            let a = layer.attention, slot = l - f.layers.lowerBound
+            let a = layer.attention
+            let slot = l - f.layers.lowerBound
             guard let qNorm = a.qNorm, let kNorm = a.kNorm else { throw ANELMError("Gemma 3 layer \(l) has no q/k norms") }
             let t = try rope(sliding: layer.isSliding)
             let mask = layer.isSliding ? f.slidingMask : f.mask
@@ -50,7 +54,8 @@ struct Gemma3ANELowering: ANEModelLowering {
             let q = try f.linear(h, a.q, "l\(l)_q")
             let k = try f.linear(h, a.k, "l\(l)_k")
             let v = try f.linear(h, a.v, "l\(l)_v")
-            var keys = [ANETensor](), values = [ANETensor]()
+            var keys = [ANETensor]()
+            var values = [ANETensor]()
             for kv in 0..<c.numKeyValueHeads {
                 let head = kv * headDim..<(kv + 1) * headDim
                 let kh = try f.rmsNorm(try g.slice(k, axis: 1, begin: head.lowerBound, end: head.upperBound), kNorm, eps: eps, "l\(l)_k\(kv)_norm")
@@ -59,8 +64,9 @@ struct Gemma3ANELowering: ANEModelLowering {
             }
             var heads = [ANETensor]()
             for head in 0..<c.numAttentionHeads {
-                let qh = try f.rmsNorm(try g.slice(q, axis: 1, begin: head * headDim, end: (head + 1) * headDim),
-                                       qNorm.map { $0 * scoreScale }, eps: eps, "l\(l)_q\(head)_norm")
+                let qh = try f.rmsNorm(
+                    try g.slice(q, axis: 1, begin: head * headDim, end: (head + 1) * headDim),
+                    qNorm.map { $0 * scoreScale }, eps: eps, "l\(l)_q\(head)_norm")
                 heads.append(try f.attend(try f.rope(qh, t), keys: keys[head / group], values: values[head / group], mask: mask))
             }
             let attended = try f.linear(try g.concat(heads, axis: 1), a.o, "l\(l)_o")

@@ -119,7 +119,9 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
             }
             let type = try r.read(UInt32.self)
             let offset = try r.read(UInt64.self)
-            guard offset <= UInt64(file.bytes.count) else { throw ANELMError("\(name): tensor \(quoted(tensorName)) offset \(offset) is past the end of the file") }
+            guard offset <= UInt64(file.bytes.count) else {
+                throw ANELMError("\(name): tensor \(quoted(tensorName)) offset \(offset) is past the end of the file")
+            }
             var elements = 1
             for d in dims {
                 let (p, overflow) = elements.multipliedReportingOverflow(by: d)
@@ -139,8 +141,10 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         for info in infos where TensorType(rawValue: info.ggmlType) != nil {
             guard info.offset % alignment == 0 else { throw ANELMError("\(name): tensor \(quoted(info.name)) is not aligned to \(alignment) bytes") }
             guard dataOffset <= file.bytes.count, info.byteSize <= file.bytes.count - dataOffset,
-                  info.offset <= file.bytes.count - dataOffset - info.byteSize else {
-                throw ANELMError("\(name): tensor \(quoted(info.name)) (\(info.byteSize) bytes at \(info.offset)) runs past the end of the file; is it truncated?")
+                info.offset <= file.bytes.count - dataOffset - info.byteSize
+            else {
+                throw ANELMError(
+                    "\(name): tensor \(quoted(info.name)) (\(info.byteSize) bytes at \(info.offset)) runs past the end of the file; is it truncated?")
             }
         }
     }
@@ -154,7 +158,7 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
         put(UInt32(0x4655_4747))  // "GGUF"
         put(UInt32(3))
-        put(UInt64(0))            // tensors
+        put(UInt64(0))  // tensors
         put(UInt64(metadataCount))
         d.append(contentsOf: UnsafeRawBufferPointer(rebasing: file.bytes[metadataBytes]))
         while d.count % alignment != 0 { d.append(0) }  // the (empty) data section starts aligned
@@ -165,7 +169,9 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
     public func tensor(named name: String) throws -> Tensor? {
         guard let info = infoByName[name] else { return nil }
         guard let type = TensorType(rawValue: info.ggmlType) else {
-            throw ANELMError("tensor \(quoted(name)) has type \(info.typeName), which anelm does not support yet (supported: \(TensorType.allCases.map(\.description).joined(separator: ", ")))")
+            throw ANELMError(
+                "tensor \(quoted(name)) has type \(info.typeName), which anelm does not support yet (supported: \(TensorType.allCases.map(\.description).joined(separator: ", ")))"
+            )
         }
         guard info.shape.last.map({ $0 % type.blockSize == 0 }) ?? false else {
             throw ANELMError("tensor \(quoted(name)): row length \(info.shape.last ?? 0) is not a multiple of the \(type) block size (\(type.blockSize))")
@@ -196,21 +202,30 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         guard case .array(let a)? = metadata[key] else { return nil }
         var out: [String] = []
         out.reserveCapacity(a.count)
-        for v in a { guard case .string(let s) = v else { return nil }; out.append(s) }
+        for v in a {
+            guard case .string(let s) = v else { return nil }
+            out.append(s)
+        }
         return out
     }
     public func ints(_ key: String) -> [Int]? {
         guard case .array(let a)? = metadata[key] else { return nil }
         var out: [Int] = []
         out.reserveCapacity(a.count)
-        for v in a { guard let i = v.intValue else { return nil }; out.append(i) }
+        for v in a {
+            guard let i = v.intValue else { return nil }
+            out.append(i)
+        }
         return out
     }
     public func floats(_ key: String) -> [Float]? {
         guard case .array(let a)? = metadata[key] else { return nil }
         var out: [Float] = []
         out.reserveCapacity(a.count)
-        for v in a { guard let d = v.doubleValue else { return nil }; out.append(Float(d)) }
+        for v in a {
+            guard let d = v.doubleValue else { return nil }
+            out.append(Float(d))
+        }
         return out
     }
 

@@ -35,8 +35,9 @@ public final class SafetensorsFile: TensorStore, @unchecked Sendable {
         var entries: [String: Entry] = [:]
         for (key, value) in object where key != "__metadata__" {
             guard let dtype = value["dtype"]?.stringValue,
-                  let shape = value["shape"]?.arrayValue?.map(\.integerValue), !shape.contains(where: { $0 == nil }),
-                  let offsets = value["data_offsets"]?.arrayValue?.compactMap(\.integerValue), offsets.count == 2 else {
+                let shape = value["shape"]?.arrayValue?.map(\.integerValue), !shape.contains(where: { $0 == nil }),
+                let offsets = value["data_offsets"]?.arrayValue?.compactMap(\.integerValue), offsets.count == 2
+            else {
                 throw ANELMError("\(name): tensor \(quoted(key)) has a malformed header entry")
             }
             let dims = shape.compactMap { $0 }
@@ -67,7 +68,9 @@ public final class SafetensorsFile: TensorStore, @unchecked Sendable {
             elements = p
         }
         guard type.byteCount(elements: elements) == entry.range.count else {
-            throw ANELMError("tensor \(quoted(name)): shape \(entry.shape) of \(entry.dtype) needs \(elements * type.bytesPerBlock) bytes, the file has \(entry.range.count)")
+            throw ANELMError(
+                "tensor \(quoted(name)): shape \(entry.shape) of \(entry.dtype) needs \(elements * type.bytesPerBlock) bytes, the file has \(entry.range.count)"
+            )
         }
         let start = dataStart + entry.range.lowerBound
         let data = UnsafeRawBufferPointer(rebasing: file.bytes[start..<(start + entry.range.count)])

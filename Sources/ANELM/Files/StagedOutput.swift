@@ -20,7 +20,8 @@ public final class StagedOutput: @unchecked Sendable {
         }
         let url = URL(fileURLWithPath: destination)
         let token = String(UInt64.random(in: 0...UInt64.max), radix: 36)
-        staging = url.deletingLastPathComponent()
+        staging =
+            url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).anelm-\(ProcessInfo.processInfo.processIdentifier)-\(token).partial").path
         self.destination = destination
         Self.lock.lock()

@@ -16,12 +16,15 @@ extension LoadedModel {
     public func chatPromptTokens(_ messages: [ChatMessage], template: String? = nil) throws -> [Int] {
         let source = try chatTemplateSource(template)
         let templateOwnText = [source, tokenizer.bosToken, tokenizer.eosToken].compactMap { $0 }
-        var shield = MessageTextShield(reserved: Set(templateOwnText.flatMap {
-            $0.unicodeScalars.filter(MessageTextShield.isInSentinelPlanes)
-        }))
+        var shield = MessageTextShield(
+            reserved: Set(
+                templateOwnText.flatMap {
+                    $0.unicodeScalars.filter(MessageTextShield.isInSentinelPlanes)
+                }))
         let shielded = try messages.map {
-            ChatMessage(role: try shield.shield($0.role, tokenizer: tokenizer),
-                        content: try shield.shield($0.content, tokenizer: tokenizer))
+            ChatMessage(
+                role: try shield.shield($0.role, tokenizer: tokenizer),
+                content: try shield.shield($0.content, tokenizer: tokenizer))
         }
         let (text, literal) = shield.unshield(try renderChatPrompt(shielded, templateSource: source))
         return tokenizer.encode(text, literalRanges: literal, addSpecialTokens: false)
@@ -29,14 +32,17 @@ extension LoadedModel {
 
     private func chatTemplateSource(_ template: String?) throws -> String {
         guard let source = template ?? chatTemplate else {
-            throw ANELMError("\(name) has no chat template; pick a built-in one with --template (\(BuiltinChatTemplates.names.joined(separator: ", "))) or use a raw prompt (without --chat)")
+            throw ANELMError(
+                "\(name) has no chat template; pick a built-in one with --template (\(BuiltinChatTemplates.names.joined(separator: ", "))) or use a raw prompt (without --chat)"
+            )
         }
         return source
     }
 
     private func renderChatPrompt(_ messages: [ChatMessage], templateSource: String) throws -> String {
-        try ChatTemplate(templateSource).render(messages: messages, addGenerationPrompt: true,
-                                                bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken)
+        try ChatTemplate(templateSource).render(
+            messages: messages, addGenerationPrompt: true,
+            bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken)
     }
 }
 

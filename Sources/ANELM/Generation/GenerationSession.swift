@@ -11,7 +11,10 @@ public struct GenerationParameters: Sendable {
     /// Constrains the output to this grammar (GBNF or a JSON schema): generation ends when it is complete.
     public var grammar: Grammar?
 
-    public init(maxTokens: Int = 256, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [], stopAtEndOfSequence: Bool = true, grammar: Grammar? = nil) {
+    public init(
+        maxTokens: Int = 256, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [], stopAtEndOfSequence: Bool = true,
+        grammar: Grammar? = nil
+    ) {
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopStrings = stopStrings
@@ -98,7 +101,9 @@ public final class GenerationSession {
         let prefillStart = DispatchTime.now()
         let logits = try model.forward(fresh, state: state, allPositions: false)
         history = prompt
-        let result = GenerationResult(promptTokens: prompt, tokens: [], text: "", finishReason: .length, prefilledTokens: fresh.count, prefillSeconds: seconds(since: prefillStart), decodeSeconds: 0, decodeSteps: 0)
+        let result = GenerationResult(
+            promptTokens: prompt, tokens: [], text: "", finishReason: .length, prefilledTokens: fresh.count, prefillSeconds: seconds(since: prefillStart),
+            decodeSeconds: 0, decodeSteps: 0)
         return Generation(session: self, parameters: parameters, logits: logits, result: result)
     }
 
@@ -157,8 +162,16 @@ public final class GenerationSession {
 final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
 }
 
 func commonPrefixLength(_ a: [Int], _ b: [Int]) -> Int {
@@ -200,7 +213,9 @@ public final class Generation {
         assembler = TextAssembler(tokenizer: session.tokenizer, stopStrings: parameters.stopStrings)
         endOfSequence = parameters.stopAtEndOfSequence ? session.endOfSequenceIds : []
         constraint = parameters.grammar.map {
-            GrammarConstraint(grammar: $0, vocabulary: GrammarVocabulary.for(session.tokenizer), endOfSequenceIds: parameters.stopAtEndOfSequence ? session.endOfSequenceIds : [])
+            GrammarConstraint(
+                grammar: $0, vocabulary: GrammarVocabulary.for(session.tokenizer),
+                endOfSequenceIds: parameters.stopAtEndOfSequence ? session.endOfSequenceIds : [])
         }
         if parameters.maxTokens == 0 { finish(.length) }
     }

@@ -81,7 +81,10 @@ public struct Sampler: Sendable {
             var keep = probabilities.count
             for (i, q) in probabilities.enumerated() {
                 cumulative += q / total
-                if cumulative >= p.topP { keep = i + 1; break }
+                if cumulative >= p.topP {
+                    keep = i + 1
+                    break
+                }
             }
             candidates.removeSubrange(keep...)
             probabilities.removeSubrange(keep...)

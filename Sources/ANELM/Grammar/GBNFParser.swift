@@ -160,7 +160,10 @@ struct GBNFParser {
         var values: [UInt32] = []
         while true {
             guard let c = peek else { throw error("unterminated string literal") }
-            if c == "\"" { advance(); return values }
+            if c == "\"" {
+                advance()
+                return values
+            }
             values.append(try parseCharacter())
         }
     }
@@ -168,11 +171,17 @@ struct GBNFParser {
     private mutating func parseClass() throws -> GrammarExpression {
         advance()  // [
         var negated = false
-        if peek == "^" { negated = true; advance() }
+        if peek == "^" {
+            negated = true
+            advance()
+        }
         var ranges: [ClosedRange<UInt32>] = []
         while true {
             guard let c = peek else { throw error("unterminated character class") }
-            if c == "]" { advance(); break }
+            if c == "]" {
+                advance()
+                break
+            }
             let low = try parseCharacter()
             if peek == "-", let next = peekAt(1), next != "]" {
                 advance()
@@ -224,7 +233,12 @@ struct GBNFParser {
     private func peekAt(_ offset: Int) -> Unicode.Scalar? { index + offset < scalars.count ? scalars[index + offset] : nil }
 
     private mutating func advance() {
-        if scalars[index] == "\n" { line += 1; column = 1 } else { column += 1 }
+        if scalars[index] == "\n" {
+            line += 1
+            column = 1
+        } else {
+            column += 1
+        }
         index += 1
     }
 

@@ -4,7 +4,10 @@ struct ByteSet: Hashable, Sendable {
 
     static func == (a: ByteSet, b: ByteSet) -> Bool { a.words == b.words }
     func hash(into hasher: inout Hasher) {
-        hasher.combine(words.0); hasher.combine(words.1); hasher.combine(words.2); hasher.combine(words.3)
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
     }
 
     init() {}
@@ -31,7 +34,10 @@ struct ByteSet: Hashable, Sendable {
     }
 
     mutating func formUnion(_ other: ByteSet) {
-        words.0 |= other.words.0; words.1 |= other.words.1; words.2 |= other.words.2; words.3 |= other.words.3
+        words.0 |= other.words.0
+        words.1 |= other.words.1
+        words.2 |= other.words.2
+        words.3 |= other.words.3
     }
 }
 
@@ -124,7 +130,8 @@ public struct Grammar: Sendable {
             for callee in leftCalls[rule] {
                 if state[callee] == 1 {
                     let cycle = path[(path.firstIndex(of: callee) ?? 0)...].map { ruleNames[$0] } + [ruleNames[callee]]
-                    throw ANELMError("grammar: left recursion (\(cycle.joined(separator: " → "))); a repetition of something that can match empty text is one too")
+                    throw ANELMError(
+                        "grammar: left recursion (\(cycle.joined(separator: " → "))); a repetition of something that can match empty text is one too")
                 }
                 if state[callee] == 0 { try visit(callee) }
             }
@@ -141,7 +148,9 @@ public struct Grammar: Sendable {
             return chain[rule]
         }
         for rule in alternatives.indices where longest(rule) > 1000 {
-            throw ANELMError("grammar: rule '\(ruleNames[rule])' starts a chain of over 1000 rules that can begin without consuming text (a long repetition of something that can be empty?)")
+            throw ANELMError(
+                "grammar: rule '\(ruleNames[rule])' starts a chain of over 1000 rules that can begin without consuming text (a long repetition of something that can be empty?)"
+            )
         }
     }
 
@@ -318,7 +327,8 @@ enum UTF8Ranges {
         // Surrogates are not scalar values.
         var out: [ClosedRange<UInt32>] = []
         for range in merged {
-            let low = range.lowerBound, high = min(range.upperBound, 0x10FFFF)
+            let low = range.lowerBound
+            let high = min(range.upperBound, 0x10FFFF)
             guard low <= high else { continue }
             if high < 0xD800 || low > 0xDFFF {
                 out.append(low...high)
@@ -365,7 +375,8 @@ enum UTF8Ranges {
                 }
             }
         }
-        let a = encode(low), b = encode(high)
+        let a = encode(low)
+        let b = encode(high)
         out.append((0..<a.count).map { ByteSet(a[$0]...b[$0]) })
     }
 

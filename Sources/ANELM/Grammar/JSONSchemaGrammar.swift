@@ -81,7 +81,9 @@ struct JSONSchemaCompiler {
     /// A GBNF expression (usually a rule name) for `schema`.
     private mutating func expression(_ schema: JSONValue, name: String, path: String) throws -> String {
         switch schema {
-        case .bool(true): usesGeneric = true; return "value"
+        case .bool(true):
+            usesGeneric = true
+            return "value"
         case .bool(false): throw ANELMError("JSON schema \(path): the schema false allows nothing")
         case .object(let members):
             for key in members.keys where !Self.supported.contains(key) && !Self.annotations.contains(key) {
@@ -92,7 +94,8 @@ struct JSONSchemaCompiler {
         let keys = Set(Self.constrainingKeys(schema))
         if let ref = schema["$ref"] {
             guard keys == ["$ref"] else {
-                throw ANELMError("JSON schema \(path): '$ref' next to \(keys.subtracting(["$ref"]).sorted().map { "'\($0)'" }.joined(separator: ", ")) is not supported")
+                throw ANELMError(
+                    "JSON schema \(path): '$ref' next to \(keys.subtracting(["$ref"]).sorted().map { "'\($0)'" }.joined(separator: ", ")) is not supported")
             }
             guard case .string(let target) = ref else { throw ANELMError("JSON schema \(path): '$ref' must be a string") }
             return try reference(target, path: path)
@@ -117,7 +120,9 @@ struct JSONSchemaCompiler {
         for keyword in ["anyOf", "oneOf"] {
             guard let options = schema[keyword] else { continue }
             guard keys == [keyword] else { throw ANELMError("JSON schema \(path): '\(keyword)' next to other constraints is not supported") }
-            guard case .array(let branches) = options, !branches.isEmpty else { throw ANELMError("JSON schema \(path): '\(keyword)' must be a non-empty array") }
+            guard case .array(let branches) = options, !branches.isEmpty else {
+                throw ANELMError("JSON schema \(path): '\(keyword)' must be a non-empty array")
+            }
             var parts: [String] = []
             for (i, branch) in branches.enumerated() {
                 parts.append(try expression(branch, name: "\(name)-\(i)", path: "\(path)/\(keyword)/\(i)"))
@@ -127,11 +132,18 @@ struct JSONSchemaCompiler {
         var types: [String]
         switch try typeList(schema, path: path) {
         case nil:
-            if schema["properties"] != nil || schema["additionalProperties"] != nil { types = ["object"] }
-            else if schema["items"] != nil || schema["minItems"] != nil || schema["maxItems"] != nil { types = ["array"] }
-            else if schema["pattern"] != nil || schema["format"] != nil || schema["minLength"] != nil || schema["maxLength"] != nil { types = ["string"] }
-            else if schema["minimum"] != nil || schema["maximum"] != nil || schema["exclusiveMinimum"] != nil || schema["exclusiveMaximum"] != nil { types = ["number"] }
-            else { usesGeneric = true; return "value" }
+            if schema["properties"] != nil || schema["additionalProperties"] != nil {
+                types = ["object"]
+            } else if schema["items"] != nil || schema["minItems"] != nil || schema["maxItems"] != nil {
+                types = ["array"]
+            } else if schema["pattern"] != nil || schema["format"] != nil || schema["minLength"] != nil || schema["maxLength"] != nil {
+                types = ["string"]
+            } else if schema["minimum"] != nil || schema["maximum"] != nil || schema["exclusiveMinimum"] != nil || schema["exclusiveMaximum"] != nil {
+                types = ["number"]
+            } else {
+                usesGeneric = true
+                return "value"
+            }
         case let list?: types = list
         }
         var parts: [String] = []
@@ -145,7 +157,7 @@ struct JSONSchemaCompiler {
     private static func isInstance(_ value: JSONValue, of type: String) -> Bool {
         switch (value, type) {
         case (.null, "null"), (.bool, "boolean"), (.int, "number"), (.double, "number"), (.string, "string"), (.array, "array"),
-             (.object, "object"), (.int, "integer"):
+            (.object, "object"), (.int, "integer"):
             return true
         case (.double(let d), "integer"): return d == d.rounded()
         default: return false
@@ -200,7 +212,9 @@ struct JSONSchemaCompiler {
         for raw in target.dropFirst(2).split(separator: "/", omittingEmptySubsequences: false) where target != "#" {
             let key = raw.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
             switch node {
-            case .object(let members): guard let next = members[key] else { throw ANELMError("JSON schema \(path): '$ref' \(target) points nowhere") }; node = next
+            case .object(let members):
+                guard let next = members[key] else { throw ANELMError("JSON schema \(path): '$ref' \(target) points nowhere") }
+                node = next
             case .array(let items):
                 guard let i = Int(key), items.indices.contains(i) else { throw ANELMError("JSON schema \(path): '$ref' \(target) points nowhere") }
                 node = items[i]
@@ -230,7 +244,8 @@ struct JSONSchemaCompiler {
                 throw ANELMError("JSON schema \(path): 'format' together with 'pattern' or lengths is not supported")
             }
             let date = "[0-9] [0-9] [0-9] [0-9] \"-\" ( \"0\" [1-9] | \"1\" [0-2] ) \"-\" ( \"0\" [1-9] | [12] [0-9] | \"3\" [01] )"
-            let hour = "( [01] [0-9] | \"2\" [0-3] )", minute = "[0-5] [0-9]"
+            let hour = "( [01] [0-9] | \"2\" [0-3] )"
+            let minute = "[0-5] [0-9]"
             let time = "\(hour) \":\" \(minute) \":\" \(minute) ( \".\" [0-9]{1,6} )? ( \"Z\" | [+-] \(hour) \":\" \(minute) )"
             let body: String
             switch format {
@@ -326,7 +341,8 @@ struct JSONSchemaCompiler {
         var parts: [String] = []
         let top = high ?? (lowDigits >= 16 ? power10(lowDigits) - 1 : power10(16) - 1)
         for length in lowDigits...String(top).count {
-            let from = max(low, power10(length - 1)), to = min(top, power10(length) - 1)
+            let from = max(low, power10(length - 1))
+            let to = min(top, power10(length) - 1)
             if from <= to { parts.append(sameLength(Array(String(from)).map { Int(String($0)) ?? 0 }, Array(String(to)).map { Int(String($0)) ?? 0 })) }
         }
         return parts.map { "( \($0) )" }.joined(separator: " | ")
@@ -339,7 +355,8 @@ struct JSONSchemaCompiler {
     /// Numbers of one length between the digit strings `low` and `high`.
     private static func sameLength(_ low: [Int], _ high: [Int]) -> String {
         if low.count == 1 { return digitClass(low[0], high[0]) }
-        let restLow = Array(low.dropFirst()), restHigh = Array(high.dropFirst())
+        let restLow = Array(low.dropFirst())
+        let restHigh = Array(high.dropFirst())
         let anyRest = "[0-9]{\(restLow.count)}"
         if low[0] == high[0] { return "\"\(low[0])\" ( \(sameLength(restLow, restHigh)) )" }
         if restLow.allSatisfy({ $0 == 0 }) && restHigh.allSatisfy({ $0 == 9 }) { return "\(digitClass(low[0], high[0])) \(anyRest)" }
@@ -480,13 +497,14 @@ struct JSONSchemaCompiler {
 
     /// A GBNF string literal for `text`.
     static func literal(_ text: String) -> String {
-        "\"" + text.unicodeScalars.map { scalar -> String in
-            switch scalar {
-            case "\"": return "\\\""
-            case "\\": return "\\\\"
-            default: return scalar.value < 0x20 || scalar.value == 0x7F ? escape(scalar.value) : String(Character(scalar))
-            }
-        }.joined() + "\""
+        "\""
+            + text.unicodeScalars.map { scalar -> String in
+                switch scalar {
+                case "\"": return "\\\""
+                case "\\": return "\\\\"
+                default: return scalar.value < 0x20 || scalar.value == 0x7F ? escape(scalar.value) : String(Character(scalar))
+                }
+            }.joined() + "\""
     }
 
     /// One character inside a GBNF class.

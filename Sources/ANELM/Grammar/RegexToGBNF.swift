@@ -73,12 +73,19 @@ struct RegexToGBNF {
             let start = index
             index += 1
             var text = ""
-            while let d = peek, d != "}" { text.unicodeScalars.append(d); index += 1 }
-            guard peek == "}" else { index = start; throw error("unterminated '{'") }
+            while let d = peek, d != "}" {
+                text.unicodeScalars.append(d)
+                index += 1
+            }
+            guard peek == "}" else {
+                index = start
+                throw error("unterminated '{'")
+            }
             index += 1
             let parts = text.split(separator: ",", omittingEmptySubsequences: false)
             guard (1...2).contains(parts.count), let low = Int(parts[0]), low <= 10_000,
-                  parts.count == 1 || parts[1].isEmpty || (Int(parts[1]).map { $0 >= low && $0 <= 10_000 } ?? false) else {
+                parts.count == 1 || parts[1].isEmpty || (Int(parts[1]).map { $0 >= low && $0 <= 10_000 } ?? false)
+            else {
                 index = start
                 throw error("bad repetition '{\(text)}'")
             }
@@ -129,12 +136,18 @@ struct RegexToGBNF {
 
     private mutating func characterClass() throws -> [ClosedRange<UInt32>] {
         var negated = false
-        if peek == "^" { negated = true; index += 1 }
+        if peek == "^" {
+            negated = true
+            index += 1
+        }
         var ranges: [ClosedRange<UInt32>] = []
         var first = true
         while true {
             guard let c = peek else { throw error("unterminated '['") }
-            if c == "]" && !first { index += 1; break }
+            if c == "]" && !first {
+                index += 1
+                break
+            }
             first = false
             index += 1
             let low: UInt32
@@ -190,7 +203,8 @@ struct RegexToGBNF {
         case "x", "u":
             let count = e == "x" ? 2 : 4
             guard index + count <= scalars.count, let value = UInt32(String(String.UnicodeScalarView(scalars[index..<(index + count)])), radix: 16),
-                  Unicode.Scalar(value) != nil else { throw error("bad \\\(e) escape") }
+                Unicode.Scalar(value) != nil
+            else { throw error("bad \\\(e) escape") }
             index += count
             return ([value...value], false)
         default:
@@ -223,10 +237,13 @@ struct RegexToGBNF {
         }
         var options: [String] = []
         if !plain.isEmpty {
-            options.append("[" + plain.map { r in
-                r.lowerBound == r.upperBound ? JSONSchemaCompiler.classCharacter(r.lowerBound)
-                    : JSONSchemaCompiler.classCharacter(r.lowerBound) + "-" + JSONSchemaCompiler.classCharacter(r.upperBound)
-            }.joined() + "]")
+            options.append(
+                "["
+                    + plain.map { r in
+                        r.lowerBound == r.upperBound
+                            ? JSONSchemaCompiler.classCharacter(r.lowerBound)
+                            : JSONSchemaCompiler.classCharacter(r.lowerBound) + "-" + JSONSchemaCompiler.classCharacter(r.upperBound)
+                    }.joined() + "]")
         }
         options += escaped
         if options.isEmpty { return "[^\\x00-\\U0010FFFF]" }

@@ -22,7 +22,10 @@ public final class GrammarVocabulary: @unchecked Sendable {
         var first: [Int: [UInt8]] = [:]
         bytes.reserveCapacity(tokenizer.vocabSize)
         for id in 0..<tokenizer.vocabSize {
-            if tokenizer.isSpecialToken(id) || tokenizer.tokenString(id) == nil { bytes.append([]); continue }
+            if tokenizer.isSpecialToken(id) || tokenizer.tokenString(id) == nil {
+                bytes.append([])
+                continue
+            }
             let later = tokenizer.bytes(of: [id], skipSpecialTokens: false, isFirst: false, exactByteRuns: false)
             let atStart = tokenizer.bytes(of: [id], skipSpecialTokens: false, isFirst: true, exactByteRuns: false)
             bytes.append(later)
@@ -37,7 +40,10 @@ public final class GrammarVocabulary: @unchecked Sendable {
         self.tokenBytes = tokenBytes
         self.firstTokenBytes = firstTokenBytes
         let order = tokenBytes.indices.filter { !tokenBytes[$0].isEmpty }.sorted { tokenBytes[$0].lexicographicallyPrecedes(tokenBytes[$1]) }
-        var nodeByte: [UInt8] = [0], nodeDepth: [UInt16] = [0], subtreeEnd: [Int32] = [0], tokenStart: [Int32] = [0]
+        var nodeByte: [UInt8] = [0]
+        var nodeDepth: [UInt16] = [0]
+        var subtreeEnd: [Int32] = [0]
+        var tokenStart: [Int32] = [0]
         var tokens: [Int32] = []
         var path: [Int] = [0]  // node indices from the root to the current node
         var previous: [UInt8] = []
@@ -97,7 +103,8 @@ public final class GrammarVocabulary: @unchecked Sendable {
         while node < nodeCount {
             let depth = Int(nodeDepth[node])
             let byte = nodeByte[node]
-            let parentStart = levelStart[depth - 1], parentCount = levelCount[depth - 1]
+            let parentStart = levelStart[depth - 1]
+            let parentCount = levelCount[depth - 1]
             let start = parentStart + parentCount
             var count = 0
             for k in parentStart..<(parentStart + parentCount) {
@@ -105,7 +112,10 @@ public final class GrammarVocabulary: @unchecked Sendable {
                 guard let set = matcher.byteSet(ofTop: id), set.contains(byte) else { continue }
                 for next in matcher.successors(id) {
                     var seen = false
-                    for j in start..<(start + count) where buffer[j] == next { seen = true; break }
+                    for j in start..<(start + count) where buffer[j] == next {
+                        seen = true
+                        break
+                    }
                     if seen { continue }
                     if start + count >= buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
                     buffer[start + count] = next

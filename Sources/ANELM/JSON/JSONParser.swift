@@ -60,9 +60,15 @@ struct JSONParser {
         case UInt8(ascii: "{"): return .object(try parseObject(depth: depth + 1))
         case UInt8(ascii: "["): return .array(try parseArray(depth: depth + 1))
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw syntaxError("unexpected \(describeByte()), expected a value")
         }
@@ -82,7 +88,10 @@ struct JSONParser {
         position += 1
         var object = JSONObject()
         skipWhitespace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "}") { position += 1; return object }
+        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return object
+        }
         while true {
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
                 throw syntaxError("unexpected \(describeByte()), expected a key in quotes")
@@ -121,7 +130,10 @@ struct JSONParser {
         position += 1
         var items: [JSONValue] = []
         skipWhitespace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "]") { position += 1; return items }
+        if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
+            position += 1
+            return items
+        }
         while true {
             path.append(.index(items.count))
             items.append(try parseValue(depth: depth))
@@ -293,17 +305,29 @@ struct JSONParser {
         var i = 0
         while i < run.count {
             let lead = run[i]
-            if lead < 0x80 { i += 1; continue }
+            if lead < 0x80 {
+                i += 1
+                continue
+            }
             let length: Int
-            var low: UInt8 = 0x80, high: UInt8 = 0xbf
+            var low: UInt8 = 0x80
+            var high: UInt8 = 0xbf
             switch lead {
             case 0xc2...0xdf: length = 2
-            case 0xe0: length = 3; low = 0xa0
+            case 0xe0:
+                length = 3
+                low = 0xa0
             case 0xe1...0xec, 0xee...0xef: length = 3
-            case 0xed: length = 3; high = 0x9f
-            case 0xf0: length = 4; low = 0x90
+            case 0xed:
+                length = 3
+                high = 0x9f
+            case 0xf0:
+                length = 4
+                low = 0x90
             case 0xf1...0xf3: length = 4
-            case 0xf4: length = 4; high = 0x8f
+            case 0xf4:
+                length = 4
+                high = 0x8f
             default: length = 0
             }
             var valid = length > 0 && i + length <= run.count

@@ -42,7 +42,6 @@ public struct JSONPath: Sendable, CustomStringConvertible {
     }
 }
 
-
 /// A JSON value with its path in the document: typed reads that throw, naming the path, when a file has the
 /// wrong shape (`tokenizer.json: model.merges[3]: expected a string`).
 public struct JSONNode: Sendable {

@@ -1,5 +1,5 @@
-import Foundation
 import CANELMKernels
+import Foundation
 
 /// anelm's numeric kernels: thin Swift names over the C microkernels (see CANELMKernels).
 public enum Kernels {
@@ -51,7 +51,8 @@ public enum Kernels {
         var xq: UnsafeMutablePointer<anelm_block_q16>?
         var xq8: UnsafeMutablePointer<anelm_block_q16x8>?
         if products.contains(where: { $0.0.usesQuantizedActivations }) {
-            let blocks = cols / 32, groups = tokens / 8
+            let blocks = cols / 32
+            let groups = tokens / 8
             let buffer = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
             pool.parallelRanges(tokens, minimum: max(1, elementwiseGrain / cols)) { rows in
                 for t in rows { anelm_quantize_q16(x + t * cols, buffer + t * blocks, cols) }
@@ -66,7 +67,10 @@ public enum Kernels {
                 xq8 = interleaved
             }
         }
-        defer { xq?.deallocate(); xq8?.deallocate() }
+        defer {
+            xq?.deallocate()
+            xq8?.deallocate()
+        }
         // Tasks of 16–512 KB of weights: small enough to balance, large enough to amortize.
         var tasks: [(product: Int, rows: Range<Int>)] = []
         let totalBytes = products.reduce(0) { $0 + $1.0.rows * $1.0.rowBytes }
@@ -79,9 +83,12 @@ public enum Kernels {
         }
         tasks.withUnsafeBufferPointer { tasks in
             pool.parallelFor(tasks.count) { i in
-                let (w, y) = products[tasks[i].product], r = tasks[i].rows
-                anelm_matmul_rows(Int32(w.type.rawValue), w.data, w.rowBytes, w.cols, w.usesQuantizedActivations ? nil : x,
-                                  w.usesQuantizedActivations ? UnsafePointer(xq) : nil, w.usesQuantizedActivations ? UnsafePointer(xq8) : nil, tokens, y, w.rows, r.lowerBound, r.upperBound)
+                let (w, y) = products[tasks[i].product]
+                let r = tasks[i].rows
+                anelm_matmul_rows(
+                    Int32(w.type.rawValue), w.data, w.rowBytes, w.cols, w.usesQuantizedActivations ? nil : x,
+                    w.usesQuantizedActivations ? UnsafePointer(xq) : nil, w.usesQuantizedActivations ? UnsafePointer(xq8) : nil, tokens, y, w.rows,
+                    r.lowerBound, r.upperBound)
             }
         }
     }

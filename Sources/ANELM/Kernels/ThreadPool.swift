@@ -25,9 +25,11 @@ public final class ThreadPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { body in
             var box = body
             withUnsafeMutablePointer(to: &box) { context in
-                anelm_pool_run(raw, count, { ctx, index in
-                    ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
-                }, context)
+                anelm_pool_run(
+                    raw, count,
+                    { ctx, index in
+                        ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+                    }, context)
             }
         }
     }

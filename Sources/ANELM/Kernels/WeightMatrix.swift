@@ -15,7 +15,9 @@ public struct WeightMatrix: @unchecked Sendable {
     public init(_ tensor: Tensor) throws {
         guard tensor.shape.count <= 2 else { throw ANELMError("tensor '\(tensor.name)' with shape \(tensor.shape) is not a matrix") }
         guard let rowBytes = tensor.type.byteCount(elements: tensor.rowLength), tensor.rowLength > 0, let base = tensor.data.baseAddress else {
-            throw ANELMError("tensor '\(tensor.name)': row length \(tensor.rowLength) is not a positive multiple of \(tensor.type)'s \(tensor.type.blockSize)-element blocks")
+            throw ANELMError(
+                "tensor '\(tensor.name)': row length \(tensor.rowLength) is not a positive multiple of \(tensor.type)'s \(tensor.type.blockSize)-element blocks"
+            )
         }
         type = tensor.type
         rows = tensor.rowCount

@@ -25,7 +25,8 @@ public struct ModelInfo {
         }
         let (store, names) = Self.tensors(source)
         var counts: [String: Int] = [:]
-        var parameters = 0, bytes = 0
+        var parameters = 0
+        var bytes = 0
         for name in names {
             guard let info = store(name) else { continue }
             counts[info.type, default: 0] += 1

@@ -14,7 +14,10 @@ public final class LoadedModel {
     public let pool: ThreadPool
     public let loadSeconds: Double
 
-    init(path: String, source: ModelSource, architecture: String, model: LanguageModel, tokenizer: Tokenizer, chatTemplate: String?, endOfSequenceIds: Set<Int>, pool: ThreadPool, loadSeconds: Double) {
+    init(
+        path: String, source: ModelSource, architecture: String, model: LanguageModel, tokenizer: Tokenizer, chatTemplate: String?, endOfSequenceIds: Set<Int>,
+        pool: ThreadPool, loadSeconds: Double
+    ) {
         self.path = path
         self.source = source
         self.architecture = architecture
@@ -58,7 +61,9 @@ public enum ModelLoader {
         guard text.tokenizer.vocabSize <= model.vocabularySize else {
             throw ANELMError("the tokenizer has \(text.tokenizer.vocabSize) tokens but the model only \(model.vocabularySize)")
         }
-        return LoadedModel(path: path, source: source, architecture: architecture, model: model, tokenizer: text.tokenizer, chatTemplate: text.chatTemplate, endOfSequenceIds: text.endOfSequenceIds, pool: pool, loadSeconds: seconds(since: start))
+        return LoadedModel(
+            path: path, source: source, architecture: architecture, model: model, tokenizer: text.tokenizer, chatTemplate: text.chatTemplate,
+            endOfSequenceIds: text.endOfSequenceIds, pool: pool, loadSeconds: seconds(since: start))
     }
 
     /// Only the text side of a model (tokenizer, template, end tokens), without its weights: from a model

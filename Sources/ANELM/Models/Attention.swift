@@ -20,9 +20,15 @@ struct AttentionShape {
 /// read once per token. Prefill has tasks enough in its tokens (one span each); decode splits the
 /// positions into spans so that every thread has some, and merges the spans' outputs by the weights of
 /// their log-sum-exps (position-split "flash decoding").
-func causalAttention(_ a: AttentionShape, cache: KVCache, layer l: Int, queries: UnsafeMutablePointer<Float>, tokens n: Int, start: Int, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-    let headDim = a.headDim, qWidth = a.heads * headDim, group = a.heads / a.kvHeads
-    let elementSize = cache.element == .f16 ? 2 : 4, kvType = Int32(cache.element.rawValue)
+func causalAttention(
+    _ a: AttentionShape, cache: KVCache, layer l: Int, queries: UnsafeMutablePointer<Float>, tokens n: Int, start: Int, into out: UnsafeMutablePointer<Float>,
+    pool: ThreadPool
+) {
+    let headDim = a.headDim
+    let qWidth = a.heads * headDim
+    let group = a.heads / a.kvHeads
+    let elementSize = cache.element == .f16 ? 2 : 4
+    let kvType = Int32(cache.element.rawValue)
     let pairs = n * a.kvHeads
     // Spans of at least 64 positions, as many as give every thread two tasks.
     let positions = min(start + n, a.window ?? Int.max)
@@ -34,23 +40,27 @@ func causalAttention(_ a: AttentionShape, cache: KVCache, layer l: Int, queries:
     let partial = spans > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: outputCount + n * spans * a.heads) : nil
     defer { partial?.deallocate() }
     pool.parallelFor(pairs * spans) { task in
-        let t = task / (a.kvHeads * spans), kvh = (task / spans) % a.kvHeads, span = task % spans
+        let t = task / (a.kvHeads * spans)
+        let kvh = (task / spans) % a.kvHeads
+        let span = task % spans
         let end = start + t + 1
         let first = a.window.map { max(0, end - $0) } ?? 0
         let visible = end - first
-        let lo = first + visible * span / spans, hi = first + visible * (span + 1) / spans
+        let lo = first + visible * span / spans
+        let hi = first + visible * (span + 1) / spans
         let heads = t * qWidth + kvh * group * headDim
-        let slot = (t * spans + span) * a.heads + kvh * group   // the group's first head in `partial`
+        let slot = (t * spans + span) * a.heads + kvh * group  // the group's first head in `partial`
         let groupOut = partial.map { $0 + slot * headDim } ?? out + heads
         let groupLSE = partial.map { $0 + outputCount + slot }
-        guard hi > lo else {   // an empty span (fewer positions than spans) weighs nothing
+        guard hi > lo else {  // an empty span (fewer positions than spans) weighs nothing
             groupLSE?.update(repeating: -.infinity, count: group)
             return
         }
         withUnsafeTemporaryAllocation(of: Float.self, capacity: group * (hi - lo) + headDim) { scratch in
             let offset = lo * headDim * elementSize
-            anelm_attention(queries + heads, group, headDim, cache.keys(l, head: kvh) + offset, cache.values(l, head: kvh) + offset, kvType, headDim, hi - lo,
-                            a.scale, a.softcap ?? 0, scratch.baseAddress, groupOut, groupLSE)
+            anelm_attention(
+                queries + heads, group, headDim, cache.keys(l, head: kvh) + offset, cache.values(l, head: kvh) + offset, kvType, headDim, hi - lo,
+                a.scale, a.softcap ?? 0, scratch.baseAddress, groupOut, groupLSE)
         }
     }
     guard let partial else { return }
@@ -58,7 +68,8 @@ func causalAttention(_ a: AttentionShape, cache: KVCache, layer l: Int, queries:
     for t in 0..<n {
         for h in 0..<a.heads {
             // Span s weighs exp(lse_s − max) / Σ: its share of the softmax's denominator.
-            let lse = lses + t * spans * a.heads + h, stride = a.heads   // span s at lse[s · stride]
+            let lse = lses + t * spans * a.heads + h
+            let stride = a.heads  // span s at lse[s · stride]
             var top = -Float.infinity
             for s in 0..<spans { top = max(top, lse[s * stride]) }
             var total: Float = 0

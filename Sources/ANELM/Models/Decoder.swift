@@ -80,7 +80,8 @@ final class DecoderBatch {
     /// and makes room in each cache for its new tokens.
     init(_ inputs: [(tokens: [Int], state: ModelState)], vocabularySize: Int, layers: Int, model: String) throws {
         guard !inputs.isEmpty else { throw ANELMError("forward needs at least one sequence") }
-        var tokens: [Int] = [], sequences: [Sequence] = []
+        var tokens: [Int] = []
+        var sequences: [Sequence] = []
         for input in inputs {
             guard let cache = input.state as? KVCache, cache.layerCount == layers else {
                 throw ANELMError("state does not belong to this \(model) model")
@@ -119,11 +120,11 @@ final class DecoderBatch {
 
 /// Activations of one forward pass, allocated once and reused by every layer.
 struct DecoderScratch {
-    let x: FloatBuffer            // residual stream
-    let xn: FloatBuffer           // normalized input of a block
+    let x: FloatBuffer  // residual stream
+    let xn: FloatBuffer  // normalized input of a block
     let q, k, v: FloatBuffer
-    let attended: FloatBuffer     // attention output, before the o projection
-    let projected: FloatBuffer    // a block's output, before it joins the residual stream
+    let attended: FloatBuffer  // attention output, before the o projection
+    let projected: FloatBuffer  // a block's output, before it joins the residual stream
     let gate, up: FloatBuffer
 
     init(rows n: Int, hidden: Int, queryWidth: Int, keyValueWidth: Int, intermediate: Int) {
@@ -160,20 +161,27 @@ struct DecoderAttention {
     var kNorm: [Float]? = nil
     let shape: AttentionShape
 
-    func callAsFunction(_ xn: UnsafePointer<Float>, layer l: Int, batch: DecoderBatch, rope: RotaryEmbedding, normEps: Float,
-                        scratch s: DecoderScratch, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        let n = batch.count, headDim = shape.headDim
-        let qWidth = shape.heads * headDim, kvWidth = shape.kvHeads * headDim
+    func callAsFunction(
+        _ xn: UnsafePointer<Float>, layer l: Int, batch: DecoderBatch, rope: RotaryEmbedding, normEps: Float,
+        scratch s: DecoderScratch, into out: UnsafeMutablePointer<Float>, pool: ThreadPool
+    ) {
+        let n = batch.count
+        let headDim = shape.headDim
+        let qWidth = shape.heads * headDim
+        let kvWidth = shape.kvHeads * headDim
         Linear.apply([(q, s.q.pointer), (k, s.k.pointer), (v, s.v.pointer)], to: xn, tokens: n, pool: pool)
         if let qNorm { rmsNorm(s.q.pointer, qNorm, eps: normEps, rows: n * shape.heads, width: headDim, into: s.q.pointer, pool: pool) }
         if let kNorm { rmsNorm(s.k.pointer, kNorm, eps: normEps, rows: n * shape.kvHeads, width: headDim, into: s.k.pointer, pool: pool) }
         for sequence in batch.sequences {
-            let first = sequence.rows.lowerBound, rows = sequence.rows.count
-            let queries = s.q.pointer + first * qWidth, keys = s.k.pointer + first * kvWidth
+            let first = sequence.rows.lowerBound
+            let rows = sequence.rows.count
+            let queries = s.q.pointer + first * qWidth
+            let keys = s.k.pointer + first * kvWidth
             rope.apply(queries: queries, heads: shape.heads, keys: keys, kvHeads: shape.kvHeads, tokens: rows, start: sequence.start, pool: pool)
             sequence.cache.store(layer: l, keys: keys, values: s.v.pointer + first * kvWidth, tokens: rows)
-            causalAttention(shape, cache: sequence.cache, layer: l, queries: queries, tokens: rows, start: sequence.start,
-                            into: s.attended.pointer + first * qWidth, pool: pool)
+            causalAttention(
+                shape, cache: sequence.cache, layer: l, queries: queries, tokens: rows, start: sequence.start,
+                into: s.attended.pointer + first * qWidth, pool: pool)
         }
         o(s.attended.pointer, tokens: n, into: out, pool: pool)
     }
@@ -182,9 +190,9 @@ struct DecoderAttention {
 /// The gated feed-forward block: down(act(gate(x)) · up(x)).
 struct GatedMLP {
     enum Activation: String {
-        case silu           // SwiGLU: the Llama family
-        case geluTanh       // PyTorch's gelu(approximate="tanh"): Gemma 3
-        case gelu           // the exact (erf) GELU
+        case silu  // SwiGLU: the Llama family
+        case geluTanh  // PyTorch's gelu(approximate="tanh"): Gemma 3
+        case gelu  // the exact (erf) GELU
     }
 
     let gate, up, down: Linear
@@ -199,17 +207,19 @@ struct GatedMLP {
 
     /// Reads the three projections of a `hidden → intermediate → hidden` block.
     init(_ w: WeightReader, gate: String, up: String, down: String, hidden: Int, intermediate: Int, activation: Activation) throws {
-        self.init(gate: try w.linear(gate, bias: nil, out: intermediate, in: hidden),
-                  up: try w.linear(up, bias: nil, out: intermediate, in: hidden),
-                  down: try w.linear(down, bias: nil, out: hidden, in: intermediate),
-                  activation: activation)
+        self.init(
+            gate: try w.linear(gate, bias: nil, out: intermediate, in: hidden),
+            up: try w.linear(up, bias: nil, out: intermediate, in: hidden),
+            down: try w.linear(down, bias: nil, out: hidden, in: intermediate),
+            activation: activation)
     }
 
     func callAsFunction(_ xn: UnsafePointer<Float>, tokens n: Int, scratch s: DecoderScratch, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         Linear.apply([(gate, s.gate.pointer), (up, s.up.pointer)], to: xn, tokens: n, pool: pool)
         let activation = activation
         pool.parallelRanges(n * gate.outFeatures, minimum: Kernels.elementwiseGrain) { r in
-            let g = s.gate.pointer + r.lowerBound, u = s.up.pointer + r.lowerBound
+            let g = s.gate.pointer + r.lowerBound
+            let u = s.up.pointer + r.lowerBound
             switch activation {
             case .silu: Kernels.siluMul(gate: g, up: u, count: r.count)
             case .geluTanh: Kernels.geluTanhMul(gate: g, up: u, count: r.count)
@@ -235,7 +245,8 @@ struct OutputHead {
 
     /// Logits of the chosen rows of the residual stream `x`, one vocabulary-sized run per row, in order.
     func logits(_ x: UnsafePointer<Float>, rows: [Int], scratch s: DecoderScratch, pool: ThreadPool) -> [Float] {
-        let width = output.inFeatures, vocabulary = output.outFeatures
+        let width = output.inFeatures
+        let vocabulary = output.outFeatures
         if let first = rows.first, rows == Array(first..<(first + rows.count)) {
             rmsNorm(x + first * width, norm, eps: eps, rows: rows.count, width: width, into: s.xn.pointer, pool: pool)
         } else {

@@ -38,7 +38,8 @@ struct GGUFHyperParameters {
     /// `attention.key_length`, else hidden / heads; the rotary dimension count must cover the whole head.
     var headDim: Int {
         get throws {
-            let heads = try attentionHeads, hidden = try hiddenSize
+            let heads = try attentionHeads
+            let hidden = try hiddenSize
             let headDim = optionalInt("attention.key_length") ?? (heads > 0 ? hidden / heads : 0)
             if let rotary = optionalInt("rope.dimension_count"), rotary != headDim {
                 throw ANELMError("partial rotary embeddings (\(rotary) of \(headDim) dims) are not supported")

@@ -73,7 +73,11 @@ struct Gemma3DecoderLayer {
     let isSliding: Bool
 
     init(_ w: WeightReader, _ norm: Gemma3NormReader, _ names: Gemma3TensorNames.Layer, _ c: Gemma3Configuration, type: Gemma3LayerType) throws {
-        let heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads, headDim = c.headDim, hidden = c.hiddenSize, bias = c.attentionBias
+        let heads = c.numAttentionHeads
+        let kvHeads = c.numKeyValueHeads
+        let headDim = c.headDim
+        let hidden = c.hiddenSize
+        let bias = c.attentionBias
         isSliding = type == .slidingAttention
         inputNorm = try norm(names.inputNorm, count: hidden)
         postAttentionNorm = try norm(names.postAttentionNorm, count: hidden)
@@ -87,10 +91,12 @@ struct Gemma3DecoderLayer {
             v: try w.linear(names.v, bias: bias ? names.vBias : nil, out: kvHeads * headDim, in: hidden),
             o: try w.linear(names.o, bias: bias ? names.oBias : nil, out: hidden, in: heads * headDim),
             qNorm: try norm(names.qNorm, count: headDim), kNorm: try norm(names.kNorm, count: headDim),
-            shape: AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 1 / c.queryPreAttnScalar.squareRoot(),
-                                  window: isSliding ? c.slidingWindow : nil, softcap: nil))
-        mlp = try GatedMLP(w, gate: names.gate, up: names.up, down: names.down, hidden: hidden, intermediate: c.intermediateSize,
-                           activation: c.hiddenActivation == "gelu" ? .gelu : .geluTanh)
+            shape: AttentionShape(
+                heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 1 / c.queryPreAttnScalar.squareRoot(),
+                window: isSliding ? c.slidingWindow : nil, softcap: nil))
+        mlp = try GatedMLP(
+            w, gate: names.gate, up: names.up, down: names.down, hidden: hidden, intermediate: c.intermediateSize,
+            activation: c.hiddenActivation == "gelu" ? .gelu : .geluTanh)
     }
 }
 
@@ -113,14 +119,17 @@ public final class Gemma3Model: TransformerDecoder {
         // `embed_scale.to(self.weight.dtype)`; llama.cpp (GGUF) multiplies by the f32 value.
         embedding = TokenEmbedding(table: table, scale: names.roundsEmbeddingScale ? Self.rounded(scale, to: try w.tensor(names.embedding).type) : scale)
         layers = try c.layerTypes.enumerated().map { try Gemma3DecoderLayer(w, norm, names.layer($0.offset), c, type: $0.element) }
-        head = OutputHead(norm: try norm(names.outputNorm, count: c.hiddenSize), eps: c.rmsNormEps,
-                          output: try OutputHead.linear(w, name: names.output, tiedTo: table, tied: c.tieWordEmbeddings),
-                          softcap: c.finalLogitSoftcapping)
+        head = OutputHead(
+            norm: try norm(names.outputNorm, count: c.hiddenSize), eps: c.rmsNormEps,
+            output: try OutputHead.linear(w, name: names.output, tiedTo: table, tied: c.tieWordEmbeddings),
+            softcap: c.finalLogitSoftcapping)
         // Gemma's GGUF files are NeoX-style (no q/k permutation): both formats rotate halves.
         localRope = RotaryEmbedding(style: .halves, headDim: c.headDim, theta: c.ropeLocalBaseFreq, scaling: .none)
         globalRope = RotaryEmbedding(style: .halves, headDim: c.headDim, theta: c.ropeTheta, scaling: c.ropeScaling)
 
-        super.init(familyName: "Gemma 3", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision, pool: pool)
+        super.init(
+            familyName: "Gemma 3", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision,
+            pool: pool)
     }
 
     /// `value` rounded to nearest-even in a 16-bit float type (f32 and quantized types: unchanged).
@@ -138,7 +147,9 @@ public final class Gemma3Model: TransformerDecoder {
     }
 
     override func run(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
-        let n = batch.count, hidden = configuration.hiddenSize, eps = configuration.rmsNormEps
+        let n = batch.count
+        let hidden = configuration.hiddenSize
+        let eps = configuration.rmsNormEps
         let s = configuration.dimensions.scratch(rows: n)
 
         // 1. Token embeddings, scaled by √hidden.
@@ -147,8 +158,9 @@ public final class Gemma3Model: TransformerDecoder {
         for (l, layer) in layers.enumerated() {
             // 2. Attention (q/k norms, RoPE of the layer's kind, sliding window in local layers), post-normed.
             rmsNorm(s.x.pointer, layer.inputNorm, eps: eps, rows: n, width: hidden, into: s.xn.pointer, pool: pool)
-            layer.attention(s.xn.pointer, layer: l, batch: batch, rope: layer.isSliding ? localRope : globalRope, normEps: eps,
-                            scratch: s, into: s.projected.pointer, pool: pool)
+            layer.attention(
+                s.xn.pointer, layer: l, batch: batch, rope: layer.isSliding ? localRope : globalRope, normEps: eps,
+                scratch: s, into: s.projected.pointer, pool: pool)
             rmsNorm(s.projected.pointer, layer.postAttentionNorm, eps: eps, rows: n, width: hidden, into: s.projected.pointer, pool: pool)
             Kernels.addInPlace(s.x.pointer, s.projected.pointer, count: n * hidden)
 

@@ -72,15 +72,17 @@ public struct Gemma3Configuration: Sendable {
     }
 
     var dimensions: DecoderDimensions {
-        DecoderDimensions(layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
-                          headDim: headDim, intermediate: intermediateSize)
+        DecoderDimensions(
+            layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
+            headDim: headDim, intermediate: intermediateSize)
     }
 
     /// Checks what the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {
-        try validateTransformerShape(hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
-                                     numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
-                                     vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
+        try validateTransformerShape(
+            hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
+            numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
+            vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
         try validatePositive([(rmsNormEps, "rms_norm_eps"), (ropeTheta, "rope_theta"), (ropeLocalBaseFreq, "rope_local_base_freq")])
         guard slidingWindow > 0 else { throw ANELMError("model configuration: sliding_window must be positive, got \(slidingWindow)") }
         guard layerTypes.count == numHiddenLayers else {
@@ -180,7 +182,10 @@ extension Gemma3Configuration: Decodable {
         let key = "gemma3.attention.sliding_window_pattern"
         switch file.metadata[key] {
         case .array(let items)?:
-            let flags = items.compactMap { item -> Bool? in if case .bool(let b) = item { return b }; return nil }
+            let flags = items.compactMap { item -> Bool? in
+                if case .bool(let b) = item { return b }
+                return nil
+            }
             guard flags.count == items.count, flags.count == layers else {
                 throw ANELMError("GGUF \(key) must hold one bool per layer (\(layers))")
             }
@@ -198,7 +203,10 @@ extension Gemma3Configuration: Decodable {
     public init(gguf file: GGUFFile) throws {
         let p = try GGUFHyperParameters(file)
         guard p.architecture == "gemma3" else { throw ANELMError("GGUF architecture \(quoted(p.architecture)) is not gemma3") }
-        let hidden = try p.hiddenSize, heads = try p.attentionHeads, layers = try p.int("block_count"), headDim = try p.headDim
+        let hidden = try p.hiddenSize
+        let heads = try p.attentionHeads
+        let layers = try p.int("block_count")
+        let headDim = try p.headDim
         // llama.cpp: Gemma 3 27B (62 layers) scales queries by hidden/heads, the others by head_dim
         // (their query_pre_attn_scalar).
         let queryScalar = layers == 62 && heads > 0 ? Float(hidden / heads) : Float(headDim)
@@ -228,13 +236,15 @@ extension Gemma3Configuration: ModelConfiguration {
 
     public var summary: [(key: String, value: String)] {
         let local = layerTypes.filter { $0 == .slidingAttention }.count
-        return [("layers", "\(numHiddenLayers) (\(local) sliding-window of \(slidingWindow) positions, \(numHiddenLayers - local) global)"),
-                ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(intermediateSize) (\(hiddenActivation))"),
-                ("attention heads", "\(numAttentionHeads) (key/value heads: \(numKeyValueHeads), head dim: \(headDim))"),
-                ("vocabulary", "\(vocabSize)"), ("context length", "\(maxPositionEmbeddings)"),
-                ("rope theta", "\(ropeTheta) global, \(ropeLocalBaseFreq) local"),
-                ("final logit soft-cap", finalLogitSoftcapping.map { "\($0)" } ?? "none"),
-                ("tied embeddings", tieWordEmbeddings ? "yes" : "no"),
-                ("KV cache per token", "\(2 * numHiddenLayers * numKeyValueHeads * headDim * 2) bytes (f16)")]
+        return [
+            ("layers", "\(numHiddenLayers) (\(local) sliding-window of \(slidingWindow) positions, \(numHiddenLayers - local) global)"),
+            ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(intermediateSize) (\(hiddenActivation))"),
+            ("attention heads", "\(numAttentionHeads) (key/value heads: \(numKeyValueHeads), head dim: \(headDim))"),
+            ("vocabulary", "\(vocabSize)"), ("context length", "\(maxPositionEmbeddings)"),
+            ("rope theta", "\(ropeTheta) global, \(ropeLocalBaseFreq) local"),
+            ("final logit soft-cap", finalLogitSoftcapping.map { "\($0)" } ?? "none"),
+            ("tied embeddings", tieWordEmbeddings ? "yes" : "no"),
+            ("KV cache per token", "\(2 * numHiddenLayers * numKeyValueHeads * headDim * 2) bytes (f16)"),
+        ]
     }
 }

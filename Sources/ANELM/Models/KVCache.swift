@@ -78,7 +78,8 @@ public final class KVCache: ModelState {
         for (source, storage) in [(keys, keyStorage[l]), (values, valueStorage[l])] {
             for t in 0..<n {
                 for h in 0..<kvHeads {
-                    let from = source + t * rowWidth + h * headDim, to = (h * allocated + count + t) * headDim
+                    let from = source + t * rowWidth + h * headDim
+                    let to = (h * allocated + count + t) * headDim
                     if element == .f16 {
                         anelm_convert_f32_to_f16(from, storage.assumingMemoryBound(to: UInt16.self) + to, headDim)
                     } else {

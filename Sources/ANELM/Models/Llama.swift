@@ -49,7 +49,10 @@ struct LlamaDecoderLayer {
     let mlp: GatedMLP
 
     init(_ w: WeightReader, _ names: LlamaTensorNames.Layer, _ c: LlamaConfiguration) throws {
-        let heads = c.numAttentionHeads, kvHeads = c.numKeyValueHeads, headDim = c.headDim, hidden = c.hiddenSize
+        let heads = c.numAttentionHeads
+        let kvHeads = c.numKeyValueHeads
+        let headDim = c.headDim
+        let hidden = c.hiddenSize
         let bias = c.attentionBias
         attentionNorm = try w.vector(names.attentionNorm, count: hidden)
         attention = DecoderAttention(
@@ -70,23 +73,29 @@ public final class LlamaModel: TransformerDecoder {
     let head: OutputHead
     let rope: RotaryEmbedding
 
-    init(configuration c: LlamaConfiguration, store: TensorStore, names: LlamaTensorNames, ropeStyle: RoPEStyle, precision: Precision, pool: ThreadPool) throws {
+    init(configuration c: LlamaConfiguration, store: TensorStore, names: LlamaTensorNames, ropeStyle: RoPEStyle, precision: Precision, pool: ThreadPool) throws
+    {
         try c.validate()
         let w = WeightReader(store: store, precision: precision)
         configuration = c
         let table = try w.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
         embedding = TokenEmbedding(table: table)
         layers = try (0..<c.numHiddenLayers).map { try LlamaDecoderLayer(w, names.layer($0), c) }
-        head = OutputHead(norm: try w.vector(names.outputNorm, count: c.hiddenSize), eps: c.rmsNormEps,
-                          output: try OutputHead.linear(w, name: names.output, tiedTo: table, tied: c.tieWordEmbeddings))
+        head = OutputHead(
+            norm: try w.vector(names.outputNorm, count: c.hiddenSize), eps: c.rmsNormEps,
+            output: try OutputHead.linear(w, name: names.output, tiedTo: table, tied: c.tieWordEmbeddings))
         let factors = try names.ropeFrequencies.flatMap { w.has($0) ? try w.vector($0, count: c.headDim / 2) : nil }
         rope = RotaryEmbedding(style: ropeStyle, headDim: c.headDim, theta: c.ropeTheta, scaling: try c.ropeScaling(), frequencyFactors: factors)
 
-        super.init(familyName: "Llama", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision, pool: pool)
+        super.init(
+            familyName: "Llama", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision, pool: pool
+        )
     }
 
     override func run(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
-        let n = batch.count, hidden = configuration.hiddenSize, eps = configuration.rmsNormEps
+        let n = batch.count
+        let hidden = configuration.hiddenSize
+        let eps = configuration.rmsNormEps
         let s = configuration.dimensions.scratch(rows: n)
 
         // 1. Token embeddings.

@@ -16,7 +16,10 @@ public enum RoPEScaling: Sendable, Equatable {
 
     /// From a `rope_scaling` / `rope_parameters` section of config.json (nil: no scaling).
     public init(json s: JSONObject?) throws {
-        guard let s else { self = .none; return }
+        guard let s else {
+            self = .none
+            return
+        }
         let kind = s["rope_type"]?.stringValue ?? s["type"]?.stringValue ?? "default"
         let factor = Float(s["factor"]?.numberValue ?? 1)
         switch kind {
@@ -128,15 +131,17 @@ public struct LlamaConfiguration: Decodable, Sendable {
     public func ropeScaling() throws -> RoPEScaling { try RoPEScaling(json: ropeScalingJSON) }
 
     var dimensions: DecoderDimensions {
-        DecoderDimensions(layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
-                          headDim: headDim, intermediate: intermediateSize)
+        DecoderDimensions(
+            layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
+            headDim: headDim, intermediate: intermediateSize)
     }
 
     /// Checks sizes that the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {
-        try validateTransformerShape(hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
-                                     numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
-                                     vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
+        try validateTransformerShape(
+            hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
+            numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
+            vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
         try validatePositive([(rmsNormEps, "rms_norm_eps"), (ropeTheta, "rope_theta")])
         _ = try ropeScaling()
     }

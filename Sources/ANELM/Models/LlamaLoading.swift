@@ -5,7 +5,8 @@ extension LlamaModel {
     static func load(_ source: ModelSource, _ options: LoadOptions, _ pool: ThreadPool) throws -> LanguageModel {
         var config = try LlamaConfiguration(source)
         config.maxPositionEmbeddings = try options.contextLength(cappedAt: config.maxPositionEmbeddings)
-        let names: LlamaTensorNames, style: RoPEStyle
+        let names: LlamaTensorNames
+        let style: RoPEStyle
         switch source {
         case .gguf(let file):
             names = .gguf
@@ -47,11 +48,13 @@ extension LlamaConfiguration: ModelConfiguration {
     }
 
     public var summary: [(key: String, value: String)] {
-        [("layers", "\(numHiddenLayers)"), ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(intermediateSize)"),
-         ("attention heads", "\(numAttentionHeads) (key/value heads: \(numKeyValueHeads), head dim: \(headDim))"),
-         ("vocabulary", "\(vocabSize)"), ("context length", "\(maxPositionEmbeddings)"), ("rope theta", "\(ropeTheta)"),
-         ("tied embeddings", tieWordEmbeddings ? "yes" : "no"),
-         ("KV cache per token", "\(2 * numHiddenLayers * numKeyValueHeads * headDim * 2) bytes (f16)")]
+        [
+            ("layers", "\(numHiddenLayers)"), ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(intermediateSize)"),
+            ("attention heads", "\(numAttentionHeads) (key/value heads: \(numKeyValueHeads), head dim: \(headDim))"),
+            ("vocabulary", "\(vocabSize)"), ("context length", "\(maxPositionEmbeddings)"), ("rope theta", "\(ropeTheta)"),
+            ("tied embeddings", tieWordEmbeddings ? "yes" : "no"),
+            ("KV cache per token", "\(2 * numHiddenLayers * numKeyValueHeads * headDim * 2) bytes (f16)"),
+        ]
     }
 }
 

@@ -39,11 +39,13 @@ struct RotaryEmbedding {
         let half = headDim / 2
         for i in 0..<half {
             let angle = Float(position) * inverseFrequencies[i]
-            let c = Float(cos(Double(angle))), s = Float(sin(Double(angle)))
+            let c = Float(cos(Double(angle)))
+            let s = Float(sin(Double(angle)))
             for h in 0..<heads {
                 let v = vector + h * headDim
                 let (a, b) = style == .halves ? (i, i + half) : (2 * i, 2 * i + 1)
-                let x0 = v[a], x1 = v[b]
+                let x0 = v[a]
+                let x1 = v[b]
                 v[a] = x0 * c - x1 * s
                 v[b] = x1 * c + x0 * s
             }

@@ -1,7 +1,9 @@
 /// Checks the sizes a decoder-only transformer's forward pass relies on, so a bad file gives an
 /// error rather than a trap (shared by the Llama family and Gemma 3).
-func validateTransformerShape(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
-                              numKeyValueHeads: Int, headDim: Int, vocabSize: Int, maxPositionEmbeddings: Int) throws {
+func validateTransformerShape(
+    hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
+    numKeyValueHeads: Int, headDim: Int, vocabSize: Int, maxPositionEmbeddings: Int
+) throws {
     func positive(_ v: Int, _ name: String) throws {
         guard v > 0 else { throw ANELMError("model configuration: \(name) must be positive, got \(v)") }
     }
@@ -18,7 +20,10 @@ func validateTransformerShape(hiddenSize: Int, intermediateSize: Int, numHiddenL
     }
     guard headDim % 2 == 0 else { throw ANELMError("model configuration: head_dim must be even for RoPE, got \(headDim)") }
     let limit = 1 << 20
-    for (v, n) in [(hiddenSize, "hidden_size"), (intermediateSize, "intermediate_size"), (numHiddenLayers, "num_hidden_layers"), (numAttentionHeads, "num_attention_heads"), (headDim, "head_dim")] where v > limit {
+    for (v, n) in [
+        (hiddenSize, "hidden_size"), (intermediateSize, "intermediate_size"), (numHiddenLayers, "num_hidden_layers"),
+        (numAttentionHeads, "num_attention_heads"), (headDim, "head_dim"),
+    ] where v > limit {
         throw ANELMError("model configuration: \(n) = \(v) is implausibly large")
     }
 }

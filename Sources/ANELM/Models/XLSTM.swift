@@ -48,12 +48,14 @@ enum XLSTMProjections {
         }
         switch c.weightMode {
         case "fused":
-            self = .fused(qkvo: try linear("qkv_opreact", out: 2 * c.qkDim + 2 * c.vDim, bias: c.useBias),
-                          gates: try linear("ifgate_preact", out: 2 * c.numHeads, bias: true))
+            self = .fused(
+                qkvo: try linear("qkv_opreact", out: 2 * c.qkDim + 2 * c.vDim, bias: c.useBias),
+                gates: try linear("ifgate_preact", out: 2 * c.numHeads, bias: true))
         default:
-            self = .single(q: try linear("q", out: c.qkDim, bias: c.useBias), k: try linear("k", out: c.qkDim, bias: c.useBias),
-                           v: try linear("v", out: c.vDim, bias: c.useBias), o: try linear("ogate_preact", out: c.vDim, bias: c.useBias),
-                           i: try linear("igate_preact", out: c.numHeads, bias: true), f: try linear("fgate_preact", out: c.numHeads, bias: true))
+            self = .single(
+                q: try linear("q", out: c.qkDim, bias: c.useBias), k: try linear("k", out: c.qkDim, bias: c.useBias),
+                v: try linear("v", out: c.vDim, bias: c.useBias), o: try linear("ogate_preact", out: c.vDim, bias: c.useBias),
+                i: try linear("igate_preact", out: c.numHeads, bias: true), f: try linear("fgate_preact", out: c.numHeads, bias: true))
         }
     }
 }
@@ -101,8 +103,9 @@ enum XLSTMFeedForward {
         if c.weightMode == "fused" {
             self = .fused(gateUp: try linear("proj_up_gate_z", out: 2 * c.ffnDim, in: c.hiddenSize), down: down)
         } else {
-            self = .single(gate: try linear("proj_up_gate", out: c.ffnDim, in: c.hiddenSize),
-                           up: try linear("proj_up", out: c.ffnDim, in: c.hiddenSize), down: down)
+            self = .single(
+                gate: try linear("proj_up_gate", out: c.ffnDim, in: c.hiddenSize),
+                up: try linear("proj_up", out: c.ffnDim, in: c.hiddenSize), down: down)
         }
     }
 }
@@ -124,7 +127,8 @@ struct XLSTMBlock {
             weight: try w.vector(name("mlstm_layer.multihead_norm.weight"), count: c.vDim),
             bias: c.useBias ? try w.vector(name("mlstm_layer.multihead_norm.bias"), count: c.vDim) : nil,
             heads: c.numHeads, headDim: c.vHeadDim, eps: c.normEps)
-        outProjection = try w.linear(name("mlstm_layer.out_proj.weight"), bias: c.useBias ? name("mlstm_layer.out_proj.bias") : nil, out: c.hiddenSize, in: c.vDim)
+        outProjection = try w.linear(
+            name("mlstm_layer.out_proj.weight"), bias: c.useBias ? name("mlstm_layer.out_proj.bias") : nil, out: c.hiddenSize, in: c.vDim)
         ffnNorm = try XLSTMRMSNorm(w, name("norm_ffn"), width: c.hiddenSize, bias: c.useBias, eps: c.normEps)
         ffn = try XLSTMFeedForward(w, name, c)
     }
@@ -190,8 +194,9 @@ public final class XLSTMModel: LanguageModel {
     }
 
     static func load(_ source: ModelSource, _ options: LoadOptions, _ pool: ThreadPool) throws -> LanguageModel {
-        return try XLSTMModel(configuration: try XLSTMConfiguration(source), store: source.tensors,
-                              precision: options.precision, contextLength: options.contextLength, pool: pool)
+        return try XLSTMModel(
+            configuration: try XLSTMConfiguration(source), store: source.tensors,
+            precision: options.precision, contextLength: options.contextLength, pool: pool)
     }
 
     public func makeState() -> ModelState {
@@ -222,7 +227,8 @@ public final class XLSTMModel: LanguageModel {
         guard batch.allSatisfy({ $0.tokens.count <= configuration.maxInferenceChunkSize }) else {
             return try batch.map { try forward($0.tokens, state: $0.state, allPositions: allPositions) }
         }
-        var sequences: [(rows: Range<Int>, state: XLSTMState)] = [], tokens: [Int] = []
+        var sequences: [(rows: Range<Int>, state: XLSTMState)] = []
+        var tokens: [Int] = []
         for (input, state) in zip(batch, states) {
             sequences.append((tokens.count..<(tokens.count + input.tokens.count), state))
             tokens += input.tokens
@@ -254,13 +260,15 @@ public final class XLSTMModel: LanguageModel {
     /// One piece of every sequence (`tokens` holds their rows, in order), through all blocks.
     private func forwardPiece(_ tokens: [Int], sequences: [(rows: Range<Int>, state: XLSTMState)], allPositions: Bool) -> [Float] {
         let c = configuration
-        let n = tokens.count, hidden = c.hiddenSize
-        let x = FloatBuffer(n * hidden)                 // residual stream
-        let xn = FloatBuffer(n * hidden)                // normalized input of a block
+        let n = tokens.count
+        let hidden = c.hiddenSize
+        let x = FloatBuffer(n * hidden)  // residual stream
+        let xn = FloatBuffer(n * hidden)  // normalized input of a block
         let cell = XLSTMCellInputs(n: n, c)
         let h = FloatBuffer(n * c.vDim)
         let projected = FloatBuffer(n * hidden)
-        let gate = FloatBuffer(n * c.ffnDim), up = FloatBuffer(n * c.ffnDim)
+        let gate = FloatBuffer(n * c.ffnDim)
+        let up = FloatBuffer(n * c.ffnDim)
         let gateUp = FloatBuffer(c.weightMode == "fused" ? n * 2 * c.ffnDim : 1)
 
         for (i, token) in tokens.enumerated() { embedding.dequantizeRow(token, into: x.pointer + i * hidden) }
@@ -337,12 +345,17 @@ public final class XLSTMModel: LanguageModel {
 
     /// One recurrent step (mlstm_recurrent_step_native).
     private func mlstmStep(_ cell: XLSTMCellInputs, head: Int, token t: Int, state s: MLSTMHeadState, into h: UnsafeMutablePointer<Float>) {
-        let dk = s.qkDim, dv = s.vDim
-        let q = cell.query(t, head), k = cell.key(t, head), v = cell.value(t, head)
-        let i = cell.inputGateAt(t, head), fLog = logSigmoid(cell.forgetGateAt(t, head))
+        let dk = s.qkDim
+        let dv = s.vDim
+        let q = cell.query(t, head)
+        let k = cell.key(t, head)
+        let v = cell.value(t, head)
+        let i = cell.inputGateAt(t, head)
+        let fLog = logSigmoid(cell.forgetGateAt(t, head))
         let m = s.m.pointee
         let mNew = max(fLog + m, i)
-        let fAct = exp(fLog + m - mNew), iAct = exp(i - mNew)
+        let fAct = exp(fLog + m - mNew)
+        let iAct = exp(i - mNew)
         for d in 0..<dk {
             let row = s.c + d * dv
             Kernels.scale(row, by: fAct, count: dv)
@@ -366,11 +379,14 @@ public final class XLSTMModel: LanguageModel {
     /// One chunk of the chunkwise kernel (mlstm_chunkwise_parallel_fw_H for the outputs from the state at the
     /// chunk's start, then mlstm_chunkwise_recurrent_fw_C for the state at its end).
     private func mlstmChunk(_ cell: XLSTMCellInputs, head: Int, start: Int, length L: Int, state s: MLSTMHeadState, into h: UnsafeMutablePointer<Float>) {
-        let dk = s.qkDim, dv = s.vDim
+        let dk = s.qkDim
+        let dv = s.vDim
         let scale = 1 / Float(dk).squareRoot()
         let eps = configuration.eps
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * L) { scratch in
-            let b = scratch.baseAddress!, logD = b + L, weights = b + 2 * L
+            let b = scratch.baseAddress!
+            let logD = b + L
+            let weights = b + 2 * L
             // b: cumulative log forget gates within the chunk.
             var sum: Float = 0
             for j in 0..<L {
@@ -486,7 +502,9 @@ final class XLSTMCellInputs {
             guard let fused, let fusedGates else { return }
             qkvo(x, tokens: n, into: fused.pointer, pool: pool)
             gates(x, tokens: n, into: fusedGates.pointer, pool: pool)
-            let qk = heads * qkHead, vd = heads * vHead, width = 2 * qk + 2 * vd
+            let qk = heads * qkHead
+            let vd = heads * vHead
+            let width = 2 * qk + 2 * vd
             for t in 0..<n {
                 let row = fused.pointer + t * width
                 (q.pointer + t * qk).update(from: row, count: qk)

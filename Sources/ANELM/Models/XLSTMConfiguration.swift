@@ -103,12 +103,16 @@ public struct XLSTMConfiguration: Decodable, Sendable {
             guard ok else { throw ANELMError("xLSTM configuration: \(message())") }
         }
         let limit = 1 << 20
-        for (value, name) in [(vocabSize, "vocab_size"), (hiddenSize, "hidden_size"), (numHiddenLayers, "num_hidden_layers"),
-                              (numHeads, "num_heads"), (chunkSize, "chunk_size"), (maxInferenceChunkSize, "max_inference_chunksize"),
-                              (ffnRoundUpToMultipleOf, "ffn_round_up_to_multiple_of")] {
+        for (value, name) in [
+            (vocabSize, "vocab_size"), (hiddenSize, "hidden_size"), (numHiddenLayers, "num_hidden_layers"),
+            (numHeads, "num_heads"), (chunkSize, "chunk_size"), (maxInferenceChunkSize, "max_inference_chunksize"),
+            (ffnRoundUpToMultipleOf, "ffn_round_up_to_multiple_of"),
+        ] {
             try check(value > 0, "\(name) must be positive, got \(value)")
         }
-        for (value, name) in [(vocabSize, "vocab_size"), (hiddenSize, "hidden_size"), (numHiddenLayers, "num_hidden_layers"), (numHeads, "num_heads"), (chunkSize, "chunk_size")] {
+        for (value, name) in [
+            (vocabSize, "vocab_size"), (hiddenSize, "hidden_size"), (numHiddenLayers, "num_hidden_layers"), (numHeads, "num_heads"), (chunkSize, "chunk_size"),
+        ] {
             try check(value <= limit, "\(name) = \(value) is implausibly large")
         }
         for (factor, name) in [(qkDimFactor, "qk_dim_factor"), (vDimFactor, "v_dim_factor"), (ffnProjFactor, "ffn_proj_factor")] {
@@ -136,11 +140,13 @@ extension XLSTMConfiguration: ModelConfiguration {
     }
 
     public var summary: [(key: String, value: String)] {
-        [("layers", "\(numHiddenLayers) mLSTM blocks"), ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(ffnDim)"),
-         ("heads", "\(numHeads) (query/key head dim: \(qkHeadDim), value head dim: \(vHeadDim))"),
-         ("vocabulary", "\(vocabSize)"), ("context length", "unbounded (recurrent state)"),
-         ("state per sequence", "\(numHiddenLayers * stateFloatsPerLayer * MemoryLayout<Float>.size) bytes (f32, fixed)"),
-         ("soft-caps", "gates \(gateSoftCap.map { "\($0)" } ?? "none"), logits \(outputLogitSoftCap.map { "\($0)" } ?? "none")"),
-         ("tied embeddings", tieWordEmbeddings ? "yes" : "no")]
+        [
+            ("layers", "\(numHiddenLayers) mLSTM blocks"), ("hidden size", "\(hiddenSize)"), ("feed-forward size", "\(ffnDim)"),
+            ("heads", "\(numHeads) (query/key head dim: \(qkHeadDim), value head dim: \(vHeadDim))"),
+            ("vocabulary", "\(vocabSize)"), ("context length", "unbounded (recurrent state)"),
+            ("state per sequence", "\(numHiddenLayers * stateFloatsPerLayer * MemoryLayout<Float>.size) bytes (f32, fixed)"),
+            ("soft-caps", "gates \(gateSoftCap.map { "\($0)" } ?? "none"), logits \(outputLogitSoftCap.map { "\($0)" } ?? "none")"),
+            ("tied embeddings", tieWordEmbeddings ? "yes" : "no"),
+        ]
     }
 }

@@ -18,7 +18,7 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .f32, .f16, .bf16: return 1
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return 32
-        case .q4_K, .q5_K, .q6_K: return 256   // K-quant super-blocks
+        case .q4_K, .q5_K, .q6_K: return 256  // K-quant super-blocks
         }
     }
 
@@ -27,11 +27,11 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .f32: return 4
         case .f16, .bf16: return 2
-        case .q4_0: return 18   // f16 scale + 16 bytes of nibbles
-        case .q4_1: return 20   // f16 scale + f16 min + 16 bytes of nibbles
-        case .q5_0: return 22   // f16 scale + 32 fifth bits + 16 bytes of nibbles
-        case .q5_1: return 24   // f16 scale + f16 min + 32 fifth bits + 16 bytes of nibbles
-        case .q8_0: return 34   // f16 scale + 32 int8
+        case .q4_0: return 18  // f16 scale + 16 bytes of nibbles
+        case .q4_1: return 20  // f16 scale + f16 min + 16 bytes of nibbles
+        case .q5_0: return 22  // f16 scale + 32 fifth bits + 16 bytes of nibbles
+        case .q5_1: return 24  // f16 scale + f16 min + 32 fifth bits + 16 bytes of nibbles
+        case .q8_0: return 34  // f16 scale + 32 int8
         case .q4_K: return 144  // f16 scale + f16 min scale + 12 bytes of 6-bit sub-block scales/mins + 128 bytes of nibbles
         case .q5_K: return 176  // as Q4_K + 32 bytes of fifth bits
         case .q6_K: return 210  // 128 bytes of low nibbles + 64 of 2-bit highs + 16 int8 scales + f16 scale

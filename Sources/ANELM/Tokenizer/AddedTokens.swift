@@ -9,8 +9,10 @@ struct AddedToken: Sendable {
     /// Matched on normalized text (true) or on the raw input (false).
     let normalized: Bool
 
-    init(id: Int, content: String, special: Bool, singleWord: Bool = false, leftStrip: Bool = false,
-         rightStrip: Bool = false, normalized: Bool) {
+    init(
+        id: Int, content: String, special: Bool, singleWord: Bool = false, leftStrip: Bool = false,
+        rightStrip: Bool = false, normalized: Bool
+    ) {
         self.id = id
         self.content = content
         self.special = special
@@ -75,18 +77,24 @@ struct AddedTokenMatcher: Sendable {
         }
         while i < text.count {
             guard let candidates = byFirstScalar[text[i]],
-                  let match = candidates.first(where: {
-                      Self.matches($0.scalars, in: text, at: i)
-                          && !($0.token.special && overlapsLiteral(i..<(i + $0.scalars.count)))
-                  })
-            else { i += 1; continue }
+                let match = candidates.first(where: {
+                    Self.matches($0.scalars, in: text, at: i)
+                        && !($0.token.special && overlapsLiteral(i..<(i + $0.scalars.count)))
+                })
+            else {
+                i += 1
+                continue
+            }
             var start = i
             var stop = i + match.scalars.count
             let token = match.token
             if token.singleWord {
                 let before = start == 0 || !UnicodeClass.isWordCharacter(text[start - 1])
                 let after = stop == text.count || !UnicodeClass.isWordCharacter(text[stop])
-                if !before || !after { i = stop; continue }
+                if !before || !after {
+                    i = stop
+                    continue
+                }
             }
             if token.leftStrip {
                 while start > textStart && text[start - 1].properties.isWhitespace { start -= 1 }
@@ -109,8 +117,11 @@ struct AddedTokenMatcher: Sendable {
         var i = 0
         while i < text.count {
             guard let candidates = byFirstScalar[text[i]],
-                  let match = candidates.first(where: { $0.token.special && Self.matches($0.scalars, in: text, at: i) })
-            else { i += 1; continue }
+                let match = candidates.first(where: { $0.token.special && Self.matches($0.scalars, in: text, at: i) })
+            else {
+                i += 1
+                continue
+            }
             ranges.append(i..<(i + match.scalars.count))
             i += match.scalars.count
         }

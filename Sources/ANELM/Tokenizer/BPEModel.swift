@@ -19,7 +19,10 @@ final class BPEModel: @unchecked Sendable {
     /// Longer words are not cached (SentencePiece-style words can be whole paragraphs).
     private static let cachedWordLimit = 256
 
-    private struct Merge { let rank: Int32; let id: Int32 }
+    private struct Merge {
+        let rank: Int32
+        let id: Int32
+    }
 
     /// A merge by ids: `left` and `right` make `merged`; lower ranks merge first.
     struct IdMerge { let left: Int32, right: Int32, merged: Int32, rank: Int32 }
@@ -37,9 +40,10 @@ final class BPEModel: @unchecked Sendable {
             guard let merged = vocab[left + right] else {
                 throw ANELMError("BPE merge '\(left) \(right)' makes a token that is not in the vocabulary")
             }
-            idMerges.append(IdMerge(
-                left: Int32(clamping: a), right: Int32(clamping: b), merged: Int32(clamping: merged),
-                rank: Int32(clamping: rank)))
+            idMerges.append(
+                IdMerge(
+                    left: Int32(clamping: a), right: Int32(clamping: b), merged: Int32(clamping: merged),
+                    rank: Int32(clamping: rank)))
         }
         try self.init(
             vocab: vocab, idMerges: idMerges, unknownToken: unknownToken, fuseUnknown: fuseUnknown,
@@ -115,7 +119,10 @@ final class BPEModel: @unchecked Sendable {
             cacheLock.lock()
             let cached = cache[ExactString(text)]
             cacheLock.unlock()
-            if let cached { out.append(contentsOf: cached); return }
+            if let cached {
+                out.append(contentsOf: cached)
+                return
+            }
         }
         let ids = encodeWord(word, text: text)
         if cacheable {

@@ -52,7 +52,8 @@ enum Normalizer: Sendable {
         var i = 0
         while i < scalars.count {
             if scalars[i] == needle[0], i + needle.count <= scalars.count,
-               needle.indices.allSatisfy({ scalars[i + $0] == needle[$0] }) {
+                needle.indices.allSatisfy({ scalars[i + $0] == needle[$0] })
+            {
                 out.append(contentsOf: replacement)
                 i += needle.count
             } else {

@@ -46,7 +46,8 @@ indirect enum PostProcessor: Sendable {
         case "Sequence":
             self = .sequence(try json.objects("processors").map(PostProcessor.init))
         default:
-            throw ANELMError("unsupported tokenizer post-processor '\(type)' (supported: TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence)")
+            throw ANELMError(
+                "unsupported tokenizer post-processor '\(type)' (supported: TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence)")
         }
     }
 
@@ -88,7 +89,10 @@ enum TokenDecoder: Sendable {
     }
 
     init(_ json: JSONNode?) throws {
-        guard let json else { self = .joinWithSpaces; return }
+        guard let json else {
+            self = .joinWithSpaces
+            return
+        }
         let type = try json.string("type")
         switch type {
         case "ByteLevel":

@@ -52,7 +52,8 @@ enum SentencePieceMerges {
             var prefixHashes = [UInt64](repeating: 0, count: maxLength + 1)
             var rank: Int32 = 0
             for id in tokens.indices where vocab[tokens[id]] == id {
-                let start = starts[id], end = starts[id + 1]
+                let start = starts[id]
+                let end = starts[id + 1]
                 let length = end - start
                 guard length > 1 else { continue }
                 for k in 0..<length { prefixHashes[k + 1] = prefixHashes[k] &* multiplier &+ UInt64(buffer[start + k]) &+ 1 }

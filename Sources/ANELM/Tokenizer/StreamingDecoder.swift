@@ -79,7 +79,9 @@ extension String {
         while true {
             switch decoder.decode(&iterator) {
             case .scalarValue(let scalar): scalars.append(scalar)
-            case .emptyInput: self = String(scalars); return
+            case .emptyInput:
+                self = String(scalars)
+                return
             case .error: return nil
             }
         }

@@ -85,7 +85,8 @@ public final class Tokenizer: @unchecked Sendable {
                 while nextLiteral < literal.count && literal[nextLiteral].upperBound <= offset { nextLiteral += 1 }
                 var k = nextLiteral
                 while k < literal.count && literal[k].lowerBound < offset + raw.count {
-                    let lower = max(literal[k].lowerBound, offset), upper = min(literal[k].upperBound, offset + raw.count)
+                    let lower = max(literal[k].lowerBound, offset)
+                    let upper = min(literal[k].upperBound, offset + raw.count)
                     rawLiteral.append((lower - offset)..<(upper - offset))
                     k += 1
                 }
@@ -111,7 +112,8 @@ public final class Tokenizer: @unchecked Sendable {
     private static func disjointSorted(_ ranges: [Range<Int>], within count: Int) -> [Range<Int>] {
         var merged: [Range<Int>] = []
         for range in ranges.map({ max(0, $0.lowerBound)..<min(count, max(0, $0.upperBound)) }).filter({ !$0.isEmpty })
-            .sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            .sorted(by: { $0.lowerBound < $1.lowerBound })
+        {
             if let last = merged.last, range.lowerBound <= last.upperBound {
                 merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, range.upperBound)
             } else {
@@ -161,7 +163,10 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     private func encodePlain(_ text: [Unicode.Scalar], into ids: inout [Int]) {
-        guard let preTokenizer else { model.tokenize(text, into: &ids); return }
+        guard let preTokenizer else {
+            model.tokenize(text, into: &ids)
+            return
+        }
         var words: [[Unicode.Scalar]] = []
         preTokenizer.split(text, into: &words)
         for word in words { model.tokenize(word, into: &ids) }
@@ -279,9 +284,11 @@ public final class Tokenizer: @unchecked Sendable {
         let bosToken = try config.flatMap { try Self.tokenText($0, "bos_token") }
         let eosToken = try config.flatMap { try Self.tokenText($0, "eos_token") }
         // transformers adds the named special tokens it finds in the vocabulary as special added tokens.
-        for name in [bosToken, eosToken] + (try ["unk_token", "pad_token"].map { key in
-            try config.flatMap { try Self.tokenText($0, key) }
-        }) {
+        for name in [bosToken, eosToken]
+            + (try ["unk_token", "pad_token"].map { key in
+                try config.flatMap { try Self.tokenText($0, key) }
+            })
+        {
             guard let name, !addedTokens.contains(where: { $0.content == name }), let id = vocab[name] else { continue }
             addedTokens.append(AddedToken(id: id, content: name, special: true, normalized: false))
         }
@@ -353,7 +360,7 @@ public final class Tokenizer: @unchecked Sendable {
         case "default", "gpt2", "gpt-2", "smollm", "starcoder", "refact", "codeshell":
             return gpt2
         case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
-             "jina-v5-nano", "dbrx", "smaug-bpe":
+            "jina-v5-nano", "dbrx", "smaug-bpe":
             return regex(.llama3(maxDigits: 3))
         case "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "megrez":
             return regex(.llama3(maxDigits: 1))
@@ -386,7 +393,8 @@ public final class Tokenizer: @unchecked Sendable {
         var tokensById: [Int: String] = [:]
         tokensById.reserveCapacity(gguf.tokens.count)
         for (id, token) in gguf.tokens.enumerated() {
-            let spelled = ByteLevelAlphabet.isSpelledInAlphabet(token)
+            let spelled =
+                ByteLevelAlphabet.isSpelledInAlphabet(token)
                 ? token : String(String.UnicodeScalarView(ByteLevelAlphabet.encode(Array(token.unicodeScalars)[...])))
             vocab[spelled] = id
             tokensById[id] = spelled

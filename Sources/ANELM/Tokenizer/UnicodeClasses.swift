@@ -2,7 +2,10 @@
 enum UnicodeClass {
     @inline(__always) static func isLetter(_ s: Unicode.Scalar) -> Bool {
         let v = s.value
-        if v < 0x80 { let lower = v | 0x20; return lower >= 0x61 && lower <= 0x7A }
+        if v < 0x80 {
+            let lower = v | 0x20
+            return lower >= 0x61 && lower <= 0x7A
+        }
         switch s.properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
         default: return false

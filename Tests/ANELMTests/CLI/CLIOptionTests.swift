@@ -1,5 +1,5 @@
-import XCTest
 import Foundation
+import XCTest
 
 /// Number options and the warnings for values the machine or the model cannot honour.
 extension CLITests {

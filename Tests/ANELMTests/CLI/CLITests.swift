@@ -1,10 +1,11 @@
-import XCTest
-import Foundation
 import ANELM
+import Foundation
+import XCTest
 
 /// Runs the built `anelm` binary as a user would: bad input ends in one `error:` line and exit 1.
 final class CLITests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     func binary() throws -> URL {
         for config in ["release", "debug"] {
@@ -18,14 +19,17 @@ final class CLITests: XCTestCase {
         let process = Process()
         process.executableURL = try binary()
         process.arguments = arguments
-        let out = Pipe(), err = Pipe(), inp = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        let inp = Pipe()
         process.standardOutput = out
         process.standardError = err
         process.standardInput = inp
         try process.run()
         inp.fileHandleForWriting.write(Data((input ?? "").utf8))
         try inp.fileHandleForWriting.close()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
@@ -46,9 +50,10 @@ final class CLITests: XCTestCase {
         try assertCleanError(["tokenize", "--model", text.path, "--text", "hi"], contains: "not a GGUF")
         try assertCleanError(["info", FileManager.default.temporaryDirectory.path], contains: "config.json")
         #if !canImport(CoreML)
-        try assertCleanError(["generate", "--backend", "coreml", "--model", "x.mlpackage", "--prompt", "hi"], contains: "needs Core ML")
+            try assertCleanError(["generate", "--backend", "coreml", "--model", "x.mlpackage", "--prompt", "hi"], contains: "needs Core ML")
         #endif
-        try assertCleanError(["generate", "--backend", "coreml", "--model", "x.mlpackage", "--context", "64", "--prompt", "hi"], contains: "apply to --backend cpu")
+        try assertCleanError(
+            ["generate", "--backend", "coreml", "--model", "x.mlpackage", "--context", "64", "--prompt", "hi"], contains: "apply to --backend cpu")
         try assertCleanError(["generate", "--backend", "coreml", "--prompt", "hi"], contains: "--model")
         if let model {
             try assertCleanError(["generate", "--model", model, "--prompt", "hi", "--precision", "f8"], contains: "--precision")
@@ -66,7 +71,9 @@ final class CLITests: XCTestCase {
     func testGenerateJSONMatchesReference() throws {
         let fixture = try ModelFixture.load("smollm2-135m-instruct")
         let c = try XCTUnwrap(fixture.cases.first { $0.name == "short" })
-        let r = try run(["generate", "--model", try fixture.modelPath(), "--prompt", c.text, "--max-tokens", "16", "--precision", "f32", "--ignore-eos", "--format", "json"])
+        let r = try run([
+            "generate", "--model", try fixture.modelPath(), "--prompt", c.text, "--max-tokens", "16", "--precision", "f32", "--ignore-eos", "--format", "json",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let last = try XCTUnwrap(r.stdout.split(separator: "\n").last)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
@@ -103,7 +110,7 @@ final class CLITests: XCTestCase {
         let folder = ModelFixture.directory.appendingPathComponent("tiny-llama").path
         let r = try run(["chat", "--model", folder, "--max-tokens", "6"], input: "hello there\nand again\n/reset\nhi\n/exit\n")
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(r.stdout.components(separatedBy: "> ").count - 1, 5, r.stdout)   // one prompt per input line
+        XCTAssertEqual(r.stdout.components(separatedBy: "> ").count - 1, 5, r.stdout)  // one prompt per input line
         XCTAssertTrue(r.stderr.contains("(conversation reset)"), r.stderr)
     }
 
@@ -133,8 +140,10 @@ final class CLITests: XCTestCase {
         try assertCleanError(["chat", "--model", folder.path], contains: "--template")
         try assertCleanError(["generate", "--model", folder.path, "--chat", "--template", "nope", "--prompt", message], contains: "gemma3")
         try assertCleanError(["generate", "--model", folder.path, "--template", "gemma3", "--prompt", message], contains: "--chat")
-        let r = try run(["generate", "--model", folder.path, "--chat", "--template", "gemma3", "--prompt", message, "--max-tokens", "8",
-                         "--precision", "f32", "--ignore-eos", "--format", "json"])
+        let r = try run([
+            "generate", "--model", folder.path, "--chat", "--template", "gemma3", "--prompt", message, "--max-tokens", "8",
+            "--precision", "f32", "--ignore-eos", "--format", "json",
+        ])
         XCTAssertEqual(r.status, 0, r.stderr)
         let last = try XCTUnwrap(r.stdout.split(separator: "\n").last)
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])

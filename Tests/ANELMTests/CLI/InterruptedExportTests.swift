@@ -1,5 +1,5 @@
-import XCTest
 import Foundation
+import XCTest
 
 /// Writers leave nothing behind when interrupted and never remove what they did not create.
 extension CLITests {
@@ -42,14 +42,16 @@ extension CLITests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let output = folder.appendingPathComponent("T.mlpackage").path
         let processes = try (0..<2).map { _ -> (Process, Pipe) in
-            let process = Process(), err = Pipe()
+            let process = Process()
+            let err = Pipe()
             process.executableURL = try binary()
             process.arguments = ["export-coreml", "--model", tiny, "--output", output, "--context", "32", "--prefill-block", "8"]
             process.standardError = err
             try process.run()
             return (process, err)
         }
-        var statuses: [Int32] = [], messages: [String] = []
+        var statuses: [Int32] = []
+        var messages: [String] = []
         for (process, err) in processes {
             let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()

@@ -57,12 +57,17 @@ final class ChatTemplateTests: XCTestCase {
                 let extra = extra.merging(variables(field(testCase, "variables")), uniquingKeysWith: { $1 })
                 let label = "\(name) / \(conversationName) / \(variant) / add_generation_prompt=\(addGenerationPrompt)"
                 if let expected = string(field(testCase, "output")) {
-                    XCTAssertEqual(try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt,
-                                                       bosToken: bos, eosToken: eos, extra: extra), expected, label)
+                    XCTAssertEqual(
+                        try template.render(
+                            messages: messages, addGenerationPrompt: addGenerationPrompt,
+                            bosToken: bos, eosToken: eos, extra: extra), expected, label)
                 } else {
                     let expectedError = try XCTUnwrap(string(field(testCase, "error")), label)
-                    XCTAssertThrowsError(try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt,
-                                                             bosToken: bos, eosToken: eos, extra: extra), label) { error in
+                    XCTAssertThrowsError(
+                        try template.render(
+                            messages: messages, addGenerationPrompt: addGenerationPrompt,
+                            bosToken: bos, eosToken: eos, extra: extra), label
+                    ) { error in
                         XCTAssertEqual((error as? ANELMError)?.message, expectedError, label)
                     }
                 }
@@ -153,15 +158,19 @@ final class ChatTemplateTests: XCTestCase {
     func testMutatedTemplatesNeverCrash() throws {
         let folder = Self.directory.appendingPathComponent("templates")
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".jinja") }.sorted()
-        let pieces = ["{%", "%}", "{{", "}}", "{#", "#}", "-", "(", ")", "[", "]", "'", "\"", "|", ".", ":", "::-1", "9999999999",
-                      " if ", " else ", "endif", "endfor", " in ", "loop.", "ns.", ",", "=", "*", "/", "//", "%", "~", "\n", "{", "}"]
-        var state: UInt64 = 0x9E3779B97F4A7C15
+        let pieces = [
+            "{%", "%}", "{{", "}}", "{#", "#}", "-", "(", ")", "[", "]", "'", "\"", "|", ".", ":", "::-1", "9999999999",
+            " if ", " else ", "endif", "endfor", " in ", "loop.", "ns.", ",", "=", "*", "/", "//", "%", "~", "\n", "{", "}",
+        ]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         func next(_ bound: Int) -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return Int((state >> 33) % UInt64(max(bound, 1)))
         }
-        let messages = [ChatMessage(role: "system", content: "s"), ChatMessage(role: "user", content: "u"),
-                        ChatMessage(role: "assistant", content: "a"), ChatMessage(role: "user", content: "u2")]
+        let messages = [
+            ChatMessage(role: "system", content: "s"), ChatMessage(role: "user", content: "u"),
+            ChatMessage(role: "assistant", content: "a"), ChatMessage(role: "user", content: "u2"),
+        ]
         var rendered = 0
         for file in files {
             let source = Array(try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8).unicodeScalars)

@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// Gemma 3 lowered for the ANE (both functions) and run by the fp16 executor: the tiny random folders
 /// (sliding window 8, local/global RoPE, soft-cap) and the real Gemma 3 270M.

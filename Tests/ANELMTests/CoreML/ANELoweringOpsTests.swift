@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// The executor's ops against plain f32 code on small shapes, fp16 rounding, and states.
 final class ANELoweringOpsTests: XCTestCase {
@@ -17,9 +17,13 @@ final class ANELoweringOpsTests: XCTestCase {
     func testEveryOpAgainstF32() throws {
         var rng = SeededGenerator(seed: 12)
         func random(_ n: Int, _ range: ClosedRange<Float> = -2...2) -> [Float] { (0..<n).map { _ in Float.random(in: range, using: &rng) } }
-        func check(_ name: String, _ build: (ANEGraphBuilder, ANETensor, ANETensor) throws -> ANETensor, a: [Float], sa: [Int], b: [Float], sb: [Int], expected: [Float], file: StaticString = #filePath, line: UInt = #line) throws {
+        func check(
+            _ name: String, _ build: (ANEGraphBuilder, ANETensor, ANETensor) throws -> ANETensor, a: [Float], sa: [Int], b: [Float], sb: [Int],
+            expected: [Float], file: StaticString = #filePath, line: UInt = #line
+        ) throws {
             let g = ANEGraphBuilder()
-            let x = g.input("a", shape: sa), y = g.input("b", shape: sb)
+            let x = g.input("a", shape: sa)
+            let y = g.input("b", shape: sb)
             try g.output("out", try build(g, x, y))
             let out = try XCTUnwrap(try ANEExecutor(graph: g.build(), pool: ThreadPool(threads: 1)).run(["a": a, "b": b])["out"])
             XCTAssertEqual(out.count, expected.count, name, file: file, line: line)
@@ -27,10 +31,13 @@ final class ANELoweringOpsTests: XCTestCase {
             let scale = max(expected.map { Swift.abs($0) }.max() ?? 1, 1e-3)
             for (o, e) in zip(out, expected) { XCTAssertEqual(o, e, accuracy: 4e-3 * scale, name, file: file, line: line) }
         }
-        let a = random(2 * 3 * 1 * 5).map(ANEExecutor.roundedToFP16), b = random(3 * 5).map(ANEExecutor.roundedToFP16)
-        let sa = [1, 6, 1, 5], sb = [1, 3, 1, 5]
+        let a = random(2 * 3 * 1 * 5).map(ANEExecutor.roundedToFP16)
+        let b = random(3 * 5).map(ANEExecutor.roundedToFP16)
+        let sa = [1, 6, 1, 5]
+        let sb = [1, 3, 1, 5]
         let a6 = Array(a.prefix(30))
-        let b1 = Array(b.prefix(5)), sb1 = [1, 1, 1, 5]
+        let b1 = Array(b.prefix(5))
+        let sb1 = [1, 1, 1, 5]
         try check("mul", { try $0.mul($1, $2) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.indices.map { a6[$0] * b1[$0 % 5] })
         try check("add", { try $0.add($1, $2) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.indices.map { a6[$0] + b1[$0 % 5] })
         try check("sub", { try $0.sub($1, $2) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.indices.map { a6[$0] - b1[$0 % 5] })
@@ -39,13 +46,17 @@ final class ANELoweringOpsTests: XCTestCase {
         try check("sigmoid", { g, x, _ in g.sigmoid(x) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { 1 / (1 + exp(-$0)) })
         try check("tanh", { g, x, _ in g.tanh(x) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { Float(Foundation.tanh(Double($0))) })
         // GELU: PyTorch's tanh form and the erf form, from their definitions (in Double).
-        try check("gelu-tanh", { g, x, _ in g.gelu(x, tanhApproximation: true) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { v in
-            let x = Double(v)
-            return Float(0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))))
-        })
-        try check("gelu-exact", { g, x, _ in g.gelu(x, tanhApproximation: false) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { v in
-            Float(0.5 * Double(v) * (1 + erf(Double(v) / 2.0.squareRoot())))
-        })
+        try check(
+            "gelu-tanh", { g, x, _ in g.gelu(x, tanhApproximation: true) }, a: a6, sa: sa, b: b1, sb: sb1,
+            expected: a6.map { v in
+                let x = Double(v)
+                return Float(0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x))))
+            })
+        try check(
+            "gelu-exact", { g, x, _ in g.gelu(x, tanhApproximation: false) }, a: a6, sa: sa, b: b1, sb: sb1,
+            expected: a6.map { v in
+                Float(0.5 * Double(v) * (1 + erf(Double(v) / 2.0.squareRoot())))
+            })
         let positive = a6.map { Swift.abs($0) + 0.5 }
         try check("inverse", { g, x, _ in g.inverse(x) }, a: positive, sa: sa, b: b1, sb: sb1, expected: positive.map { 1 / $0 })
         try check("rsqrt", { g, x, _ in g.rsqrt(x) }, a: positive, sa: sa, b: b1, sb: sb1, expected: positive.map { 1 / $0.squareRoot() })
@@ -53,33 +64,46 @@ final class ANELoweringOpsTests: XCTestCase {
         let perPosition = (0..<5).map { s in (0..<6).map { a6[$0 * 5 + s] } }
         try check("reduce_mean", { g, x, _ in try g.reduceMean(x, axis: 1) }, a: a6, sa: sa, b: b1, sb: sb1, expected: perPosition.map { $0.reduce(0, +) / 6 })
         try check("reduce_max", { g, x, _ in try g.reduceMax(x, axis: 1) }, a: a6, sa: sa, b: b1, sb: sb1, expected: perPosition.map { $0.max()! })
-        try check("reduce_argmax", { g, x, _ in try g.reduceArgmax(x, axis: 3) }, a: a6, sa: sa, b: b1, sb: sb1,
-                  expected: (0..<6).map { c in Float((0..<5).max { a6[c * 5 + $0] < a6[c * 5 + $1] }!) })
-        try check("softmax", { g, x, _ in try g.softmax(x, axis: 3) }, a: a6, sa: sa, b: b1, sb: sb1, expected: (0..<30).map { i in
-            let row = a6[(i / 5 * 5)..<(i / 5 * 5 + 5)]
-            return exp(a6[i]) / row.map { exp($0) }.reduce(0, +)
-        })
+        try check(
+            "reduce_argmax", { g, x, _ in try g.reduceArgmax(x, axis: 3) }, a: a6, sa: sa, b: b1, sb: sb1,
+            expected: (0..<6).map { c in Float((0..<5).max { a6[c * 5 + $0] < a6[c * 5 + $1] }!) })
+        try check(
+            "softmax", { g, x, _ in try g.softmax(x, axis: 3) }, a: a6, sa: sa, b: b1, sb: sb1,
+            expected: (0..<30).map { i in
+                let row = a6[(i / 5 * 5)..<(i / 5 * 5 + 5)]
+                return exp(a6[i]) / row.map { exp($0) }.reduce(0, +)
+            })
         // matmul: (6×5)·(3×5)ᵀ = 6×3, and (6×5)ᵀ·(6×5) = 5×5.
-        try check("matmul", { try $0.matmul($1, $2, transposeY: true) }, a: a6, sa: sa, b: b, sb: sb, expected: (0..<18).map { (i: Int) -> Float in
-            let products: [Float] = (0..<5).map { (k: Int) -> Float in a6[i / 3 * 5 + k] * b[i % 3 * 5 + k] }
-            return products.reduce(0, +)
-        })
-        try check("matmul-tx", { g, x, _ in try g.matmul(x, x, transposeX: true) }, a: a6, sa: sa, b: b1, sb: sb1, expected: (0..<25).map { (i: Int) -> Float in
-            let products: [Float] = (0..<6).map { (k: Int) -> Float in a6[k * 5 + i / 5] * a6[k * 5 + i % 5] }
-            return products.reduce(0, +)
-        })
+        try check(
+            "matmul", { try $0.matmul($1, $2, transposeY: true) }, a: a6, sa: sa, b: b, sb: sb,
+            expected: (0..<18).map { (i: Int) -> Float in
+                let products: [Float] = (0..<5).map { (k: Int) -> Float in a6[i / 3 * 5 + k] * b[i % 3 * 5 + k] }
+                return products.reduce(0, +)
+            })
+        try check(
+            "matmul-tx", { g, x, _ in try g.matmul(x, x, transposeX: true) }, a: a6, sa: sa, b: b1, sb: sb1,
+            expected: (0..<25).map { (i: Int) -> Float in
+                let products: [Float] = (0..<6).map { (k: Int) -> Float in a6[k * 5 + i / 5] * a6[k * 5 + i % 5] }
+                return products.reduce(0, +)
+            })
         try check("slice_by_index", { g, x, _ in try g.slice(x, axis: 1, begin: 2, end: 4) }, a: a6, sa: sa, b: b1, sb: sb1, expected: Array(a6[10..<20]))
         try check("concat", { try $0.concat([$1, $2], axis: 1) }, a: a6, sa: sa, b: b, sb: sb, expected: a6 + b)
         // conv: weights (4, 6, 1, 1) and a bias, over 5 positions.
-        let w = random(24).map(ANEExecutor.roundedToFP16), bias = random(4).map(ANEExecutor.roundedToFP16)
-        try check("conv", { g, x, _ in
-            try g.conv(x, weight: try g.constant("w", w, shape: [4, 6, 1, 1]), bias: try g.constant("bias", bias, shape: [4]))
-        }, a: a6, sa: sa, b: b1, sb: sb1, expected: (0..<20).map { i in
-            let o = i / 5, s = i % 5
-            return (0..<6).map { w[o * 6 + $0] * a6[$0 * 5 + s] }.reduce(bias[o], +)
-        })
+        let w = random(24).map(ANEExecutor.roundedToFP16)
+        let bias = random(4).map(ANEExecutor.roundedToFP16)
+        try check(
+            "conv",
+            { g, x, _ in
+                try g.conv(x, weight: try g.constant("w", w, shape: [4, 6, 1, 1]), bias: try g.constant("bias", bias, shape: [4]))
+            }, a: a6, sa: sa, b: b1, sb: sb1,
+            expected: (0..<20).map { i in
+                let o = i / 5
+                let s = i % 5
+                return (0..<6).map { w[o * 6 + $0] * a6[$0 * 5 + s] }.reduce(bias[o], +)
+            })
         // Wide results (≥ 16 columns) take the executor's other path: (3×4)·(4×20), (4×3)ᵀ·(4×20), (3×4)·(20×4)ᵀ.
-        let p = random(12).map(ANEExecutor.roundedToFP16), q = random(80).map(ANEExecutor.roundedToFP16)
+        let p = random(12).map(ANEExecutor.roundedToFP16)
+        let q = random(80).map(ANEExecutor.roundedToFP16)
         let qt = (0..<80).map { q[($0 % 4) * 20 + $0 / 4] }  // q transposed: (20, 4)
         let wide = (0..<60).map { (i: Int) -> Float in (0..<4).map { p[i / 20 * 4 + $0] * q[$0 * 20 + i % 20] }.reduce(0, +) }
         try check("matmul-wide", { try $0.matmul($1, $2) }, a: p, sa: [1, 3, 1, 4], b: q, sb: [1, 4, 1, 20], expected: wide)
@@ -87,9 +111,11 @@ final class ANELoweringOpsTests: XCTestCase {
         try check("matmul-wide-tx", { try $0.matmul($1, $2, transposeX: true) }, a: pt, sa: [1, 4, 1, 3], b: q, sb: [1, 4, 1, 20], expected: wide)
         try check("matmul-wide-ty", { try $0.matmul($1, $2, transposeY: true) }, a: p, sa: [1, 3, 1, 4], b: qt, sb: [1, 20, 1, 4], expected: wide)
         // matmul with a one-hot right factor places columns exactly (the KV write): (2×3)·(3×4).
-        let block: [Float] = [1.5, -2, 3.25, 0.5, 7, -0.125], onehot: [Float] = [0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
-        try check("matmul-place", { try $0.matmul($1, $2) }, a: block, sa: [1, 2, 1, 3], b: onehot, sb: [1, 3, 1, 4],
-                  expected: [0, 1.5, 0, -2, 0, 0.5, 0, 7])
+        let block: [Float] = [1.5, -2, 3.25, 0.5, 7, -0.125]
+        let onehot: [Float] = [0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+        try check(
+            "matmul-place", { try $0.matmul($1, $2) }, a: block, sa: [1, 2, 1, 3], b: onehot, sb: [1, 3, 1, 4],
+            expected: [0, 1.5, 0, -2, 0, 0.5, 0, 7])
     }
 
     /// MIL `gather` (rank-1 indices, any axis: the embedding's last axis) and `gather_along_axis` (the
@@ -110,7 +136,8 @@ final class ANELoweringOpsTests: XCTestCase {
         XCTAssertThrowsError(try ANEGraphBuilder().gather(t, indices: g.input("j", shape: [1, 1, 1, 1], dtype: .int32), axis: 0))
 
         let h = ANEGraphBuilder()
-        let x = h.input("x", shape: [1, 4, 1, 2], dtype: .int32), at = h.input("at", shape: [1, 1, 1, 2], dtype: .int32)
+        let x = h.input("x", shape: [1, 4, 1, 2], dtype: .int32)
+        let at = h.input("at", shape: [1, 1, 1, 2], dtype: .int32)
         try h.output("picked", try h.gatherAlongAxis(x, indices: at, axis: 1))
         let picker = try ANEExecutor(graph: h.build())
         // x[c][s] = 10·c + s; column 0 takes channel 3, column 1 channel 1.

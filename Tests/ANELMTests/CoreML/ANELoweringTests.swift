@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// The ANE-shaped lowering (both functions, `prefill` and `decode`) run by the fp16 CPU executor,
 /// against the f32 reference fixtures.
@@ -135,7 +135,9 @@ final class ANELoweringTests: XCTestCase {
             let matmuls = graph.ops.filter { $0.kind == .matmul }.map { graph.tensors[$0.output!].shape }
             XCTAssertEqual(matmuls.count, 2 + 3 * (4 + 8))
             XCTAssertEqual(Set(matmuls.dropFirst(2)), [[1, 16, 1, 32], [1, s, 1, 32], [1, 16, 1, s]])
-            XCTAssertTrue(graph.ops.filter { $0.kind == .sliceByIndex }.allSatisfy { graph.tensors[$0.output!].shape[1] <= 16 || graph.tensors[$0.output!].shape[3] == 1 })
+            XCTAssertTrue(
+                graph.ops.filter { $0.kind == .sliceByIndex }.allSatisfy { graph.tensors[$0.output!].shape[1] <= 16 || graph.tensors[$0.output!].shape[3] == 1 }
+            )
             XCTAssertTrue(graph.tensors.allSatisfy { $0.shape.count == 4 || graph.constants[$0.id] != nil || $0.dtype == .int32 })
         }
         XCTAssertThrowsError(try ANELowering.program(loaded, options: ANELoweringOptions(contextLength: 32, prefillBlock: 33)))
@@ -154,7 +156,8 @@ final class ANELoweringTests: XCTestCase {
             o.layers = range
             return try ANELowering.program(loaded, options: o)
         }
-        let first = try XCTUnwrap(programs[0].function("decode")), last = try XCTUnwrap(programs[1].function("decode"))
+        let first = try XCTUnwrap(programs[0].function("decode"))
+        let last = try XCTUnwrap(programs[1].function("decode"))
         XCTAssertEqual(Set(first.inputs.keys), ["token", "position_onehot", "attention_mask"])
         XCTAssertEqual(Set(first.outputs.keys), ["hidden_out"])
         XCTAssertEqual(Set(last.inputs.keys), ["hidden_in", "position_onehot", "attention_mask"])
@@ -163,7 +166,8 @@ final class ANELoweringTests: XCTestCase {
         XCTAssertEqual(last.states.map(\.shape), [[2 * 2 * 2, 16, 1, 32]])
 
         let chain = try ANEChainExecutor(programs: programs, pool: loaded.pool)
-        var a = try whole.forward(Array(1...13)), b = try chain.forward(Array(1...13))  // prefill 8 + 5
+        var a = try whole.forward(Array(1...13))
+        var b = try chain.forward(Array(1...13))  // prefill 8 + 5
         for step in 0..<4 {
             XCTAssertEqual(a.logits, b.logits, "step \(step)")
             XCTAssertEqual(a.token, b.token, "step \(step)")
@@ -178,7 +182,8 @@ final class ANELoweringTests: XCTestCase {
     func testProgramSharesStatesAndWeights() throws {
         let loaded = try ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-qwen2").path)
         let program = try ANELowering.program(loaded, options: ANELoweringOptions(contextLength: 16, prefillBlock: 4))
-        let decode = try XCTUnwrap(program.function("decode")), prefill = try XCTUnwrap(program.function("prefill"))
+        let decode = try XCTUnwrap(program.function("decode"))
+        let prefill = try XCTUnwrap(program.function("prefill"))
         XCTAssertEqual(decode.states.map(\.name), prefill.states.map(\.name))
         func constants(_ g: ANEGraph) -> [String: [Int]] {
             Dictionary(uniqueKeysWithValues: g.constants.keys.map { (g.tensors[$0].name, g.tensors[$0].shape) })
@@ -194,9 +199,18 @@ final class ANELoweringTests: XCTestCase {
             try g.writeState(s.state, try g.add(s.value, try g.constant("c", [constant], shape: [1, 1, 1, 1])))
             return g.build()
         }
-        XCTAssertNoThrow(try ANEProgram(functions: [.init(name: "a", graph: try graph(stateName: "s", constant: 1)), .init(name: "b", graph: try graph(stateName: "s", constant: 1))], metadata: [:]))
-        XCTAssertThrowsError(try ANEProgram(functions: [.init(name: "a", graph: try graph(stateName: "s", constant: 1)), .init(name: "b", graph: try graph(stateName: "t", constant: 1))], metadata: [:]))
-        XCTAssertThrowsError(try ANEProgram(functions: [.init(name: "a", graph: try graph(stateName: "s", constant: 1)), .init(name: "b", graph: try graph(stateName: "s", constant: 2))], metadata: [:]))
+        XCTAssertNoThrow(
+            try ANEProgram(
+                functions: [.init(name: "a", graph: try graph(stateName: "s", constant: 1)), .init(name: "b", graph: try graph(stateName: "s", constant: 1))],
+                metadata: [:]))
+        XCTAssertThrowsError(
+            try ANEProgram(
+                functions: [.init(name: "a", graph: try graph(stateName: "s", constant: 1)), .init(name: "b", graph: try graph(stateName: "t", constant: 1))],
+                metadata: [:]))
+        XCTAssertThrowsError(
+            try ANEProgram(
+                functions: [.init(name: "a", graph: try graph(stateName: "s", constant: 1)), .init(name: "b", graph: try graph(stateName: "s", constant: 2))],
+                metadata: [:]))
     }
 
     /// Which calls a run of tokens takes, and the inputs of a partial block: right-aligned tokens,
@@ -210,7 +224,9 @@ final class ANELoweringTests: XCTestCase {
 
         let inputs = try layout.inputs(.prefill, tokens: [7, 8][...], start: 3)
         XCTAssertEqual(inputs["tokens"], [0, 0, 7, 8])
-        let p = try XCTUnwrap(inputs["position_onehot"]), mask = try XCTUnwrap(inputs["attention_mask"]), sliding = try XCTUnwrap(inputs["sliding_mask"])
+        let p = try XCTUnwrap(inputs["position_onehot"])
+        let mask = try XCTUnwrap(inputs["attention_mask"])
+        let sliding = try XCTUnwrap(inputs["sliding_mask"])
         func row(_ v: [Float], _ r: Int) -> [Float] { Array(v[(r * 16)..<((r + 1) * 16)]) }
         XCTAssertEqual(row(p, 0), [Float](repeating: 0, count: 16))
         XCTAssertEqual(row(p, 2).firstIndex(of: 1), 3)
@@ -227,7 +243,9 @@ final class ANELoweringTests: XCTestCase {
         let decode = try layout.inputs(.decode, tokens: [9][...], start: 15)
         XCTAssertEqual(decode["token"], [9])
         XCTAssertEqual(decode["position_onehot"]?.firstIndex(of: 1), 15)
-        XCTAssertNil(try ANESequenceLayout(metadata: ["context_length": 16, "prefill_block": 4, "vocab_size": 10, "output_chunks": 1]).inputs(.decode, tokens: [1][...], start: 0)["sliding_mask"])
+        XCTAssertNil(
+            try ANESequenceLayout(metadata: ["context_length": 16, "prefill_block": 4, "vocab_size": 10, "output_chunks": 1]).inputs(
+                .decode, tokens: [1][...], start: 0)["sliding_mask"])
 
         XCTAssertThrowsError(try layout.inputs(.decode, tokens: [1, 2][...], start: 0))
         XCTAssertThrowsError(try layout.inputs(.prefill, tokens: [1][...], start: 16))
@@ -268,7 +286,8 @@ func checkTinyFixture(_ name: String, options: ANELoweringOptions) throws -> (pr
     let fixture = try ModelFixture.load(name)
     let loaded = try ModelLoader.load(try fixture.modelPath(), options: LoadOptions(precision: .f32))
     let executor = ANEExecutor(program: try ANELowering.program(loaded, options: options), pool: loaded.pool)
-    var worstPrompt = 0.0, worstDecode = 0.0
+    var worstPrompt = 0.0
+    var worstDecode = 0.0
     for c in fixture.cases where c.prompt_ids.count + 8 <= options.contextLength {
         executor.reset()
         let state = loaded.model.makeState()

@@ -1,7 +1,7 @@
+import ANELM
 import CANELMKernels
 import Foundation
 import XCTest
-import ANELM
 
 /// The Core ML export's pieces: protobuf bytes, the weight file, weight compression, and whole packages.
 final class ExportTests: XCTestCase {
@@ -21,13 +21,13 @@ final class ExportTests: XCTestCase {
         w = ProtobufWriter()
         w.int(1, -1)  // int32 -1: ten bytes, two's complement
         XCTAssertEqual(w.bytes, [0x08] + [UInt8](repeating: 0xFF, count: 9) + [0x01])
-        XCTAssertEqual([0, -1, 1, -2, 2147483647, -2147483648].map(ProtobufWriter.zigzag), [0, 1, 2, 3, 4294967294, 4294967295])
+        XCTAssertEqual([0, -1, 1, -2, 2_147_483_647, -2_147_483_648].map(ProtobufWriter.zigzag), [0, 1, 2, 3, 4_294_967_294, 4_294_967_295])
         w = ProtobufWriter()
         w.fixed32(5, 0x0102_0304)
         w.fixed64(6, 1)
         XCTAssertEqual(w.bytes, [0x2D, 0x04, 0x03, 0x02, 0x01, 0x31, 1, 0, 0, 0, 0, 0, 0, 0])
         w = ProtobufWriter()
-        w.uint(1, 0)           // proto3 defaults are not written…
+        w.uint(1, 0)  // proto3 defaults are not written…
         w.string(2, "")
         w.uint(3, 0, always: true)  // …unless they are oneof members
         XCTAssertEqual(w.bytes, [0x18, 0x00])
@@ -42,24 +42,33 @@ final class ExportTests: XCTestCase {
         }
         let x = MILTensorType(dataType: .float16, shape: [1, 4, 1, 1])
         XCTAssertEqual(bytes { namedValueType("x", .tensor(x), &$0) }, "0a0178121e0a1c080a10041a040a0208011a040a0208041a040a0208011a040a020801")
-        XCTAssertEqual(bytes { namedValueType("s", .state(MILTensorType(dataType: .float16, shape: [1, 16, 1, 32])), &$0) },
-                       "0a017312222a200a1e0a1c080a10041a040a0208011a040a0208101a040a0208011a040a020820")
+        XCTAssertEqual(
+            bytes { namedValueType("s", .state(MILTensorType(dataType: .float16, shape: [1, 16, 1, 32])), &$0) },
+            "0a017312222a200a1e0a1c080a10041a040a0208011a040a0208101a040a0208011a040a020820")
         let blob = MILValue(type: MILTensorType(dataType: .float16, shape: [8, 4, 1, 1]), storage: .blob(file: "@model_path/weights/weight.bin", offset: 64))
-        XCTAssertEqual(bytes { blob.encode(into: &$0) },
-                       "121e0a1c080a10041a040a0208081a040a0208041a040a0208011a040a0208012a220a1e406d6f64656c5f706174682f776569676874732f7765696768742e62696e1040")
+        XCTAssertEqual(
+            bytes { blob.encode(into: &$0) },
+            "121e0a1c080a10041a040a0208081a040a0208041a040a0208011a040a0208012a220a1e406d6f64656c5f706174682f776569676874732f7765696768742e62696e1040")
         XCTAssertEqual(bytes { MILValue.int32s([1, -1]).encode(into: &$0) }, "120c0a0a081710011a040a0208021a110a0f120d0a0b01ffffffffffffffffff01")
         XCTAssertEqual(bytes { MILValue.string("valid").encode(into: &$0) }, "12040a0208021a0b0a0922070a0576616c6964")
-        let op = MILOperation(type: "add", inputs: [("x", [.name("a")])], outputs: [("z", .tensor(MILTensorType(dataType: .float16, shape: [1])))],
-                              attributes: [("name", .string("valid"))])
-        XCTAssertEqual(bytes { op.encode(into: &$0) },
-                       "0a03616464120a0a017812050a030a01611a110a017a120c0a0a080a10011a040a0208012a1b0a046e616d65121312040a0208021a0b0a0922070a0576616c6964")
+        let op = MILOperation(
+            type: "add", inputs: [("x", [.name("a")])], outputs: [("z", .tensor(MILTensorType(dataType: .float16, shape: [1])))],
+            attributes: [("name", .string("valid"))])
+        XCTAssertEqual(
+            bytes { op.encode(into: &$0) },
+            "0a03616464120a0a017812050a030a01611a110a017a120c0a0a080a10011a040a0208012a1b0a046e616d65121312040a0208021a0b0a0922070a0576616c6964")
         let model = CoreMLModel(
             specificationVersion: 9,
-            functions: [CoreMLFunctionDescription(name: "decode", inputs: [CoreMLFeature(name: "token", dataType: .int32, shape: [1, 1, 1, 1])], outputs: [],
-                                                  states: [CoreMLFeature(name: "s", dataType: .float16, shape: [1, 16, 1, 32], isState: true)])],
+            functions: [
+                CoreMLFunctionDescription(
+                    name: "decode", inputs: [CoreMLFeature(name: "token", dataType: .int32, shape: [1, 1, 1, 1])], outputs: [],
+                    states: [CoreMLFeature(name: "s", dataType: .float16, shape: [1, 16, 1, 32], isState: true)])
+            ],
             defaultFunctionName: "decode", userDefined: [("k", "v")], program: MILProgram(functions: []))
-        XCTAssertEqual(model.serialized().map { String(format: "%02x", $0) }.joined(),
-                       "0809124ca201340a066465636f646512150a05746f6b656e1a0c2a0a0a040101010110a0800832130a01731a0e420c0a0a0a040110012010908004aa01066465636f6465a20609a206060a016b120176b21f020801")
+        XCTAssertEqual(
+            model.serialized().map { String(format: "%02x", $0) }.joined(),
+            "0809124ca201340a066465636f646512150a05746f6b656e1a0c2a0a0a040101010110a0800832130a01731a0e420c0a0a0a040110012010908004aa01066465636f6465a20609a206060a016b120176b21f020801"
+        )
     }
 
     // MARK: weight.bin
@@ -119,7 +128,8 @@ final class ExportTests: XCTestCase {
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             return (Double((z ^ (z >> 31)) >> 11) + 0.5) / 9_007_199_254_740_992
         }
-        let rows = 64, cols = 96
+        let rows = 64
+        let cols = 96
         let w = (0..<(rows * cols)).map { _ in Float(0.05 * (-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform())) }
         let bits = w.map(anelmFP16)
         let source = bits.map(anelmFloat)
@@ -157,7 +167,9 @@ final class ExportTests: XCTestCase {
             }
             errors.append(relativeRMS(p.dequantized()))
         }
-        print("compression of a 64x96 matrix: relative RMS error int8 per block \(int8Error), per channel \(perChannelError), lut4 \(errors[0]), lut6 \(errors[1]), lut8 \(errors[2])")
+        print(
+            "compression of a 64x96 matrix: relative RMS error int8 per block \(int8Error), per channel \(perChannelError), lut4 \(errors[0]), lut6 \(errors[1]), lut8 \(errors[2])"
+        )
         XCTAssertLessThan(int8Error, 0.01)
         XCTAssertLessThan(perChannelError, 0.012)
         XCTAssertLessThan(errors[2], 0.01)
@@ -179,8 +191,10 @@ final class ExportTests: XCTestCase {
         let path = freshPackagePath("tiny-llama")
         let summary = try CoreMLPackage.export(loaded, to: path, options: ANELoweringOptions(contextLength: 32, prefillBlock: 16))
         let root = URL(fileURLWithPath: path)
-        for file in ["Manifest.json", CoreMLPackage.modelPath, CoreMLPackage.weightsPath, CoreMLPackage.infoPath,
-                     CoreMLPackage.tokenizerPath + "/tokenizer.json", CoreMLPackage.tokenizerPath + "/config.json"] {
+        for file in [
+            "Manifest.json", CoreMLPackage.modelPath, CoreMLPackage.weightsPath, CoreMLPackage.infoPath,
+            CoreMLPackage.tokenizerPath + "/tokenizer.json", CoreMLPackage.tokenizerPath + "/config.json",
+        ] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: root.appendingPathComponent(file).path), file)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".partial"))
@@ -194,11 +208,16 @@ final class ExportTests: XCTestCase {
         for item in items.values { XCTAssertTrue(FileManager.default.fileExists(atPath: root.appendingPathComponent("Data/" + item["path"]!).path)) }
 
         let info = try ANEPackageInfo.read(package: path)
-        XCTAssertEqual(info, ANEPackageInfo(architecture: "LlamaForCausalLM", source: "tiny-llama", weights: "fp16", functions: ["decode", "prefill"], contextLength: 32,
-                                            prefillBlock: 16, vocabSize: 512, outputChunks: 1, eosTokenIds: [4],
-                                            metadata: ["context_length": 32, "vocab_size": 512, "output_chunks": 1, "layers": 3, "prefill_block": 16]))
+        XCTAssertEqual(
+            info,
+            ANEPackageInfo(
+                architecture: "LlamaForCausalLM", source: "tiny-llama", weights: "fp16", functions: ["decode", "prefill"], contextLength: 32,
+                prefillBlock: 16, vocabSize: 512, outputChunks: 1, eosTokenIds: [4],
+                metadata: ["context_length": 32, "vocab_size": 512, "output_chunks": 1, "layers": 3, "prefill_block": 16]))
         let json = try String(contentsOf: root.appendingPathComponent(CoreMLPackage.infoPath), encoding: .utf8)
-        for key in ["\"format_version\" : 1", "\"context_length\" : 32", "\"eos_token_ids\"", "\"output_chunks\" : 1"] { XCTAssertTrue(json.contains(key), key) }
+        for key in ["\"format_version\" : 1", "\"context_length\" : 32", "\"eos_token_ids\"", "\"output_chunks\" : 1"] {
+            XCTAssertTrue(json.contains(key), key)
+        }
 
         // The tokenizer folder loads as the model's tokenizer.
         let text = try ModelLoader.loadText(root.appendingPathComponent(CoreMLPackage.tokenizerPath).path)
@@ -297,8 +316,9 @@ final class ExportTests: XCTestCase {
         try g.output("argmax", try g.reduceArgmax(wide, axis: 1))
         let graph = g.build()
         let path = freshPackagePath("lint-bad")
-        let info = ANEPackageInfo(architecture: "test", source: "test", weights: "fp16", functions: ["main"], contextLength: 8, prefillBlock: nil,
-                                  vocabSize: 16_385, outputChunks: 1, eosTokenIds: [], metadata: [:])
+        let info = ANEPackageInfo(
+            architecture: "test", source: "test", weights: "fp16", functions: ["main"], contextLength: 8, prefillBlock: nil,
+            vocabSize: 16_385, outputChunks: 1, eosTokenIds: [], metadata: [:])
         _ = try CoreMLPackage.write(try ANEProgram(functions: [.init(name: "main", graph: graph)], metadata: [:]), info: info, tokenizer: nil, to: path)
         let bad = try ANELint(package: path)
         XCTAssertEqual(Set(bad.violations.map(\.rule.id)), ["states", "cpu-ops", "dimensions"], bad.text)
@@ -327,8 +347,10 @@ final class ExportTests: XCTestCase {
     /// A GGUF source's tokenizer folder: tokenizer.gguf keeps every metadata entry and no tensor.
     func testMetadataOnlyGGUF() throws {
         var writer = GGUFWriter()
-        writer.metadata = [("general.architecture", .string("llama")), ("general.alignment", .u32(64)), ("x.u8", .u8(7)), ("x.i16", .i16(-3)),
-                           ("x.f64", .f64(0.5)), ("x.array", .array(elementType: 8, [.string("a"), .string("b")]))]
+        writer.metadata = [
+            ("general.architecture", .string("llama")), ("general.alignment", .u32(64)), ("x.u8", .u8(7)), ("x.i16", .i16(-3)),
+            ("x.f64", .f64(0.5)), ("x.array", .array(elementType: 8, [.string("a"), .string("b")])),
+        ]
         writer.tensors = [("w", [4], 0, floatBytes([1, 2, 3, 4]))]
         writer.alignment = 64
         let url = temporaryFile("meta-source.gguf")
@@ -348,7 +370,8 @@ final class ExportTests: XCTestCase {
         try? FileManager.default.removeItem(at: folder)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try GGUFFile(path: gguf).metadataOnlyData().write(to: folder.appendingPathComponent("tokenizer.gguf"))
-        let original = try ModelLoader.loadText(gguf), exported = try ModelLoader.loadText(folder.path)
+        let original = try ModelLoader.loadText(gguf)
+        let exported = try ModelLoader.loadText(folder.path)
         let text = "<|im_start|>user\nWhat is the capital of France? ünï 🙂<|im_end|>"
         XCTAssertEqual(exported.tokenizer.encode(text), original.tokenizer.encode(text))
         XCTAssertEqual(exported.chatTemplate, original.chatTemplate)
@@ -374,7 +397,8 @@ private struct ProtobufFields {
     init(_ data: [UInt8]) throws {
         var i = 0
         func varint() throws -> UInt64 {
-            var v: UInt64 = 0, shift: UInt64 = 0
+            var v: UInt64 = 0
+            var shift: UInt64 = 0
             while true {
                 guard i < data.count, shift < 64 else { throw ANELMError("truncated varint") }
                 let b = data[i]

@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 final class GGUFFileTests: XCTestCase {
     func sample() -> GGUFWriter {
@@ -27,17 +27,27 @@ final class GGUFFileTests: XCTestCase {
         XCTAssertEqual(f.version, 3)
         XCTAssertEqual(f.metadataKeys.first, "general.architecture")
         XCTAssertEqual(f.string("general.architecture"), "llama")
-        XCTAssertEqual(f.int("u8"), 200); XCTAssertEqual(f.int("i8"), -5); XCTAssertEqual(f.int("u16"), 60000)
-        XCTAssertEqual(f.int("i16"), -30000); XCTAssertEqual(f.int("u32"), 4_000_000_000); XCTAssertEqual(f.int("i32"), -2_000_000_000)
-        XCTAssertEqual(f.double("f32"), 0.5); XCTAssertEqual(f.bool("bool"), true); XCTAssertEqual(f.int("u64"), 1 << 40)
-        XCTAssertEqual(f.int("i64"), -(1 << 40)); XCTAssertEqual(f.double("f64"), 1e-6)
+        XCTAssertEqual(f.int("u8"), 200)
+        XCTAssertEqual(f.int("i8"), -5)
+        XCTAssertEqual(f.int("u16"), 60000)
+        XCTAssertEqual(f.int("i16"), -30000)
+        XCTAssertEqual(f.int("u32"), 4_000_000_000)
+        XCTAssertEqual(f.int("i32"), -2_000_000_000)
+        XCTAssertEqual(f.double("f32"), 0.5)
+        XCTAssertEqual(f.bool("bool"), true)
+        XCTAssertEqual(f.int("u64"), 1 << 40)
+        XCTAssertEqual(f.int("i64"), -(1 << 40))
+        XCTAssertEqual(f.double("f64"), 1e-6)
         XCTAssertEqual(f.string("unicode"), "héllo ✓ 世界")
-        XCTAssertEqual(f.strings("strings"), ["a", "", "ç"]); XCTAssertEqual(f.ints("ints"), [1, -2, 3])
+        XCTAssertEqual(f.strings("strings"), ["a", "", "ç"])
+        XCTAssertEqual(f.ints("ints"), [1, -2, 3])
         XCTAssertEqual(f.arrayCount("nested"), 1)
-        XCTAssertNil(f.string("u8")); XCTAssertNil(f.int("missing"))
+        XCTAssertNil(f.string("u8"))
+        XCTAssertNil(f.int("missing"))
 
         let a = try XCTUnwrap(try f.tensor(named: "a"))
-        XCTAssertEqual(a.shape, [2, 3]); XCTAssertEqual(a.type, .f32)
+        XCTAssertEqual(a.shape, [2, 3])
+        XCTAssertEqual(a.type, .f32)
         XCTAssertEqual(Array(a.data.bindMemory(to: Float.self)), [1, 2, 3, 4, 5, 6])
         let b = try XCTUnwrap(try f.tensor(named: "b"))
         XCTAssertEqual(b.type, .q8_0)
@@ -54,13 +64,14 @@ final class GGUFFileTests: XCTestCase {
         let url = temporaryFile("v2.gguf")
         try w.write(to: url)
         let f = try GGUFFile(path: url.path)
-        XCTAssertEqual(f.version, 2); XCTAssertEqual(f.alignment, 64)
+        XCTAssertEqual(f.version, 2)
+        XCTAssertEqual(f.alignment, 64)
         XCTAssertEqual(try f.tensor(named: "a")?.shape, [2, 3])
     }
 
     func testUnsupportedTensorTypeIsNamed() throws {
         var w = GGUFWriter()
-        w.tensors = [("k", [256], 10, [UInt8](repeating: 0, count: 84))]   // Q2_K
+        w.tensors = [("k", [256], 10, [UInt8](repeating: 0, count: 84))]  // Q2_K
         let url = temporaryFile("q2k.gguf")
         try w.write(to: url)
         let f = try GGUFFile(path: url.path)
@@ -72,7 +83,8 @@ final class GGUFFileTests: XCTestCase {
         let url = temporaryFile("bad.gguf")
         try Data("GGUX\u{3}\0\0\0".utf8).write(to: url)
         XCTAssertThrowsError(try GGUFFile(path: url.path)) { XCTAssertTrue("\($0)".contains("not a GGUF")) }
-        var w = sample(); w.version = 1
+        var w = sample()
+        w.version = 1
         try w.write(to: url)
         XCTAssertThrowsError(try GGUFFile(path: url.path)) { XCTAssertTrue("\($0)".contains("version 1")) }
         XCTAssertThrowsError(try GGUFFile(path: "/nonexistent/x.gguf"))

@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 /// What a crafted file can make anelm print: names from the file are escaped and cut, never raw bytes.
 final class HostileFileTests: XCTestCase {
@@ -19,7 +19,7 @@ final class HostileFileTests: XCTestCase {
         var w = GGUFWriter()
         w.metadata = [("general.architecture", .string("llama"))]
         let name = String(repeating: "\u{1B}[31mred", count: 25_000)
-        w.tensors = [(name, [1, 1, 1, 1, 1], 0, floatBytes([0]))]   // five dimensions: refused
+        w.tensors = [(name, [1, 1, 1, 1, 1], 0, floatBytes([0]))]  // five dimensions: refused
         let url = temporaryFile("hostile-name.gguf")
         try w.write(to: url)
         defer { try? FileManager.default.removeItem(at: url) }

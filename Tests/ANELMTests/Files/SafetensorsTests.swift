@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 final class SafetensorsTests: XCTestCase {
     /// A safetensors file from (name, dtype, shape, bytes) entries.
@@ -20,8 +20,8 @@ final class SafetensorsTests: XCTestCase {
 
     func testReadsF32F16BF16() throws {
         let url = temporaryFile("t.safetensors")
-        let f16: [UInt8] = [0x00, 0x3c, 0x00, 0xc0]            // 1, -2
-        let bf16: [UInt8] = [0x80, 0x3f, 0x40, 0x40]           // 1, 3
+        let f16: [UInt8] = [0x00, 0x3c, 0x00, 0xc0]  // 1, -2
+        let bf16: [UInt8] = [0x80, 0x3f, 0x40, 0x40]  // 1, 3
         try safetensors([("a", "F32", [2, 2], floatBytes([1, 2, 3, 4])), ("b", "F16", [2], f16), ("c", "BF16", [1, 2], bf16)]).write(to: url)
         let file = try SafetensorsFile(path: url.path)
         XCTAssertEqual(file.tensorNames, ["a", "b", "c"])

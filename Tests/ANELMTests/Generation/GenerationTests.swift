@@ -1,20 +1,23 @@
-import XCTest
 import ANELM
+import XCTest
 
 /// Sampling, stopping and streaming on the committed tiny Llama folder (fast, deterministic).
 final class GenerationTests: XCTestCase {
-    static let model: LoadedModel? = try? ModelLoader.load(ModelFixture.directory.appendingPathComponent("tiny-llama").path, options: LoadOptions(precision: .f32))
+    static let model: LoadedModel? = try? ModelLoader.load(
+        ModelFixture.directory.appendingPathComponent("tiny-llama").path, options: LoadOptions(precision: .f32))
 
     func loaded() throws -> LoadedModel { try XCTUnwrap(Self.model, "tiny-llama fixture did not load") }
     let prompt = [0, 100, 200, 300, 50]
 
     func generate(_ sampling: SamplingParameters, max: Int = 24, stops: [String] = [], eos: Bool = false) throws -> GenerationResult {
-        try loaded().makeSession().generate(prompt: prompt, parameters: GenerationParameters(maxTokens: max, sampling: sampling, stopStrings: stops, stopAtEndOfSequence: eos))
+        try loaded().makeSession().generate(
+            prompt: prompt, parameters: GenerationParameters(maxTokens: max, sampling: sampling, stopStrings: stops, stopAtEndOfSequence: eos))
     }
 
     func testSameSeedSameTokensOtherSeedOtherTokens() throws {
         let hot = SamplingParameters(temperature: 1.5, seed: 7)
-        let a = try generate(hot), b = try generate(hot)
+        let a = try generate(hot)
+        let b = try generate(hot)
         XCTAssertEqual(a.tokens, b.tokens)
         var other = hot
         other.seed = 8
@@ -65,7 +68,8 @@ final class GenerationTests: XCTestCase {
         let m = try loaded()
         let eos = try XCTUnwrap(m.endOfSequenceIds.first)
         // Sample hot until EOS or the length limit: wherever EOS appears, it is the last token.
-        let r = try m.makeSession().generate(prompt: prompt, parameters: GenerationParameters(maxTokens: 200, sampling: SamplingParameters(temperature: 3, seed: 5), stopAtEndOfSequence: true))
+        let r = try m.makeSession().generate(
+            prompt: prompt, parameters: GenerationParameters(maxTokens: 200, sampling: SamplingParameters(temperature: 3, seed: 5), stopAtEndOfSequence: true))
         if let i = r.tokens.firstIndex(of: eos) {
             XCTAssertEqual(i, r.tokens.count - 1)
             XCTAssertEqual(r.finishReason, .stop)

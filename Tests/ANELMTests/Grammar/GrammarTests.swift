@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 /// GBNF parsing, matching byte strings, token masks against a one-by-one reference, JSON schema compilation.
 final class GrammarTests: XCTestCase {
@@ -29,12 +29,13 @@ final class GrammarTests: XCTestCase {
     }
 
     func testMatchesAndRejectsByteStrings() throws {
-        let g = try Grammar(gbnf: """
-            # a comment
-            root ::= greeting ( ", " name )? "!"   # trailing comment
-            greeting ::= "hello" | "hi"
-            name ::= [A-Z] [a-z]{1,5}
-            """)
+        let g = try Grammar(
+            gbnf: """
+                # a comment
+                root ::= greeting ( ", " name )? "!"   # trailing comment
+                greeting ::= "hello" | "hi"
+                name ::= [A-Z] [a-z]{1,5}
+                """)
         for ok in ["hello!", "hi, Bob!", "hello, Alexis!"] { XCTAssertTrue(g.matches(ok), ok) }
         for bad in ["hello", "hi, bob!", "hi, Alexandra!", "hey!", "hi, B!", "hi,Bob!", ""] { XCTAssertFalse(g.matches(bad), bad) }
         XCTAssertTrue(g.allowsPrefix("hi, Bo"))
@@ -78,7 +79,10 @@ final class GrammarTests: XCTestCase {
         let grammars = [
             Grammar.jsonObject,
             try Grammar(gbnf: "root ::= ( \"a\" | \"é\" | \"😀\" )+ \"b\"?"),
-            try Grammar(jsonSchema: Data(#"{"type":"object","properties":{"a":{"type":"integer","minimum":-20,"maximum":120},"b":{"type":"array","items":{"type":"string","maxLength":3}}},"required":["a"]}"#.utf8)),
+            try Grammar(
+                jsonSchema: Data(
+                    #"{"type":"object","properties":{"a":{"type":"integer","minimum":-20,"maximum":120},"b":{"type":"array","items":{"type":"string","maxLength":3}}},"required":["a"]}"#
+                        .utf8)),
         ]
         var random = SeededGenerator(seed: 5)
         for grammar in grammars {
@@ -91,7 +95,10 @@ final class GrammarTests: XCTestCase {
                     let allowed = (0..<vocabulary.vocabularySize).filter { mask[$0 >> 6] >> UInt64($0 & 63) & 1 == 1 }
                     guard !allowed.isEmpty else { break }
                     let token = allowed[Int(random.next() % UInt64(allowed.count))]
-                    if token == 0 { XCTAssertTrue(constraint.isComplete); break }
+                    if token == 0 {
+                        XCTAssertTrue(constraint.isComplete)
+                        break
+                    }
                     try constraint.accept(token)
                 }
             }
@@ -127,11 +134,18 @@ final class GrammarTests: XCTestCase {
     func schemaGrammar(_ json: String) throws -> Grammar { try Grammar(jsonSchema: Data(json.utf8)) }
 
     func testSchemaGrammarsMatchWhatTheSchemaAllows() throws {
-        let person = try schemaGrammar(#"{"type":"object","properties":{"name":{"type":"string","maxLength":5},"age":{"type":"integer","minimum":0,"maximum":130},"tag":{"enum":["a","b"]}},"required":["name"]}"#)
-        for ok in [#"{"name":"Ada"}"#, #"{"name":"Ada","age":36}"#, #"{ "name": "Ada", "tag": "b" }"#, #"{"name":"","age":130,"tag":"a"}"#, "{\n  \"name\": \"x\"\n}"] {
+        let person = try schemaGrammar(
+            #"{"type":"object","properties":{"name":{"type":"string","maxLength":5},"age":{"type":"integer","minimum":0,"maximum":130},"tag":{"enum":["a","b"]}},"required":["name"]}"#
+        )
+        for ok in [
+            #"{"name":"Ada"}"#, #"{"name":"Ada","age":36}"#, #"{ "name": "Ada", "tag": "b" }"#, #"{"name":"","age":130,"tag":"a"}"#, "{\n  \"name\": \"x\"\n}",
+        ] {
             XCTAssertTrue(person.matches(ok), ok)
         }
-        for bad in [#"{"age":3}"#, #"{"name":"Ada","age":131}"#, #"{"name":"Ada","age":-1}"#, #"{"name":"Adalina"}"#, #"{"age":3,"name":"A"}"#, #"{"name":"A","x":1}"#, #"{"name":"A",}"#, #"{"name":"A","age":01}"#, #" {"name":"A"}"#] {
+        for bad in [
+            #"{"age":3}"#, #"{"name":"Ada","age":131}"#, #"{"name":"Ada","age":-1}"#, #"{"name":"Adalina"}"#, #"{"age":3,"name":"A"}"#, #"{"name":"A","x":1}"#,
+            #"{"name":"A",}"#, #"{"name":"A","age":01}"#, #" {"name":"A"}"#,
+        ] {
             XCTAssertFalse(person.matches(bad), bad)
         }
         let range = try schemaGrammar(#"{"type":"integer","minimum":-37,"maximum":1234}"#)
@@ -147,10 +161,13 @@ final class GrammarTests: XCTestCase {
         let quote = try schemaGrammar(#"{"type":"string","pattern":"^a\"b\\\\c[\"x]$"}"#)
         XCTAssertTrue(quote.matches(#""a\"b\\c\"""#))
         XCTAssertTrue(quote.matches(#""a\"b\\cx""#))
-        let formats = try schemaGrammar(#"{"type":"array","items":{"anyOf":[{"type":"string","format":"date"},{"type":"string","format":"uuid"},{"type":"string","format":"date-time"}]}}"#)
+        let formats = try schemaGrammar(
+            #"{"type":"array","items":{"anyOf":[{"type":"string","format":"date"},{"type":"string","format":"uuid"},{"type":"string","format":"date-time"}]}}"#)
         XCTAssertTrue(formats.matches(#"["2024-02-29","123e4567-e89b-12d3-a456-426614174000","2024-12-31T23:59:59.5+01:00"]"#))
         XCTAssertFalse(formats.matches(#"["2024-13-01"]"#))
-        let recursive = try schemaGrammar(##"{"$ref":"#/$defs/node","$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"kids":{"type":"array","items":{"$ref":"#/$defs/node"}}},"required":["v"]}}}"##)
+        let recursive = try schemaGrammar(
+            ##"{"$ref":"#/$defs/node","$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"kids":{"type":"array","items":{"$ref":"#/$defs/node"}}},"required":["v"]}}}"##
+        )
         XCTAssertTrue(recursive.matches(#"{"v":1,"kids":[{"v":2},{"v":3,"kids":[{"v":4,"kids":[]}]}]}"#))
         XCTAssertFalse(recursive.matches(#"{"v":1,"kids":[{"w":2}]}"#))
         let extra = try schemaGrammar(#"{"type":"object","properties":{"id":{"type":"integer"}},"additionalProperties":{"type":"boolean"}}"#)
@@ -175,7 +192,8 @@ final class GrammarTests: XCTestCase {
         XCTAssertFalse(grammar.matches(#"{"a":true,"m":"x","z":1}"#))
         XCTAssertFalse(grammar.matches(#"{"a":true,"z":1,"m":"x"}"#))
         // The same from text: the document's order, and the same language.
-        let fromText = try schemaGrammar(#"{"type":"object","properties":{"z":{"type":"integer"},"a":{"type":"boolean"},"m":{"const":"x"}},"required":["z","a","m"]}"#)
+        let fromText = try schemaGrammar(
+            #"{"type":"object","properties":{"z":{"type":"integer"},"a":{"type":"boolean"},"m":{"const":"x"}},"required":["z","a","m"]}"#)
         XCTAssertTrue(fromText.matches(#"{"z":1,"a":true,"m":"x"}"#))
         XCTAssertFalse(fromText.matches(#"{"a":true,"z":1,"m":"x"}"#))
     }
@@ -232,6 +250,10 @@ final class GrammarTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("#/items/properties/a: unsupported keyword 'uniqueItems'"), "\(error)")
         }
         // Annotations are fine.
-        XCTAssertNoThrow(try Grammar(jsonSchema: Data(#"{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"x","title":"T","description":"D","examples":[1],"default":1,"type":"integer"}"#.utf8)))
+        XCTAssertNoThrow(
+            try Grammar(
+                jsonSchema: Data(
+                    #"{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"x","title":"T","description":"D","examples":[1],"default":1,"type":"integer"}"#
+                        .utf8)))
     }
 }

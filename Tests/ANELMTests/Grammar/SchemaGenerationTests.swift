@@ -1,6 +1,6 @@
-import XCTest
-import Foundation
 import ANELM
+import Foundation
+import XCTest
 
 /// Constrained generation with the real default model: masks equal the reference on its vocabulary, and every
 /// output of a corpus of schemas and of random schemas parses and validates.
@@ -59,31 +59,67 @@ final class SchemaGenerationTests: XCTestCase {
     }
 
     static let corpus: [(schema: String, task: String)] = [
-        (#"{"type":"object","properties":{"name":{"type":"string","maxLength":40},"age":{"type":"integer","minimum":0,"maximum":150},"email":{"type":"string","maxLength":60}},"required":["name","age"]}"#, "A person: Ada Lovelace, 36."),
+        (
+            #"{"type":"object","properties":{"name":{"type":"string","maxLength":40},"age":{"type":"integer","minimum":0,"maximum":150},"email":{"type":"string","maxLength":60}},"required":["name","age"]}"#,
+            "A person: Ada Lovelace, 36."
+        ),
         (#"{"type":"object","properties":{"ok":{"type":"boolean"},"note":{"type":"null"}},"required":["ok","note"]}"#, "Is water wet?"),
         (#"{"type":"string","enum":["red","green","blue"]}"#, "The color of the sky."),
         (#"{"type":"array","items":{"type":"string","maxLength":20},"minItems":1,"maxItems":3}"#, "Three fruits."),
-        (#"{"type":"object","properties":{"city":{"type":"string","maxLength":30},"address":{"type":"object","properties":{"street":{"type":"string","maxLength":30},"zip":{"type":"string","pattern":"^[0-9]{5}$"}},"required":["street","zip"]}},"required":["city","address"]}"#, "An address in Paris."),
+        (
+            #"{"type":"object","properties":{"city":{"type":"string","maxLength":30},"address":{"type":"object","properties":{"street":{"type":"string","maxLength":30},"zip":{"type":"string","pattern":"^[0-9]{5}$"}},"required":["street","zip"]}},"required":["city","address"]}"#,
+            "An address in Paris."
+        ),
         (#"{"type":"integer","minimum":1,"maximum":100}"#, "A number between 1 and 100."),
         (#"{"type":"number","minimum":-5.5,"maximum":10}"#, "A temperature."),
         (#"{"type":"string","pattern":"^[A-Z]{3}-[0-9]{2,4}$"}"#, "A product code."),
-        (#"{"type":"object","properties":{"born":{"type":"string","format":"date"},"seen":{"type":"string","format":"date-time"}},"required":["born","seen"]}"#, "When was Ada born?"),
-        (#"{"type":"object","properties":{"id":{"type":"string","format":"uuid"},"at":{"type":"string","format":"time"}},"required":["id","at"]}"#, "An id and a time."),
+        (
+            #"{"type":"object","properties":{"born":{"type":"string","format":"date"},"seen":{"type":"string","format":"date-time"}},"required":["born","seen"]}"#,
+            "When was Ada born?"
+        ),
+        (
+            #"{"type":"object","properties":{"id":{"type":"string","format":"uuid"},"at":{"type":"string","format":"time"}},"required":["id","at"]}"#,
+            "An id and a time."
+        ),
         (#"{"anyOf":[{"type":"string","maxLength":20},{"type":"integer"}]}"#, "How many legs does a cat have?"),
-        (#"{"oneOf":[{"type":"object","properties":{"kind":{"const":"circle"},"r":{"type":"number","minimum":0,"maximum":100}},"required":["kind","r"]},{"type":"object","properties":{"kind":{"const":"square"},"side":{"type":"integer","minimum":1,"maximum":10}},"required":["kind","side"]}]}"#, "A shape."),
-        (##"{"$ref":"#/$defs/person","$defs":{"person":{"type":"object","properties":{"name":{"type":"string","maxLength":20},"friends":{"type":"array","items":{"$ref":"#/$defs/person"},"maxItems":2}},"required":["name","friends"]}}}"##, "Ada has one friend, Bob. Bob has no friends (an empty list)."),
-        (#"{"type":"object","properties":{"title":{"type":"string","maxLength":30}},"required":["title"],"additionalProperties":{"type":"integer","minimum":0,"maximum":9}}"#, "A book and some ratings."),
+        (
+            #"{"oneOf":[{"type":"object","properties":{"kind":{"const":"circle"},"r":{"type":"number","minimum":0,"maximum":100}},"required":["kind","r"]},{"type":"object","properties":{"kind":{"const":"square"},"side":{"type":"integer","minimum":1,"maximum":10}},"required":["kind","side"]}]}"#,
+            "A shape."
+        ),
+        (
+            ##"{"$ref":"#/$defs/person","$defs":{"person":{"type":"object","properties":{"name":{"type":"string","maxLength":20},"friends":{"type":"array","items":{"$ref":"#/$defs/person"},"maxItems":2}},"required":["name","friends"]}}}"##,
+            "Ada has one friend, Bob. Bob has no friends (an empty list)."
+        ),
+        (
+            #"{"type":"object","properties":{"title":{"type":"string","maxLength":30}},"required":["title"],"additionalProperties":{"type":"integer","minimum":0,"maximum":9}}"#,
+            "A book and some ratings."
+        ),
         (#"{"type":["string","null"],"maxLength":10}"#, "A nickname, or null."),
         (#"{"type":"string","minLength":3,"maxLength":8}"#, "A short word."),
-        (#"{"type":"array","items":{"type":"object","properties":{"sku":{"type":"string","pattern":"^[a-z]{2}[0-9]{3}$"},"qty":{"type":"integer","minimum":1,"maximum":5}},"required":["sku","qty"],"additionalProperties":false},"maxItems":3}"#, "An order of two items."),
+        (
+            #"{"type":"array","items":{"type":"object","properties":{"sku":{"type":"string","pattern":"^[a-z]{2}[0-9]{3}$"},"qty":{"type":"integer","minimum":1,"maximum":5}},"required":["sku","qty"],"additionalProperties":false},"maxItems":3}"#,
+            "An order of two items."
+        ),
         (#"{"const":{"version":2,"tags":["a","b"]}}"#, "Anything."),
         (#"{"enum":[1,"two",null,true,{"x":[3]}]}"#, "Pick one."),
         (#"{"type":"integer","exclusiveMinimum":0,"exclusiveMaximum":1000}"#, "Population of a village, in hundreds."),
-        (#"{"type":"object","properties":{"a":{"type":"boolean"},"b":{"type":"integer","maximum":-10},"c":{"type":"string","maxLength":5}}}"#, "Some optional fields."),
-        (##"{"definitions":{"pt":{"type":"array","items":{"type":"number","minimum":-1000,"maximum":1000},"minItems":2,"maxItems":2}},"type":"object","properties":{"from":{"$ref":"#/definitions/pt"},"to":{"$ref":"#/definitions/pt"}},"required":["from","to"]}"##, "A line segment."),
+        (
+            #"{"type":"object","properties":{"a":{"type":"boolean"},"b":{"type":"integer","maximum":-10},"c":{"type":"string","maxLength":5}}}"#,
+            "Some optional fields."
+        ),
+        (
+            ##"{"definitions":{"pt":{"type":"array","items":{"type":"number","minimum":-1000,"maximum":1000},"minItems":2,"maxItems":2}},"type":"object","properties":{"from":{"$ref":"#/definitions/pt"},"to":{"$ref":"#/definitions/pt"}},"required":["from","to"]}"##,
+            "A line segment."
+        ),
         (#"{"type":"string","pattern":"^(cat|dog)s?( and (cat|dog)s?)?$"}"#, "Pets."),
-        (##"{"type":"object","properties":{"value":{"type":"string","maxLength":12},"next":{"anyOf":[{"type":"null"},{"$ref":"#"}]}},"required":["value","next"]}"##, "A linked list of two values, a then b; the last next is null."),
-        (#"{"type":"array","items":{"type":"array","items":{"type":"integer","minimum":0,"maximum":9},"maxItems":3},"minItems":1,"maxItems":3}"#, "A 2 by 2 grid of digits."),
+        (
+            ##"{"type":"object","properties":{"value":{"type":"string","maxLength":12},"next":{"anyOf":[{"type":"null"},{"$ref":"#"}]}},"required":["value","next"]}"##,
+            "A linked list of two values, a then b; the last next is null."
+        ),
+        (
+            #"{"type":"array","items":{"type":"array","items":{"type":"integer","minimum":0,"maximum":9},"maxItems":3},"minItems":1,"maxItems":3}"#,
+            "A 2 by 2 grid of digits."
+        ),
     ]
 
     func testCorpusOfSchemasAlwaysValidates() throws {
@@ -149,11 +185,19 @@ struct RandomSchema {
         case 2: return .leaf(#"{"type":"number","minimum":\#(pick(50) - 25),"maximum":\#(pick(50) + 26)}"#)
         case 3: return .leaf(["{\"type\":\"boolean\"}", "{\"type\":\"null\"}", "{\"const\":\"fixed\"}"][pick(3)])
         case 4: return .leaf(#"{"enum":["alpha","beta",7,false,null]}"#)
-        case 5: return .leaf(["{\"type\":\"string\",\"format\":\"date\"}", "{\"type\":\"string\",\"format\":\"uuid\"}", "{\"type\":\"string\",\"format\":\"date-time\"}", "{\"type\":\"string\",\"pattern\":\"^[a-f0-9]{4}(-[A-Z]{1,6})?$\"}"][pick(4)])
+        case 5:
+            return .leaf(
+                [
+                    "{\"type\":\"string\",\"format\":\"date\"}", "{\"type\":\"string\",\"format\":\"uuid\"}", "{\"type\":\"string\",\"format\":\"date-time\"}",
+                    "{\"type\":\"string\",\"pattern\":\"^[a-f0-9]{4}(-[A-Z]{1,6})?$\"}",
+                ][pick(4)])
         case 6: return .leaf(#"{"type":["integer","null"],"maximum":50}"#)
         case 7:
             let minItems = pick(2)
-            return .object([("type", .leaf("\"array\"")), ("items", schema(depth: depth + 1)), ("minItems", .leaf("\(minItems)")), ("maxItems", .leaf("\(minItems + pick(3))"))])
+            return .object([
+                ("type", .leaf("\"array\"")), ("items", schema(depth: depth + 1)), ("minItems", .leaf("\(minItems)")),
+                ("maxItems", .leaf("\(minItems + pick(3))")),
+            ])
         case 8:
             let count = pick(4) + 1
             var properties: [(String, SchemaNode)] = []
@@ -163,7 +207,10 @@ struct RandomSchema {
                 properties.append((name, schema(depth: depth + 1)))
                 if pick(2) == 0 { required.append("\"\(name)\"") }
             }
-            return .object([("type", .leaf("\"object\"")), ("properties", .object(properties)), ("required", .leaf("[" + required.joined(separator: ",") + "]")), ("additionalProperties", .leaf("false"))])
+            return .object([
+                ("type", .leaf("\"object\"")), ("properties", .object(properties)), ("required", .leaf("[" + required.joined(separator: ",") + "]")),
+                ("additionalProperties", .leaf("false")),
+            ])
         default:
             return .object([("anyOf", .leaf("[" + schema(depth: depth + 1).text + "," + #"{"type":"boolean"}"# + "]"))])
         }
@@ -173,17 +220,31 @@ struct RandomSchema {
 // MARK: - A validator for the supported keywords
 
 enum TestJSON: Decodable, Equatable {
-    case null, bool(Bool), int(Int), double(Double), string(String), array([TestJSON]), object([String: TestJSON])
+    case null
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([TestJSON])
+    case object([String: TestJSON])
 
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([TestJSON].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: TestJSON].self)) }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? c.decode(Int.self) {
+            self = .int(i)
+        } else if let d = try? c.decode(Double.self) {
+            self = .double(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([TestJSON].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: TestJSON].self))
+        }
     }
 
     var number: Double? {
@@ -198,8 +259,8 @@ enum TestJSON: Decodable, Equatable {
     func same(_ other: TestJSON) -> Bool {
         if let a = number, let b = other.number { return a == b }
         switch (self, other) {
-        case let (.array(x), .array(y)): return x.count == y.count && zip(x, y).allSatisfy { $0.same($1) }
-        case let (.object(x), .object(y)): return x.count == y.count && x.allSatisfy { key, value in y[key].map(value.same) ?? false }
+        case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy { $0.same($1) }
+        case (.object(let x), .object(let y)): return x.count == y.count && x.allSatisfy { key, value in y[key].map(value.same) ?? false }
         default: return self == other
         }
     }
@@ -221,8 +282,12 @@ struct SchemaValidator {
         }
         if let c = s["const"], !value.same(c) { out.append("\(path): not the const") }
         if case .array(let options)? = s["enum"], !options.contains(where: value.same) { out.append("\(path): not in enum") }
-        if case .array(let branches)? = s["anyOf"], !branches.contains(where: { problems(value, $0, at: path).isEmpty }) { out.append("\(path): no anyOf branch") }
-        if case .array(let branches)? = s["oneOf"], branches.filter({ problems(value, $0, at: path).isEmpty }).count != 1 { out.append("\(path): not exactly one oneOf branch") }
+        if case .array(let branches)? = s["anyOf"], !branches.contains(where: { problems(value, $0, at: path).isEmpty }) {
+            out.append("\(path): no anyOf branch")
+        }
+        if case .array(let branches)? = s["oneOf"], branches.filter({ problems(value, $0, at: path).isEmpty }).count != 1 {
+            out.append("\(path): not exactly one oneOf branch")
+        }
         if let type = s["type"] {
             var types: [String] = []
             if case .string(let t) = type { types = [t] }
@@ -244,7 +309,10 @@ struct SchemaValidator {
             if case .string(let format)? = s["format"] {
                 let time = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
                 let date = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-                let patterns = ["date": "^\(date)$", "time": "^\(time)$", "date-time": "^\(date)T\(time)$", "uuid": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"]
+                let patterns = [
+                    "date": "^\(date)$", "time": "^\(time)$", "date-time": "^\(date)T\(time)$",
+                    "uuid": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+                ]
                 if let p = patterns[format], !matches(p, text) { out.append("\(path): not a \(format)") }
             }
         }
@@ -272,7 +340,9 @@ struct SchemaValidator {
 
     func `is`(_ value: TestJSON, _ type: String) -> Bool {
         switch (value, type) {
-        case (.null, "null"), (.bool, "boolean"), (.string, "string"), (.array, "array"), (.object, "object"), (.int, "integer"), (.int, "number"), (.double, "number"): return true
+        case (.null, "null"), (.bool, "boolean"), (.string, "string"), (.array, "array"), (.object, "object"), (.int, "integer"), (.int, "number"),
+            (.double, "number"):
+            return true
         case (.double(let d), "integer"): return d == d.rounded()
         default: return false
         }

@@ -48,7 +48,7 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(try parse("1e-400"), .double(0), "underflow rounds to zero, as strtod does")
         XCTAssertEqual(try parse("9223372036854775807"), .int(Int.max))
         XCTAssertEqual(try parse("-9223372036854775808"), .int(Int.min))
-        XCTAssertEqual(try parse("9223372036854775808"), .double(9223372036854775808))
+        XCTAssertEqual(try parse("9223372036854775808"), .double(9_223_372_036_854_775_808))
         XCTAssertEqual(try parse("-9223372036854775809"), .double(-0x1p63))
         XCTAssertEqual(try parse("123456789012345678901234567890"), .double(1.2345678901234568e29))
         XCTAssertEqual(try parse("3.0").integerValue, 3)
@@ -120,16 +120,18 @@ final class JSONParserTests: XCTestCase {
 
     func testSyntaxErrorsNameOffsetLineAndPlace() {
         XCTAssertEqual(rejection("{\"a\": [1, 2,, 3]}"), "test.json: invalid JSON at byte 12 (line 1) in a[2]: unexpected ',', expected a value")
-        XCTAssertEqual(rejection("{\n  \"model\": {\n    \"vocab\": {\"x\": 1,}\n  }\n}"),
-                       "test.json: invalid JSON at byte 36 (line 3) in model.vocab: unexpected '}', expected a key in quotes")
+        XCTAssertEqual(
+            rejection("{\n  \"model\": {\n    \"vocab\": {\"x\": 1,}\n  }\n}"),
+            "test.json: invalid JSON at byte 36 (line 3) in model.vocab: unexpected '}', expected a key in quotes")
         XCTAssertEqual(rejection("[1, 2"), "test.json: invalid JSON at byte 5 (line 1): unexpected end of text, expected ',' or ']'")
         XCTAssertEqual(rejection("[1] x"), "test.json: invalid JSON at byte 4 (line 1): unexpected 'x' after the value")
         XCTAssertEqual(rejection(""), "test.json: invalid JSON at byte 0 (line 1): the text is empty")
     }
 
     func testDuplicateKeysAreErrorsNamingKeyAndPath() {
-        XCTAssertEqual(rejection(#"{"model": {"vocab": {"a": 1, "b": 2, "a": 3}}}"#),
-                       #"test.json: model.vocab: the key "a" appears twice in one object (JSON readers would disagree on its value)"#)
+        XCTAssertEqual(
+            rejection(#"{"model": {"vocab": {"a": 1, "b": 2, "a": 3}}}"#),
+            #"test.json: model.vocab: the key "a" appears twice in one object (JSON readers would disagree on its value)"#)
         let many = (0..<30).map { "\"k\($0)\": \($0)" }.joined(separator: ",")
         XCTAssertTrue(rejection("[{\"x\": 1}, {" + many + ", \"k7\": 0}]").hasPrefix(#"test.json: [1]: the key "k7" appears twice"#))
         XCTAssertTrue(rejection(#"{"a": 1, "a": 1}"#).hasPrefix(#"test.json: the key "a" appears twice"#), "even with equal values")
@@ -150,7 +152,10 @@ final class JSONParserTests: XCTestCase {
             "doubles": [0.5, -0.0, 1e-7, 1e300, 3.0], "flags": [true, false, nil], "nested": ["z": [:], "a": []],
         ]
         let text = value.text
-        XCTAssertEqual(text, #"{"name":"tab\there \"quoted\" back\\slash /slash \u0001 é 😀","ints":[0,-1,9223372036854775807,-9223372036854775808],"doubles":[0.5,-0.0,1e-07,1e+300,3.0],"flags":[true,false,null],"nested":{"z":{},"a":[]}}"#)
+        XCTAssertEqual(
+            text,
+            #"{"name":"tab\there \"quoted\" back\\slash /slash \u0001 é 😀","ints":[0,-1,9223372036854775807,-9223372036854775808],"doubles":[0.5,-0.0,1e-07,1e+300,3.0],"flags":[true,false,null],"nested":{"z":{},"a":[]}}"#
+        )
         let back = try parse(text)
         XCTAssertEqual(back, value)
         XCTAssertEqual(back.text, text)
@@ -174,12 +179,16 @@ final class JSONParserTests: XCTestCase {
     }
 
     func testNodeErrorsNamePaths() throws {
-        let root = try JSONNode.parseObject(Data(#"{"model": {"vocab": {"x y": "1", "ok": 2}, "merges": ["a b", 3]}, "n": 2.5}"#.utf8),
-                                            source: "tokenizer.json")
+        let root = try JSONNode.parseObject(
+            Data(#"{"model": {"vocab": {"x y": "1", "ok": 2}, "merges": ["a b", 3]}, "n": 2.5}"#.utf8),
+            source: "tokenizer.json")
         let model = try root.object("model")
         XCTAssertEqual(try model.object("vocab").int("ok"), 2)
         func message(_ body: () throws -> Any) -> String {
-            do { _ = try body(); return "no error" } catch { return "\(error)" }
+            do {
+                _ = try body()
+                return "no error"
+            } catch { return "\(error)" }
         }
         XCTAssertEqual(message { try model.object("vocab").int("x y") }, #"tokenizer.json: model.vocab["x y"]: expected an integer, found a string"#)
         XCTAssertEqual(message { try model.array("merges")[1].stringValue() }, "tokenizer.json: model.merges[1]: expected a string, found a number")
@@ -206,7 +215,8 @@ final class JSONParserTests: XCTestCase {
         if let data = try? Data(contentsOf: fixture) { seeds.append(Array(data.prefix(6000))) }
         let interesting = Array("{}[]\",:\\u0123456789eE+-.tfnl \n\t".utf8) + [0x00, 0x1f, 0x7f, 0x80, 0xc0, 0xe2, 0xed, 0xf0, 0xf4, 0xff]
         var random = SeededGenerator(seed: 14)
-        var values = 0, errors = 0
+        var values = 0
+        var errors = 0
         let deadline = Date().addingTimeInterval(3)
         while Date() < deadline {
             var bytes = seeds[Int(random.next() % UInt64(seeds.count))]

@@ -30,7 +30,8 @@ final class ModelFolderJSONTests: XCTestCase {
         let doubled = config.replacingOccurrences(of: "{", with: "{\"hidden_size\": 1, ", options: [], range: config.range(of: "{"))
         let dir = try folder(["config.json": doubled])
         XCTAssertThrowsError(try HFModelFolder(path: dir.path, requiringWeights: false)) { error in
-            XCTAssertTrue("\(error)".hasSuffix(#"config.json: the key "hidden_size" appears twice in one object (JSON readers would disagree on its value)"#), "\(error)")
+            XCTAssertTrue(
+                "\(error)".hasSuffix(#"config.json: the key "hidden_size" appears twice in one object (JSON readers would disagree on its value)"#), "\(error)")
         }
     }
 

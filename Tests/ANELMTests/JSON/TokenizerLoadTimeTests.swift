@@ -18,7 +18,9 @@ final class TokenizerLoadTimeTests: XCTestCase {
             XCTAssertGreaterThan(tokenizer.vocabSize, 262_000)
         }
         seconds.sort()
-        print(String(format: "tokenizer load, %d bytes: min %.3f s, median %.3f s, max %.3f s", data.count,
-                     seconds[0], seconds[seconds.count / 2], seconds[seconds.count - 1]))
+        print(
+            String(
+                format: "tokenizer load, %d bytes: min %.3f s, median %.3f s, max %.3f s", data.count,
+                seconds[0], seconds[seconds.count / 2], seconds[seconds.count - 1]))
     }
 }

@@ -1,6 +1,6 @@
-import XCTest
-import CANELMKernels
 import ANELM
+import CANELMKernels
+import XCTest
 
 /// Q5_0, Q5_1, Q4_K, Q5_K, Q6_K: dequantization bit for bit against gguf-py (committed fixtures
 /// from tools/reference/quant_fixtures.py), and matmul against a double-precision reference.
@@ -16,7 +16,9 @@ final class QuantTests: XCTestCase {
 
     func dequantize(_ type: TensorType, _ bytes: Data, count: Int) throws -> [Float] {
         var out = [Float](repeating: .nan, count: count)
-        let ok = bytes.withUnsafeBytes { raw in out.withUnsafeMutableBufferPointer { anelm_dequantize(Int32(type.rawValue), raw.baseAddress!, $0.baseAddress!, count) } }
+        let ok = bytes.withUnsafeBytes { raw in
+            out.withUnsafeMutableBufferPointer { anelm_dequantize(Int32(type.rawValue), raw.baseAddress!, $0.baseAddress!, count) }
+        }
         XCTAssertEqual(ok, 1, "\(type)")
         return out
     }
@@ -35,7 +37,8 @@ final class QuantTests: XCTestCase {
 
     func testDequantizeMatchesGGUFPyBitForBit() throws {
         for type in Self.newTypes {
-            let blocks = try fixture("\(type).blocks"), values = try fixture("\(type).f32")
+            let blocks = try fixture("\(type).blocks")
+            let values = try fixture("\(type).f32")
             XCTAssertEqual(blocks.count % type.bytesPerBlock, 0)
             let count = blocks.count / type.bytesPerBlock * type.blockSize
             XCTAssertEqual(values.count, count * 4, "\(type)")
@@ -43,12 +46,14 @@ final class QuantTests: XCTestCase {
             let got = try dequantize(type, blocks, count: count).map(\.bitPattern)
             var mismatches = 0
             for i in 0..<count where got[i] != expected[i] {
-                if mismatches < 5 { XCTFail("\(type) value \(i) (block \(i / type.blockSize)): \(Float(bitPattern: got[i])) != \(Float(bitPattern: expected[i]))") }
+                if mismatches < 5 {
+                    XCTFail("\(type) value \(i) (block \(i / type.blockSize)): \(Float(bitPattern: got[i])) != \(Float(bitPattern: expected[i]))")
+                }
                 mismatches += 1
             }
             XCTAssertEqual(mismatches, 0, "\(type)")
             // The fixtures hold the awkward blocks they promise: an all-zero block and a ±65504 scale.
-            XCTAssertTrue(got.prefix(type.blockSize).allSatisfy { Float(bitPattern: $0) == 0 })   // ±0: gguf-py keeps the sign
+            XCTAssertTrue(got.prefix(type.blockSize).allSatisfy { Float(bitPattern: $0) == 0 })  // ±0: gguf-py keeps the sign
             XCTAssertTrue(got.contains { abs(Float(bitPattern: $0)) >= 65504 })
         }
     }
@@ -61,7 +66,8 @@ final class QuantTests: XCTestCase {
             let halves = type == .q6_K ? [208] : [.q5_1, .q4_K, .q5_K].contains(type) ? [0, 2] : [0]
             for offset in halves {
                 let h = anelm_f32_to_f16(Float(Int(rng.next() % 20001) - 10000) / 10000 * 0.05)
-                block[offset] = UInt8(h & 0xff); block[offset + 1] = UInt8(h >> 8)
+                block[offset] = UInt8(h & 0xff)
+                block[offset + 1] = UInt8(h >> 8)
             }
             bytes += block
         }
@@ -90,12 +96,13 @@ final class QuantTests: XCTestCase {
         for type in Self.newTypes {
             for (rows, cols) in shapes + [(1, 32), (5, 96), (33, 640)] where cols % type.blockSize == 0 {
                 let (w, dense) = try matrix(type, rows: rows, cols: cols)
-                for tokens in [1, 3, 6, 8, 19] {   // 6: a 4-token group and a remainder; 19: two 8-token groups and 3
+                for tokens in [1, 3, 6, 8, 19] {  // 6: a 4-token group and a remainder; 19: two 8-token groups and 3
                     let x = random(tokens * cols)
                     let y = matmul(w, x, tokens: tokens, pool: pool)
                     for t in 0..<tokens {
                         for r in 0..<rows {
-                            var exact = 0.0, magnitude = 0.0
+                            var exact = 0.0
+                            var magnitude = 0.0
                             for c in 0..<cols {
                                 exact += Double(dense[r * cols + c]) * Double(x[t * cols + c])
                                 magnitude += abs(Double(dense[r * cols + c]))
@@ -122,7 +129,9 @@ final class QuantTests: XCTestCase {
                     for isa in Kernels.availableISAs.dropFirst() {
                         Kernels.limitISA(isa)
                         let fast = matmul(w, x, tokens: tokens, pool: pool)
-                        for i in fast.indices { XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols) tokens \(tokens) \(isa.name)") }
+                        for i in fast.indices {
+                            XCTAssertEqual(fast[i], plain[i], accuracy: 1e-4 * max(1, abs(plain[i])), "\(type) \(rows)x\(cols) tokens \(tokens) \(isa.name)")
+                        }
                     }
                     Kernels.limitISA(nil)
                 }
@@ -138,7 +147,14 @@ final class QuantTests: XCTestCase {
     /// Every Q5_0/Q4_K/Q6_K tensor of the real Gemma 3 270M Q4_K_M file dequantizes to gguf-py's values.
     func testGemmaGGUFTensorsMatchGGUFPy() throws {
         guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
-        struct Entry: Decodable { let name: String; let type: String; let shape: [Int]; let checksum: String; let first: [UInt32]?; let last: [UInt32]? }
+        struct Entry: Decodable {
+            let name: String
+            let type: String
+            let shape: [Int]
+            let checksum: String
+            let first: [UInt32]?
+            let last: [UInt32]?
+        }
         struct Fixture: Decodable { let tensors: [Entry] }
         let fixture = try JSONDecoder().decode(Fixture.self, from: try fixture("gemma-3-270m-q4_k_m.json"))
         let file = try GGUFFile(path: path)

@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 /// `anelm info` for every registered family: each shows its own hyper-parameters, read from the file.
 final class ModelInfoTests: XCTestCase {

@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 /// One pass over several sequences equals one pass per sequence: mixed prefill and decode, different
 /// lengths, sequences joining and leaving between steps.
@@ -15,7 +15,8 @@ final class BatchedForwardTests: XCTestCase {
     /// Steps a batch and the same sequences one by one through a schedule of (sequence, new tokens), and
     /// compares every sequence's logits. Returns the largest difference.
     func compare(_ model: LanguageModel, schedule: [[(sequence: Int, tokens: [Int])]], allPositions: Bool = false) throws -> Float {
-        var batched: [Int: ModelState] = [:], single: [Int: ModelState] = [:]
+        var batched: [Int: ModelState] = [:]
+        var single: [Int: ModelState] = [:]
         var worst: Float = 0
         for step in schedule {
             for (s, _) in step where batched[s] == nil {
@@ -76,7 +77,10 @@ final class BatchedForwardTests: XCTestCase {
             let state = model.makeState()
             var next = argmax(try model.forward(prompt, state: state, allPositions: false))
             var out = [next]
-            for _ in 0..<15 { next = argmax(try model.forward([next], state: state, allPositions: false)); out.append(next) }
+            for _ in 0..<15 {
+                next = argmax(try model.forward([next], state: state, allPositions: false))
+                out.append(next)
+            }
             return out
         }
         let expected = try prompts.map(greedyAlone)
@@ -86,7 +90,8 @@ final class BatchedForwardTests: XCTestCase {
         var outputs: [[Int]] = [[], [], []]
         var step = 0
         while outputs.contains(where: { $0.count < 16 }) {
-            var inputs: [(tokens: [Int], state: ModelState)] = [], members: [Int] = []
+            var inputs: [(tokens: [Int], state: ModelState)] = []
+            var members: [Int] = []
             for i in 0..<3 where i <= step && outputs[i].count < 16 {
                 inputs.append((outputs[i].last.map { [$0] } ?? prompts[i], states[i]))
                 members.append(i)

@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// Gemma 3 text against transformers: tiny random folders (local/global layers, window 8, soft-caps),
 /// the same weights written as a GGUF the way llama.cpp lays it out, and the config llama.cpp's
@@ -21,7 +21,7 @@ final class Gemma3Tests: XCTestCase {
         guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
         let f = try measureDefaultPathFidelity("gemma-3-270m", modelPath: path)
         XCTAssertEqual(f.top1, f.cases)
-        XCTAssertGreaterThanOrEqual(f.agreement, 0.95)   // measured 280/280, max logit error 0.002
+        XCTAssertGreaterThanOrEqual(f.agreement, 0.95)  // measured 280/280, max logit error 0.002
         XCTAssertLessThan(f.worstLogit, 0.02)
     }
 
@@ -58,7 +58,11 @@ final class Gemma3Tests: XCTestCase {
     /// transformers builds from that file (its GGUF loader + Gemma3TextConfig defaults).
     func testConfigurationFromRealGGUFMetadata() throws {
         struct Facts: Decodable {
-            struct Entry: Decodable { let key: String; let type: String; let value: JSONValue }
+            struct Entry: Decodable {
+                let key: String
+                let type: String
+                let value: JSONValue
+            }
             struct Config: Decodable {
                 let hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim: Int
                 let rms_norm_eps: Double
@@ -115,19 +119,23 @@ final class Gemma3Tests: XCTestCase {
     /// sliding_window_pattern) maps onto the same fields as transformers' `convert_rope_params_to_dict`.
     func testHubStyleConfigJSON() throws {
         let json = """
-        {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 80,
-         "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 512,
-         "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
-         "sliding_window": 512, "sliding_window_pattern": 3, "query_pre_attn_scalar": 16, "final_logit_softcapping": null}
-        """
+            {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 80,
+             "num_hidden_layers": 7, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 512,
+             "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+             "sliding_window": 512, "sliding_window_pattern": 3, "query_pre_attn_scalar": 16, "final_logit_softcapping": null}
+            """
         let c = try Gemma3Configuration(configJSON: Data(json.utf8))
-        XCTAssertEqual(c.layerTypes, [.slidingAttention, .slidingAttention, .fullAttention, .slidingAttention, .slidingAttention, .fullAttention, .slidingAttention])
+        XCTAssertEqual(
+            c.layerTypes, [.slidingAttention, .slidingAttention, .fullAttention, .slidingAttention, .slidingAttention, .fullAttention, .slidingAttention])
         XCTAssertEqual(c.ropeScaling, .linear(factor: 8))
         XCTAssertEqual(c.ropeTheta, 1_000_000)
         XCTAssertEqual(c.ropeLocalBaseFreq, 10_000)
         XCTAssertTrue(c.tieWordEmbeddings)
         XCTAssertNil(c.finalLogitSoftcapping)
-        XCTAssertThrowsError(try Gemma3Configuration(configJSON: Data(#"{"hidden_size": 64, "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 8, "use_bidirectional_attention": true}"#.utf8)))
+        XCTAssertThrowsError(
+            try Gemma3Configuration(
+                configJSON: Data(
+                    #"{"hidden_size": 64, "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 8, "use_bidirectional_attention": true}"#.utf8)))
         var bad = c
         bad.layerTypes.removeLast()
         XCTAssertThrowsError(try bad.validate())

@@ -1,12 +1,25 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// One `Tests/Fixtures/models/*.json` file (schema `anelm-model-fixture/1`, see its README).
 struct ModelFixture: Decodable {
-    struct Model: Decodable { let name: String; let source: String; let path: String; let vocab_size: Int }
-    struct TopK: Decodable { let ids: [Int]; let values: [Double] }
-    struct Greedy: Decodable { let max_new_tokens: Int; let ids: [Int]; let margins: [Double]; let text: String }
+    struct Model: Decodable {
+        let name: String
+        let source: String
+        let path: String
+        let vocab_size: Int
+    }
+    struct TopK: Decodable {
+        let ids: [Int]
+        let values: [Double]
+    }
+    struct Greedy: Decodable {
+        let max_new_tokens: Int
+        let ids: [Int]
+        let margins: [Double]
+        let text: String
+    }
     struct Case: Decodable {
         let name: String
         let text: String

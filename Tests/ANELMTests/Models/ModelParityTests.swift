@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 /// `--precision f32` against transformers: logits within 1e-3 and identical greedy continuations,
 /// for the default model (from its GGUF) and tiny random Llama, Llama-3-RoPE, Qwen2 and Mistral folders.
@@ -27,18 +27,24 @@ extension XCTestCase {
         let fixture = try ModelFixture.load(fixtureName)
         let loaded = try ModelLoader.load(try modelPath ?? fixture.modelPath(), options: LoadOptions(precision: .auto))
         let vocab = fixture.model.vocab_size
-        var agreeing = 0, total = 0, worstLogit = 0.0, top1Agree = 0
+        var agreeing = 0
+        var total = 0
+        var worstLogit = 0.0
+        var top1Agree = 0
         for c in fixture.cases {
             let logits = try loaded.model.forward(c.prompt_ids, state: loaded.model.makeState(), allPositions: false)
             let last = logits[(logits.count - vocab)...]
             worstLogit = max(worstLogit, maxError(last, c.last_logits_top20))
             if last.indices.max(by: { last[$0] < last[$1] }).map({ $0 - last.startIndex }) == c.last_logits_top20.ids[0] { top1Agree += 1 }
-            let result = try loaded.makeSession().generate(prompt: c.prompt_ids, parameters: GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false))
+            let result = try loaded.makeSession().generate(
+                prompt: c.prompt_ids, parameters: GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false))
             agreeing += zip(result.tokens, c.greedy.ids).prefix { $0 == $1 }.count
             total += c.greedy.ids.count
         }
         let agreement = Double(agreeing) / Double(total)
-        print("fidelity default path \(fixtureName) (\(Kernels.isaName)): greedy agreement \(agreeing)/\(total) = \(String(format: "%.3f", agreement)), top-1 at prompt end \(top1Agree)/\(fixture.cases.count), max top-20 logit error \(String(format: "%.3f", worstLogit))")
+        print(
+            "fidelity default path \(fixtureName) (\(Kernels.isaName)): greedy agreement \(agreeing)/\(total) = \(String(format: "%.3f", agreement)), top-1 at prompt end \(top1Agree)/\(fixture.cases.count), max top-20 logit error \(String(format: "%.3f", worstLogit))"
+        )
         return (agreement, top1Agree, fixture.cases.count, worstLogit)
     }
 
@@ -73,9 +79,12 @@ extension XCTestCase {
 
             // Greedy continuation, EOS ignored, token for token.
             let session = loaded.makeSession()
-            let result = try session.generate(prompt: c.prompt_ids, parameters: GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false))
+            let result = try session.generate(
+                prompt: c.prompt_ids, parameters: GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false))
             let firstDiff = zip(result.tokens, c.greedy.ids).enumerated().first { $0.element.0 != $0.element.1 }?.offset
-            XCTAssertEqual(result.tokens, c.greedy.ids, "\(fixtureName)/\(c.name): diverges at step \(firstDiff ?? -1) (reference margin there \(firstDiff.map { c.greedy.margins[$0] } ?? 0))")
+            XCTAssertEqual(
+                result.tokens, c.greedy.ids,
+                "\(fixtureName)/\(c.name): diverges at step \(firstDiff ?? -1) (reference margin there \(firstDiff.map { c.greedy.margins[$0] } ?? 0))")
             print("parity \(fixtureName)/\(c.name): \(result.tokens.count) greedy tokens equal: \(result.tokens == c.greedy.ids), max logit error \(worst)")
         }
     }

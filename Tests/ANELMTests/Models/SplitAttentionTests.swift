@@ -1,5 +1,5 @@
-import XCTest
 import ANELM
+import XCTest
 
 /// Decode splits each head's cached positions into spans across the pool and merges the spans'
 /// outputs by their log-sum-exps; one thread attends over all positions at once. Everything else in a
@@ -32,10 +32,12 @@ final class SplitAttentionTests: XCTestCase {
         // From below one span (64 positions) to several per thread, and lengths that end spans mid-way.
         for length in [40, 64, 65, 100, 129, 200, 255, 256, 300, 333, 420, 509] {
             let prompt = (0..<length).map { _ in Int.random(in: 0..<whole.vocabularySize, using: &generator) }
-            let wholeState = whole.makeState(), splitState = split.makeState()
+            let wholeState = whole.makeState()
+            let splitState = split.makeState()
             let prefilled = try whole.forward(prompt, state: wholeState, allPositions: false)
-            XCTAssertEqual(prefilled, try split.forward(prompt, state: splitState, allPositions: false),
-                           "\(fixtureName) \(precision): prefill of \(length) tokens")
+            XCTAssertEqual(
+                prefilled, try split.forward(prompt, state: splitState, allPositions: false),
+                "\(fixtureName) \(precision): prefill of \(length) tokens")
             let next = prefilled.indices.max { prefilled[$0] < prefilled[$1] } ?? 0
             let a = try whole.forward([next], state: wholeState, allPositions: false)
             let b = try split.forward([next], state: splitState, allPositions: false)

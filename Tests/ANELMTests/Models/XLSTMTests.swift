@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// One `Tests/Fixtures/models/tiny-xlstm*.json` file (schema `anelm-xlstm-fixture/1`, see the README there).
 struct XLSTMFixture: Decodable {
@@ -12,7 +12,12 @@ struct XLSTMFixture: Decodable {
         let state_floats: Int
         let chunk_size: Int
     }
-    struct Greedy: Decodable { let max_new_tokens: Int; let ids: [Int]; let top1_logits: [Double]; let margins: [Double] }
+    struct Greedy: Decodable {
+        let max_new_tokens: Int
+        let ids: [Int]
+        let top1_logits: [Double]
+        let margins: [Double]
+    }
     let model: Model
     let prompt_ids: [Int]
     let prompt_logits_file: String
@@ -84,7 +89,9 @@ final class XLSTMTests: XCTestCase {
         let parameters = GenerationParameters(maxTokens: fixture.greedy.max_new_tokens, stopAtEndOfSequence: false)
         let result = try session.generate(prompt: fixture.prompt_ids, parameters: parameters)
         let firstDiff = zip(result.tokens, fixture.greedy.ids).enumerated().first { $0.element.0 != $0.element.1 }?.offset
-        XCTAssertEqual(result.tokens, fixture.greedy.ids, "\(name): diverges at step \(firstDiff ?? -1) (reference margin there \(firstDiff.map { fixture.greedy.margins[$0] } ?? 0))")
+        XCTAssertEqual(
+            result.tokens, fixture.greedy.ids,
+            "\(name): diverges at step \(firstDiff ?? -1) (reference margin there \(firstDiff.map { fixture.greedy.margins[$0] } ?? 0))")
         // A second request sharing only part of the history: the state cannot rewind, so the session restarts
         // the sequence and must give the same answer again.
         let again = try session.generate(prompt: fixture.prompt_ids, parameters: parameters)
@@ -137,7 +144,8 @@ final class XLSTMTests: XCTestCase {
     func testDefaultPrecisionGreedy() throws {
         let fixture = try XLSTMFixture.load("tiny-xlstm-odd")
         let loaded = try load(fixture, precision: .auto)
-        let result = try loaded.makeSession().generate(prompt: fixture.prompt_ids, parameters: GenerationParameters(maxTokens: fixture.greedy.max_new_tokens, stopAtEndOfSequence: false))
+        let result = try loaded.makeSession().generate(
+            prompt: fixture.prompt_ids, parameters: GenerationParameters(maxTokens: fixture.greedy.max_new_tokens, stopAtEndOfSequence: false))
         XCTAssertEqual(result.tokens, fixture.greedy.ids)
     }
 

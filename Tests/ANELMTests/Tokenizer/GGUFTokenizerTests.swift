@@ -1,14 +1,15 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// The real SmolLM2 GGUF's tokenizer against transformers' ids for the same file.
 final class GGUFTokenizerTests: XCTestCase {
     private func loadTokenizer() throws -> Tokenizer {
         let environment = ProcessInfo.processInfo.environment
-        let path = environment["ANELM_DEFAULT_MODEL"]
+        let path =
+            environment["ANELM_DEFAULT_MODEL"]
             ?? FileManager.default.homeDirectoryForCurrentUser
-                .appendingPathComponent(".cache/anelm/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+            .appendingPathComponent(".cache/anelm/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("no GGUF at \(path)") }
         let file = try GGUFFile(path: path)
         return try Tokenizer(gguf: try GGUFTokenizerData(file))

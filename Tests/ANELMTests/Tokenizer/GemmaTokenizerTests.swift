@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// SentencePiece-style (Gemma) tokenizers against transformers: the real Gemma 3 GGUF and a tiny tokenizer.json
 /// of the same shape, both from tools/reference/gemma_tokenizer_fixtures.py.
@@ -87,15 +87,15 @@ final class GemmaTokenizerTests: XCTestCase {
     /// speed lives in benchmarks; ~0.4 s on an idle 2-core machine).
     func testGemma3GGUFLoadsFast() throws {
         #if DEBUG
-        throw XCTSkip("timing is only meaningful in release builds")
+            throw XCTSkip("timing is only meaningful in release builds")
         #else
-        guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
-        let data = try GGUFTokenizerData(GGUFFile(path: path))
-        let start = Date()
-        let tokenizer = try Tokenizer(gguf: data)
-        let seconds = Date().timeIntervalSince(start)
-        print("built the Gemma 3 tokenizer (\(tokenizer.vocabSize) tokens) in \(seconds) s")
-        XCTAssertEqual(tokenizer.vocabSize, 262_144)
+            guard let path = gemmaModelPath() else { throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)") }
+            let data = try GGUFTokenizerData(GGUFFile(path: path))
+            let start = Date()
+            let tokenizer = try Tokenizer(gguf: data)
+            let seconds = Date().timeIntervalSince(start)
+            print("built the Gemma 3 tokenizer (\(tokenizer.vocabSize) tokens) in \(seconds) s")
+            XCTAssertEqual(tokenizer.vocabSize, 262_144)
         #endif
     }
 
@@ -121,21 +121,36 @@ final class GemmaTokenizerTests: XCTestCase {
         }
         let cases: [(String, Data)] = [
             ("unigram", try variant { $0["model"] = model.merging(["type": "Unigram"]) { $1 } }),
-            ("metaspace", try variant {
-                $0["pre_tokenizer"] = ["type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "first"]
-            }),
-            ("regex replace", try variant {
-                $0["normalizer"] = ["type": "Replace", "pattern": ["Regex": " +"], "content": "\u{2581}"]
-            }),
-            ("byte fallback before replace", try variant {
-                $0["decoder"] = ["type": "Sequence", "decoders": [
-                    ["type": "ByteFallback"], ["type": "Fuse"],
-                    ["type": "Replace", "pattern": ["String": "\u{2581}"], "content": " "],
-                ]]
-            }),
-            ("split contiguous", try variant {
-                $0["pre_tokenizer"] = ["type": "Split", "pattern": ["String": " "], "behavior": "Contiguous", "invert": false]
-            }),
+            (
+                "metaspace",
+                try variant {
+                    $0["pre_tokenizer"] = ["type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "first"]
+                }
+            ),
+            (
+                "regex replace",
+                try variant {
+                    $0["normalizer"] = ["type": "Replace", "pattern": ["Regex": " +"], "content": "\u{2581}"]
+                }
+            ),
+            (
+                "byte fallback before replace",
+                try variant {
+                    $0["decoder"] = [
+                        "type": "Sequence",
+                        "decoders": [
+                            ["type": "ByteFallback"], ["type": "Fuse"],
+                            ["type": "Replace", "pattern": ["String": "\u{2581}"], "content": " "],
+                        ],
+                    ]
+                }
+            ),
+            (
+                "split contiguous",
+                try variant {
+                    $0["pre_tokenizer"] = ["type": "Split", "pattern": ["String": " "], "behavior": "Contiguous", "invert": false]
+                }
+            ),
         ]
         for (label, data) in cases {
             XCTAssertThrowsError(try Tokenizer(tokenizerJSON: data, tokenizerConfig: nil), label) { error in

@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// Expected ids and decodes that tools/reference/tokenizer_fixtures.py wrote from transformers.
 struct TokenizerExpectation: Decodable {
@@ -39,8 +39,10 @@ enum TokenizerFixtures {
 
     /// The tokenizer against a fixture: vocabulary size, BOS/EOS, and for every text the ids with and
     /// without special tokens and both decodes.
-    static func assertMatches(_ tokenizer: Tokenizer, _ expected: TokenizerExpectation, name: String,
-                              file: StaticString = #filePath, line: UInt = #line) {
+    static func assertMatches(
+        _ tokenizer: Tokenizer, _ expected: TokenizerExpectation, name: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(tokenizer.vocabSize, expected.vocabSize, "vocab size", file: file, line: line)
         XCTAssertEqual(tokenizer.bosToken, expected.bosToken, file: file, line: line)
         XCTAssertEqual(tokenizer.eosToken, expected.eosToken, file: file, line: line)

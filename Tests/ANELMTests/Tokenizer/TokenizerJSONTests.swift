@@ -1,6 +1,6 @@
+import ANELM
 import Foundation
 import XCTest
-import ANELM
 
 /// Tokenizers trained by the fixture script, loaded from tokenizer.json + tokenizer_config.json.
 final class TokenizerJSONTests: XCTestCase {
@@ -94,9 +94,12 @@ final class TokenizerJSONTests: XCTestCase {
             ("merge out of vocabulary", try variant { $0["model"] = model.merging(["merges": ["zz qq"]]) { $1 } }),
             ("model missing", try variant { $0["model"] = nil }),
             ("unknown pre-tokenizer", try variant { $0["pre_tokenizer"] = ["type": "Whitespace"] }),
-            ("unknown split regex", try variant {
-                $0["pre_tokenizer"] = ["type": "Split", "pattern": ["Regex": "\\w+"], "behavior": "Isolated", "invert": false]
-            }),
+            (
+                "unknown split regex",
+                try variant {
+                    $0["pre_tokenizer"] = ["type": "Split", "pattern": ["Regex": "\\w+"], "behavior": "Isolated", "invert": false]
+                }
+            ),
             ("unknown normalizer", try variant { $0["normalizer"] = ["type": "Precompiled"] }),
             ("unknown decoder", try variant { $0["decoder"] = ["type": "WordPiece"] }),
             ("unknown post-processor", try variant { $0["post_processor"] = ["type": "Mystery"] }),
@@ -122,22 +125,22 @@ final class TokenizerJSONTests: XCTestCase {
     /// About 1 MB of mixed text must encode well under a second (release build).
     func testEncodingOneMegabyteIsFast() throws {
         #if DEBUG
-        throw XCTSkip("timing is only meaningful in release builds")
+            throw XCTSkip("timing is only meaningful in release builds")
         #else
-        let tokenizer = try load("llama3_bpe")
-        let expected = try TokenizerFixtures.expectation("llama3_bpe/expected.json")
-        let sample = expected.cases.map(\.text).joined(separator: "\n")
-        var text = ""
-        var counter = 0
-        while text.utf8.count < 1_000_000 {
-            text += sample + " \(counter) "
-            counter += 1
-        }
-        let start = Date()
-        let ids = tokenizer.encode(text)
-        let seconds = Date().timeIntervalSince(start)
-        print("encoded \(text.utf8.count) bytes into \(ids.count) tokens in \(seconds) s")
-        XCTAssertGreaterThan(ids.count, 100_000)   // the time is reported, not asserted: speed lives in benchmarks
+            let tokenizer = try load("llama3_bpe")
+            let expected = try TokenizerFixtures.expectation("llama3_bpe/expected.json")
+            let sample = expected.cases.map(\.text).joined(separator: "\n")
+            var text = ""
+            var counter = 0
+            while text.utf8.count < 1_000_000 {
+                text += sample + " \(counter) "
+                counter += 1
+            }
+            let start = Date()
+            let ids = tokenizer.encode(text)
+            let seconds = Date().timeIntervalSince(start)
+            print("encoded \(text.utf8.count) bytes into \(ids.count) tokens in \(seconds) s")
+            XCTAssertGreaterThan(ids.count, 100_000)  // the time is reported, not asserted: speed lives in benchmarks
         #endif
     }
 }

@@ -35,14 +35,23 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
     public var chunkLayers: [Int]?
 
     enum CodingKeys: String, CodingKey {
-        case formatVersion = "format_version", architecture, source, weights, functions
-        case contextLength = "context_length", prefillBlock = "prefill_block", vocabSize = "vocab_size"
-        case outputChunks = "output_chunks", eosTokenIds = "eos_token_ids", metadata
-        case chunks, chunkIndex = "chunk_index", chunkLayers = "chunk_layers"
+        case formatVersion = "format_version"
+        case architecture, source, weights, functions
+        case contextLength = "context_length"
+        case prefillBlock = "prefill_block"
+        case vocabSize = "vocab_size"
+        case outputChunks = "output_chunks"
+        case eosTokenIds = "eos_token_ids"
+        case metadata
+        case chunks
+        case chunkIndex = "chunk_index"
+        case chunkLayers = "chunk_layers"
     }
 
-    public init(formatVersion: Int = ANEPackageInfo.currentFormatVersion, architecture: String, source: String, weights: String, functions: [String],
-                contextLength: Int, prefillBlock: Int?, vocabSize: Int, outputChunks: Int, eosTokenIds: [Int], metadata: [String: Int]) {
+    public init(
+        formatVersion: Int = ANEPackageInfo.currentFormatVersion, architecture: String, source: String, weights: String, functions: [String],
+        contextLength: Int, prefillBlock: Int?, vocabSize: Int, outputChunks: Int, eosTokenIds: [Int], metadata: [String: Int]
+    ) {
         self.formatVersion = formatVersion
         self.architecture = architecture
         self.source = source
@@ -64,10 +73,11 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
             guard let v = program.metadata[key] ?? chain?.metadata[key] else { throw ANELMError("the lowered program records no \(key)") }
             return v
         }
-        self.init(architecture: loaded.architecture, source: loaded.name, weights: weights.rawValue, functions: program.functions.map(\.name),
-                  contextLength: try fact("context_length"), prefillBlock: program.metadata["prefill_block"], vocabSize: try fact("vocab_size"),
-                  outputChunks: try fact("output_chunks"), eosTokenIds: loaded.endOfSequenceIds.sorted(),
-                  metadata: ANESequenceLayout.chainMetadata([chain?.metadata ?? [:], program.metadata]))
+        self.init(
+            architecture: loaded.architecture, source: loaded.name, weights: weights.rawValue, functions: program.functions.map(\.name),
+            contextLength: try fact("context_length"), prefillBlock: program.metadata["prefill_block"], vocabSize: try fact("vocab_size"),
+            outputChunks: try fact("output_chunks"), eosTokenIds: loaded.endOfSequenceIds.sorted(),
+            metadata: ANESequenceLayout.chainMetadata([chain?.metadata ?? [:], program.metadata]))
     }
 
     public func encoded() throws -> Data {
@@ -79,7 +89,9 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
     /// Reads the info of the package at `packagePath`.
     public static func read(package packagePath: String) throws -> ANEPackageInfo {
         let path = URL(fileURLWithPath: packagePath).appendingPathComponent(CoreMLPackage.infoPath).path
-        guard let data = FileManager.default.contents(atPath: path) else { throw ANELMError("no \(CoreMLPackage.infoPath) in \(packagePath); was it exported by anelm?") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ANELMError("no \(CoreMLPackage.infoPath) in \(packagePath); was it exported by anelm?")
+        }
         do {
             return try JSONDecoder().decode(ANEPackageInfo.self, from: data)
         } catch {

@@ -53,9 +53,11 @@ public enum CoreMLPackage {
     /// exceed `maxPackageBytes`, the layers are split into consecutive chunks, each its own package
     /// (`path`, then `NAME-chunk2.mlpackage`, …) with the KV state of its layers (`chunkPaths`); every
     /// chunk's anelm.json names the chain (`ANEPackageInfo.chunks`).
-    public static func export(_ loaded: LoadedModel, to path: String, options: ANELoweringOptions = ANELoweringOptions(),
-                              weights: ANEWeightFormat = .fp16, lutGroup: Int = ANEWeightFormat.defaultLUTGroup,
-                              maxPackageBytes: Int = ANELint.maxPackageBytes, progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
+    public static func export(
+        _ loaded: LoadedModel, to path: String, options: ANELoweringOptions = ANELoweringOptions(),
+        weights: ANEWeightFormat = .fp16, lutGroup: Int = ANEWeightFormat.defaultLUTGroup,
+        maxPackageBytes: Int = ANELint.maxPackageBytes, progress: @escaping (String) -> Void = { _ in }
+    ) throws -> Summary {
         try checkDestination(path)
         guard maxPackageBytes > 0 else { throw ANELMError("the largest package must be a positive number of bytes, got \(maxPackageBytes)") }
         progress("lowering \(loaded.name) (\(loaded.architecture)) for the Neural Engine, context \(options.contextLength)…")
@@ -67,7 +69,9 @@ public enum CoreMLPackage {
         }
         let paths = chunkPaths(path, count: ranges.count)
         for p in paths.dropFirst() { try checkDestination(p) }
-        progress("\(ranges.count) packages of at most \(megabytes(maxPackageBytes)) of weights: layers \(ranges.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", "))")
+        progress(
+            "\(ranges.count) packages of at most \(megabytes(maxPackageBytes)) of weights: layers \(ranges.map { "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", "))"
+        )
         var total: Summary?
         var written = [String]()
         do {
@@ -79,7 +83,8 @@ public enum CoreMLPackage {
                 info.chunks = paths.map { URL(fileURLWithPath: $0).lastPathComponent }
                 info.chunkIndex = i
                 info.chunkLayers = [range.lowerBound, range.upperBound]
-                let summary = try write(chunk, info: info, tokenizer: i == 0 ? loaded.source : nil, to: paths[i], weights: weights, lutGroup: lutGroup, progress: progress)
+                let summary = try write(
+                    chunk, info: info, tokenizer: i == 0 ? loaded.source : nil, to: paths[i], weights: weights, lutGroup: lutGroup, progress: progress)
                 written.append(paths[i])
                 total = total.map { $0.adding(summary, chunk: i) } ?? summary.adding(nil, chunk: i)
             }
@@ -94,7 +99,8 @@ public enum CoreMLPackage {
     /// The packages of a chain of `count`: `path` itself, then `NAME-chunk2.mlpackage`, … beside it.
     public static func chunkPaths(_ path: String, count: Int) -> [String] {
         let url = URL(fileURLWithPath: path)
-        let stem = url.deletingPathExtension().lastPathComponent, folder = url.deletingLastPathComponent()
+        let stem = url.deletingPathExtension().lastPathComponent
+        let folder = url.deletingLastPathComponent()
         return (0..<count).map { $0 == 0 ? path : folder.appendingPathComponent("\(stem)-chunk\($0 + 1).mlpackage").path }
     }
 
@@ -106,10 +112,13 @@ public enum CoreMLPackage {
             throw ANELMError("the lowered program records no layers")
         }
         let bitsPerWeight = weights == .fp16 ? 16 : weights.lutBits ?? 8
-        var layerBytes = [Int](repeating: 0, count: layers), first = 0, last = 0
+        var layerBytes = [Int](repeating: 0, count: layers)
+        var first = 0
+        var last = 0
         for (id, constant) in graph.constants {
             guard case .fp16(let bits) = constant else { continue }
-            let name = graph.tensors[id].name, bytes = bits.count * bitsPerWeight / 8
+            let name = graph.tensors[id].name
+            let bytes = bits.count * bitsPerWeight / 8
             if name.hasPrefix("l"), let digits = Int(name.dropFirst().prefix { $0.isNumber }), digits < layers {
                 layerBytes[digits] += bytes
             } else if name == "embedding" {
@@ -120,7 +129,9 @@ public enum CoreMLPackage {
         }
         layerBytes[0] += first
         layerBytes[layers - 1] += last
-        var ranges = [Range<Int>](), start = 0, bytes = 0
+        var ranges = [Range<Int>]()
+        var start = 0
+        var bytes = 0
         for (l, b) in layerBytes.enumerated() {
             if l > start && bytes + b > maxBytes {
                 ranges.append(start..<l)
@@ -135,9 +146,11 @@ public enum CoreMLPackage {
 
     /// Writes `program` at `path`: into a uniquely named sibling staging folder first (`StagedOutput`), moved into
     /// place when complete, so a failed or interrupted export leaves nothing behind.
-    public static func write(_ program: ANEProgram, info: ANEPackageInfo, tokenizer: ModelSource?, to path: String,
-                             weights: ANEWeightFormat = .fp16, lutGroup: Int = ANEWeightFormat.defaultLUTGroup,
-                             progress: @escaping (String) -> Void = { _ in }) throws -> Summary {
+    public static func write(
+        _ program: ANEProgram, info: ANEPackageInfo, tokenizer: ModelSource?, to path: String,
+        weights: ANEWeightFormat = .fp16, lutGroup: Int = ANEWeightFormat.defaultLUTGroup,
+        progress: @escaping (String) -> Void = { _ in }
+    ) throws -> Summary {
         try checkDestination(path)
         guard lutGroup > 0 else { throw ANELMError("the LUT group must be a positive number of output channels, got \(lutGroup)") }
         // ANEProgram has checked its contract: one set of states, same-named constants equal.
@@ -157,7 +170,8 @@ public enum CoreMLPackage {
         // weight.bin, written while the functions are translated.
         let blobs = try MILBlobWriter(path: root.appendingPathComponent(weightsPath).path)
         let translator = MILTranslator(blobs: blobs, format: weights, lutGroup: lutGroup, progress: progress)
-        var functions: [(name: String, function: MILFunction)] = [], descriptions: [CoreMLFunctionDescription] = []
+        var functions: [(name: String, function: MILFunction)] = []
+        var descriptions: [CoreMLFunctionDescription] = []
         var counts: [(function: String, count: Int)] = []
         for f in program.functions {
             let (function, description) = try translator.translate(f)
@@ -173,9 +187,10 @@ public enum CoreMLPackage {
         if weights.lutBits != nil { info.metadata["lut_group"] = lutGroup }
         var userDefined = [("com.anelm.architecture", info.architecture), ("com.anelm.source", info.source), ("com.anelm.weights", info.weights)]
         userDefined += program.metadata.sorted { $0.key < $1.key }.map { ("com.anelm." + $0.key, String($0.value)) }
-        let model = CoreMLModel(specificationVersion: specificationVersion, functions: descriptions,
-                                defaultFunctionName: program.function("decode") != nil ? "decode" : first.name,
-                                userDefined: userDefined, program: MILProgram(functions: functions))
+        let model = CoreMLModel(
+            specificationVersion: specificationVersion, functions: descriptions,
+            defaultFunctionName: program.function("decode") != nil ? "decode" : first.name,
+            userDefined: userDefined, program: MILProgram(functions: functions))
         let modelBytes = model.serialized()
         try Data(modelBytes).write(to: root.appendingPathComponent(modelPath))
 
@@ -185,11 +200,14 @@ public enum CoreMLPackage {
         try manifest().write(to: root.appendingPathComponent("Manifest.json"))
 
         try output.commit()
-        let summary = Summary(operations: counts, modelBytes: modelBytes.count, weightBytes: Int(blobs.size), blobs: blobs.count,
-                              compressedWeights: translator.compressedCount, error: translator.error)
+        let summary = Summary(
+            operations: counts, modelBytes: modelBytes.count, weightBytes: Int(blobs.size), blobs: blobs.count,
+            compressedWeights: translator.compressedCount, error: translator.error)
         progress("wrote \(path): model.mlmodel \(megabytes(summary.modelBytes)), weight.bin \(megabytes(summary.weightBytes)) in \(summary.blobs) blobs")
         if summary.compressedWeights > 0 {
-            progress("\(weights.rawValue): \(summary.compressedWeights) weights compressed, relative RMS error \(String(format: "%.4g", summary.error.relativeRMS)), max \(String(format: "%.4g", summary.error.maxAbsolute))")
+            progress(
+                "\(weights.rawValue): \(summary.compressedWeights) weights compressed, relative RMS error \(String(format: "%.4g", summary.error.relativeRMS)), max \(String(format: "%.4g", summary.error.maxAbsolute))"
+            )
         }
         return summary
     }

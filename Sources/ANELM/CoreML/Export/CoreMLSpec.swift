@@ -6,7 +6,15 @@
 
 /// MIL.proto `DataType` (the values anelm uses).
 public enum MILDataType: UInt64, Sendable {
-    case bool = 1, string = 2, float16 = 10, float32 = 11, int8 = 21, int32 = 23, uint8 = 31, uint4 = 35, uint6 = 38
+    case bool = 1
+    case string = 2
+    case float16 = 10
+    case float32 = 11
+    case int8 = 21
+    case int32 = 23
+    case uint8 = 31
+    case uint4 = 35
+    case uint6 = 38
 
     /// Bits one element takes in weight.bin.
     public var bits: Int {
@@ -32,9 +40,9 @@ public struct MILTensorType: Equatable, Sendable {
     }
 
     public func encode(into w: inout ProtobufWriter) {
-        w.uint(1, dataType.rawValue)              // TensorType.dataType = 1
-        w.int(2, Int64(shape.count))              // TensorType.rank = 2
-        for d in shape {                          // TensorType.dimensions = 3
+        w.uint(1, dataType.rawValue)  // TensorType.dataType = 1
+        w.int(2, Int64(shape.count))  // TensorType.rank = 2
+        for d in shape {  // TensorType.dimensions = 3
             w.message(3) { dim in
                 dim.message(1) { $0.uint(1, UInt64(d)) }  // Dimension.constant = 1, ConstantDimension.size = 1
             }
@@ -49,7 +57,7 @@ public enum MILValueType: Equatable, Sendable {
 
     public func encode(into w: inout ProtobufWriter) {
         switch self {
-        case .tensor(let t): w.message(1) { t.encode(into: &$0) }                 // ValueType.tensorType = 1
+        case .tensor(let t): w.message(1) { t.encode(into: &$0) }  // ValueType.tensorType = 1
         case .state(let t): w.message(5) { s in s.message(1) { MILValueType.tensor(t).encode(into: &$0) } }  // ValueType.stateType = 5, StateType.wrappedType = 1
         }
     }
@@ -58,7 +66,9 @@ public enum MILValueType: Equatable, Sendable {
 /// MIL.proto `Value`: an immediate tensor, or a blob in weight.bin found by its metadata offset.
 public struct MILValue: Sendable {
     public enum Storage: Sendable {
-        case ints([Int32]), bools([Bool]), strings([String])
+        case ints([Int32])
+        case bools([Bool])
+        case strings([String])
         /// fp16/int8/uint8 and sub-byte values travel as raw little-endian bytes.
         case bytes([UInt8])
         case blob(file: String, offset: UInt64)
@@ -82,21 +92,21 @@ public struct MILValue: Sendable {
     }
 
     public func encode(into w: inout ProtobufWriter) {
-        w.message(2) { MILValueType.tensor(type).encode(into: &$0) }            // Value.type = 2
+        w.message(2) { MILValueType.tensor(type).encode(into: &$0) }  // Value.type = 2
         switch storage {
         case .blob(let file, let offset):
-            w.message(5) { b in                                                   // Value.blobFileValue = 5
-                b.string(1, file)                                                 // BlobFileValue.fileName = 1
-                b.uint(2, offset)                                                 // BlobFileValue.offset = 2
+            w.message(5) { b in  // Value.blobFileValue = 5
+                b.string(1, file)  // BlobFileValue.fileName = 1
+                b.uint(2, offset)  // BlobFileValue.offset = 2
             }
         case .ints, .bools, .strings, .bytes:
-            w.message(3) { immediate in                                           // Value.immediateValue = 3
-                immediate.message(1) { tensor in                                  // ImmediateValue.tensor = 1
+            w.message(3) { immediate in  // Value.immediateValue = 3
+                immediate.message(1) { tensor in  // ImmediateValue.tensor = 1
                     switch storage {
-                    case .ints(let v): tensor.message(2) { $0.packedInts(1, v.map(Int64.init)) }      // TensorValue.ints = 2, RepeatedInts.values = 1
-                    case .bools(let v): tensor.message(3) { $0.packedBools(1, v) }                    // TensorValue.bools = 3
+                    case .ints(let v): tensor.message(2) { $0.packedInts(1, v.map(Int64.init)) }  // TensorValue.ints = 2, RepeatedInts.values = 1
+                    case .bools(let v): tensor.message(3) { $0.packedBools(1, v) }  // TensorValue.bools = 3
                     case .strings(let v): tensor.message(4) { r in v.forEach { r.string(1, $0, always: true) } }  // TensorValue.strings = 4
-                    case .bytes(let v): tensor.message(7) { $0.bytes(1, v) }                          // TensorValue.bytes = 7, RepeatedBytes.values = 1
+                    case .bytes(let v): tensor.message(7) { $0.bytes(1, v) }  // TensorValue.bytes = 7, RepeatedBytes.values = 1
                     case .blob: break
                     }
                 }
@@ -112,7 +122,7 @@ public enum MILBinding: Sendable {
 
     public func encode(into w: inout ProtobufWriter) {
         switch self {
-        case .name(let n): w.string(1, n, always: true)           // Binding.name = 1
+        case .name(let n): w.string(1, n, always: true)  // Binding.name = 1
         case .value(let v): w.message(2) { v.encode(into: &$0) }  // Binding.value = 2
         }
     }
@@ -125,8 +135,10 @@ public struct MILOperation: Sendable {
     public var outputs: [(name: String, type: MILValueType)]
     public var attributes: [(name: String, value: MILValue)]
 
-    public init(type: String, inputs: [(name: String, bindings: [MILBinding])] = [], outputs: [(name: String, type: MILValueType)] = [],
-                attributes: [(name: String, value: MILValue)] = []) {
+    public init(
+        type: String, inputs: [(name: String, bindings: [MILBinding])] = [], outputs: [(name: String, type: MILValueType)] = [],
+        attributes: [(name: String, value: MILValue)] = []
+    ) {
         self.type = type
         self.inputs = inputs
         self.outputs = outputs
@@ -134,8 +146,8 @@ public struct MILOperation: Sendable {
     }
 
     public func encode(into w: inout ProtobufWriter) {
-        w.string(1, type)                                                        // Operation.type = 1
-        for input in inputs {                                                    // Operation.inputs = 2 (map<string, Argument>)
+        w.string(1, type)  // Operation.type = 1
+        for input in inputs {  // Operation.inputs = 2 (map<string, Argument>)
             w.mapEntry(2, key: input.name) { argument in
                 for b in input.bindings { argument.message(1) { b.encode(into: &$0) } }  // Argument.arguments = 1
             }
@@ -147,8 +159,8 @@ public struct MILOperation: Sendable {
 
 /// MIL.proto `NamedValueType`.
 public func namedValueType(_ name: String, _ type: MILValueType, _ w: inout ProtobufWriter) {
-    w.string(1, name)                           // NamedValueType.name = 1
-    w.message(2) { type.encode(into: &$0) }     // NamedValueType.type = 2
+    w.string(1, name)  // NamedValueType.name = 1
+    w.message(2) { type.encode(into: &$0) }  // NamedValueType.type = 2
 }
 
 /// MIL.proto `Function` with its single block (`block_specializations[opset]`).
@@ -167,10 +179,10 @@ public struct MILFunction: Sendable {
 
     public func encode(into w: inout ProtobufWriter) {
         for input in inputs { w.message(1) { namedValueType(input.name, input.type, &$0) } }  // Function.inputs = 1
-        w.string(2, opset)                                                                     // Function.opset = 2
-        w.mapEntry(3, key: opset) { block in                                                   // Function.block_specializations = 3
-            for o in outputs { block.string(2, o, always: true) }                             // Block.outputs = 2
-            for op in operations { block.message(3) { op.encode(into: &$0) } }               // Block.operations = 3
+        w.string(2, opset)  // Function.opset = 2
+        w.mapEntry(3, key: opset) { block in  // Function.block_specializations = 3
+            for o in outputs { block.string(2, o, always: true) }  // Block.outputs = 2
+            for op in operations { block.message(3) { op.encode(into: &$0) } }  // Block.operations = 3
         }
     }
 }
@@ -182,8 +194,8 @@ public struct MILProgram: Sendable {
     public init(functions: [(name: String, function: MILFunction)]) { self.functions = functions }
 
     public func encode(into w: inout ProtobufWriter) {
-        w.int(1, 1)                                                                            // Program.version = 1
-        for f in functions { w.mapEntry(2, key: f.name) { f.function.encode(into: &$0) } }    // Program.functions = 2
+        w.int(1, 1)  // Program.version = 1
+        for f in functions { w.mapEntry(2, key: f.name) { f.function.encode(into: &$0) } }  // Program.functions = 2
     }
 }
 
@@ -191,7 +203,9 @@ public struct MILProgram: Sendable {
 
 /// FeatureTypes.proto `ArrayFeatureType.ArrayDataType`.
 public enum CoreMLArrayDataType: UInt64, Sendable {
-    case float16 = 65552, float32 = 65568, int32 = 131104
+    case float16 = 65552
+    case float32 = 65568
+    case int32 = 131104
 }
 
 /// Model.proto `FeatureDescription` of a multi-array input/output or a state.
@@ -209,16 +223,16 @@ public struct CoreMLFeature: Sendable {
     }
 
     public func encode(into w: inout ProtobufWriter) {
-        w.string(1, name)                                       // FeatureDescription.name = 1
-        w.message(3) { type in                                  // FeatureDescription.type = 3
+        w.string(1, name)  // FeatureDescription.name = 1
+        w.message(3) { type in  // FeatureDescription.type = 3
             let array: (inout ProtobufWriter) -> Void = { a in
-                a.packedInts(1, shape.map(Int64.init))         // ArrayFeatureType.shape = 1
-                a.uint(2, dataType.rawValue)                    // ArrayFeatureType.dataType = 2
+                a.packedInts(1, shape.map(Int64.init))  // ArrayFeatureType.shape = 1
+                a.uint(2, dataType.rawValue)  // ArrayFeatureType.dataType = 2
             }
             if isState {
-                type.message(8) { $0.message(1, array) }       // FeatureType.stateType = 8, StateFeatureType.arrayType = 1
+                type.message(8) { $0.message(1, array) }  // FeatureType.stateType = 8, StateFeatureType.arrayType = 1
             } else {
-                type.message(5, array)                          // FeatureType.multiArrayType = 5
+                type.message(5, array)  // FeatureType.multiArrayType = 5
             }
         }
     }
@@ -239,10 +253,10 @@ public struct CoreMLFunctionDescription: Sendable {
     }
 
     public func encode(into w: inout ProtobufWriter) {
-        w.string(1, name)                                                  // FunctionDescription.name = 1
-        for f in inputs { w.message(2) { f.encode(into: &$0) } }          // FunctionDescription.input = 2
-        for f in outputs { w.message(3) { f.encode(into: &$0) } }         // FunctionDescription.output = 3
-        for f in states { w.message(6) { f.encode(into: &$0) } }          // FunctionDescription.state = 6
+        w.string(1, name)  // FunctionDescription.name = 1
+        for f in inputs { w.message(2) { f.encode(into: &$0) } }  // FunctionDescription.input = 2
+        for f in outputs { w.message(3) { f.encode(into: &$0) } }  // FunctionDescription.output = 3
+        for f in states { w.message(6) { f.encode(into: &$0) } }  // FunctionDescription.state = 6
     }
 }
 
@@ -254,8 +268,10 @@ public struct CoreMLModel: Sendable {
     public var userDefined: [(key: String, value: String)]
     public var program: MILProgram
 
-    public init(specificationVersion: Int, functions: [CoreMLFunctionDescription], defaultFunctionName: String,
-                userDefined: [(key: String, value: String)], program: MILProgram) {
+    public init(
+        specificationVersion: Int, functions: [CoreMLFunctionDescription], defaultFunctionName: String,
+        userDefined: [(key: String, value: String)], program: MILProgram
+    ) {
         self.specificationVersion = specificationVersion
         self.functions = functions
         self.defaultFunctionName = defaultFunctionName
@@ -265,15 +281,15 @@ public struct CoreMLModel: Sendable {
 
     public func serialized() -> [UInt8] {
         var w = ProtobufWriter()
-        w.int(1, Int64(specificationVersion))                                        // Model.specificationVersion = 1
-        w.message(2) { d in                                                           // Model.description = 2
-            for f in functions { d.message(20) { f.encode(into: &$0) } }             // ModelDescription.functions = 20
-            d.string(21, defaultFunctionName)                                         // ModelDescription.defaultFunctionName = 21
-            d.message(100) { m in                                                     // ModelDescription.metadata = 100
-                for (k, v) in userDefined { m.mapEntry(100, key: k, value: v) }       // Metadata.userDefined = 100
+        w.int(1, Int64(specificationVersion))  // Model.specificationVersion = 1
+        w.message(2) { d in  // Model.description = 2
+            for f in functions { d.message(20) { f.encode(into: &$0) } }  // ModelDescription.functions = 20
+            d.string(21, defaultFunctionName)  // ModelDescription.defaultFunctionName = 21
+            d.message(100) { m in  // ModelDescription.metadata = 100
+                for (k, v) in userDefined { m.mapEntry(100, key: k, value: v) }  // Metadata.userDefined = 100
             }
         }
-        w.message(502) { program.encode(into: &$0) }                                 // Model.mlProgram = 502
+        w.message(502) { program.encode(into: &$0) }  // Model.mlProgram = 502
         return w.bytes
     }
 }

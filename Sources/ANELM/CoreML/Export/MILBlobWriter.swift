@@ -8,7 +8,13 @@ import Foundation
 public final class MILBlobWriter {
     /// MILBlob `BlobDataType` (BlobDataType.hpp).
     public enum DataType: UInt32, Sendable {
-        case float16 = 1, float32 = 2, uint8 = 3, int8 = 4, uint4 = 11, uint6 = 13, int32 = 14
+        case float16 = 1
+        case float32 = 2
+        case uint8 = 3
+        case int8 = 4
+        case uint4 = 11
+        case uint6 = 13
+        case int32 = 14
 
         public init(_ type: MILDataType) throws {
             switch type {
@@ -38,7 +44,8 @@ public final class MILBlobWriter {
     public init(path: String) throws {
         self.path = path
         guard FileManager.default.createFile(atPath: path, contents: Data(Self.header(count: 0))),
-              let handle = FileHandle(forWritingAtPath: path) else {
+            let handle = FileHandle(forWritingAtPath: path)
+        else {
             throw ANELMError("cannot create \(path)")
         }
         self.handle = handle
@@ -47,7 +54,7 @@ public final class MILBlobWriter {
 
     static func header(count: UInt32) -> [UInt8] {
         var h = [UInt8](repeating: 0, count: headerSize)
-        put(count, at: 0, in: &h)   // storage_header.count
+        put(count, at: 0, in: &h)  // storage_header.count
         put(UInt32(2), at: 4, in: &h)  // storage_header.version
         return h
     }
@@ -62,11 +69,11 @@ public final class MILBlobWriter {
             throw ANELMError("blob of \(elements) \(type) values has \(data.count) bytes")
         }
         var metadata = [UInt8](repeating: 0, count: Self.metadataSize)
-        Self.put(Self.sentinel, at: 0, in: &metadata)                               // sentinel
-        Self.put(type.rawValue, at: 4, in: &metadata)                               // mil_dtype
-        Self.put(UInt64(data.count), at: 8, in: &metadata)                          // sizeInBytes
-        Self.put(metadataOffset + UInt64(Self.metadataSize), at: 16, in: &metadata) // offset of the data
-        Self.put(UInt64((8 - elements * bits % 8) % 8), at: 24, in: &metadata)      // padding_size_in_bits; reserved_1…4 stay 0
+        Self.put(Self.sentinel, at: 0, in: &metadata)  // sentinel
+        Self.put(type.rawValue, at: 4, in: &metadata)  // mil_dtype
+        Self.put(UInt64(data.count), at: 8, in: &metadata)  // sizeInBytes
+        Self.put(metadataOffset + UInt64(Self.metadataSize), at: 16, in: &metadata)  // offset of the data
+        Self.put(UInt64((8 - elements * bits % 8) % 8), at: 24, in: &metadata)  // padding_size_in_bits; reserved_1…4 stay 0
         try handle.write(contentsOf: Data(count: Int(metadataOffset - size)) + Data(metadata))
         // Large blobs go out in slices, so no second full copy of the data is made.
         var start = 0
@@ -102,7 +109,9 @@ public final class MILBlobWriter {
 public func packSubByte(_ values: [UInt8], bits: Int) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: (values.count * bits + 7) / 8)
     for (i, v) in values.enumerated() {
-        let start = i * bits, byte = start / 8, shift = start % 8
+        let start = i * bits
+        let byte = start / 8
+        let shift = start % 8
         out[byte] |= UInt8(truncatingIfNeeded: Int(v) << shift)
         if shift + bits > 8 { out[byte + 1] |= UInt8(truncatingIfNeeded: Int(v) >> (8 - shift)) }
     }

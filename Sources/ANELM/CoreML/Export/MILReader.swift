@@ -67,21 +67,22 @@ public struct MILProgramReader {
 
     public init(model bytes: [UInt8]) throws {
         let model = try Message(bytes)
-        specificationVersion = Int(model.varint(1) ?? 0)                             // Model.specificationVersion = 1
-        guard let programBytes = model.bytes(502).first else {                      // Model.mlProgram = 502
+        specificationVersion = Int(model.varint(1) ?? 0)  // Model.specificationVersion = 1
+        guard let programBytes = model.bytes(502).first else {  // Model.mlProgram = 502
             throw ANELMError("model.mlmodel holds no ML Program")
         }
         let program = try Message(programBytes)
         var functions = [Function]()
-        for entry in program.bytes(2) {                                             // Program.functions = 2 (map)
+        for entry in program.bytes(2) {  // Program.functions = 2 (map)
             let e = try Message(entry)
             let name = e.string(1) ?? ""
             let f = try Message(e.bytes(2).first ?? [])
-            var inputs: [(String, TensorType?)] = [], states: [(String, TensorType?)] = []
-            for input in f.bytes(1) {                                               // Function.inputs = 1
+            var inputs: [(String, TensorType?)] = []
+            var states: [(String, TensorType?)] = []
+            for input in f.bytes(1) {  // Function.inputs = 1
                 let (n, valueType) = try Self.namedValueType(input)
                 let value = try Message(valueType)
-                if let state = value.bytes(5).first {                               // ValueType.stateType = 5
+                if let state = value.bytes(5).first {  // ValueType.stateType = 5
                     let wrapped = try Message(try Message(state).bytes(1).first ?? [])  // StateType.wrappedType = 1
                     states.append((n, try wrapped.bytes(1).first.map(Self.tensorType)))
                 } else {
@@ -89,7 +90,7 @@ public struct MILProgramReader {
                 }
             }
             var operations = [Operation]()
-            for block in f.bytes(3) {                                               // Function.block_specializations = 3 (map)
+            for block in f.bytes(3) {  // Function.block_specializations = 3 (map)
                 let b = try Message(try Message(block).bytes(2).first ?? [])
                 for op in b.bytes(3) { operations.append(try Self.operation(op)) }  // Block.operations = 3
             }
@@ -101,23 +102,23 @@ public struct MILProgramReader {
     static func operation(_ bytes: [UInt8]) throws -> Operation {
         let op = try Message(bytes)
         var inputs: [String: (name: String?, type: TensorType?)] = [:]
-        for entry in op.bytes(2) {                                                  // Operation.inputs = 2 (map<string, Argument>)
+        for entry in op.bytes(2) {  // Operation.inputs = 2 (map<string, Argument>)
             let e = try Message(entry)
             let argument = try Message(e.bytes(2).first ?? [])
             guard let binding = try argument.bytes(1).first.map(Message.init) else { continue }  // Argument.arguments = 1
-            if let name = binding.string(1) {                                       // Binding.name = 1
+            if let name = binding.string(1) {  // Binding.name = 1
                 inputs[e.string(1) ?? ""] = (name, nil)
-            } else if let value = binding.bytes(2).first {                          // Binding.value = 2
+            } else if let value = binding.bytes(2).first {  // Binding.value = 2
                 inputs[e.string(1) ?? ""] = (nil, try Self.valueType(value))
             }
         }
         var outputs: [(String, TensorType?)] = []
-        for output in op.bytes(3) {                                                 // Operation.outputs = 3
+        for output in op.bytes(3) {  // Operation.outputs = 3
             let (n, valueType) = try Self.namedValueType(output)
             outputs.append((n, try Message(valueType).bytes(1).first.map(Self.tensorType)))
         }
         let type = op.string(1) ?? ""
-        for entry in op.bytes(5) {                                                  // const's `val` counts as an input type
+        for entry in op.bytes(5) {  // const's `val` counts as an input type
             let e = try Message(entry)
             if e.string(1) == "val", let value = e.bytes(2).first { inputs["val"] = (nil, try Self.valueType(value)) }
         }
@@ -153,7 +154,8 @@ public struct MILProgramReader {
         init(_ data: [UInt8]) throws {
             var i = 0
             func varint() throws -> UInt64 {
-                var v: UInt64 = 0, shift: UInt64 = 0
+                var v: UInt64 = 0
+                var shift: UInt64 = 0
                 while true {
                     guard i < data.count, shift < 64 else { throw ANELMError("model.mlmodel: truncated varint") }
                     let b = data[i]

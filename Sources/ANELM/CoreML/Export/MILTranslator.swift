@@ -55,7 +55,8 @@ final class MILTranslator {
         let c: SharedConstant
         if let existing = shared[tensor.name] {
             guard existing.shape == tensor.shape, existing.values == values else {
-                throw ANELMError("constant '\(tensor.name)' differs between functions '\(existing.function)' and '\(function)'; shared constants must hold the same values")
+                throw ANELMError(
+                    "constant '\(tensor.name)' differs between functions '\(existing.function)' and '\(function)'; shared constants must hold the same values")
             }
             c = existing
         } else {
@@ -73,9 +74,11 @@ final class MILTranslator {
         // along the cols, LUTs are per group of rows.
         let shape = tensor.shape
         if let rowAxis, format != .fp16, case .fp16(let bits) = values, shape.count == 4,
-           let colAxis = (0..<4).first(where: { $0 != rowAxis && shape[$0] > 1 }),
-           (0..<4).allSatisfy({ $0 == rowAxis || $0 == colAxis || shape[$0] == 1 }) {
-            let rows = shape[rowAxis], cols = shape[colAxis]
+            let colAxis = (0..<4).first(where: { $0 != rowAxis && shape[$0] > 1 }),
+            (0..<4).allSatisfy({ $0 == rowAxis || $0 == colAxis || shape[$0] == 1 })
+        {
+            let rows = shape[rowAxis]
+            let cols = shape[colAxis]
             let layout = MatrixLayout(shape: shape, rowAxis: rowAxis, colAxis: colAxis)
             let matrix = layout.matrix(bits)
             let source = floats(fromFP16: matrix)
@@ -91,22 +94,25 @@ final class MILTranslator {
                 let scales = MatrixLayout(shape: scaleShape, rowAxis: rowAxis, colAxis: colAxis).tensor(q.scales)
                 let data = try value(MILTensorType(dataType: .int8, shape: shape), layout.tensor(q.data).map { UInt8(bitPattern: $0) }, elements: q.data.count)
                 let scale = try value(MILTensorType(dataType: .float16, shape: scaleShape), littleEndianBytes(scales), elements: scales.count)
-                return SharedConstant(function: function, shape: shape, values: values, type: "constexpr_blockwise_shift_scale",
-                                      inputs: [("data", [.value(data)]), ("scale", [.value(scale)])], val: nil)
+                return SharedConstant(
+                    function: function, shape: shape, values: values, type: "constexpr_blockwise_shift_scale",
+                    inputs: [("data", [.value(data)]), ("scale", [.value(scale)])], val: nil)
             case .lut4, .lut6, .lut8:
                 let bitsPerIndex = format.lutBits ?? 8
                 let group = divisor(of: rows, atMost: lutGroup)
                 let p = Palettized(fp16: matrix, rows: rows, cols: cols, bits: bitsPerIndex, groupRows: group)
                 error.add(source, p.dequantized())
                 let indexType: MILDataType = bitsPerIndex == 4 ? .uint4 : bitsPerIndex == 6 ? .uint6 : .uint8
-                let indices = try value(MILTensorType(dataType: indexType, shape: shape),
-                                        packSubByte(layout.tensor(p.indices), bits: bitsPerIndex), elements: p.indices.count)
+                let indices = try value(
+                    MILTensorType(dataType: indexType, shape: shape),
+                    packSubByte(layout.tensor(p.indices), bits: bitsPerIndex), elements: p.indices.count)
                 // lut: rank = indices' rank + 2: the number of tables along each axis (rows / group along the
                 // rows' axis), then 2^bits entries of vector size 1.
                 let lutShape = (0..<4).map { $0 == rowAxis ? rows / group : 1 } + [1 << bitsPerIndex, 1]
                 let lut = try value(MILTensorType(dataType: .float16, shape: lutShape), littleEndianBytes(p.lut), elements: p.lut.count)
-                return SharedConstant(function: function, shape: shape, values: values, type: "constexpr_lut_to_dense",
-                                      inputs: [("indices", [.value(indices)]), ("lut", [.value(lut)])], val: nil)
+                return SharedConstant(
+                    function: function, shape: shape, values: values, type: "constexpr_lut_to_dense",
+                    inputs: [("indices", [.value(indices)]), ("lut", [.value(lut)])], val: nil)
             case .fp16: break
             }
         }
@@ -199,9 +205,10 @@ struct MILNames {
     private var used = Set<String>()
 
     static func sanitized(_ name: String) -> String {
-        var s = String(name.unicodeScalars.map { c -> Character in
-            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "@") ? Character(c) : "_"
-        })
+        var s = String(
+            name.unicodeScalars.map { c -> Character in
+                c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "@") ? Character(c) : "_"
+            })
         if s.isEmpty || s.first!.isNumber || s.first == "@" { s = "_" + s }
         return s
     }
@@ -209,7 +216,8 @@ struct MILNames {
     /// `wanted` (sanitized), or with the first free `_<n>` suffix.
     mutating func claim(_ wanted: String) -> String {
         let base = Self.sanitized(wanted)
-        var name = base, n = 1
+        var name = base
+        var n = 1
         while used.contains(name) {
             name = "\(base)_\(n)"
             n += 1
@@ -335,31 +343,45 @@ private struct FunctionEmitter {
                 emit("read_state", v, MILTranslator.type(of: t), [("input", [.name(graph.states[op.state].name)])])
             case .writeState:
                 // iOS 18 write_state(input: state, data: value) has no output (coremltools' coreml_update_state lowers to it).
-                guard graph.states.indices.contains(op.state) else { throw ANELMError("ANE graph (\(function.name)): write_state of unknown state \(op.state)") }
+                guard graph.states.indices.contains(op.state) else {
+                    throw ANELMError("ANE graph (\(function.name)): write_state of unknown state \(op.state)")
+                }
                 let state = graph.states[op.state].name
                 let name = names.claim(state + "_write")
-                ops.append(MILOperation(type: "write_state", inputs: [("input", [.name(state)]), ("data", [.name(try input(op, 0))])], attributes: [("name", .string(name))]))
+                ops.append(
+                    MILOperation(
+                        type: "write_state", inputs: [("input", [.name(state)]), ("data", [.name(try input(op, 0))])], attributes: [("name", .string(name))]))
             case .gather:
                 // MIL gather puts indices.shape in place of `axis`; the IR's indices (1, 1, 1, S) select S slices, so flatten them to (S).
                 let (t, v) = try outputTensor(op)
                 guard op.inputs.count == 2 else { throw ANELMError("ANE graph (\(function.name)): gather needs a table and indices") }
                 let indices = try view(op.inputs[1], [graph.tensors[op.inputs[1]].count])
-                emit("gather", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), ("indices", [.name(indices)]),
-                     parameter(v, "axis", .int32(Int32(op.axis))), parameter(v, "batch_dims", .int32(0)), parameter(v, "validate_indices", .bool(false))])
+                emit(
+                    "gather", v, MILTranslator.type(of: t),
+                    [
+                        ("x", [.name(try input(op, 0))]), ("indices", [.name(indices)]),
+                        parameter(v, "axis", .int32(Int32(op.axis))), parameter(v, "batch_dims", .int32(0)), parameter(v, "validate_indices", .bool(false)),
+                    ])
             case .conv:
                 let (t, v) = try outputTensor(op)
                 var inputs: [(String, [MILBinding])] = [("x", [.name(try input(op, 0))]), ("weight", [.name(try input(op, 1))])]
                 if op.inputs.count > 2 { inputs.append(("bias", [.name(try input(op, 2))])) }
-                inputs += [parameter(v, "strides", .int32s([1, 1])), parameter(v, "pad_type", .string("valid")), parameter(v, "pad", .int32s([0, 0, 0, 0])),
-                           parameter(v, "dilations", .int32s([1, 1])), parameter(v, "groups", .int32(1))]
+                inputs += [
+                    parameter(v, "strides", .int32s([1, 1])), parameter(v, "pad_type", .string("valid")), parameter(v, "pad", .int32s([0, 0, 0, 0])),
+                    parameter(v, "dilations", .int32s([1, 1])), parameter(v, "groups", .int32(1)),
+                ]
                 emit("conv", v, MILTranslator.type(of: t), inputs)
             case .mul, .add, .sub:
                 let (t, v) = try outputTensor(op)
                 emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), ("y", [.name(try input(op, 1))])])
             case .gatherAlongAxis:
                 let (t, v) = try outputTensor(op)
-                emit("gather_along_axis", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), ("indices", [.name(try input(op, 1))]),
-                     parameter(v, "axis", .int32(Int32(op.axis))), parameter(v, "validate_indices", .bool(false))])
+                emit(
+                    "gather_along_axis", v, MILTranslator.type(of: t),
+                    [
+                        ("x", [.name(try input(op, 0))]), ("indices", [.name(try input(op, 1))]),
+                        parameter(v, "axis", .int32(Int32(op.axis))), parameter(v, "validate_indices", .bool(false)),
+                    ])
             case .gelu:
                 let (t, v) = try outputTensor(op)
                 guard ["EXACT", "TANH_APPROXIMATION"].contains(op.mode) else { throw ANELMError("ANE graph (\(function.name)): gelu mode '\(op.mode)'") }
@@ -374,22 +396,33 @@ private struct FunctionEmitter {
                 emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "epsilon", .fp16([0], shape: []))])
             case .reduceMean, .reduceMax:
                 let (t, v) = try outputTensor(op)
-                emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "axes", .int32s([Int32(op.axis)])), parameter(v, "keep_dims", .bool(true))])
+                emit(
+                    op.kind.rawValue, v, MILTranslator.type(of: t),
+                    [("x", [.name(try input(op, 0))]), parameter(v, "axes", .int32s([Int32(op.axis)])), parameter(v, "keep_dims", .bool(true))])
             case .reduceArgmax:
                 let (t, v) = try outputTensor(op)
-                emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "axis", .int32(Int32(op.axis))),
-                     parameter(v, "keep_dims", .bool(true)), parameter(v, "output_dtype", .string("int32"))])
+                emit(
+                    op.kind.rawValue, v, MILTranslator.type(of: t),
+                    [
+                        ("x", [.name(try input(op, 0))]), parameter(v, "axis", .int32(Int32(op.axis))),
+                        parameter(v, "keep_dims", .bool(true)), parameter(v, "output_dtype", .string("int32")),
+                    ])
             case .topk:
                 // iOS 16+ topk: k = 1, descending, sorted, values then int32 indices.
                 let (t, v) = try outputTensor(op)
                 guard let indicesID = op.indicesOutput else { throw ANELMError("ANE graph (\(function.name)): topk without an indices output") }
                 let indices = variables[indicesID] ?? names.claim(graph.tensors[indicesID].name)
                 variables[indicesID] = indices
-                let inputs = [("x", [MILBinding.name(try input(op, 0))]), parameter(v, "k", .int32(1)), parameter(v, "axis", .int32(Int32(op.axis))),
-                              parameter(v, "ascending", .bool(false)), parameter(v, "sort", .bool(true)), parameter(v, "return_indices", .bool(true)),
-                              parameter(v, "output_indices_dtype", .string("int32"))]
-                ops.append(MILOperation(type: "topk", inputs: inputs, outputs: [(v, .tensor(MILTranslator.type(of: t))), (indices, .tensor(MILTranslator.type(of: graph.tensors[indicesID])))],
-                                        attributes: [("name", .string(v))]))
+                let inputs = [
+                    ("x", [MILBinding.name(try input(op, 0))]), parameter(v, "k", .int32(1)), parameter(v, "axis", .int32(Int32(op.axis))),
+                    parameter(v, "ascending", .bool(false)), parameter(v, "sort", .bool(true)), parameter(v, "return_indices", .bool(true)),
+                    parameter(v, "output_indices_dtype", .string("int32")),
+                ]
+                ops.append(
+                    MILOperation(
+                        type: "topk", inputs: inputs,
+                        outputs: [(v, .tensor(MILTranslator.type(of: t))), (indices, .tensor(MILTranslator.type(of: graph.tensors[indicesID])))],
+                        attributes: [("name", .string(v))]))
             case .softmax:
                 let (t, v) = try outputTensor(op)
                 emit("softmax", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "axis", .int32(Int32(op.axis)))])
@@ -398,17 +431,24 @@ private struct FunctionEmitter {
             case .sliceByIndex:
                 let (t, v) = try outputTensor(op)
                 let shape = graph.tensors[op.inputs[0]].shape
-                var begin = [Int32](repeating: 0, count: shape.count), end = shape.map(Int32.init)
+                var begin = [Int32](repeating: 0, count: shape.count)
+                var end = shape.map(Int32.init)
                 begin[op.axis] = Int32(op.begin)
                 end[op.axis] = Int32(op.end)
                 let none = [Bool](repeating: false, count: shape.count)
-                emit("slice_by_index", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "begin", .int32s(begin)), parameter(v, "end", .int32s(end)),
-                     parameter(v, "stride", .int32s([Int32](repeating: 1, count: shape.count))), parameter(v, "begin_mask", .bools(none)),
-                     parameter(v, "end_mask", .bools(none)), parameter(v, "squeeze_mask", .bools(none))])
+                emit(
+                    "slice_by_index", v, MILTranslator.type(of: t),
+                    [
+                        ("x", [.name(try input(op, 0))]), parameter(v, "begin", .int32s(begin)), parameter(v, "end", .int32s(end)),
+                        parameter(v, "stride", .int32s([Int32](repeating: 1, count: shape.count))), parameter(v, "begin_mask", .bools(none)),
+                        parameter(v, "end_mask", .bools(none)), parameter(v, "squeeze_mask", .bools(none)),
+                    ])
             case .concat:
                 let (t, v) = try outputTensor(op)
                 let values = try op.inputs.indices.map { MILBinding.name(try input(op, $0)) }
-                emit("concat", v, MILTranslator.type(of: t), [("values", values), parameter(v, "axis", .int32(Int32(op.axis))), parameter(v, "interleave", .bool(false))])
+                emit(
+                    "concat", v, MILTranslator.type(of: t),
+                    [("values", values), parameter(v, "axis", .int32(Int32(op.axis))), parameter(v, "interleave", .bool(false))])
             }
         }
     }
@@ -419,13 +459,20 @@ private struct FunctionEmitter {
     mutating func emitMatmul(_ op: ANEOp) throws {
         let (t, v) = try outputTensor(op)
         guard op.inputs.count == 2 else { throw ANELMError("ANE graph (\(function.name)): matmul needs two inputs") }
-        let x = graph.tensors[op.inputs[0]], y = graph.tensors[op.inputs[1]]
-        let xv = try view(x.id, [1, 1, x.shape[1], x.shape[3]]), yv = try view(y.id, [1, 1, y.shape[1], y.shape[3]])
-        let m = op.transposeX ? x.shape[3] : x.shape[1], n = op.transposeY ? y.shape[1] : y.shape[3]
+        let x = graph.tensors[op.inputs[0]]
+        let y = graph.tensors[op.inputs[1]]
+        let xv = try view(x.id, [1, 1, x.shape[1], x.shape[3]])
+        let yv = try view(y.id, [1, 1, y.shape[1], y.shape[3]])
+        let m = op.transposeX ? x.shape[3] : x.shape[1]
+        let n = op.transposeY ? y.shape[1] : y.shape[3]
         let product = MILTensorType(dataType: .float16, shape: [1, 1, m, n])
         let productName = product.shape == t.shape ? v : names.claim(v + "_matrix")
-        emit("matmul", productName, product, [("x", [.name(xv)]), ("y", [.name(yv)]),
-             parameter(productName, "transpose_x", .bool(op.transposeX)), parameter(productName, "transpose_y", .bool(op.transposeY))])
+        emit(
+            "matmul", productName, product,
+            [
+                ("x", [.name(xv)]), ("y", [.name(yv)]),
+                parameter(productName, "transpose_x", .bool(op.transposeX)), parameter(productName, "transpose_y", .bool(op.transposeY)),
+            ])
         guard productName != v else { return }
         emit("reshape", v, MILTranslator.type(of: t), [("x", [.name(productName)]), parameter(v, "shape", .int32s(t.shape.map(Int32.init)))])
     }

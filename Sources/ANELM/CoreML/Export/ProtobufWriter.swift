@@ -4,7 +4,10 @@
 /// repeated numbers are packed.
 public struct ProtobufWriter: Sendable {
     public enum WireType: UInt64 {
-        case varint = 0, fixed64 = 1, lengthDelimited = 2, fixed32 = 5
+        case varint = 0
+        case fixed64 = 1
+        case lengthDelimited = 2
+        case fixed32 = 5
     }
 
     public private(set) var bytes: [UInt8] = []

@@ -138,7 +138,8 @@ public struct Palettized: Sendable {
         self.bits = bits
         self.groupRows = groupRows
         let w = floats(fromFP16: weights)
-        let k = 1 << bits, groupSize = groupRows * cols
+        let k = 1 << bits
+        let groupSize = groupRows * cols
         var indices = [UInt8](repeating: 0, count: w.count)
         var lut = [UInt16]()
         lut.reserveCapacity(rows / groupRows * k)
@@ -155,7 +156,8 @@ public struct Palettized: Sendable {
     }
 
     public func dequantized() -> [Float] {
-        let k = 1 << bits, groupSize = groupRows * cols
+        let k = 1 << bits
+        let groupSize = groupRows * cols
         return indices.indices.map { i in anelm_f16_to_f32(lut[(i / groupSize) * k + Int(indices[i])]) }
     }
 
@@ -165,7 +167,8 @@ public struct Palettized: Sendable {
     static func kMeans(sorted x: [Float], k: Int, iterations: Int) -> [Float] {
         let n = x.count
         guard n > 0, let lo = x.first, let hi = x.last else { return [Float](repeating: 0, count: k) }
-        var sum = [Double](repeating: 0, count: n + 1), squares = sum
+        var sum = [Double](repeating: 0, count: n + 1)
+        var squares = sum
         for i in 0..<n {
             sum[i + 1] = sum[i] + Double(x[i])
             squares[i + 1] = squares[i] + Double(x[i]) * Double(x[i])
@@ -202,7 +205,8 @@ public struct Palettized: Sendable {
 
     /// First index in sorted `x[from...]` whose value is greater than `value`.
     static func upperBound(_ x: [Float], _ value: Float, from: Int) -> Int {
-        var lo = from, hi = x.count
+        var lo = from
+        var hi = x.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if x[mid] <= value { lo = mid + 1 } else { hi = mid }
