@@ -42,6 +42,10 @@ public final class StagedOutput: @unchecked Sendable {
         do {
             try fm.moveItem(atPath: staging, toPath: destination)
         } catch {
+            // Another writer can finish between the check above and the move: the move then fails, never clobbers.
+            if fm.fileExists(atPath: destination) {
+                throw ANELMError("\(destination) appeared while it was being written (another writer?); it was left as it is")
+            }
             throw ANELMError("could not move the finished output to \(destination): \(error.localizedDescription)")
         }
         finished = true

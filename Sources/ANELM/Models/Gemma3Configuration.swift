@@ -8,7 +8,7 @@ public enum Gemma3LayerType: String, Sendable, Decodable {
 
 /// Gemma 3 text hyper-parameters (`Gemma3TextConfig`, model_type `gemma3_text`). Keys are config.json's;
 /// GGUF `gemma3.*` metadata is mapped onto the same fields.
-public struct Gemma3Configuration: Sendable {
+public struct Gemma3Configuration: Sendable, TransformerConfiguration {
     public var hiddenSize: Int
     public var intermediateSize: Int
     public var numHiddenLayers: Int
@@ -71,18 +71,9 @@ public struct Gemma3Configuration: Sendable {
         (0..<layers).map { pattern > 0 && ($0 + 1) % pattern == 0 ? .fullAttention : .slidingAttention }
     }
 
-    var dimensions: DecoderDimensions {
-        DecoderDimensions(
-            layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
-            headDim: headDim, intermediate: intermediateSize)
-    }
-
     /// Checks what the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {
-        try validateTransformerShape(
-            hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
-            numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
-            vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
+        try validateShape()
         try validatePositive([(rmsNormEps, "rms_norm_eps"), (ropeTheta, "rope_theta"), (ropeLocalBaseFreq, "rope_local_base_freq")])
         guard slidingWindow > 0 else { throw ANELMError("model configuration: sliding_window must be positive, got \(slidingWindow)") }
         guard layerTypes.count == numHiddenLayers else {

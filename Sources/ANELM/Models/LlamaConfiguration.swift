@@ -39,7 +39,7 @@ public enum RoPEScaling: Sendable, Equatable {
 
 /// The Llama family's hyper-parameters. Keys are Hugging Face's `config.json` keys; GGUF metadata is
 /// mapped onto the same fields.
-public struct LlamaConfiguration: Decodable, Sendable {
+public struct LlamaConfiguration: Decodable, Sendable, TransformerConfiguration {
     public var modelType: String
     public var hiddenSize: Int
     public var intermediateSize: Int
@@ -130,18 +130,9 @@ public struct LlamaConfiguration: Decodable, Sendable {
     /// The parsed `rope_scaling` section.
     public func ropeScaling() throws -> RoPEScaling { try RoPEScaling(json: ropeScalingJSON) }
 
-    var dimensions: DecoderDimensions {
-        DecoderDimensions(
-            layers: numHiddenLayers, hidden: hiddenSize, heads: numAttentionHeads, kvHeads: numKeyValueHeads,
-            headDim: headDim, intermediate: intermediateSize)
-    }
-
     /// Checks sizes that the forward pass relies on, so a bad file gives an error rather than a trap.
     public func validate() throws {
-        try validateTransformerShape(
-            hiddenSize: hiddenSize, intermediateSize: intermediateSize, numHiddenLayers: numHiddenLayers,
-            numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads, headDim: headDim,
-            vocabSize: vocabSize, maxPositionEmbeddings: maxPositionEmbeddings)
+        try validateShape()
         try validatePositive([(rmsNormEps, "rms_norm_eps"), (ropeTheta, "rope_theta")])
         _ = try ropeScaling()
     }
