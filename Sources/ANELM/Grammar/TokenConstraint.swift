@@ -192,6 +192,13 @@ public final class GrammarConstraint {
             }
             for w in mask.indices { mask[w] |= own[w] }
         }
+        return finished(mask)
+    }
+
+    /// What both mask paths finish with: at the start, tokens whose text differs when they come first (a decoder
+    /// that strips a leading space) are checked with those bytes; end-of-sequence is allowed once the grammar is complete.
+    private func finished(_ mask: [UInt64]) -> [UInt64] {
+        var mask = mask
         if tokensAccepted == 0 {
             for (id, bytes) in vocabulary.firstTokenBytes {
                 let allowed = !bytes.isEmpty && matcher.accepts(stacks, bytes: bytes)
@@ -235,14 +242,7 @@ public final class GrammarConstraint {
     /// walk is tested against.
     public func allowedTokensOneByOne() -> [UInt64] {
         var mask = vocabulary.referenceMask(from: stacks, matcher: matcher)
-        if tokensAccepted == 0 {
-            for (id, bytes) in vocabulary.firstTokenBytes {
-                let allowed = !bytes.isEmpty && matcher.accepts(stacks, bytes: bytes)
-                if allowed { mask[id >> 6] |= 1 << UInt64(id & 63) } else { mask[id >> 6] &= ~(1 << UInt64(id & 63)) }
-            }
-        }
-        if isComplete { for id in endOfSequenceIds { mask[id >> 6] |= 1 << UInt64(id & 63) } }
-        return mask
+        return finished(mask)
     }
 
     /// Follows a chosen token; throws when the grammar does not allow it.
