@@ -87,10 +87,7 @@ final class DecoderBatch {
                 throw ANELMError("state does not belong to this \(model) model")
             }
             guard !sequences.contains(where: { $0.cache === cache }) else { throw ANELMError("a state appears twice in one batch") }
-            guard !input.tokens.isEmpty else { throw ANELMError("forward needs at least one token") }
-            if let bad = input.tokens.first(where: { $0 < 0 || $0 >= vocabularySize }) {
-                throw ANELMError("token id \(bad) is outside the vocabulary of \(vocabularySize)")
-            }
+            try checkTokens(input.tokens, vocabularySize: vocabularySize)
             try cache.grow(by: input.tokens.count)
             sequences.append(Sequence(cache: cache, start: cache.count, rows: tokens.count..<(tokens.count + input.tokens.count)))
             tokens += input.tokens
@@ -109,12 +106,7 @@ final class DecoderBatch {
 
     /// The logits of `outputRows` cut into one run per sequence.
     func split(_ logits: [Float], vocabularySize: Int, allPositions: Bool) -> [[Float]] {
-        var start = 0
-        return sequences.map { sequence in
-            let size = (allPositions ? sequence.rows.count : 1) * vocabularySize
-            defer { start += size }
-            return Array(logits[start..<(start + size)])
-        }
+        splitLogits(logits, rows: sequences.map { allPositions ? $0.rows.count : 1 }, vocabularySize: vocabularySize)
     }
 }
 

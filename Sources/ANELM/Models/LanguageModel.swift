@@ -32,3 +32,20 @@ public protocol ModelState: AnyObject {
     /// Bytes held by this state.
     var byteSize: Int { get }
 }
+
+/// Checks one sequence's new tokens: at least one, every id inside the vocabulary.
+func checkTokens(_ tokens: [Int], vocabularySize: Int) throws {
+    guard !tokens.isEmpty else { throw ANELMError("forward needs at least one token") }
+    if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabularySize }) {
+        throw ANELMError("token id \(bad) is outside the vocabulary of \(vocabularySize)")
+    }
+}
+
+/// A batched pass's logits cut into one run per sequence: `rows[i]` rows of `vocabularySize` for sequence i.
+func splitLogits(_ logits: [Float], rows: [Int], vocabularySize: Int) -> [[Float]] {
+    var start = 0
+    return rows.map { count in
+        defer { start += count * vocabularySize }
+        return Array(logits[start..<(start + count * vocabularySize)])
+    }
+}

@@ -234,12 +234,7 @@ public final class XLSTMModel: LanguageModel {
             tokens += input.tokens
         }
         let logits = forwardPiece(tokens, sequences: sequences, allPositions: allPositions)
-        var start = 0
-        return sequences.map { sequence in
-            let size = (allPositions ? sequence.rows.count : 1) * vocabularySize
-            defer { start += size }
-            return Array(logits[start..<(start + size)])
-        }
+        return splitLogits(logits, rows: sequences.map { allPositions ? $0.rows.count : 1 }, vocabularySize: vocabularySize)
     }
 
     /// `state` as this model's state, after checking the tokens that will run on it.
@@ -247,10 +242,7 @@ public final class XLSTMModel: LanguageModel {
         guard let state = state as? XLSTMState, state.layers.count == blocks.count, state.floatsPerLayer == configuration.stateFloatsPerLayer else {
             throw ANELMError("state does not belong to this xLSTM model")
         }
-        guard !tokens.isEmpty else { throw ANELMError("forward needs at least one token") }
-        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabularySize }) {
-            throw ANELMError("token id \(bad) is outside the vocabulary of \(vocabularySize)")
-        }
+        try checkTokens(tokens, vocabularySize: vocabularySize)
         guard state.count + tokens.count <= contextLength else {
             throw ANELMError("sequence of \(state.count + tokens.count) tokens exceeds the context length of \(contextLength)")
         }
