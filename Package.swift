@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14), .iOS(.v17)],
     products: [
         .library(name: "ANELM", targets: ["ANELM"]),
+        .library(name: "ANELMContext", targets: ["ANELMContext"]),
         .executable(name: "anelm", targets: ["anelm"]),
     ],
     dependencies: [
@@ -16,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.34.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The context store (chunks, vectors, FTS5, the feedback log) in one SQLite file.
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Hot loops in C with per-function ISA attributes and runtime dispatch: the library stays
@@ -24,11 +27,15 @@ let package = Package(
         .target(name: "ANELM", dependencies: ["CANELMKernels"]),
         // Installing models with pip (spawns processes): used by the CLI, never linked into apps.
         .target(name: "ANELMInstall", dependencies: ["ANELM"]),
+        // The context engine (chunk store, retrieval, grounded answers, the relevance model): its own target so that
+        // apps that only generate do not link SQLite.
+        .target(name: "ANELMContext", dependencies: ["ANELM", "CANELMKernels", .product(name: "GRDB", package: "GRDB.swift")]),
         // The OpenAI-compatible HTTP server behind `anelm serve`.
         .target(
             name: "ANELMServer",
             dependencies: [
                 "ANELM",
+                "ANELMContext",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -39,10 +46,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "anelm",
-            dependencies: ["ANELM", "ANELMInstall", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["ANELM", "ANELMContext", "ANELMInstall", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "ANELMTests", dependencies: ["ANELM", "CANELMKernels"]),
-        .testTarget(name: "ANELMServerTests", dependencies: ["ANELMServer", "ANELM"]),
+        .testTarget(name: "ANELMServerTests", dependencies: ["ANELMServer", "ANELM", "ANELMContext"]),
+        .testTarget(name: "ANELMContextTests", dependencies: ["ANELMContext", "ANELM"]),
     ],
     swiftLanguageModes: [.v5]
 )
