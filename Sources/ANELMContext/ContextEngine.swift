@@ -82,18 +82,35 @@ public final class ContextEngine: @unchecked Sendable {
     /// The prompt for `question`: the best `topK` chunks that fit, numbered, so that the chat prompt (counted by
     /// `countTokens`, the model's template and tokenizer) stays within `budget` tokens. A chunk that would overflow
     /// is left out and the next one tried.
-    public func groundedPrompt(question: String, topK: Int, budget: Int, countTokens: ([ChatMessage]) throws -> Int) throws -> GroundedPrompt {
+    ///
+    /// `exploration` of the `topK` places go to chunks drawn (seeded by the question) from the next `3·topK`
+    /// candidates instead. The log only learns about chunks that were shown: without some exploration, what the
+    /// ranking never shows is never marked ignored, and the relevance model can learn a bias it never sees
+    /// corrected (the simulation test shows one).
+    public func groundedPrompt(
+        question: String, topK: Int, budget: Int, exploration: Int = 0, countTokens: ([ChatMessage]) throws -> Int
+    ) throws -> GroundedPrompt {
         guard topK > 0 else { throw ANELMError("top_k must be at least 1; it is \(topK)") }
+        guard exploration >= 0, exploration < topK || exploration == 0 else {
+            throw ANELMError("exploration (\(exploration)) must be ≥ 0 and less than top_k (\(topK))")
+        }
         let search = try self.search(question)
         var sources: [StoredChunk] = []
         var messages = Self.messages(question: question, sources: [])
         guard try countTokens(messages) <= budget else {
             throw ANELMError("the question alone takes more than the \(budget) tokens the context leaves for the prompt")
         }
-        for hit in try hits(search, topK: topK) {
-            let tried = Self.messages(question: question, sources: sources + [hit.chunk])
+        var chosen = try hits(search, topK: topK - exploration).map(\.chunk)
+        if exploration > 0 {
+            var rest = try hits(search, topK: 4 * topK).map(\.chunk).filter { c in !chosen.contains { $0.id == c.id } }
+            var rng = SplitMix64(seed: question.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 })
+            rng.shuffle(&rest)
+            chosen += rest.prefix(exploration)
+        }
+        for chunk in chosen {
+            let tried = Self.messages(question: question, sources: sources + [chunk])
             if try countTokens(tried) <= budget {
-                sources.append(hit.chunk)
+                sources.append(chunk)
                 messages = tried
             }
         }

@@ -194,6 +194,26 @@ public final class ContextStore: @unchecked Sendable {
         return ids.compactMap { found[$0] }
     }
 
+    /// Writes a document with its chunks and their unit vectors in one transaction, replacing what was stored for
+    /// `path`: all of it is written, or (on an error or an interruption) the store keeps the old version.
+    public func replaceDocument(path: String, hash: String, modified: Double, bytes: Int, chunks: [Chunk], vectors: [[Float]], format: VectorFormat) throws {
+        guard chunks.count == vectors.count else { throw ANELMError("\(chunks.count) chunks but \(vectors.count) vectors for \(path)") }
+        try write { db in
+            try db.execute(sql: "DELETE FROM documents WHERE path = ?", arguments: [path])
+            try db.execute(
+                sql: "INSERT INTO documents(path, content_hash, modified, bytes) VALUES (?, ?, ?, ?)", arguments: [path, hash, modified, bytes])
+            let document = db.lastInsertedRowID
+            let insertChunk = try db.cachedStatement(
+                sql: "INSERT INTO chunks(document_id, ordinal, start_byte, end_byte, heading_path, text, token_count) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            let insertVector = try db.cachedStatement(sql: "INSERT INTO vectors(chunk_id, data) VALUES (?, ?)")
+            for (ordinal, (chunk, vector)) in zip(chunks, vectors).enumerated() {
+                try insertChunk.execute(arguments: [document, ordinal, chunk.startByte, chunk.endByte, chunk.headingPath, chunk.text, chunk.tokenCount])
+                try insertVector.execute(arguments: [db.lastInsertedRowID, format.encode(vector)])
+            }
+            try bumpGeneration(db)
+        }
+    }
+
     /// Changes whenever chunks are added or removed (SQLite's count of changes to the vectors table is not
     /// kept across connections, so the store keeps its own generation number).
     public func generation() throws -> Int {

@@ -91,7 +91,7 @@ public final class Indexer {
                 vectors += try embed(batch)
                 chunksEmbedded += batch.count
             }
-            try write(path: path, hash: hash, modified: modified, bytes: data.count, chunks: chunks, vectors: vectors)
+            try store.replaceDocument(path: path, hash: hash, modified: modified, bytes: data.count, chunks: chunks, vectors: vectors, format: record.vectorFormat)
             if chunks.isEmpty { report.empty += 1 } else { report.indexed += 1 }
             report.chunksAdded += chunks.count
         }
@@ -124,23 +124,6 @@ public final class Indexer {
                 throw ANELMError("the embedder returned a vector of \(vector.count) values (expected \(embedder.dimensions) finite ones)")
             }
             return normalized(vector)
-        }
-    }
-
-    private func write(path: String, hash: String, modified: Double, bytes: Int, chunks: [Chunk], vectors: [[Float]]) throws {
-        try store.write { db in
-            try db.execute(sql: "DELETE FROM documents WHERE path = ?", arguments: [path])
-            try db.execute(
-                sql: "INSERT INTO documents(path, content_hash, modified, bytes) VALUES (?, ?, ?, ?)", arguments: [path, hash, modified, bytes])
-            let document = db.lastInsertedRowID
-            let insertChunk = try db.cachedStatement(
-                sql: "INSERT INTO chunks(document_id, ordinal, start_byte, end_byte, heading_path, text, token_count) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            let insertVector = try db.cachedStatement(sql: "INSERT INTO vectors(chunk_id, data) VALUES (?, ?)")
-            for (ordinal, (chunk, vector)) in zip(chunks, vectors).enumerated() {
-                try insertChunk.execute(arguments: [document, ordinal, chunk.startByte, chunk.endByte, chunk.headingPath, chunk.text, chunk.tokenCount])
-                try insertVector.execute(arguments: [db.lastInsertedRowID, record.vectorFormat.encode(vector)])
-            }
-            try store.bumpGeneration(db)
         }
     }
 
