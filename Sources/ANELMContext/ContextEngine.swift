@@ -83,8 +83,8 @@ public final class ContextEngine: @unchecked Sendable {
     /// `countTokens`, the model's template and tokenizer) stays within `budget` tokens. A chunk that would overflow
     /// is left out and the next one tried.
     ///
-    /// `exploration` of the `topK` places go to chunks drawn (seeded by the question) from the next `3·topK`
-    /// candidates instead. The log only learns about chunks that were shown: without some exploration, what the
+    /// `exploration` of the `topK` places go to chunks drawn (seeded by the question) instead: half from the
+    /// candidates ranked up to `2·topK`, half from all of them. The log only learns about chunks that were shown: without some exploration, what the
     /// ranking never shows is never marked ignored, and the relevance model can learn a bias it never sees
     /// corrected (the simulation test shows one).
     public func groundedPrompt(
@@ -102,10 +102,15 @@ public final class ContextEngine: @unchecked Sendable {
         }
         var chosen = try hits(search, topK: topK - exploration).map(\.chunk)
         if exploration > 0 {
-            var rest = try hits(search, topK: 4 * topK).map(\.chunk).filter { c in !chosen.contains { $0.id == c.id } }
+            // Half from just below the cut (near misses), half from anywhere in the candidates: a log that never
+            // shows a far-down chunk cannot learn that retrieval's order matters at all.
             var rng = SplitMix64(seed: question.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 })
-            rng.shuffle(&rest)
-            chosen += rest.prefix(exploration)
+            let everything = try hits(search, topK: search.candidates.count).map(\.chunk)
+            for (pool, count) in [(everything.prefix(2 * topK), (exploration + 1) / 2), (everything[...], exploration / 2)] {
+                var rest = pool.filter { c in !chosen.contains { $0.id == c.id } }
+                rng.shuffle(&rest)
+                chosen += rest.prefix(count)
+            }
         }
         for chunk in chosen {
             let tried = Self.messages(question: question, sources: sources + [chunk])

@@ -1,4 +1,5 @@
 import ANELM
+import ANELMContext
 import Foundation
 import Hummingbird
 import Logging
@@ -13,9 +14,11 @@ struct Endpoints: Sendable {
     let scheduler: Scheduler
     let metrics: ServerMetrics
     let logger: Logger
+    /// The store behind `--store` (grounded chat, feedback), or nil.
+    let context: ContextEngine?
 
     /// The paths served; any other is "other" in the metrics and 404.
-    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
+    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/v1/feedback"]
 
     func router() -> Router<Context> {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
@@ -28,6 +31,7 @@ struct Endpoints: Sendable {
         router.get("/v1/models") { _, _ in models() }
         router.post("/v1/chat/completions") { request, _ in try await complete(request, chat: true) }
         router.post("/v1/completions") { request, _ in try await complete(request, chat: false) }
+        router.post("/v1/feedback") { request, _ in try await feedback(request) }
         return router
     }
 
@@ -194,7 +198,7 @@ struct Endpoints: Sendable {
     }
 
     /// The body, refused with 413 beyond the configured size.
-    private func readBody(_ request: Request) async throws -> Data {
+    func readBody(_ request: Request) async throws -> Data {
         let limit = configuration.maxBodyBytes
         let tooLarge = APIError(.contentTooLarge, "the request body is larger than \(limit) bytes", code: "request_too_large")
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }

@@ -1,4 +1,5 @@
 import ANELM
+import ANELMContext
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -76,13 +77,15 @@ public final class OpenAIServer: @unchecked Sendable {
     private let model: LoadedModel
     private let configuration: ServerConfiguration
     private let logger: Logger
+    private let context: ContextEngine?
     private let lock = NSLock()
     private var group: ServiceGroup?
     private var stopRequested = false
 
-    /// A server for `model`; call `run` to serve.
-    public init(model: LoadedModel, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server")) {
+    /// A server for `model`, grounding chat in `context` when given; call `run` to serve.
+    public init(model: LoadedModel, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server"), context: ContextEngine? = nil) {
         self.model = model
+        self.context = context
         self.configuration = configuration
         self.logger = logger
     }
@@ -98,7 +101,7 @@ public final class OpenAIServer: @unchecked Sendable {
         scheduler.start()
         defer { scheduler.shutdown() }
 
-        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
+        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger, context: context)
         let host = configuration.host
         let serverLogger = logger
         let timeouts = configuration.timeouts

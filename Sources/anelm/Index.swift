@@ -10,7 +10,9 @@ struct StoreOption: ParsableArguments {
     var store: String = ContextStore.defaultPath
 
     /// The store with the embedder that built it.
-    func openEngine(threads: Int? = nil) throws -> ContextEngine {
+    func openEngine(threads: Int? = nil) throws -> ContextEngine { try Self.openEngine(store, threads: threads) }
+
+    static func openEngine(_ store: String, threads: Int? = nil) throws -> ContextEngine {
         try ContextEngine.open(storePath: store, threads: threads) { record in
             try EmbedderLoader.load(URL(fileURLWithPath: record.path))
         }

@@ -1,4 +1,5 @@
 import ANELM
+import ANELMContext
 import ANELMServer
 import ArgumentParser
 import Foundation
@@ -18,6 +19,8 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Seconds a request may take to send its body.") var bodyTimeout: Double = 30
     @Option(name: .long, help: "Seconds a kept-alive connection may wait for its next request.") var idleTimeout: Double = 30
     @Option(name: .long, help: "Connections served at once; more wait until one closes.") var maxConnections: Int = 256
+    @Option(name: .long, help: "A context store (made by anelm index): chat requests with \"context\" are answered from it; POST /v1/feedback.")
+    var store: String?
 
     func run() throws {
         if apiKey != nil, apiKeyFile != nil { throw ANELMError("give either --api-key or --api-key-file, not both") }
@@ -32,7 +35,8 @@ struct Serve: ParsableCommand {
         try configuration.validate()
         let loaded = try modelOptions.load()
         printError("anelm serve — \(loaded.name) (context \(loaded.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(loaded.loadSeconds)) s")
-        let server = OpenAIServer(model: loaded, configuration: configuration)
+        let context = try store.map { path in try StoreOption.openEngine(path, threads: modelOptions.threads) }
+        let server = OpenAIServer(model: loaded, configuration: configuration, context: context)
         // ArgumentParser runs commands synchronously: serve on the concurrency pool and wait.
         let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)

@@ -5,12 +5,17 @@ import XCTest
 
 @testable import ANELMContext
 
-/// The feedback loop end to end on a synthetic corpus. Per topic, three "manual" chunks hold the answer and five
-/// "forum" chunks repeat the topic's name (so BM25 and the cosine rank them first) but never help. The hidden rule:
-/// a chunk is useful for a question iff it is a manual chunk of the question's topic. A simulated answerer copies
-/// and cites exactly the useful chunks it is shown; the analyzer marks them; the relevance model learns from the log.
+/// The feedback loop end to end on a synthetic corpus. Per topic, three "manual" chunks, three "FAQ" chunks and four
+/// "forum" chunks that repeat the topic's name (so BM25 and the cosine rank the forums first). The hidden rule: a
+/// chunk is useful for a question iff it is a manual chunk of the question's topic. A simulated answerer copies and
+/// cites exactly the useful chunks it is shown; the analyzer marks them; the relevance model learns from the log.
+/// Each round asks about three topics not asked before (three phrasings each); quality is measured on all twelve
+/// topics with a phrasing never asked. Prompts give 4 of their 8 places to exploration (`groundedPrompt`): without
+/// it the log never shows a far-down chunk, and the first model learned "lower cosine is better" (quality fell to 0).
 final class RelevanceTests: XCTestCase {
-    static let topics = ["kettle", "bicycle", "glacier", "volcano", "orchard", "lighthouse", "violin", "compass", "harbor", "meadow"]
+    static let topics = [
+        "kettle", "bicycle", "glacier", "volcano", "orchard", "lighthouse", "violin", "compass", "harbor", "meadow", "canyon", "lantern",
+    ]
 
     func makeCorpus(_ folder: URL) throws -> ContextEngine {
         let docs = folder.appendingPathComponent("corpus")
@@ -19,8 +24,11 @@ final class RelevanceTests: XCTestCase {
                 try write(
                     "Manual \(i) for the \(topic): step \(i) fits part p\(t)x\(i) with tool q\(t)y\(i); verified specification reference.",
                     to: docs.appendingPathComponent("\(topic)-manual-\(i).txt"))
+                try write(
+                    "FAQ \(i) about the \(topic): question \(i) on piece f\(t)x\(i) and reply a\(t)y\(i); community frequently asked.",
+                    to: docs.appendingPathComponent("\(topic)-faq-\(i).txt"))
             }
-            for i in 0..<5 {
+            for i in 0..<4 {
                 try write(
                     "\(topic) \(topic) \(topic) forum \(i): someone asked about the \(topic) again, \(topic) chatter thread reply r\(t)z\(i).",
                     to: docs.appendingPathComponent("\(topic)-forum-\(i).txt"))
@@ -41,10 +49,10 @@ final class RelevanceTests: XCTestCase {
     /// Asks one question per topic in the form `template` (its `#` is the topic); the simulated answerer copies the first clause of each useful
     /// source and cites it. Returns the logged answers.
     @discardableResult
-    func askRound(_ engine: ContextEngine, template: String) throws -> [GroundedAnswer] {
-        try Self.topics.map { topic in
+    func askRound(_ engine: ContextEngine, template: String, topics: [String] = RelevanceTests.topics) throws -> [GroundedAnswer] {
+        try topics.map { topic in
             let question = template.replacingOccurrences(of: "#", with: topic)
-            let prompt = try engine.groundedPrompt(question: question, topK: 6, budget: 100_000, exploration: 2) { messages in
+            let prompt = try engine.groundedPrompt(question: question, topK: 8, budget: 100_000, exploration: 4) { messages in
                 messages.reduce(0) { $0 + Retriever.tokens($1.content).count }
             }
             var answer = ""
@@ -66,9 +74,6 @@ final class RelevanceTests: XCTestCase {
             // Useful chunks the search did not return at all count as ranked last.
             for (i, c) in ranked.enumerated() { ranked[i].score = Double(ranked.count - i) }
             groups.append(ranked.map { c in (c, chunks[c.chunkID].map { Self.isUseful($0, for: topic) } ?? false) })
-            if ProcessInfo.processInfo.environment["SIM_DEBUG"] != nil {
-                print(topic, result.candidates.prefix(6).map { c in "\(URL(fileURLWithPath: chunks[c.chunkID]?.source ?? "").lastPathComponent) \(String(format: "%.2f", c.score)) d\(c.denseRank ?? -1) b\(c.bm25Rank ?? -1)" })
-            }
         }
         return RankingMetrics.measure(groups) { $0.score }.ndcg5
     }
@@ -78,10 +83,14 @@ final class RelevanceTests: XCTestCase {
         let engine = try makeCorpus(folder)
         var qualities = [try quality(engine)]
         var reports: [TrainingReport] = []
-        for (round, template) in ["How do I use the # today?", "What does the # manual say?", "Any tips for my # please"].enumerated() {
-            try askRound(engine, template: template)
+        for round in 0..<4 {
+            let topics = Array(Self.topics[(3 * round)..<(3 * round + 3)])
+            for template in ["How do I use the # today?", "What should I know about my #?", "Any advice on the # please"] {
+                try askRound(engine, template: template, topics: topics)
+            }
             var options = TrainingOptions()
             options.seed = UInt64(round + 1)
+            options.minimumAnswers = 2
             reports.append(try RelevanceTrainer.train(store: engine.store, index: try engine.retriever.vectorIndex(), options: options))
             qualities.append(try quality(engine))
         }
@@ -90,18 +99,20 @@ final class RelevanceTests: XCTestCase {
         }.joined(separator: "; ")
         print("simulation: \(summary)")
         // The fused retrieval alone puts the forum chunks first.
-        XCTAssertLessThan(qualities[0], 0.5, summary)
-        // The first trained model is accepted and lifts quality; no later round loses any of it, and the last is near perfect.
+        XCTAssertLessThan(qualities[0], 0.2, summary)
+        // The first model is accepted and lifts quality; no later round loses any of it. Here the rule is learned
+        // in one round (0.06 → 1.0); later versions are then no better on the held-out answers and the one in use stays.
         XCTAssertTrue(reports[0].accepted, summary)
-        XCTAssertGreaterThan(qualities[1], qualities[0] + 0.3, summary)
+        XCTAssertGreaterThan(qualities[1], qualities[0] + 0.5, summary)
         for r in 1..<qualities.count { XCTAssertGreaterThanOrEqual(qualities[r], qualities[r - 1] - 1e-9, summary) }
-        XCTAssertGreaterThan(qualities.last ?? 0, 0.9, summary)
+        XCTAssertGreaterThan(qualities.last ?? 0, 0.95, summary)
         // A version that is not better on the held-out answers is stored but not used.
-        for report in reports where !report.accepted { XCTAssertLessThanOrEqual(report.after.ndcg5, report.before.ndcg5) }
+        for report in reports where !report.accepted { XCTAssertLessThanOrEqual(report.after.ndcg5, report.before.ndcg5, summary) }
+        XCTAssertEqual(try engine.store.relevanceVersions().count, reports.count)
         // Every answer records the relevance model it was ranked with.
         let versions = try engine.store.read { db in try Int?.fetchAll(db, sql: "SELECT relevance_version FROM answers ORDER BY id") }
-        XCTAssertEqual(Array(versions.prefix(10)), Array(repeating: nil, count: 10))
-        XCTAssertEqual(versions[10], reports[0].version)
+        XCTAssertEqual(Array(versions.prefix(9)), Array(repeating: nil, count: 9))
+        XCTAssertEqual(versions[9], reports[0].version)
     }
 
     func testTrainingIsDeterministicForASeed() throws {

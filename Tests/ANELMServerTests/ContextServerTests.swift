@@ -1,0 +1,88 @@
+import ANELM
+import ANELMContext
+import ANELMServer
+import Foundation
+import XCTest
+
+/// Words hashed into buckets, L2-normalized: a deterministic stand-in for the embedding model, enough to exercise
+/// the server's grounded chat and feedback plumbing (retrieval quality is tested in ANELMContextTests).
+private final class WordHashEmbedder: TextEmbedder {
+    let dimensions = 64
+    let maxSequenceLength = 256
+    let identifier = "test-word-hash-64"
+    func words(_ text: String) -> [Substring] { text.lowercased().split { !$0.isLetter && !$0.isNumber } }
+    func tokenCount(of text: String) throws -> Int { words(text).count }
+    func embed(_ texts: [String]) throws -> [[Float]] {
+        texts.map { text in
+            var v = [Float](repeating: 0, count: dimensions)
+            for w in words(text) { v[Int(w.utf8.reduce(UInt64(5381)) { ($0 &* 33) &+ UInt64($1) } % UInt64(dimensions))] += 1 }
+            let n = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return n > 0 ? v.map { $0 / n } : v
+        }
+    }
+}
+
+final class ContextServerTests: XCTestCase {
+    nonisolated(unsafe) static var shared: (server: TestServer, engine: ContextEngine, folder: URL)?
+
+    override class func setUp() {
+        super.setUp()
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    override class func tearDown() {
+        shared?.server.stop()
+        if let folder = shared?.folder { try? FileManager.default.removeItem(at: folder) }
+        shared = nil
+        super.tearDown()
+    }
+
+    func served() throws -> (server: TestServer, engine: ContextEngine) {
+        if let s = Self.shared { return (s.server, s.engine) }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-context-server-\(UUID().uuidString)")
+        let docs = folder.appendingPathComponent("docs")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        try Data("Green tea steeps for two minutes in water below boiling.".utf8).write(to: docs.appendingPathComponent("tea.txt"))
+        try Data("A bicycle chain wants oil every few hundred kilometres.".utf8).write(to: docs.appendingPathComponent("bike.txt"))
+        try Data("Glaciers carve U-shaped valleys over thousands of years.".utf8).write(to: docs.appendingPathComponent("ice.txt"))
+        let store = try ContextStore(path: folder.appendingPathComponent("store.sqlite").path)
+        let embedder = WordHashEmbedder()
+        _ = try Indexer(store: store, embedder: embedder, embedderPath: "test", chunker: try Chunker()).index([docs.path])
+        let engine = try ContextEngine(store: store, embedder: embedder, threads: 1)
+        let server = try TestServer(configuration: ServerConfiguration(parallel: 1, queueLimit: 4), context: engine)
+        Self.shared = (server, engine, folder)
+        return (server, engine)
+    }
+
+
+    func testFeedbackIsRecordedAndBadFeedbackRefused() throws {
+        let (server, engine) = try served()
+        // An answer logged as a grounded chat would log it.
+        let prompt = try engine.groundedPrompt(question: "How long does green tea steep?", topK: 2, budget: 10_000) { _ in 0 }
+        let answerID = Int(try engine.record(prompt, response: "Two minutes [1].", model: "test").answerID)
+        let chunks = prompt.sources.map { Int($0.id) }
+        XCTAssertEqual(chunks.count, 2)
+        let ok = try TestHTTP.post(port: server.port, "/v1/feedback", json: ["answer_id": answerID, "chunks": [["id": chunks[1], "useful": false]]])
+        XCTAssertEqual(ok.status, 200, ok.text)
+        XCTAssertEqual(ok.json["recorded"] as? Int, 1)
+        XCTAssertEqual(try engine.store.loggedAnswer(Int64(answerID)).sources[1].feedback, false)
+        let unknown = try TestHTTP.post(port: server.port, "/v1/feedback", json: ["answer_id": 99_999, "chunks": [["id": chunks[0], "useful": true]]])
+        XCTAssertEqual(unknown.status, 404, unknown.text)
+        let stranger = try TestHTTP.post(port: server.port, "/v1/feedback", json: ["answer_id": answerID, "chunks": [["id": -3, "useful": true]]])
+        XCTAssertEqual(stranger.status, 400, stranger.text)
+        for bad: [String: Any] in [
+            ["answer_id": "one", "chunks": [["id": 1, "useful": true]]], ["answer_id": answerID, "chunks": []],
+            ["answer_id": answerID, "chunks": [["id": 1, "useful": "yes"]]], ["answer_id": answerID, "chunks": [["id": 1, "useful": true]], "rating": 5],
+        ] {
+            XCTAssertEqual(try TestHTTP.post(port: server.port, "/v1/feedback", json: bad).status, 400, "\(bad)")
+        }
+    }
+
+    func testAServerWithoutAStoreRefusesFeedback() throws {
+        let plain = try TestServer(configuration: ServerConfiguration(parallel: 1, queueLimit: 2))
+        defer { plain.stop() }
+        let reply = try TestHTTP.post(port: plain.port, "/v1/feedback", json: ["answer_id": 1, "chunks": [["id": 1, "useful": true]]])
+        XCTAssertEqual(reply.status, 400, reply.text)
+        XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "no_context_store")
+    }
+}
