@@ -20,6 +20,31 @@ struct CompletionRequest: Sendable {
     var includeUsage: Bool
     /// Constrains the output: `response_format` (json_object, json_schema) or the `grammar` extension (GBNF).
     var grammar: Grammar?
+    /// The `context` extension: answer from the server's context store (see ContextEndpoints.swift).
+    var context: ContextOptions? = nil
+
+    /// `"context": {"store": NAME, "top_k": K}`: `store` (optional) must name the served store, `top_k` in 1…50 (default 5).
+    struct ContextOptions: Sendable {
+        var store: String?
+        var topK = 5
+
+        static func parse(_ value: JSONValue?, chat: Bool, stream: Bool) throws -> ContextOptions? {
+            guard let value, !value.isNull else { return nil }
+            guard chat else { throw APIError.invalid("'context' applies to chat completions", param: "context") }
+            guard !stream else { throw APIError.invalid("'context' with 'stream' is not supported yet", param: "context", code: "unsupported_parameter") }
+            guard let object = value.objectValue else { throw APIError.wrongType("context", "an object") }
+            for key in object.keys where key != "store" && key != "top_k" {
+                throw APIError.invalid("unknown field 'context.\(key)'; context takes store and top_k", param: "context.\(key)")
+            }
+            let fields = Fields(object, prefix: "context.")
+            var options = ContextOptions(store: try fields.string("store"))
+            if let k = try fields.integer("top_k") {
+                guard (1...50).contains(k) else { throw APIError.invalid("'context.top_k' must be between 1 and 50, got \(k)", param: "context.top_k") }
+                options.topK = k
+            }
+            return options
+        }
+    }
 
     /// Roles the chat endpoint accepts; `developer` is OpenAI's newer name for `system`.
     static let roles: [String: String] = ["system": "system", "developer": "system", "user": "user", "assistant": "assistant"]
@@ -90,7 +115,7 @@ struct CompletionRequest: Sendable {
         return CompletionRequest(
             input: input, model: model, maxTokens: maxTokens, sampling: sampling,
             stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage,
-            grammar: try grammar(body))
+            grammar: try grammar(body), context: try ContextOptions.parse(body.value("context"), chat: chat, stream: stream))
     }
 
     /// `response_format` or `grammar`, compiled; a schema keyword the compiler does not support is a 400 naming it.

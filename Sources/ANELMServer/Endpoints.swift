@@ -66,7 +66,14 @@ struct Endpoints: Sendable {
             throw APIError(
                 .notFound, "the model '\(parsed.model ?? "")' does not exist; this server serves '\(model.id)'", code: "model_not_found", param: "model")
         }
-        let prompt = try promptTokens(parsed.input)
+        var grounding: Grounding?
+        let prompt: [Int]
+        if let options = parsed.context, case .chat(let messages) = parsed.input {
+            let made = try grounded(messages, options: options, maxTokens: parsed.maxTokens)
+            (prompt, grounding) = (made.tokens, made.grounding)
+        } else {
+            prompt = try promptTokens(parsed.input)
+        }
         let context = model.contextLength
         guard prompt.count < context else {
             throw APIError.invalid(
@@ -89,28 +96,29 @@ struct Endpoints: Sendable {
         if parsed.stream {
             return stream(handle, reply: reply, includeUsage: parsed.includeUsage)
         }
-        return try await answer(handle, reply: reply)
+        return try await answer(handle, reply: reply, grounding: grounding)
     }
 
     /// A non-streaming answer. The first event is awaited before answering, so a failure to start
     /// keeps its error status. While tokens come, single spaces (leading JSON whitespace) are sent
     /// every few tokens: writing to a client that has gone fails, which cancels the generation and
     /// frees its slot; then the JSON object follows.
-    private func answer(_ handle: JobHandle, reply: Reply) async throws -> Response {
+    private func answer(_ handle: JobHandle, reply: Reply, grounding: Grounding? = nil) async throws -> Response {
         var events = handle.events.makeAsyncIterator()
         var text = ""
         switch await events.next() {
         case .text(let piece)?: text = piece
         case .finished(let summary)?:
             log(reply, summary, stream: false)
-            return Self.json(.ok, reply.complete(text: "", summary: summary))
+            let result = reply.complete(text: "", summary: summary)
+            return Self.json(.ok, grounding?.attach(to: result, text: "") ?? result)
         case .failed(let message)?: throw APIError(.internalServerError, message, type: "server_error", code: "generation_failed")
         case .refused?: throw APIError.shuttingDown
         case nil: throw APIError(.internalServerError, "the generation ended without a result", type: "server_error")
         }
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        let body = ResponseBody { [self, text, events] writer in
+        let body = ResponseBody { [self, text, events, grounding] writer in
             var text = text
             var events = events
             var pieces = 1
@@ -125,6 +133,7 @@ struct Endpoints: Sendable {
                     case .finished(let summary):
                         log(reply, summary, stream: false)
                         result = reply.complete(text: text, summary: summary)
+                        if let grounding { result = grounding.attach(to: result, text: text) }
                     case .failed(let message):
                         result = APIError(.internalServerError, message, type: "server_error", code: "generation_failed").body
                     case .refused:

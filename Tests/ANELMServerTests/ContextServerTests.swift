@@ -85,4 +85,54 @@ final class ContextServerTests: XCTestCase {
         XCTAssertEqual(reply.status, 400, reply.text)
         XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "no_context_store")
     }
+
+    func ask(_ port: Int, _ extra: [String: Any] = [:]) throws -> TestResponse {
+        var body: [String: Any] = [
+            "messages": [["role": "user", "content": "How long does green tea steep?"]], "max_tokens": 6, "temperature": 0,
+            "context": ["top_k": 2, "store": "store.sqlite"],
+        ]
+        for (k, v) in extra { body[k] = v }
+        return try TestHTTP.post(port: port, "/v1/chat/completions", json: body)
+    }
+
+    func testGroundedChatReturnsItsChunksAndLogsTheAnswer() throws {
+        let (server, engine) = try served()
+        let reply = try ask(server.port)
+        XCTAssertEqual(reply.status, 200, reply.text)
+        let context = try XCTUnwrap(reply.json["context"] as? [String: Any], reply.text)
+        let chunks = try XCTUnwrap(context["chunks"] as? [Int])
+        XCTAssertEqual(chunks.count, 2)
+        let first = try XCTUnwrap(try engine.store.chunks([Int64(chunks[0])]).first)
+        XCTAssertTrue(first.source.hasSuffix("tea.txt"), first.source)
+        let answerID = try XCTUnwrap(context["answer_id"] as? Int)
+        let logged = try engine.store.loggedAnswer(Int64(answerID))
+        XCTAssertEqual(logged.query, "How long does green tea steep?")
+        XCTAssertEqual(logged.sources.map(\.chunkID), chunks.map(Int64.init))
+        XCTAssertNotNil(context["used_chunks"] as? [Int])
+        XCTAssertTrue(context["relevance_version"] is NSNull)
+        let message = (reply.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any]
+        XCTAssertEqual(logged.response, message?["content"] as? String)
+    }
+
+    func testContextFieldsThatCannotBeHonouredAreRefused() throws {
+        let (server, _) = try served()
+        for (extra, param) in [
+            (["context": ["top_k": 0]], "context.top_k"), (["context": ["top_k": 2, "store": "other.sqlite"]], "context.store"),
+            (["context": ["top_k": 2, "filters": []]], "context.filters"), (["context": "yes"], "context"), (["stream": true], "context"),
+        ] as [([String: Any], String)] {
+            let reply = try ask(server.port, extra)
+            XCTAssertEqual(reply.status, 400, "\(extra): \(reply.text)")
+            XCTAssertEqual((reply.json["error"] as? [String: Any])?["param"] as? String, param, reply.text)
+        }
+        let completion = try TestHTTP.post(port: server.port, "/v1/completions", json: ["prompt": "tea", "max_tokens": 2, "context": ["top_k": 1]])
+        XCTAssertEqual(completion.status, 400, completion.text)
+    }
+
+    func testAServerWithoutAStoreRefusesContext() throws {
+        let plain = try TestServer(configuration: ServerConfiguration(parallel: 1, queueLimit: 2))
+        defer { plain.stop() }
+        let reply = try ask(plain.port)
+        XCTAssertEqual(reply.status, 400, reply.text)
+        XCTAssertEqual((reply.json["error"] as? [String: Any])?["code"] as? String, "no_context_store")
+    }
 }
