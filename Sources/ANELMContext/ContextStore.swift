@@ -286,6 +286,7 @@ enum Schema {
                     chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
                     data BLOB NOT NULL);
                 CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id');
+                CREATE VIRTUAL TABLE chunks_fts_vocabulary USING fts5vocab(chunks_fts, 'row');
                 CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
                     INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
                 END;

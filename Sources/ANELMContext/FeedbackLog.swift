@@ -68,7 +68,7 @@ extension ContextStore {
                 if vectors[answer] == nil {
                     let data = try row.decode(Data.self, atIndex: 1)
                     guard data.count % 4 == 0 else { throw ANELMError("answer \(answer)'s query vector is corrupt") }
-                    vectors[answer] = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                    vectors[answer] = floats(data)
                 }
                 let candidate = Candidate(
                     chunkID: try row.decode(Int64.self, atIndex: 2), denseScore: Float(try row.decode(Double.self, atIndex: 3)),

@@ -104,7 +104,7 @@ public final class RelevanceModel: @unchecked Sendable {
         guard weights.count == count * 4 else {
             throw ANELMError("relevance model version \(version) has \(weights.count) bytes of weights, not \(count * 4) (the store is corrupt)")
         }
-        let values = weights.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let values = floats(weights)
         let n = values.count - 2 * scalarCount
         return try RelevanceModel(
             version: version, dimensions: dimensions, hidden: hidden, parameters: Array(values[0..<n]),

@@ -90,7 +90,7 @@ public final class Retriever: @unchecked Sendable {
         let dense = try index.nearest(queryVector, k: poolSize, pool: pool)
         timings.denseSeconds = since(t)
         t = DispatchTime.now().uptimeNanoseconds
-        let lexical = try bm25(query, limit: poolSize)
+        let lexical = try bm25(query, limit: poolSize, chunks: index.count)
         timings.bm25Seconds = since(t)
 
         var byChunk: [Int64: Candidate] = [:]
@@ -128,13 +128,29 @@ public final class Retriever: @unchecked Sendable {
     }
 
     /// FTS5's best matches for the query's words (any of them), best first, as (chunk, −bm25); FTS5's `rank` is bm25().
-    func bm25(_ query: String, limit: Int) throws -> [(chunkID: Int64, score: Double)] {
-        let words = Self.words(query)
+    /// In a store of 1000 chunks or more, words found in more than 5% of them are left out (unless all are): their
+    /// inverse document frequency is near zero, so they barely move the ranking, yet FTS5 would score every chunk
+    /// that has them (a "the" makes that every chunk).
+    func bm25(_ query: String, limit: Int, chunks: Int) throws -> [(chunkID: Int64, score: Double)] {
+        var words = Array(Self.words(query).prefix(32))
         guard !words.isEmpty else { return [] }
-        // Each word quoted: FTS5 syntax in the question (AND, NEAR, "*", ":") is text, not an operator.
-        let match = words.prefix(32).map { "\"\($0)\"" }.joined(separator: " OR ")
         return try store.read { db in
-            try Row.fetchAll(
+            if chunks >= 1000 {
+                let marks = Array(repeating: "?", count: words.count).joined(separator: ",")
+                var frequency: [String: Int] = [:]
+                for row in try Row.fetchAll(
+                    db, sql: "SELECT term, doc FROM chunks_fts_vocabulary WHERE term IN (\(marks))", arguments: StatementArguments(words))
+                {
+                    frequency[try row.decode(String.self, atIndex: 0)] = try row.decode(Int.self, atIndex: 1)
+                }
+                let common = Set(words.filter { (frequency[$0] ?? 0) * 20 > chunks })
+                let rest = words.filter { !common.contains($0) }
+                // Words the vocabulary does not list as typed (FTS5 folds diacritics) are kept.
+                words = rest.isEmpty ? [words.min { (frequency[$0] ?? 0) < (frequency[$1] ?? 0) } ?? words[0]] : rest
+            }
+            // Each word quoted: FTS5 syntax in the question (AND, NEAR, "*", ":") is text, not an operator.
+            let match = words.map { "\"\($0)\"" }.joined(separator: " OR ")
+            return try Row.fetchAll(
                 db, sql: "SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?", arguments: [match, limit]
             ).map { (try $0.decode(Int64.self, atIndex: 0), -(try $0.decode(Double.self, atIndex: 1))) }
         }

@@ -84,7 +84,9 @@ public final class VectorIndex: @unchecked Sendable {
                 guard data.count == rowBytes else {
                     throw ANELMError("a stored vector has \(data.count) bytes, not \(rowBytes): the store \(store.path) is corrupt; index it again")
                 }
-                data.withUnsafeBytes { storage.pointer.advanced(by: ids.count * rowBytes).copyMemory(from: $0.baseAddress!, byteCount: rowBytes) }
+                data.withUnsafeBytes { bytes in
+                    if let base = bytes.baseAddress { storage.pointer.advanced(by: ids.count * rowBytes).copyMemory(from: base, byteCount: rowBytes) }
+                }
                 ids.append(try row.decode(Int64.self, atIndex: 0))
             }
             return (ids, storage)
@@ -101,7 +103,9 @@ public final class VectorIndex: @unchecked Sendable {
         let storage = Storage(bytes: vectors.count * rowBytes)
         for (i, vector) in vectors.enumerated() {
             let data = format.encode(vector)
-            data.withUnsafeBytes { storage.pointer.advanced(by: i * rowBytes).copyMemory(from: $0.baseAddress!, byteCount: rowBytes) }
+            data.withUnsafeBytes { bytes in
+                if let base = bytes.baseAddress { storage.pointer.advanced(by: i * rowBytes).copyMemory(from: base, byteCount: rowBytes) }
+            }
         }
         try self.init(chunkIDs: chunkIDs, storage: storage, dimensions: dimensions, format: format)
     }
@@ -129,7 +133,9 @@ public final class VectorIndex: @unchecked Sendable {
     public func vector(at index: Int) -> [Float] {
         guard let matrix, index >= 0, index < count else { return [] }
         var out = [Float](repeating: 0, count: dimensions)
-        out.withUnsafeMutableBufferPointer { matrix.dequantizeRow(index, into: $0.baseAddress!) }
+        out.withUnsafeMutableBufferPointer { buffer in
+            if let base = buffer.baseAddress { matrix.dequantizeRow(index, into: base) }
+        }
         return out
     }
 
@@ -140,10 +146,21 @@ public final class VectorIndex: @unchecked Sendable {
         guard let matrix, k > 0 else { return [] }
         var scores = [Float](repeating: 0, count: count)
         query.withUnsafeBufferPointer { q in
-            scores.withUnsafeMutableBufferPointer { s in Kernels.matmul(matrix, q.baseAddress!, s.baseAddress!, tokens: 1, pool: pool) }
+            scores.withUnsafeMutableBufferPointer { s in
+                guard let x = q.baseAddress, let y = s.baseAddress else { return }
+                Kernels.matmul(matrix, x, y, tokens: 1, pool: pool)
+            }
         }
         return topK(scores, k)
     }
+}
+
+/// Little-endian f32 values from a blob (copied: a blob's bytes need not be aligned for Float).
+func floats(_ data: Data) -> [Float] {
+    let count = data.count / 4
+    var out = [Float](repeating: 0, count: count)
+    out.withUnsafeMutableBytes { dst in _ = data.copyBytes(to: dst, count: count * 4) }
+    return out
 }
 
 /// Indices of the `k` largest values, largest first (ties: lower index first). A bounded min-heap: one pass over

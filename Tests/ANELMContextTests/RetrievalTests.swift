@@ -91,4 +91,20 @@ final class RetrievalTests: XCTestCase {
         _ = try Indexer(store: engine.store, embedder: HashingEmbedder(), embedderPath: "test", chunker: try Chunker()).index([folder.appendingPathComponent("docs").path])
         XCTAssertEqual(try engine.retriever.vectorIndex().count, 5)
     }
+
+    func testWordsInMostChunksAreLeftOutOfBM25InLargeStores() throws {
+        let folder = try temporaryFolder(self)
+        let store = try ContextStore(path: folder.appendingPathComponent("s.sqlite").path)
+        let embedder = HashingEmbedder()
+        _ = try store.bindEmbedder(embedder, path: "test", vectorFormat: nil)
+        let texts = (0..<1200).map { i in "the item number n\(i)" + (i % 100 == 0 ? " zebra" : "") }
+        let chunks = texts.map { Chunk(text: $0, startByte: 0, endByte: $0.utf8.count, headingPath: "", tokenCount: 4) }
+        try store.replaceDocument(path: "/big.txt", hash: "h", modified: 0, bytes: 1, chunks: chunks, vectors: try embedder.embed(texts), format: .f32)
+        let retriever = try Retriever(store: store, threads: 1)
+        let zebra = try retriever.bm25("the zebra", limit: 50, chunks: 1200)
+        XCTAssertEqual(zebra.count, 12, "only the zebra chunks: 'the' is in every chunk")
+        XCTAssertEqual(try retriever.bm25("the", limit: 50, chunks: 1200).count, 50, "a query of common words only keeps its rarest")
+        // A small store keeps every word.
+        XCTAssertEqual(try retriever.bm25("the zebra", limit: 50, chunks: 999).count, 50)
+    }
 }
