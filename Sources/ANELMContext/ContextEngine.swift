@@ -57,6 +57,16 @@ public final class ContextEngine: @unchecked Sendable {
         return try Indexer.embed(texts, with: embedder)
     }
 
+    /// Indexes files and folders into the store with its embedder, as `anelm index` does (the same `Indexer`, chunks of
+    /// at most 200 tokens or the embedder's sequence length): the server's uploads.
+    public func index(_ paths: [String], progress: (IndexProgress) -> Void = { _ in }) throws -> IndexReport {
+        embedLock.lock()
+        defer { embedLock.unlock() }
+        let chunker = try Chunker(maxTokens: min(200, embedder.maxSequenceLength))
+        let indexer = try Indexer(store: store, embedder: embedder, embedderPath: retriever.record.path, chunker: chunker)
+        return try indexer.index(paths, progress: progress)
+    }
+
     /// Every candidate for `query`, best first; re-ranked by the relevance model in use unless `rerank` is false.
     public func search(_ query: String, rerank: Bool = true) throws -> SearchResult {
         guard !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw ANELMError("the query is empty") }

@@ -18,20 +18,23 @@ struct Endpoints: Sendable {
     let context: ContextEngine?
 
     /// The paths served; any other is "other" in the metrics and 404.
-    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/v1/feedback"]
+    static let paths: Set<String> =
+        Set(["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/v1/feedback"]).union(webPagePaths).union(documentPaths)
 
     func router() -> Router<Context> {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
         // Outermost first: counting sees the final status, including errors and refused keys.
         router.add(middleware: RequestCountingMiddleware(metrics: metrics))
         router.add(middleware: OpenAIErrorMiddleware(logger: logger))
-        router.add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey, openPaths: ["/health"]))
+        router.add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey, openPaths: Self.webPagePaths.union(["/health"])))
         router.get("/health") { _, _ in health() }
         router.get("/metrics") { _, _ in prometheusMetrics() }
         router.get("/v1/models") { _, _ in models() }
         router.post("/v1/chat/completions") { request, _ in try await complete(request, chat: true) }
         router.post("/v1/completions") { request, _ in try await complete(request, chat: false) }
         router.post("/v1/feedback") { request, _ in try await feedback(request) }
+        registerDocuments(router)
+        registerWebPage(router)
         return router
     }
 

@@ -37,12 +37,20 @@ struct Grounding: Sendable {
     let prompt: GroundedPrompt
     let model: String
 
-    /// Logs the answer and adds `"context": {"answer_id", "chunks", "used_chunks", "relevance_version"}` to `response`.
+    /// Logs the answer and adds `"context": {"answer_id", "chunks", "used_chunks", "relevance_version", "passages"}` to `response`.
     func attach(to response: JSONValue, text: String) -> JSONValue {
         guard case .object(var object) = response else { return response }
         var extensionField: JSONObject = [
             "chunks": .array(prompt.sources.map { .int(Int($0.id)) }),
             "relevance_version": prompt.search.relevanceVersion.map { .int($0) } ?? .null,
+            // The passages as the prompt numbered them ([1] first), so a client can show what each citation points to.
+            "passages": .array(
+                prompt.sources.enumerated().map { i, chunk in
+                    [
+                        "citation": .int(i + 1), "id": .int(Int(chunk.id)), "source": .string(chunk.source), "heading": .string(chunk.headingPath),
+                        "text": .string(chunk.text),
+                    ]
+                }),
         ]
         do {
             let logged = try engine.record(prompt, response: text, model: model)
