@@ -6,7 +6,7 @@ import XCTest
 
 /// Words hashed into buckets, L2-normalized: a deterministic stand-in for the embedding model, enough to exercise
 /// the server's grounded chat and feedback plumbing (retrieval quality is tested in ANELMContextTests).
-private final class WordHashEmbedder: TextEmbedder {
+final class WordHashEmbedder: TextEmbedder {
     let dimensions = 64
     let maxSequenceLength = 256
     let identifier = "test-word-hash-64"
