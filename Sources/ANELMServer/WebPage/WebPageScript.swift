@@ -366,6 +366,7 @@ function setStreaming(value) {
 // the server answers grounded chat without streaming).
 async function reply() {
   const grounded = $("use-documents").checked;
+  const body = JSON.stringify(requestBody(grounded)); // before the reply's own (empty) message joins the conversation
   const message = { role: "assistant", content: "", stats: null };
   current.messages.push(message);
   const controller = new AbortController();
@@ -390,14 +391,14 @@ async function reply() {
     });
   };
   try {
-    const response = await api("/v1/chat/completions", { method: "POST", body: JSON.stringify(requestBody(grounded)), signal: controller.signal });
+    const response = await api("/v1/chat/completions", { method: "POST", body, signal: controller.signal });
     if (grounded) {
-      const body = await response.json();
-      const choice = (body.choices || [])[0] || {};
+      const answer = await response.json();
+      const choice = (answer.choices || [])[0] || {};
       message.content = (choice.message && choice.message.content) || "";
-      message.grounding = body.context || null;
+      message.grounding = answer.context || null;
       const seconds = (performance.now() - started) / 1000;
-      message.stats = usageStats(body.usage, seconds, undefined, choice.finish_reason);
+      message.stats = usageStats(answer.usage, seconds, undefined, choice.finish_reason);
     } else {
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
