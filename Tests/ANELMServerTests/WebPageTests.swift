@@ -214,12 +214,13 @@ final class WebPageBrowserTests: XCTestCase {
             throw XCTSkip("chromium is not installed (apt-get install chromium; .ci/run installs it), so the page was not tested in a browser")
         }
         signal(SIGPIPE, SIG_IGN)
-        let (server, _) = try servedWithStore(self)
+        let (server, _) = try servedWithStore(self, apiKey: "browser-key")
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [
-            "python3", root.appendingPathComponent("scripts/browser-test").path, "--url", "http://127.0.0.1:\(server.port)", "--chromium", chromium,
+            "python3", root.appendingPathComponent("scripts/browser-test").path, "--url", "http://127.0.0.1:\(server.port)", "--api-key", "browser-key",
+            "--chromium", chromium,
             "--screenshots", root.appendingPathComponent(".build/web-screenshots").path,
         ]
         let output = Pipe()

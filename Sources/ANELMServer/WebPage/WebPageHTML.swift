@@ -74,7 +74,7 @@ extension WebPage {
 </section>
 <section id="view-feedback" role="tabpanel" aria-labelledby="tab-feedback" hidden>
   <h2>Feedback and the relevance model</h2>
-  <p>Rate grounded answers (👍/👎) and their passages (used / not relevant) in the chat; the relevance model learns from these marks.</p>
+  <p>Rate grounded answers (good / bad answer) and their passages (used / not relevant) in the chat; the relevance model learns from these marks.</p>
   <dl id="status"></dl>
   <button id="train" type="button">Train now</button>
   <p id="train-result" aria-live="polite"></p>

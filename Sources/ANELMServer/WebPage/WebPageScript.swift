@@ -276,10 +276,9 @@ function messageNode(message, index) {
 // MARK: - Feedback on grounded answers
 
 function rateButton(message, good) {
-  const button = el("button", "rate" + (message.rating === good ? " marked" : ""), good ? "👍" : "👎");
+  const button = el("button", "rate" + (message.rating === good ? " marked" : ""), good ? "Good answer" : "Bad answer");
   button.type = "button";
-  button.title = good ? "Good answer: its passages were useful" : "Bad answer: its passages were not useful";
-  button.setAttribute("aria-label", button.title);
+  button.title = good ? "Its passages were useful" : "Its passages were not useful";
   button.addEventListener("click", async () => {
     const g = message.grounding;
     // The passages the answer cites (or, citing none, those the analyzer found used; else all of them).
@@ -314,7 +313,9 @@ function passagesNode(message) {
     item.value = passage.citation;
     item.dataset.citation = String(passage.citation);
     item.tabIndex = -1;
-    item.append(el("div", "source", passage.source + (passage.heading ? " › " + passage.heading : "")));
+    // Uploads are named as they were uploaded (the part after the store's uploads folder).
+    const source = passage.source.includes(".uploads/") ? passage.source.slice(passage.source.indexOf(".uploads/") + 9) : passage.source;
+    item.append(el("div", "source", source + (passage.heading ? " › " + passage.heading : "")));
     item.append(el("blockquote", "", passage.text));
     if (g.answer_id != null) {
       const mark = (g.marks || {})[passage.id];

@@ -7,6 +7,7 @@ extension WebPage {
   :root { --fg: #eee; --bg: #16181b; --muted: #a0a0a0; --line: #3a3d42; --accent: #6cb0ff; --panel: #1f2226; --user: #22324a; --bad: #ff8a8a; }
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 html, body { margin: 0; height: 100%; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); display: flex; flex-direction: column; }
 header { display: flex; align-items: center; gap: 1rem; padding: .4rem .8rem; border-bottom: 1px solid var(--line); flex-wrap: wrap; }
@@ -32,12 +33,12 @@ main > section[hidden] { display: none; }
 #conversation-list li button:first-child {
   flex: 1; text-align: left; overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
 }
-#chat-column { flex: 1; min-width: 0; display: flex; flex-direction: column; padding: .6rem .8rem .6rem 0; }
+#chat-column { flex: 1; min-width: 0; min-height: 0; display: flex; flex-direction: column; padding: .6rem .8rem .6rem 0; }
 #settings { margin-bottom: .4rem; }
 .settings-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(11rem, 1fr)); gap: .4rem .8rem; padding: .4rem 0; }
 .settings-grid label { display: flex; flex-direction: column; font-size: .9rem; color: var(--muted); }
 .settings-grid .wide { grid-column: 1 / -1; }
-#messages { flex: 1; overflow: auto; list-style: none; margin: 0; padding: 0; }
+#messages { flex: 1; min-height: 0; overflow: auto; list-style: none; margin: 0; padding: 0; }
 .message { margin: .4rem 0; padding: .5rem .7rem; border-radius: 8px; background: var(--panel); border: 1px solid var(--line); }
 .message.user { background: var(--user); }
 .message .role { font-size: .8rem; color: var(--muted); }
@@ -74,7 +75,7 @@ td.path { word-break: break-all; }
 }
 @media (max-width: 700px) {
   #view-chat { flex-direction: column; }
-  #conversations { width: auto; border-right: none; border-bottom: 1px solid var(--line); max-height: 7rem; }
+  #conversations { flex: none; width: auto; border-right: none; border-bottom: 1px solid var(--line); max-height: 6rem; }
   #chat-column { padding: .4rem; }
   header { gap: .5rem; }
 }
