@@ -528,7 +528,9 @@ async function loadDocuments() {
 }
 
 async function upload(files) {
+  // Hidden files and folders are left out, as a folder walk of anelm index leaves them out.
   const list = Array.from(files).filter((f) => !(f.webkitRelativePath || f.name).split("/").some((part) => part.startsWith(".")));
+  const hidden = files.length - list.length;
   if (!list.length) return;
   $("upload-progress").hidden = false;
   const bar = $("upload-bar");
@@ -551,7 +553,7 @@ async function upload(files) {
     }
   }
   $("upload-text").textContent = "indexed " + (list.length - skipped.length) + " of " + list.length + " files, " + chunks + " chunks" +
-    (skipped.length ? "; skipped: " + skipped.join(", ") : "");
+    (skipped.length ? "; skipped: " + skipped.join(", ") : "") + (hidden ? "; " + hidden + " hidden left out" : "");
   loadDocuments();
 }
 
