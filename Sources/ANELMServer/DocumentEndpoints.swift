@@ -82,9 +82,21 @@ extension Endpoints {
         guard let content = object["content"]?.stringValue else { throw APIError.wrongType("content", "a string (the file's text)") }
         let parts = try Self.uploadPathParts(name)
         guard !content.contains("\0") else { throw APIError.invalid("'content' holds a NUL character; only text files are indexed", param: "content") }
-        let destination = parts.reduce(uploadsFolder(engine)) { $0.appendingPathComponent($1) }
+        let uploads = uploadsFolder(engine)
+        let destination = parts.reduce(uploads) { $0.appendingPathComponent($1) }
         let report = try await onStoreQueue { () throws -> IndexReport in
             let fm = FileManager.default
+            // A name may not pass through an uploaded file nor replace a folder of uploads.
+            var isFolder: ObjCBool = false
+            var prefix = uploads
+            for (i, part) in parts.enumerated() {
+                prefix.appendPathComponent(part)
+                guard fm.fileExists(atPath: prefix.path, isDirectory: &isFolder) else { break }
+                guard isFolder.boolValue == (i < parts.count - 1) else {
+                    throw APIError.invalid(
+                        "'name' \(name) collides with the uploaded \(isFolder.boolValue ? "folder" : "file") \(parts[0...i].joined(separator: "/"))", param: "name")
+                }
+            }
             try fm.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
             // Uploads are written one at a time (this queue): the earlier version of the name goes, the new one is
             // staged and moved into place, and the indexer replaces the document (or skips it when unchanged).

@@ -131,13 +131,20 @@ final class WebPageTests: XCTestCase {
             XCTAssertEqual(response.status, 400, "\(body): \(response.text)")
             XCTAssertEqual((response.json["error"] as? [String: Any])?["param"] as? String, field, "\(body)")
         }
+        // Names that would pass through an uploaded file or replace a folder of uploads.
+        XCTAssertEqual(try TestHTTP.post(port: server.port, "/v1/documents", json: ["name": "notes/a.md", "content": "x"]).status, 200)
+        for name in ["notes", "notes/a.md/b.md"] {
+            let response = try TestHTTP.post(port: server.port, "/v1/documents", json: ["name": name, "content": "y"])
+            XCTAssertEqual(response.status, 400, "\(name): \(response.text)")
+            XCTAssertEqual((response.json["error"] as? [String: Any])?["param"] as? String, "name", name)
+        }
         let notJSON = try TestHTTP.request(port: server.port, "POST", "/v1/documents", body: Array("name=a".utf8))
         XCTAssertEqual(notJSON.status, 400)
         XCTAssertEqual(notJSON.errorCode, "invalid_json")
         let noPath = try TestHTTP.request(port: server.port, "DELETE", "/v1/documents")
         XCTAssertEqual(noPath.status, 400)
         XCTAssertEqual((noPath.json["error"] as? [String: Any])?["param"] as? String, "path")
-        XCTAssertEqual(try engine.store.counts().documents, 2, "nothing refused was stored")
+        XCTAssertEqual(try engine.store.counts().documents, 3, "nothing refused was stored (two indexed before, notes/a.md)")
         XCTAssertEqual(try TestHTTP.request(port: server.port, "GET", "/health").status, 200, "the server is still up")
     }
 
