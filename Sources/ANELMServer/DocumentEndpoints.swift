@@ -93,8 +93,8 @@ extension Endpoints {
                 prefix.appendPathComponent(part)
                 guard fm.fileExists(atPath: prefix.path, isDirectory: &isFolder) else { break }
                 guard isFolder.boolValue == (i < parts.count - 1) else {
-                    throw APIError.invalid(
-                        "'name' \(name) collides with the uploaded \(isFolder.boolValue ? "folder" : "file") \(parts[0...i].joined(separator: "/"))", param: "name")
+                    let kind = isFolder.boolValue ? "folder" : "file"
+                    throw APIError.invalid("'name' \(name) collides with the uploaded \(kind) \(parts[0...i].joined(separator: "/"))", param: "name")
                 }
             }
             try fm.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -165,9 +165,8 @@ final class WebPageTests: XCTestCase {
         XCTAssertTrue((early.json["error"] as? [String: Any])?["message"] as? String ?? "" ~= "training needs at least", early.text)
         // A log to learn from: the tea chunk is what each tea question wanted.
         for i in 0..<24 {
-            let prompt = try engine.groundedPrompt(question: i % 2 == 0 ? "How long does green tea steep? \(i)" : "tea water boiling \(i)", topK: 2, budget: 10_000) {
-                _ in 0
-            }
+            let question = i % 2 == 0 ? "How long does green tea steep? \(i)" : "tea water boiling \(i)"
+            let prompt = try engine.groundedPrompt(question: question, topK: 2, budget: 10_000) { _ in 0 }
             let answer = try engine.record(prompt, response: "Two minutes [1].", model: "test").answerID
             for chunk in prompt.sources { try engine.store.recordFeedback(answerID: answer, chunkID: chunk.id, useful: chunk.source.hasSuffix("tea.txt")) }
         }
@@ -185,7 +184,8 @@ final class WebPageTests: XCTestCase {
         XCTAssertEqual(versions.count, 1)
         XCTAssertEqual(versions.first?["accepted"] as? Bool, trained.json["accepted"] as? Bool)
         XCTAssertEqual(status.json["relevance_version"] as? Int, (trained.json["accepted"] as? Bool == true) ? 1 : nil)
-        for (body, field) in [(["epochs": 0], "epochs"), (["hidden": "8"], "hidden"), (["seed": -1], "seed"), (["rate": 1], "rate")] as [([String: Any], String)] {
+        let refused: [([String: Any], String)] = [(["epochs": 0], "epochs"), (["hidden": "8"], "hidden"), (["seed": -1], "seed"), (["rate": 1], "rate")]
+        for (body, field) in refused {
             let response = try TestHTTP.post(port: server.port, "/v1/context/train", json: body)
             XCTAssertEqual(response.status, 400, "\(body)")
             XCTAssertEqual((response.json["error"] as? [String: Any])?["param"] as? String, field, "\(body)")
