@@ -13,9 +13,11 @@ struct Endpoints: Sendable {
     let scheduler: Scheduler
     let metrics: ServerMetrics
     let logger: Logger
+    /// The embedding model, when one is served (`/v1/embeddings`).
+    var embedder: ServedEmbedder? = nil
 
     /// The paths served; any other is "other" in the metrics and 404.
-    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
+    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics"]
 
     func router() -> Router<Context> {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
@@ -28,6 +30,7 @@ struct Endpoints: Sendable {
         router.get("/v1/models") { _, _ in models() }
         router.post("/v1/chat/completions") { request, _ in try await complete(request, chat: true) }
         router.post("/v1/completions") { request, _ in try await complete(request, chat: false) }
+        if let embedder { router.post("/v1/embeddings") { request, _ in try await embeddings(request, served: embedder) } }
         return router
     }
 
@@ -42,7 +45,7 @@ struct Endpoints: Sendable {
     }
 
     func models() -> Response {
-        Self.json(.ok, ["object": "list", "data": [modelObject]])
+        Self.json(.ok, ["object": "list", "data": .array([modelObject] + (embedder.map { [$0.modelObject] } ?? []))])
     }
 
     private var modelObject: JSONValue {
@@ -194,7 +197,7 @@ struct Endpoints: Sendable {
     }
 
     /// The body, refused with 413 beyond the configured size.
-    private func readBody(_ request: Request) async throws -> Data {
+    func readBody(_ request: Request) async throws -> Data {
         let limit = configuration.maxBodyBytes
         let tooLarge = APIError(.contentTooLarge, "the request body is larger than \(limit) bytes", code: "request_too_large")
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }

@@ -74,15 +74,17 @@ public struct ServerConfiguration: Sendable {
 /// `/v1/completions`, `/v1/models`, `/health` and `/metrics`.
 public final class OpenAIServer: @unchecked Sendable {
     private let model: LoadedModel
+    private let embedder: ServedEmbedder?
     private let configuration: ServerConfiguration
     private let logger: Logger
     private let lock = NSLock()
     private var group: ServiceGroup?
     private var stopRequested = false
 
-    /// A server for `model`; call `run` to serve.
-    public init(model: LoadedModel, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server")) {
+    /// A server for `model` (and `embedder` on `/v1/embeddings`); call `run` to serve.
+    public init(model: LoadedModel, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server"), embedder: ServedEmbedder? = nil) {
         self.model = model
+        self.embedder = embedder
         self.configuration = configuration
         self.logger = logger
     }
@@ -98,7 +100,8 @@ public final class OpenAIServer: @unchecked Sendable {
         scheduler.start()
         defer { scheduler.shutdown() }
 
-        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
+        let endpoints = Endpoints(
+            model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger, embedder: embedder)
         let host = configuration.host
         let serverLogger = logger
         let timeouts = configuration.timeouts

@@ -1,4 +1,5 @@
 import ANELM
+import ANELMInstall
 import ANELMServer
 import ArgumentParser
 import Foundation
@@ -18,6 +19,8 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Seconds a request may take to send its body.") var bodyTimeout: Double = 30
     @Option(name: .long, help: "Seconds a kept-alive connection may wait for its next request.") var idleTimeout: Double = 30
     @Option(name: .long, help: "Connections served at once; more wait until one closes.") var maxConnections: Int = 256
+    @Option(name: .long, help: "Also serve /v1/embeddings with this sentence-transformers folder ('default': all-MiniLM-L6-v2, installed on first use).")
+    var embeddingModel: String?
 
     func run() throws {
         if apiKey != nil, apiKeyFile != nil { throw ANELMError("give either --api-key or --api-key-file, not both") }
@@ -32,7 +35,13 @@ struct Serve: ParsableCommand {
         try configuration.validate()
         let loaded = try modelOptions.load()
         printError("anelm serve — \(loaded.name) (context \(loaded.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(loaded.loadSeconds)) s")
-        let server = OpenAIServer(model: loaded, configuration: configuration)
+        let embedder = try embeddingModel.map { name in
+            let path = name == "default" ? try DefaultEmbedder.installIfNeeded() : URL(fileURLWithPath: name)
+            let pipeline = try EmbedderLoader.loadPipeline(path, threads: modelOptions.threads)
+            printError("anelm serve — embeddings with \(path.lastPathComponent) (\(pipeline.dimensions) dimensions) on /v1/embeddings")
+            return ServedEmbedder(pipeline, name: path.lastPathComponent)
+        }
+        let server = OpenAIServer(model: loaded, configuration: configuration, embedder: embedder)
         // ArgumentParser runs commands synchronously: serve on the concurrency pool and wait.
         let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)

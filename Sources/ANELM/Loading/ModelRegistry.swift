@@ -62,12 +62,51 @@ public struct ModelFamily {
     public let architectures: [String]
     /// Its hyper-parameters from a file, for `anelm info`.
     let configuration: (ModelSource) throws -> ModelConfiguration
-    /// The model, built from a file.
-    let load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel
+    /// What its networks do, and how one is built from a file.
+    let network: Network
+
+    enum Network {
+        /// Generates text: a `LanguageModel`, with its lowering to ANE-shaped Core ML functions where it has one.
+        case decoder(load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel, aneLowering: ((LanguageModel) -> ANEModelLowering?)?)
+        /// Reads text into one vector per token, for sentence embeddings.
+        case encoder(load: (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel)
+    }
+
+    /// A family of decoders (language models).
+    init(
+        name: String, architectures: [String], configuration: @escaping (ModelSource) throws -> ModelConfiguration,
+        load: @escaping (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel, aneLowering: ((LanguageModel) -> ANEModelLowering?)?
+    ) {
+        self.name = name
+        self.architectures = architectures
+        self.configuration = configuration
+        network = .decoder(load: load, aneLowering: aneLowering)
+    }
+
+    /// A family of encoders (sentence-embedding models).
+    init(
+        name: String, architectures: [String], configuration: @escaping (ModelSource) throws -> ModelConfiguration,
+        encoder: @escaping (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel
+    ) {
+        self.name = name
+        self.architectures = architectures
+        self.configuration = configuration
+        network = .encoder(load: encoder)
+    }
+
     /// Its lowering to ANE-shaped Core ML functions, for families that have one.
-    let aneLowering: ((LanguageModel) -> ANEModelLowering?)?
+    var aneLowering: ((LanguageModel) -> ANEModelLowering?)? {
+        if case .decoder(_, let lowering) = network { return lowering }
+        return nil
+    }
 
     public var hasANELowering: Bool { aneLowering != nil }
+
+    /// Whether its models are encoders (embedders) rather than language models.
+    public var isEncoder: Bool {
+        if case .encoder = network { return true }
+        return false
+    }
 }
 
 /// Architecture name → its family. A new family is one entry here (and its model files); nothing else
@@ -88,6 +127,10 @@ public enum ModelRegistry {
             name: "xLSTM (mLSTM blocks, the xLSTM-7B design)",
             architectures: ["xLSTMForCausalLM", "xlstm"],
             configuration: XLSTMConfiguration.init, load: XLSTMModel.load, aneLowering: nil),
+        ModelFamily(
+            name: "BERT (text encoder: all-MiniLM, sentence-transformers models)",
+            architectures: ["BertModel", "bert"],
+            configuration: BertConfiguration.init, encoder: BertModel.load),
     ]
 
     public static var supportedArchitectures: [String] { families.flatMap(\.architectures).sorted() }
@@ -107,6 +150,21 @@ public enum ModelRegistry {
     }
 
     public static func build(_ source: ModelSource, options: LoadOptions, pool: ThreadPool) throws -> LanguageModel {
-        try family(of: source).load(source, options, pool)
+        let family = try family(of: source)
+        switch family.network {
+        case .decoder(let load, _): return try load(source, options, pool)
+        case .encoder:
+            throw ANELMError("\(try source.architecture()) is a text encoder (\(family.name)), not a language model: use it with anelm embed")
+        }
+    }
+
+    /// The encoder of an embedding model's folder.
+    public static func buildEncoder(_ source: ModelSource, options: LoadOptions, pool: ThreadPool) throws -> EncoderModel {
+        let family = try family(of: source)
+        switch family.network {
+        case .encoder(let load): return try load(source, options, pool)
+        case .decoder:
+            throw ANELMError("\(try source.architecture()) is a language model (\(family.name)), not a text encoder: anelm embeds with BERT models")
+        }
     }
 }
