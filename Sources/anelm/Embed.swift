@@ -54,7 +54,8 @@ struct Embed: ParsableCommand {
         if let file {
             guard let data = FileManager.default.contents(atPath: file) else { throw ANELMError("cannot read \(file)") }
             guard let content = String(data: data, encoding: .utf8) else { throw ANELMError("\(file) is not UTF-8 text") }
-            var lines = content.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? String($0.dropLast()) : String($0) }
+            // "\r\n" is one Character in Swift, so both line ends are named.
+            var lines = content.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map(String.init)
             if lines.last == "" { lines.removeLast() }  // the file's final newline
             for (index, line) in lines.enumerated() where line.isEmpty { throw ANELMError("\(file):\(index + 1) is an empty line; one text a line") }
             texts += lines

@@ -40,7 +40,7 @@ public enum Pooling: String, Sendable {
     }
 
     /// One vector of `width` from `rows` token states (row-major).
-    func pool(_ states: [Float], rows: Int, width: Int) -> [Float] {
+    public func pool(_ states: [Float], rows: Int, width: Int) -> [Float] {
         var out = [Float](repeating: self == .max ? -.infinity : 0, count: width)
         switch self {
         case .cls:
