@@ -26,6 +26,8 @@ public struct ServerConfiguration: Sendable {
     public var tokenDelay: Double = 0
     /// On shutdown, generations in flight may run this long (seconds) before they are ended.
     public var shutdownGracePeriod: Double = 10
+    /// Bytes of model files loaded at once; beyond it, idle models are unloaded (least recently used first).
+    public var memoryBudget: Int?
 
     /// The defaults of `anelm serve`.
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, parallel: Int = 4, queueLimit: Int = 16, maxBodyBytes: Int = 1 << 20) {
@@ -51,6 +53,7 @@ public struct ServerConfiguration: Sendable {
         ] {
             guard seconds.isFinite, seconds > 0, seconds <= 86400 else { throw ANELMError("\(flag) must be between 0 and 86400 seconds, got \(seconds)") }
         }
+        if let memoryBudget, memoryBudget <= 0 { throw ANELMError("--memory-budget must be positive") }
         guard (1...1_000_000).contains(maxConnections) else { throw ANELMError("--max-connections must be between 1 and 1000000, got \(maxConnections)") }
     }
 
@@ -70,19 +73,30 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
-/// An OpenAI-compatible HTTP server for one loaded model: `/v1/chat/completions`,
+/// An OpenAI-compatible HTTP server for one or more models: `/v1/chat/completions`,
 /// `/v1/completions`, `/v1/models`, `/health` and `/metrics`.
 public final class OpenAIServer: @unchecked Sendable {
-    private let model: LoadedModel
+    private let specs: [ModelSpec]
+    private let preloaded: [LoadedModel]
     private let configuration: ServerConfiguration
     private let logger: Logger
     private let lock = NSLock()
     private var group: ServiceGroup?
     private var stopRequested = false
 
-    /// A server for `model`; call `run` to serve.
-    public init(model: LoadedModel, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server")) {
-        self.model = model
+    /// A server for `model`, already loaded (with `template` replacing its chat template); call `run` to serve.
+    public init(model: LoadedModel, template: String? = nil, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server")) {
+        let path = model.path
+        specs = [ModelSpec(path: path, template: template) { try ModelLoader.load(path) }]
+        preloaded = [model]
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// A server for several models, loaded on first use; the first is the default (a request without `model`).
+    public init(models: [ModelSpec], preloaded: [LoadedModel] = [], configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server")) {
+        specs = models
+        self.preloaded = preloaded
         self.configuration = configuration
         self.logger = logger
     }
@@ -92,13 +106,10 @@ public final class OpenAIServer: @unchecked Sendable {
     public func run(handleSignals: Bool = true, onRunning: @escaping @Sendable (_ port: Int) -> Void = { _ in }) async throws {
         try configuration.validate()
         let metrics = ServerMetrics(slots: configuration.parallel)
-        let scheduler = Scheduler(
-            model: model, slots: configuration.parallel, queueLimit: configuration.queueLimit,
-            tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
-        scheduler.start()
-        defer { scheduler.shutdown() }
+        let pool = try ModelPool(specs: specs, preloaded: preloaded, configuration: configuration, metrics: metrics, logger: logger)
+        defer { pool.shutdown() }
 
-        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
+        let endpoints = Endpoints(pool: pool, configuration: configuration, metrics: metrics, logger: logger)
         let host = configuration.host
         let serverLogger = logger
         let timeouts = configuration.timeouts
@@ -114,7 +125,7 @@ public final class OpenAIServer: @unchecked Sendable {
                 onRunning(port)
             },
             logger: logger)
-        let watcher = ShutdownWatcher(scheduler: scheduler, gracePeriod: configuration.shutdownGracePeriod, logger: logger)
+        let watcher = ShutdownWatcher(pool: pool, gracePeriod: configuration.shutdownGracePeriod, logger: logger)
         // The group shuts services down last to first: the watcher hears of it before the server.
         let group = ServiceGroup(
             configuration: .init(
@@ -141,40 +152,36 @@ public final class OpenAIServer: @unchecked Sendable {
 /// On graceful shutdown, gives generations in flight a grace period, then ends them so that
 /// open streams close cleanly (final chunk and `[DONE]`) and the server can stop.
 struct ShutdownWatcher: Service {
-    let scheduler: Scheduler
+    let pool: ModelPool
     let gracePeriod: Double
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         logger.info("shutting down", metadata: ["grace_seconds": "\(gracePeriod)"])
-        let scheduler = self.scheduler
+        let pool = self.pool
         let nanoseconds = UInt64(max(0, gracePeriod) * 1e9)
         Task.detached {
             try? await Task.sleep(nanoseconds: nanoseconds)
-            scheduler.stopGenerating()
+            pool.stopGenerating()
         }
     }
 }
 
-/// The loaded model with the names clients may use for it.
+/// A loaded model as the server serves it: its id, its chat template and its sampling defaults.
 final class ServedModel: @unchecked Sendable {
     let loaded: LoadedModel
     /// The id listed by `/v1/models`: the file or folder name without `.gguf`.
     let id: String
-    let created = Int(Date().timeIntervalSince1970)
+    /// A built-in template that replaces the model's own (`--template`).
+    let template: String?
 
-    init(_ loaded: LoadedModel) {
+    init(_ loaded: LoadedModel, id: String, template: String?) {
         self.loaded = loaded
-        let name = loaded.name
-        id = name.lowercased().hasSuffix(".gguf") ? String(name.dropLast(5)) : name
+        self.id = id
+        self.template = template
     }
 
     var contextLength: Int { loaded.model.contextLength }
-
-    /// Whether a request's `model` names this model (absent means the one served).
-    func accepts(_ name: String?) -> Bool {
-        guard let name else { return true }
-        return name == id || name == loaded.name
-    }
+    var hasChatTemplate: Bool { template != nil || loaded.chatTemplate != nil }
 }

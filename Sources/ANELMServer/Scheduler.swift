@@ -20,7 +20,8 @@ struct GenerationSummary: Sendable {
 
 /// Events a job streams to its HTTP handler.
 enum JobEvent: Sendable {
-    case text(String)
+    /// Text (possibly empty) and, when the job asked for log-probabilities, the token's.
+    case text(String, logprob: SampledToken?)
     case finished(GenerationSummary)
     case failed(String)
     /// Never started: the server is shutting down (a 503 the client may retry elsewhere).
@@ -129,6 +130,13 @@ final class Scheduler: @unchecked Sendable {
         return JobHandle(events: stream, job: job)
     }
 
+    /// Whether a job runs or waits (a model pool unloads only idle models).
+    var isBusy: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return activeCount > 0 || !queue.isEmpty
+    }
+
     /// Ends the generations in flight at their next token (they finish cleanly, with what they
     /// have) and fails the waiting ones; new requests get 503. For shutdown.
     func stopGenerating() {
@@ -220,7 +228,7 @@ final class Scheduler: @unchecked Sendable {
         do {
             if let chunk = try generation.next() {
                 if slot.firstTokenAt == nil { slot.firstTokenAt = seconds(since: job.submitted) }
-                if !chunk.text.isEmpty { job.continuation.yield(.text(chunk.text)) }
+                if !chunk.text.isEmpty || chunk.logprob != nil { job.continuation.yield(.text(chunk.text, logprob: chunk.logprob)) }
             }
         } catch {
             logger.error("generation failed", metadata: ["request_id": "\(job.id)", "error": "\(error)"])

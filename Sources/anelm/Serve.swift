@@ -8,6 +8,10 @@ struct Serve: ParsableCommand {
         abstract: "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics).")
 
     @OptionGroup var modelOptions: ModelOptions
+    @Option(name: .long, help: "Serve every .gguf file and model folder in this directory (with any --model).") var modelsDir: String?
+    @Option(name: .long, help: "Bytes of model files loaded at once (e.g. 2G, 500M); beyond it idle models are unloaded, least recently used first.")
+    var memoryBudget: String?
+    @OptionGroup var templateOption: TemplateOption
     @Option(name: .long, help: "Address to listen on.") var host: String = "127.0.0.1"
     @Option(name: .long, help: "Port to listen on (0 picks a free one).") var port: Int = 8080
     @Option(name: .long, help: "Require 'Authorization: Bearer KEY' (default: $ANELM_API_KEY, if set).") var apiKey: String?
@@ -29,10 +33,32 @@ struct Serve: ParsableCommand {
         configuration.timeouts.body = bodyTimeout
         configuration.timeouts.idle = idleTimeout
         configuration.maxConnections = maxConnections
+        configuration.memoryBudget = try memoryBudget.map(Self.bytes)
         try configuration.validate()
-        let loaded = try modelOptions.load()
-        printError("anelm serve — \(loaded.name) (context \(loaded.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(loaded.loadSeconds)) s")
-        let server = OpenAIServer(model: loaded, configuration: configuration)
+        let template = try templateOption.source()
+        let options = modelOptions
+        guard options.backend == .cpu || (options.models.count <= 1 && modelsDir == nil) else {
+            throw ANELMError("--backend coreml serves one --model")
+        }
+        var paths = options.models
+        if paths.isEmpty && modelsDir == nil { paths = [try options.modelPath()] }
+        var specs = paths.map { path in ModelSpec(path: path, template: template) { try options.load(path: path) } }
+        if let modelsDir {
+            let found = try ModelSpec.models(in: modelsDir) { try options.load(path: $0) }.map { spec -> ModelSpec in
+                var spec = spec
+                spec.template = template
+                return spec
+            }
+            guard !found.isEmpty else { throw ANELMError("no .gguf files or model folders in \(modelsDir)") }
+            specs += found
+        }
+        // The default model (the first) loads now, so a bad file fails at start; the others on first use.
+        let first = options.backend == .coreml ? try options.load() : try options.load(path: specs[0].path)
+        let others = specs.dropFirst().map(\.id).joined(separator: ", ")
+        printError(
+            "anelm serve — \(first.name) (context \(first.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(first.loadSeconds)) s"
+                + (others.isEmpty ? "" : "; also serving \(others) (loaded on first use)"))
+        let server = OpenAIServer(models: specs, preloaded: [first], configuration: configuration)
         // ArgumentParser runs commands synchronously: serve on the concurrency pool and wait.
         let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)
@@ -42,6 +68,24 @@ struct Serve: ParsableCommand {
         }
         done.wait()
         if let error = outcome.error { throw ANELMError("the server stopped: \(error)") }
+    }
+}
+
+extension Serve {
+    /// "2G", "500M", "64K" or a number of bytes.
+    static func bytes(_ text: String) throws -> Int {
+        let units: [Character: Double] = ["K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12]
+        var number = text.uppercased()
+        var scale = 1.0
+        if number.hasSuffix("B") { number.removeLast() }
+        if let last = number.last, let unit = units[last] {
+            scale = unit
+            number.removeLast()
+        }
+        guard let value = Double(number), value > 0, value * scale < 1e18 else {
+            throw ANELMError("--memory-budget must be a size such as 2G, 500M or a number of bytes, got '\(text)'")
+        }
+        return Int(value * scale)
     }
 }
 

@@ -10,11 +10,14 @@ public struct GenerationParameters: Sendable {
     public var stopAtEndOfSequence: Bool
     /// Constrains the output to this grammar (GBNF or a JSON schema): generation ends when it is complete.
     public var grammar: Grammar?
+    /// When set, every chunk carries its token's log-probability and this many (0–20) most likely alternatives.
+    public var logprobs: Int?
 
     public init(
         maxTokens: Int = 256, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [], stopAtEndOfSequence: Bool = true,
-        grammar: Grammar? = nil
+        grammar: Grammar? = nil, logprobs: Int? = nil
     ) {
+        self.logprobs = logprobs
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopStrings = stopStrings
@@ -36,6 +39,8 @@ public struct GenerationChunk: Sendable {
     public let token: Int
     /// Text this token completes (may be empty: half a character, or held back for a stop string).
     public let text: String
+    /// The token's log-probability and alternatives, when `GenerationParameters.logprobs` asks for them.
+    public var logprob: SampledToken? = nil
 }
 
 public struct GenerationResult: Sendable {
@@ -90,6 +95,7 @@ public final class GenerationSession {
     public func start(prompt: [Int], parameters: GenerationParameters) throws -> Generation {
         guard !prompt.isEmpty else { throw ANELMError("the prompt is empty") }
         guard parameters.maxTokens >= 0 else { throw ANELMError("max tokens must be ≥ 0, got \(parameters.maxTokens)") }
+        if let n = parameters.logprobs, !(0...20).contains(n) { throw ANELMError("top logprobs must be between 0 and 20, got \(n)") }
         try parameters.sampling.validate()
         guard prompt.count <= model.contextLength else {
             throw ANELMError("the prompt has \(prompt.count) tokens, more than the context length of \(model.contextLength)")
@@ -236,7 +242,9 @@ public final class Generation {
             try constraint.apply(to: &logits)
             result.grammarSeconds += threadCPUSeconds() - start
         }
-        let token = sampler.sample(logits, previous: session.history)
+        let sampled = sampler.sampleToken(logits, previous: session.history, topLogprobs: parameters.logprobs)
+        let token = sampled.token
+        let logprob = parameters.logprobs == nil ? nil : sampled
         if let constraint {
             let start = threadCPUSeconds()
             try constraint.accept(token)
@@ -245,22 +253,22 @@ public final class Generation {
         result.tokens.append(token)
         if endOfSequence.contains(token) {
             finish(.stop)
-            return GenerationChunk(token: token, text: flushTail())
+            return GenerationChunk(token: token, text: flushTail(), logprob: logprob)
         }
         let (text, stopped) = assembler.append(token)
         if stopped {
             finish(.stop)
-            return GenerationChunk(token: token, text: text)
+            return GenerationChunk(token: token, text: text, logprob: logprob)
         }
         if let constraint, constraint.isComplete, !constraint.canContinue {
             finish(.stop)
-            return GenerationChunk(token: token, text: text + flushTail())
+            return GenerationChunk(token: token, text: text + flushTail(), logprob: logprob)
         }
         if result.tokens.count >= parameters.maxTokens || session.history.count >= session.model.contextLength {
             finish(.length)
-            return GenerationChunk(token: token, text: text + flushTail())
+            return GenerationChunk(token: token, text: text + flushTail(), logprob: logprob)
         }
-        return GenerationChunk(token: token, text: text)
+        return GenerationChunk(token: token, text: text, logprob: logprob)
     }
 
     /// Ends the generation early; `result.finishReason` becomes `.cancelled`.
