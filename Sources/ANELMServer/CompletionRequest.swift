@@ -371,7 +371,7 @@ struct SamplingRequest: Sendable {
         if let topK { p.topK = topK }
         if let topP { p.topP = topP }
         if let minP { p.minP = minP }
-        if let repetitionPenalty { p.repetitionPenalty = repetitionPenalty }
+        if let repetitionPenalty { p.repetitionPenalty = repetitionPenalty } else if p.temperature == 0 { p.repetitionPenalty = 1 }  // exact greedy
         p.presencePenalty = presencePenalty
         p.frequencyPenalty = frequencyPenalty
         p.logitBias = logitBias

@@ -485,8 +485,9 @@ struct ChoiceState {
             var pieces: [StreamPiece] = []
             content = text
             if var stream = toolStream, let tools = reply.tools {
-                let (unsent, found) = stream.finish()
+                var (unsent, found) = stream.finish()
                 toolStream = stream
+                if !tools.use.parallel { found = Array(found.prefix(1)) }
                 calls = found
                 if !found.isEmpty { content = ToolCallParser.parse(text, format: tools.format, tools: tools.use.tools).content }
                 if !unsent.isEmpty { pieces.append(StreamPiece(content: unsent, offset: sentCharacters)) }

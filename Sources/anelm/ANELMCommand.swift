@@ -129,7 +129,8 @@ struct SamplingOptions: ParsableArguments {
         if let topK { sampling.topK = topK }
         if let topP { sampling.topP = topP }
         if let minP { sampling.minP = minP }
-        if let repetitionPenalty { sampling.repetitionPenalty = repetitionPenalty }
+        // Temperature 0 is exact greedy: the default repetition penalty is off then (one given still applies).
+        if let repetitionPenalty { sampling.repetitionPenalty = repetitionPenalty } else if sampling.temperature == 0 { sampling.repetitionPenalty = 1 }
         if let repetitionWindow { sampling.repetitionWindow = repetitionWindow }
         if let seed { sampling.seed = seed }
         try sampling.validate()

@@ -15,14 +15,16 @@ final class TestServer: @unchecked Sendable {
             .appendingPathComponent("Fixtures/models/tiny-llama").path
     }
 
-    init(modelPath: String = TestServer.fixtureModelPath, configuration: ServerConfiguration, threads: Int = 1) throws {
+    /// A server for the model at `modelPath` and, loaded on first use, `otherModels`.
+    init(modelPath: String = TestServer.fixtureModelPath, otherModels: [String] = [], configuration: ServerConfiguration, threads: Int = 1) throws {
         var configuration = configuration
         configuration.host = "127.0.0.1"
         configuration.port = 0
         model = try ModelLoader.load(modelPath, options: LoadOptions(threads: threads))
         var logger = Logger(label: "anelm.test")
         logger.logLevel = ProcessInfo.processInfo.environment["ANELM_TEST_LOG"] == nil ? .critical : .info
-        server = OpenAIServer(model: model, configuration: configuration, logger: logger)
+        let specs = ([modelPath] + otherModels).map { path in ModelSpec(path: path) { try ModelLoader.load(path, options: LoadOptions(threads: threads)) } }
+        server = OpenAIServer(models: specs, preloaded: [model], configuration: configuration, logger: logger)
         let ready = DispatchSemaphore(value: 0)
         let boundPort = PortBox()
         let server = self.server

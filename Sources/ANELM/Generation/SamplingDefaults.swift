@@ -3,7 +3,8 @@ import Foundation
 extension SamplingParameters {
     /// What `chat`, `generate` and the server sample with when neither a flag nor a request says otherwise, for a
     /// model whose file suggests nothing: in the range llama.cpp and Ollama use. Greedy decoding with no penalty
-    /// makes small models repeat themselves within a few answers.
+    /// makes small models repeat themselves within a few answers. Callers drop the default repetition penalty
+    /// when the temperature is 0 (exact greedy) and no penalty was asked for.
     public static let documentedDefaults = SamplingParameters(
         temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repetitionPenalty: 1.1, repetitionWindow: 64)
 

@@ -118,31 +118,21 @@ public enum ToolCallFormat: String, Sendable, CaseIterable {
         case .generic: "]}"
         }
     }
-    var separator: String {
-        switch self {
-        case .hermes: "\n"
-        case .llama3: "; "
-        case .mistral, .generic: ", "
-        }
-    }
 }
 
 extension ToolUse {
-    /// The grammar `required` / a named function impose: the output is only calls in `format`, each naming a
-    /// tool allowed and with arguments valid against its `parameters` schema. Nil for `auto` and `none`.
+    /// The grammar `required` / a named function impose: the output is one call in `format`, naming a tool
+    /// allowed, with arguments valid against its `parameters` schema. Nil for `auto` and `none` (where the
+    /// model may make several calls, as `parallel` allows).
     /// A schema the grammar compiler does not support is an error naming the tool.
     public func grammar(format: ToolCallFormat) throws -> Grammar? {
         let allowed: [ToolDefinition]
-        let repeatable: Bool
         switch choice {
         case .auto, .none: return nil
-        case .required:
-            allowed = tools
-            repeatable = parallel
+        case .required: allowed = tools
         case .function(let name):
             allowed = tools.filter { $0.name == name }
             guard !allowed.isEmpty else { throw ANELMError("tool_choice names the function '\(name)', which is not among the tools") }
-            repeatable = false
         }
         var rules = ""
         var usesGeneric = false
@@ -159,9 +149,8 @@ extension ToolUse {
             calls.append("\(gbnfLiteral(format.callPrefix(tool.name))) \(piece.expression) \(gbnfLiteral(format.callSuffix))")
         }
         var text = "call ::= " + calls.joined(separator: " | ") + "\n"
-        // A handful of calls at most, so a small model cannot loop on them until the token limit.
-        let more = repeatable ? " ( \(gbnfLiteral(format.separator)) call ){0,7}" : ""
-        var root = "call\(more)"
+        // One call: small models forced to call keep adding calls until the token limit when allowed more.
+        var root = "call"
         if !format.listOpening.isEmpty { root = "\(gbnfLiteral(format.listOpening)) \(root) \(gbnfLiteral(format.listClosing))" }
         text = "root ::= \(root)\n" + text + rules
         if usesGeneric { text += JSONSchemaCompiler.genericRules }
