@@ -1,4 +1,5 @@
 import ANELM
+import ANELMCoreML
 import ANELMInstall
 import ArgumentParser
 import Foundation

@@ -14,7 +14,7 @@ public final class LoadedModel {
     public let pool: ThreadPool
     public let loadSeconds: Double
 
-    init(
+    public init(
         path: String, source: ModelSource, architecture: String, model: LanguageModel, tokenizer: Tokenizer, chatTemplate: String?, endOfSequenceIds: Set<Int>,
         pool: ThreadPool, loadSeconds: Double
     ) {
