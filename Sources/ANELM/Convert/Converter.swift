@@ -117,7 +117,9 @@ public enum Converter {
             try FileManager.default.createDirectory(atPath: staged.staging, withIntermediateDirectories: false)
             let folder = URL(fileURLWithPath: staged.staging)
             for (name, json) in try huggingFaceFiles(source, family: family, type: type) {
-                try Data(json.text.utf8).write(to: folder.appendingPathComponent(name))
+                let file = try OutputFile(creating: folder.appendingPathComponent(name).path)
+                try file.write(Array(json.text.utf8))
+                try file.close()
             }
             let writer = try SafetensorsWriter(path: folder.appendingPathComponent("model.safetensors").path, tensors: items.map(\.plan))
             try writeTensors(writer.write)

@@ -74,14 +74,12 @@ public struct GGUFTensorPlan: Sendable {
 /// memory but the tensor being written. The caller writes into a `StagedOutput`'s path.
 public final class GGUFWriter {
     public static let alignment = 32
-    private let handle: FileHandle
+    private let handle: OutputFile
     private let plans: [GGUFTensorPlan]
     private var next = 0
 
     public init(path: String, metadata: [(key: String, value: GGUFEncodedValue)], tensors: [GGUFTensorPlan]) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw ANELMError("cannot create \(path)") }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw ANELMError("cannot open \(path) for writing") }
-        self.handle = handle
+        handle = try OutputFile(creating: path)
         plans = tensors
         var seen = Set<String>()
         for (key, _) in metadata where !seen.insert(key).inserted { throw ANELMError("metadata key \(key) given twice") }
@@ -110,7 +108,7 @@ public final class GGUFWriter {
             offset += Self.padded(plan.byteCount)
         }
         header.append(contentsOf: [UInt8](repeating: 0, count: Self.padded(header.count) - header.count))
-        try handle.write(contentsOf: header)
+        try handle.write(header)
     }
 
     private static func padded(_ n: Int) -> Int { (n + alignment - 1) / alignment * alignment }
@@ -122,16 +120,15 @@ public final class GGUFWriter {
         guard bytes.count == plan.byteCount else {
             throw ANELMError("tensor \(quoted(plan.name)): \(bytes.count) bytes written, \(plan.byteCount) planned")
         }
-        try handle.write(contentsOf: bytes)
+        try handle.write(bytes)
         let padding = Self.padded(bytes.count) - bytes.count
-        if padding > 0 { try handle.write(contentsOf: [UInt8](repeating: 0, count: padding)) }
+        if padding > 0 { try handle.write([UInt8](repeating: 0, count: padding)) }
         next += 1
     }
 
     /// Checks every planned tensor was written and flushes to disk (so a full disk is an error here, not later).
     public func finish() throws {
         guard next == plans.count else { throw ANELMError("\(plans.count - next) planned tensors were not written") }
-        try handle.synchronize()
         try handle.close()
     }
 }

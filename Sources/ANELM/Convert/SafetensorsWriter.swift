@@ -4,7 +4,7 @@ import Foundation
 /// known from the plans), padded with spaces to 8 bytes as the format recommends, then each tensor's bytes in
 /// plan order.
 final class SafetensorsWriter {
-    private let handle: FileHandle
+    private let handle: OutputFile
     private let plans: [GGUFTensorPlan]
     private var next = 0
 
@@ -18,10 +18,7 @@ final class SafetensorsWriter {
     }
 
     init(path: String, tensors: [GGUFTensorPlan]) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw ANELMError("cannot create \(path)")
-        }
-        self.handle = handle
+        handle = try OutputFile(creating: path)
         plans = tensors
         var header: JSONObject = ["__metadata__": ["format": "pt"]]
         var offset = 0
@@ -34,18 +31,17 @@ final class SafetensorsWriter {
         while text.count % 8 != 0 { text.append(0x20) }
         var bytes: [UInt8] = []
         GGUFEncodedValue.append(UInt64(text.count), to: &bytes)
-        try handle.write(contentsOf: bytes + text)
+        try handle.write(bytes + text)
     }
 
     func write(_ bytes: [UInt8]) throws {
         guard next < plans.count, bytes.count == plans[next].byteCount else { throw ANELMError("safetensors: tensor bytes do not match the plan") }
-        try handle.write(contentsOf: bytes)
+        try handle.write(bytes)
         next += 1
     }
 
     func finish() throws {
         guard next == plans.count else { throw ANELMError("\(plans.count - next) planned tensors were not written") }
-        try handle.synchronize()
         try handle.close()
     }
 }

@@ -42,7 +42,7 @@ extension CLITests {
             let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
             XCTAssertEqual(process.terminationStatus, 1, stderr)
-            XCTAssertTrue(stderr.contains("error:"), stderr)
+            XCTAssertTrue(stderr.contains("error: writing") && stderr.contains("File too large"), stderr)
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), output)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [], "left behind: \(output)")
         }
