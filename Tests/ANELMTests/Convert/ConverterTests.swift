@@ -189,4 +189,31 @@ final class ConverterTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("at least"), "\($0)")
         }
     }
+
+    /// xLSTM converts folder to folder in f16/bf16 (GGUF has no xLSTM architecture in llama.cpp; see README), and runs
+    /// within the types' rounding of the f32 original.
+    func testXLSTMFolderInHalfPrecision() throws {
+        let xlstm = URL(fileURLWithPath: Self.tinyLlama).deletingLastPathComponent().appendingPathComponent("tiny-xlstm").path
+        let xlstmTokens = [1, 20, 33, 7, 100]
+        func run(_ path: String) throws -> [Float] {
+            let loaded = try ModelLoader.load(path, options: LoadOptions(precision: .f32, threads: 1))
+            return try loaded.model.forward(xlstmTokens, state: loaded.model.makeState(), allPositions: true)
+        }
+        let reference = try run(xlstm)
+        // Relative RMS logit error; bf16's 8-bit mantissa (±0.4% per weight) is amplified by the tiny random model.
+        for (type, bound) in [(TensorType.f16, 2e-3), (.bf16, 2e-2)] {
+            let out = scratch("xlstm-\(type)")
+            try Converter.convert(model: xlstm, output: out, type: type)
+            let folder = try HFModelFolder(path: out)
+            XCTAssertEqual(folder.config["torch_dtype"]?.stringValue, type == .f16 ? "float16" : "bfloat16")
+            for name in folder.tensors.tensorNames { XCTAssertEqual(try folder.tensors.tensor(named: name)?.type, type, name) }
+            let got = try run(out)
+            let rms = { (v: [Float]) in (v.map { Double($0 * $0) }.reduce(0, +) / Double(v.count)).squareRoot() }
+            let relative = rms(zip(reference, got).map { $0 - $1 }) / rms(reference)
+            XCTAssertLessThan(relative, bound, "\(type)")
+        }
+        XCTAssertThrowsError(try Converter.convert(model: xlstm, output: scratch("xlstm.gguf"), type: .q8_0)) {
+            XCTAssertTrue("\($0)".contains("not supported"), "\($0)")
+        }
+    }
 }
