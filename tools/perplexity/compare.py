@@ -87,44 +87,48 @@ def main():
     work = os.path.join(a.root, "tools/perplexity/.work")
     os.makedirs(work, exist_ok=True)
     text = genesis(os.path.join(work, "genesis.txt"))
+    types = a.types.split(",")
     f16 = os.path.join(work, "f16.gguf")
     if not os.path.exists(f16):
         run([anelm, "convert", "--model", a.model, "--output", f16, "--type", "f16"])
-    results = {"f16": {"anelm": anelm_ppl(anelm, f16, text, a.chunks, a.threads),
-                       "llama": llama_ppl(os.path.join(a.llamacpp, "llama-perplexity"), f16, text, a.chunks, a.threads)}}
-    errors = {}
-    for t in a.types.split(","):
-        ours, theirs = os.path.join(work, f"anelm-{t}.gguf"), os.path.join(work, f"llamacpp-{t}.gguf")
-        run([anelm, "convert", "--model", f16, "--output", ours, "--type", t, "--force"])
-        run([os.path.join(a.llamacpp, "llama-quantize"), "--pure", f16, theirs, LLAMA_FTYPE[t], str(a.threads)])
-        rows, same = weights_error(f16, ours, theirs)
-        errors[t] = (rows, same)
-        ppl = os.path.join(a.llamacpp, "llama-perplexity")
-        results[t] = {
-            "anelm/anelm": anelm_ppl(anelm, ours, text, a.chunks, a.threads),
-            "anelm/llama": llama_ppl(ppl, ours, text, a.chunks, a.threads),
-            "llama/anelm": anelm_ppl(anelm, theirs, text, a.chunks, a.threads),
-            "llama/llama": llama_ppl(ppl, theirs, text, a.chunks, a.threads),
-        }
-        print(json.dumps({t: results[t]}), file=sys.stderr)
-    json.dump({"results": results, "errors": {t: {"same": s, "rows": r} for t, (r, s) in errors.items()}},
-              open(os.path.join(work, "results.json"), "w"), indent=1, default=str)
+    # Results of earlier runs with the same --chunks are kept (a long run can be resumed).
+    cache_path = os.path.join(work, f"results-{a.chunks}.json")
+    cache = json.load(open(cache_path)) if os.path.exists(cache_path) else {}
 
-    fmt = lambda p: f"{p[0]:.4f} ± {p[1]:.4f}"
-    print(f"| type | anelm's file, anelm PPL | anelm's file, llama-perplexity | llama-quantize's file, anelm PPL | llama-quantize's file, llama-perplexity |")
-    print("|---|---|---|---|---|")
-    print(f"| f16 (source) | {fmt(results['f16']['anelm'])} | {fmt(results['f16']['llama'])} | — | — |")
-    for t in a.types.split(","):
-        r = results[t]
-        print(f"| {t} | {fmt(r['anelm/anelm'])} | {fmt(r['anelm/llama'])} | {fmt(r['llama/anelm'])} | {fmt(r['llama/llama'])} |")
-    print()
-    print("| type | tensors quantized | stored as (anelm / llama-quantize) | byte-identical tensors | mean rel. RMS error anelm | llama-quantize | tensors where anelm's error is larger |")
-    print("|---|---|---|---|---|---|---|")
-    for t, (rows, same) in errors.items():
+    def remember(key, compute):
+        if key not in cache:
+            cache[key] = compute()
+            json.dump(cache, open(cache_path, "w"), indent=1)
+        return cache[key]
+
+    # 1. Both converters, and the weights' error against the source.
+    files = {}
+    print("| type | tensors quantized | stored as (anelm / llama-quantize) | byte-identical tensors | mean rel. RMS error, anelm | "
+          "llama-quantize | tensors where anelm's error is larger |")
+    print("|---|---|---|---|---|---|---|", flush=True)
+    for t in types:
+        ours, theirs = os.path.join(work, f"anelm-{t}.gguf"), os.path.join(work, f"llamacpp-{t}.gguf")
+        if not os.path.exists(ours):
+            run([anelm, "convert", "--model", f16, "--output", ours, "--type", t])
+        if not os.path.exists(theirs):
+            run([os.path.join(a.llamacpp, "llama-quantize"), "--pure", f16, theirs, LLAMA_FTYPE[t], str(a.threads)])
+        files[t] = (ours, theirs)
+        rows, same = weights_error(f16, ours, theirs)
         kinds = sorted({f"{r[1]}/{r[2]}" for r in rows})
         worse = sum(r[3] > r[4] * (1 + 1e-6) for r in rows)
         print(f"| {t} | {len(rows)} | {', '.join(kinds)} | {same} | {np.mean([r[3] for r in rows]):.6f} | "
-              f"{np.mean([r[4] for r in rows]):.6f} | {worse} |")
+              f"{np.mean([r[4] for r in rows]):.6f} | {worse} |", flush=True)
+
+    # 2. Perplexity of every file by both programs.
+    ppl = os.path.join(a.llamacpp, "llama-perplexity")
+    fmt = lambda p: f"{p[0]:.4f} ± {p[1]:.4f}"
+    print()
+    print("| file | anelm perplexity | llama-perplexity |")
+    print("|---|---|---|", flush=True)
+    for label, path in [("f16 (source)", f16)] + [(f"{t}, {who}", files[t][i]) for t in types for i, who in enumerate(["anelm convert", "llama-quantize --pure"])]:
+        ours = remember(f"anelm:{path}", lambda: anelm_ppl(anelm, path, text, a.chunks, a.threads))
+        theirs = remember(f"llama:{path}", lambda: llama_ppl(ppl, path, text, a.chunks, a.threads))
+        print(f"| {label} | {fmt(ours)} | {fmt(theirs)} |", flush=True)
 
 
 if __name__ == "__main__":
