@@ -9,7 +9,7 @@ struct ANELMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "anelm",
         abstract: "Run small language models on-device: GGUF and Hugging Face models, on the CPU or the Neural Engine.",
-        subcommands: [Generate.self, Chat.self, Tokenize.self, Info.self, Bench.self, Serve.self, ExportCoreML.self])
+        subcommands: [Generate.self, Chat.self, Tokenize.self, Info.self, Bench.self, Serve.self, ExportCoreML.self, Convert.self, PerplexityCommand.self])
 
     /// Every failure ends as one line on stderr and exit code 1, never a crash dump.
     static func main() {

@@ -66,6 +66,9 @@ public struct ModelFamily {
     let load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel
     /// Its lowering to ANE-shaped Core ML functions, for families that have one.
     let aneLowering: ((LanguageModel) -> ANEModelLowering?)?
+    /// What `anelm convert` needs to move the family between GGUF and Hugging Face folders (nil: re-quantizing
+    /// within a format only).
+    var conversion: ModelConversion? = nil
 
     public var hasANELowering: Bool { aneLowering != nil }
 }
@@ -78,7 +81,7 @@ public enum ModelRegistry {
             name: "the Llama family (Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5)",
             architectures: ["llama", "mistral", "qwen2", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"],
             configuration: LlamaConfiguration.init, load: LlamaModel.load,
-            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }),
+            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }, conversion: .llama),
         ModelFamily(
             name: "Gemma 3 text",
             architectures: ["gemma3", "Gemma3ForCausalLM", "gemma3_text"],
