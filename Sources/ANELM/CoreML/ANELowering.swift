@@ -234,6 +234,7 @@ final class ANEFunctionLowering {
     /// A linear layer as a 1×1 conv with fp16 weights (dequantized from the stored type), optionally
     /// scaled and with each head's rows un-permuted from adjacent-pair to rotate_half order.
     func linear(_ x: ANETensor, _ layer: Linear, _ name: String, scale: Float = 1, permuteHeads headDim: Int? = nil) throws -> ANETensor {
+        guard layer.lora.isEmpty else { throw ANELMError("\(name): LoRA side paths are not lowered; load the adapters merged (--lora-merge)") }
         let rows = layer.outFeatures
         let cols = layer.inFeatures
         var order = Array(0..<rows)
