@@ -55,6 +55,10 @@ public enum ANELowering {
     }
 
     static func lowering(_ loaded: LoadedModel) throws -> ANEModelLowering {
+        // The lowering writes the linear weights as they are: adapters must be in them, not beside them.
+        if let adapter = loaded.model.adapters?.entries.first(where: { !$0.merged }) {
+            throw ANELMError("LoRA adapter \(adapter.path) is a side path; the ANE lowering needs it merged into the weights (--lora-merge)")
+        }
         guard let lowering = ModelRegistry.family(named: loaded.architecture)?.aneLowering?(loaded.model) else {
             throw ANELMError(
                 "ANE lowering does not support architecture \(quoted(loaded.architecture)) (supported: \(supportedArchitectures.joined(separator: ", ")))")
@@ -234,7 +238,6 @@ final class ANEFunctionLowering {
     /// A linear layer as a 1×1 conv with fp16 weights (dequantized from the stored type), optionally
     /// scaled and with each head's rows un-permuted from adjacent-pair to rotate_half order.
     func linear(_ x: ANETensor, _ layer: Linear, _ name: String, scale: Float = 1, permuteHeads headDim: Int? = nil) throws -> ANETensor {
-        guard layer.lora.isEmpty else { throw ANELMError("\(name): LoRA side paths are not lowered; load the adapters merged (--lora-merge)") }
         let rows = layer.outFeatures
         let cols = layer.inFeatures
         var order = Array(0..<rows)

@@ -247,3 +247,16 @@ func safetensorsData(_ entries: [(String, [Int], [UInt8])]) -> Data {
     out.append(contentsOf: bytes)
     return out
 }
+
+extension LoRATests {
+    /// The ANE lowering takes adapters merged into the weights (export-coreml merges them) and refuses side paths.
+    func testANELoweringNeedsMergedAdapters() throws {
+        let adapter = [LoRAChoice(path: LoRAFixture.path("lora/tiny-llama-peft"))]
+        let side = try ModelLoader.load(LoRAFixture.path("models/tiny-llama"), options: LoadOptions(lora: adapter))
+        XCTAssertThrowsError(try ANELowering.program(side, options: ANELoweringOptions(contextLength: 128))) { error in
+            XCTAssertTrue("\(error)".contains("merged"), "\(error)")
+        }
+        let merged = try ModelLoader.load(LoRAFixture.path("models/tiny-llama"), options: LoadOptions(lora: adapter, loraMerge: true))
+        XCTAssertNoThrow(try ANELowering.program(merged, options: ANELoweringOptions(contextLength: 128)))
+    }
+}
