@@ -15,7 +15,7 @@ struct Endpoints: Sendable {
     let logger: Logger
 
     /// The paths served; any other is "other" in the metrics and 404.
-    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
+    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/lora-adapters"]
 
     func router() -> Router<Context> {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
@@ -28,6 +28,7 @@ struct Endpoints: Sendable {
         router.get("/v1/models") { _, _ in models() }
         router.post("/v1/chat/completions") { request, _ in try await complete(request, chat: true) }
         router.post("/v1/completions") { request, _ in try await complete(request, chat: false) }
+        registerLoRAAdapters(router)
         return router
     }
 
@@ -79,7 +80,8 @@ struct Endpoints: Sendable {
         do { try parsed.sampling.validate() } catch let e as ANELMError { throw APIError.invalid(e.message) }
         let parameters = GenerationParameters(
             maxTokens: parsed.maxTokens ?? context - prompt.count, sampling: parsed.sampling,
-            stopStrings: parsed.stop, stopAtEndOfSequence: true, grammar: parsed.grammar)
+            stopStrings: parsed.stop, stopAtEndOfSequence: true, grammar: parsed.grammar,
+            loraScales: try parsed.lora.map { try Self.loraScales($0, adapters: model.loaded.model.adapters, param: "lora") })
         let handle = try scheduler.submit(id: requestID, prompt: prompt, parameters: parameters)
         let reply = Reply(id: requestID, chat: chat, model: model.id, created: Int(Date().timeIntervalSince1970))
         if parsed.stream {
@@ -194,7 +196,7 @@ struct Endpoints: Sendable {
     }
 
     /// The body, refused with 413 beyond the configured size.
-    private func readBody(_ request: Request) async throws -> Data {
+    func readBody(_ request: Request) async throws -> Data {
         let limit = configuration.maxBodyBytes
         let tooLarge = APIError(.contentTooLarge, "the request body is larger than \(limit) bytes", code: "request_too_large")
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }

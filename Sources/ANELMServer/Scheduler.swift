@@ -167,7 +167,7 @@ final class Scheduler: @unchecked Sendable {
             let drain = draining
             var refused: [Job] = []
             if drain { swap(&refused, &queue) }
-            while !queue.isEmpty, let slot = bestFreeSlot(for: queue[0].prompt) {
+            while !queue.isEmpty, let slot = bestFreeSlot(for: queue[0]) {
                 let job = queue.removeFirst()
                 slot.job = job
                 activeCount += 1
@@ -187,11 +187,12 @@ final class Scheduler: @unchecked Sendable {
         }
     }
 
-    /// The free slot whose history shares the longest prefix with `prompt` (least recently used on ties).
-    private func bestFreeSlot(for prompt: [Int]) -> Slot? {
+    /// The free slot whose history shares the longest prefix with the job's prompt (least recently used on ties);
+    /// a history computed with other LoRA adapters shares nothing.
+    private func bestFreeSlot(for job: Job) -> Slot? {
         var best: (slot: Slot, shared: Int)?
         for slot in slots where slot.job == nil {
-            let shared = sharedPrefix(slot.session.history, prompt)
+            let shared = slot.session.cacheMatches(job.parameters) ? sharedPrefix(slot.session.history, job.prompt) : 0
             if let b = best, shared < b.shared || (shared == b.shared && slot.lastUsed >= b.slot.lastUsed) { continue }
             best = (slot, shared)
         }

@@ -15,11 +15,11 @@ final class TestServer: @unchecked Sendable {
             .appendingPathComponent("Fixtures/models/tiny-llama").path
     }
 
-    init(modelPath: String = TestServer.fixtureModelPath, configuration: ServerConfiguration, threads: Int = 1) throws {
+    init(modelPath: String = TestServer.fixtureModelPath, configuration: ServerConfiguration, threads: Int = 1, lora: [LoRAChoice] = []) throws {
         var configuration = configuration
         configuration.host = "127.0.0.1"
         configuration.port = 0
-        model = try ModelLoader.load(modelPath, options: LoadOptions(threads: threads))
+        model = try ModelLoader.load(modelPath, options: LoadOptions(threads: threads, lora: lora))
         var logger = Logger(label: "anelm.test")
         logger.logLevel = ProcessInfo.processInfo.environment["ANELM_TEST_LOG"] == nil ? .critical : .info
         server = OpenAIServer(model: model, configuration: configuration, logger: logger)

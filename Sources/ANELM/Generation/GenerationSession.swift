@@ -10,16 +10,20 @@ public struct GenerationParameters: Sendable {
     public var stopAtEndOfSequence: Bool
     /// Constrains the output to this grammar (GBNF or a JSON schema): generation ends when it is complete.
     public var grammar: Grammar?
+    /// The scale of each of the model's LoRA adapters, by id (`LoRAAdapterTable.requestScales`); nil runs with the
+    /// adapters' current scales.
+    public var loraScales: [Float]?
 
     public init(
         maxTokens: Int = 256, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [], stopAtEndOfSequence: Bool = true,
-        grammar: Grammar? = nil
+        grammar: Grammar? = nil, loraScales: [Float]? = nil
     ) {
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopStrings = stopStrings
         self.stopAtEndOfSequence = stopAtEndOfSequence
         self.grammar = grammar
+        self.loraScales = loraScales
     }
 }
 
@@ -94,6 +98,12 @@ public final class GenerationSession {
         guard prompt.count <= model.contextLength else {
             throw ANELMError("the prompt has \(prompt.count) tokens, more than the context length of \(model.contextLength)")
         }
+        // A cached prefix is only reusable with the adapter scales it was computed with.
+        let scales = try loraScales(parameters)
+        if scales != state.loraScales {
+            try rewind(to: 0)
+            state.loraScales = scales
+        }
         // Reuse the longest cached prefix; run the rest (at least one token, for logits).
         let reusable = min(commonPrefixLength(history, prompt), prompt.count - 1)
         if reusable < state.count { try rewind(to: reusable) }
@@ -105,6 +115,22 @@ public final class GenerationSession {
             promptTokens: prompt, tokens: [], text: "", finishReason: .length, prefilledTokens: fresh.count, prefillSeconds: seconds(since: prefillStart),
             decodeSeconds: 0, decodeSteps: 0)
         return Generation(session: self, parameters: parameters, logits: logits, result: result)
+    }
+
+    /// The adapter scales a generation with `parameters` runs with: the ones asked for, or the adapters' current ones.
+    private func loraScales(_ parameters: GenerationParameters) throws -> [Float] {
+        let current = model.adapters?.scales ?? []
+        guard let asked = parameters.loraScales else { return current }
+        guard asked.count == current.count else {
+            throw ANELMError("\(asked.count) LoRA scales given, but the model has \(current.count) adapters")
+        }
+        return asked
+    }
+
+    /// Whether the cached tokens were computed with the adapter scales `parameters` asks for (the prompt cache is
+    /// keyed by the adapter set).
+    public func cacheMatches(_ parameters: GenerationParameters) -> Bool {
+        (try? loraScales(parameters)) == state.loraScales
     }
 
     /// Runs one token through the model after `history`, extending it; returns the next logits.

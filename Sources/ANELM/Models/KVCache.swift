@@ -16,6 +16,7 @@ public final class KVCache: ModelState {
     /// `.f16` or `.f32`.
     public let element: TensorType
     public private(set) var count = 0
+    public var loraScales: [Float] = []
     /// Positions allocated so far.
     private(set) var allocated = 0
     private var keyStorage: [UnsafeMutableRawPointer] = []

@@ -14,6 +14,8 @@ public protocol LanguageModel: AnyObject {
     /// that is decoding next to a chunk of one still reading its prompt — and returns each sequence's logits
     /// as `forward` would. Each state appears once.
     func forward(batch: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]]
+    /// The LoRA adapters loaded with the model (`LoadOptions.lora`); nil without any.
+    var adapters: LoRAAdapterTable? { get }
 }
 
 extension LanguageModel {
@@ -21,6 +23,8 @@ extension LanguageModel {
     public func forward(batch: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
         try batch.map { try forward($0.tokens, state: $0.state, allPositions: allPositions) }
     }
+
+    public var adapters: LoRAAdapterTable? { nil }
 }
 
 /// The per-sequence memory of a model.
@@ -31,6 +35,16 @@ public protocol ModelState: AnyObject {
     func truncate(to count: Int) throws
     /// Bytes held by this state.
     var byteSize: Int { get }
+    /// The LoRA scale per adapter id this sequence runs with (what its cached positions were computed with).
+    var loraScales: [Float] { get set }
+}
+
+extension ModelState {
+    /// States of models that take no adapters keep none.
+    public var loraScales: [Float] {
+        get { [] }
+        set {}
+    }
 }
 
 /// Checks one sequence's new tokens: at least one, every id inside the vocabulary.
