@@ -14,8 +14,6 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Read the API key from this file (one line), keeping it out of the process list.") var apiKeyFile: String?
     @Option(name: .long, help: "Requests generated at the same time (slots).") var parallel: Int = 4
     @Option(name: .long, help: "Requests that may wait for a slot; more get 503.") var queue: Int = 16
-    @Option(name: .long, help: "Tokens each slot holds, prompt plus reply (default: the model's context length); never divided among the slots.")
-    var context: Int?
     @Option(name: .long, help: "Tokens run per step: one for every decoding slot, the rest chunks of the prompts being read.")
     var batchTokens: Int = ServerConfiguration.defaultBatchTokens
     @Option(name: .long, help: "MiB of KV caches kept for finished conversations (prompt cache), least recently used dropped first.")
@@ -35,15 +33,14 @@ struct Serve: ParsableCommand {
         configuration.timeouts.body = bodyTimeout
         configuration.timeouts.idle = idleTimeout
         configuration.maxConnections = maxConnections
-        configuration.contextLength = context
         configuration.batchTokens = batchTokens
         guard (0...(1 << 30)).contains(cacheMemory) else { throw ANELMError("--cache-memory must be between 0 and 2^30 MiB, got \(cacheMemory)") }
         configuration.cacheMemory = cacheMemory << 20
         try configuration.validate()
         let loaded = try modelOptions.load()
-        try configuration.checkContext(of: loaded)
+        // --context (a model option) is each slot's: every slot holds that many tokens, never a share of them.
         printError(
-            "anelm serve — \(loaded.name) (\(parallel) slots of \(context ?? loaded.model.contextLength) tokens each) loaded in \(oneDecimal(loaded.loadSeconds)) s")
+            "anelm serve — \(loaded.name) (\(parallel) slots of \(loaded.model.contextLength) tokens each) loaded in \(oneDecimal(loaded.loadSeconds)) s")
         let server = OpenAIServer(model: loaded, configuration: configuration)
         // ArgumentParser runs commands synchronously: serve on the concurrency pool and wait.
         let outcome = Outcome()
