@@ -15,6 +15,13 @@ public struct ServerConfiguration: Sendable {
     public var parallel: Int
     /// Requests that may wait for a slot; more get 503.
     public var queueLimit: Int
+    /// Tokens each slot holds (prompt plus reply), never divided among the slots; nil: the model's context length.
+    public var contextLength: Int?
+    /// Tokens run in one step (one batched pass): a token of every decoding slot, the rest chunks of prompts.
+    public var batchTokens = ServerConfiguration.defaultBatchTokens
+    /// Bytes of KV caches kept for finished conversations, so that a next turn need not run its history again;
+    /// the least recently used are dropped first.
+    public var cacheMemory = ServerConfiguration.defaultCacheMemory
     /// Largest request body accepted; larger gets 413.
     public var maxBodyBytes: Int
     /// When stalled connections are closed.
@@ -37,11 +44,21 @@ public struct ServerConfiguration: Sendable {
         self.maxBodyBytes = maxBodyBytes
     }
 
+    /// Prompt tokens per step: long prompts are read in chunks this size between the decoding slots' tokens (see
+    /// BENCHMARKS.md, "Server scheduler", for the measurement behind it).
+    public static let defaultBatchTokens = 256
+    /// 256 MiB: a phone app can afford it next to the model, and it keeps ~11,000 tokens of SmolLM2-135M's
+    /// f16 KV cache (22.5 KiB a token), a dozen conversations of a few turns.
+    public static let defaultCacheMemory = 256 << 20
+
     /// Rejects settings the server cannot run with.
     public func validate() throws {
         guard (0...65535).contains(port) else { throw ANELMError("--port must be between 0 and 65535, got \(port)") }
         guard (1...256).contains(parallel) else { throw ANELMError("--parallel must be between 1 and 256, got \(parallel)") }
         guard (0...100_000).contains(queueLimit) else { throw ANELMError("--queue must be between 0 and 100000, got \(queueLimit)") }
+        if let contextLength, contextLength < 2 { throw ANELMError("--context must be at least 2 tokens, got \(contextLength)") }
+        guard (1...65536).contains(batchTokens) else { throw ANELMError("--batch-tokens must be between 1 and 65536, got \(batchTokens)") }
+        guard cacheMemory >= 0 else { throw ANELMError("--cache-memory must be ≥ 0, got \(cacheMemory)") }
         guard maxBodyBytes > 0 else { throw ANELMError("the body limit must be positive") }
         guard tokenDelay >= 0, tokenDelay <= 10 else { throw ANELMError("the token delay must be between 0 and 10 seconds") }
         if let apiKey, apiKey.isEmpty { throw ANELMError("the API key must not be empty") }
@@ -52,6 +69,13 @@ public struct ServerConfiguration: Sendable {
             guard seconds.isFinite, seconds > 0, seconds <= 86400 else { throw ANELMError("\(flag) must be between 0 and 86400 seconds, got \(seconds)") }
         }
         guard (1...1_000_000).contains(maxConnections) else { throw ANELMError("--max-connections must be between 1 and 1000000, got \(maxConnections)") }
+    }
+
+    /// Refuses a per-slot context longer than the model's (the server never stretches or divides it).
+    public func checkContext(of model: LoadedModel) throws {
+        if let contextLength, contextLength > model.model.contextLength {
+            throw ANELMError("--context \(contextLength) is longer than the model's context length of \(model.model.contextLength)")
+        }
     }
 
     /// The API key stored in the file at `path` (one line; a trailing newline is dropped), so
@@ -91,14 +115,22 @@ public final class OpenAIServer: @unchecked Sendable {
     /// `onRunning` gets the bound port (useful with port 0).
     public func run(handleSignals: Bool = true, onRunning: @escaping @Sendable (_ port: Int) -> Void = { _ in }) async throws {
         try configuration.validate()
+        try configuration.checkContext(of: model)
         let metrics = ServerMetrics(slots: configuration.parallel)
         let scheduler = Scheduler(
-            model: model, slots: configuration.parallel, queueLimit: configuration.queueLimit,
-            tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
+            model: model,
+            limits: SchedulerLimits(
+                slots: configuration.parallel, contextLength: configuration.contextLength, batchTokens: configuration.batchTokens,
+                cacheMemory: configuration.cacheMemory),
+            queueLimit: configuration.queueLimit, tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
+        metrics.setCapacity(kvBytes: scheduler.slotBytes * configuration.parallel, promptCacheBytes: configuration.cacheMemory)
+        logger.info("\(scheduler.memorySummary)")
         scheduler.start()
         defer { scheduler.shutdown() }
 
-        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger)
+        let endpoints = Endpoints(
+            model: ServedModel(model, contextLength: scheduler.contextLength), configuration: configuration, scheduler: scheduler, metrics: metrics,
+            logger: logger)
         let host = configuration.host
         let serverLogger = logger
         let timeouts = configuration.timeouts
@@ -164,13 +196,16 @@ final class ServedModel: @unchecked Sendable {
     let id: String
     let created = Int(Date().timeIntervalSince1970)
 
-    init(_ loaded: LoadedModel) {
+    /// Tokens one request may hold (prompt plus reply): a slot's context.
+    let contextLength: Int
+
+    init(_ loaded: LoadedModel, contextLength: Int) {
         self.loaded = loaded
+        self.contextLength = contextLength
         let name = loaded.name
         id = name.lowercased().hasSuffix(".gguf") ? String(name.dropLast(5)) : name
     }
 
-    var contextLength: Int { loaded.model.contextLength }
 
     /// Whether a request's `model` names this model (absent means the one served).
     func accepts(_ name: String?) -> Bool {

@@ -13,6 +13,12 @@ final class ServerMetrics: @unchecked Sendable {
     private var decodeTokensPerSecond = 0.0
     private var queueDepth = 0
     private var activeSlots = 0
+    private var kvBytes = 0
+    private var kvCapacityBytes = 0
+    private var promptCacheBytes = 0
+    private var promptCacheCapacityBytes = 0
+    private var promptCacheEntries = 0
+    private var promptCacheEvictions = 0
     let slots: Int
 
     private struct RequestKey: Hashable, Comparable {
@@ -53,6 +59,24 @@ final class ServerMetrics: @unchecked Sendable {
         }
     }
 
+    /// The most the slots' KV caches and the prompt cache may hold.
+    func setCapacity(kvBytes: Int, promptCacheBytes: Int) {
+        locked {
+            kvCapacityBytes = kvBytes
+            promptCacheCapacityBytes = promptCacheBytes
+        }
+    }
+
+    func setMemory(kvBytes: Int, promptCacheBytes: Int, promptCacheEntries: Int) {
+        locked {
+            self.kvBytes = kvBytes
+            self.promptCacheBytes = promptCacheBytes
+            self.promptCacheEntries = promptCacheEntries
+        }
+    }
+
+    func countCacheEviction() { locked { promptCacheEvictions += 1 } }
+
     /// Prometheus exposition text (version 0.0.4).
     func render() -> String {
         locked {
@@ -76,6 +100,18 @@ final class ServerMetrics: @unchecked Sendable {
             metric("anelm_queue_depth", "gauge", "Requests waiting for a slot.", [("", "\(queueDepth)")])
             metric("anelm_active_slots", "gauge", "Slots generating now.", [("", "\(activeSlots)")])
             metric("anelm_slots", "gauge", "Slots (sequences generated in parallel).", [("", "\(slots)")])
+            metric("anelm_kv_cache_bytes", "gauge", "Bytes of KV cache held by the generations in progress.", [("", "\(kvBytes)")])
+            metric(
+                "anelm_kv_cache_capacity_bytes", "gauge", "Bytes of KV cache all slots take at their full context (--context × --parallel).",
+                [("", "\(kvCapacityBytes)")])
+            metric(
+                "anelm_prompt_cache_bytes", "gauge", "Bytes of KV cache kept for finished conversations (the prompt cache).",
+                [("", "\(promptCacheBytes)")])
+            metric("anelm_prompt_cache_capacity_bytes", "gauge", "The prompt cache's bound (--cache-memory).", [("", "\(promptCacheCapacityBytes)")])
+            metric("anelm_prompt_cache_entries", "gauge", "Finished conversations whose KV cache is kept.", [("", "\(promptCacheEntries)")])
+            metric(
+                "anelm_prompt_cache_evictions_total", "counter", "Finished conversations dropped from the prompt cache to stay within its bound.",
+                [("", "\(promptCacheEvictions)")])
             if let resident = Self.residentMemoryBytes() {
                 metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [("", "\(resident)")])
             }

@@ -14,6 +14,10 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Read the API key from this file (one line), keeping it out of the process list.") var apiKeyFile: String?
     @Option(name: .long, help: "Requests generated at the same time (slots).") var parallel: Int = 4
     @Option(name: .long, help: "Requests that may wait for a slot; more get 503.") var queue: Int = 16
+    @Option(name: .long, help: "Tokens run per step: one for every decoding slot, the rest chunks of the prompts being read.")
+    var batchTokens: Int = ServerConfiguration.defaultBatchTokens
+    @Option(name: .long, help: "MiB of KV caches kept for finished conversations (prompt cache), least recently used dropped first.")
+    var cacheMemory: Int = ServerConfiguration.defaultCacheMemory >> 20
     @Option(name: .long, help: "Seconds a new connection may take to send its first request header.") var headerTimeout: Double = 10
     @Option(name: .long, help: "Seconds a request may take to send its body.") var bodyTimeout: Double = 30
     @Option(name: .long, help: "Seconds a kept-alive connection may wait for its next request.") var idleTimeout: Double = 30
@@ -29,9 +33,14 @@ struct Serve: ParsableCommand {
         configuration.timeouts.body = bodyTimeout
         configuration.timeouts.idle = idleTimeout
         configuration.maxConnections = maxConnections
+        configuration.batchTokens = batchTokens
+        guard (0...(1 << 30)).contains(cacheMemory) else { throw ANELMError("--cache-memory must be between 0 and 2^30 MiB, got \(cacheMemory)") }
+        configuration.cacheMemory = cacheMemory << 20
         try configuration.validate()
         let loaded = try modelOptions.load()
-        printError("anelm serve — \(loaded.name) (context \(loaded.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(loaded.loadSeconds)) s")
+        // --context (a model option) is each slot's: every slot holds that many tokens, never a share of them.
+        printError(
+            "anelm serve — \(loaded.name) (\(parallel) slots of \(loaded.model.contextLength) tokens each) loaded in \(oneDecimal(loaded.loadSeconds)) s")
         let server = OpenAIServer(model: loaded, configuration: configuration)
         // ArgumentParser runs commands synchronously: serve on the concurrency pool and wait.
         let outcome = Outcome()

@@ -29,9 +29,9 @@ public final class LoadedModel {
         self.loadSeconds = loadSeconds
     }
 
-    /// A new independent sequence on this model.
-    public func makeSession() -> GenerationSession {
-        GenerationSession(model: model, tokenizer: tokenizer, endOfSequenceIds: endOfSequenceIds)
+    /// A new independent sequence on this model, of at most `contextLength` tokens (nil: the model's context length).
+    public func makeSession(contextLength: Int? = nil) -> GenerationSession {
+        GenerationSession(model: model, tokenizer: tokenizer, endOfSequenceIds: endOfSequenceIds, contextLength: contextLength)
     }
 
     /// A short name for the model (file or folder name).

@@ -27,9 +27,11 @@ public class TransformerDecoder: LanguageModel {
         self.pool = pool
     }
 
-    /// An empty cache that runs with the adapters' current scales.
-    public func makeState() -> ModelState {
-        let cache = dimensions.makeCache(capacity: contextLength, element: cacheElement)
+    public func makeState() -> ModelState { makeState(contextLength: contextLength) }
+
+    /// An empty cache of at most `contextLength` positions that runs with the adapters' current scales.
+    public func makeState(contextLength: Int) -> ModelState {
+        let cache = dimensions.makeCache(capacity: max(1, min(contextLength, self.contextLength)), element: cacheElement)
         cache.loraScales = adapters?.scales ?? []
         return cache
     }
@@ -43,8 +45,14 @@ public class TransformerDecoder: LanguageModel {
         return batch.split(run(batch, allPositions: allPositions), vocabularySize: vocabularySize, allPositions: allPositions)
     }
 
-    private func batch(_ inputs: [(tokens: [Int], state: ModelState)]) throws -> DecoderBatch {
-        try DecoderBatch(inputs, vocabularySize: vocabularySize, layers: dimensions.layers, model: familyName)
+    public func forward(batch inputs: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]) throws -> [[Float]] {
+        guard wantsLogits.count == inputs.count else { throw ANELMError("forward got \(wantsLogits.count) logits flags for \(inputs.count) sequences") }
+        let batch = try batch(inputs, wantsLogits: wantsLogits)
+        return batch.split(run(batch, allPositions: false), vocabularySize: vocabularySize, allPositions: false)
+    }
+
+    private func batch(_ inputs: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]? = nil) throws -> DecoderBatch {
+        try DecoderBatch(inputs, wantsLogits: wantsLogits, vocabularySize: vocabularySize, layers: dimensions.layers, model: familyName)
     }
 
     /// One pass over the batch's rows: the logits of `batch.outputRows(allPositions:)`, in order. Every family
@@ -81,13 +89,15 @@ final class DecoderBatch {
 
     let tokens: [Int]
     let sequences: [Sequence]
+    /// Per sequence, whether its last token's logits are wanted (without `allPositions`).
+    let wantsLogits: [Bool]
     var count: Int { tokens.count }
     /// Each sequence's LoRA scales over its rows.
     let lora: LoRARows
 
     /// Checks every input (non-empty, ids inside the vocabulary, a cache of this model, each cache once)
     /// and makes room in each cache for its new tokens.
-    init(_ inputs: [(tokens: [Int], state: ModelState)], vocabularySize: Int, layers: Int, model: String) throws {
+    init(_ inputs: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]? = nil, vocabularySize: Int, layers: Int, model: String) throws {
         guard !inputs.isEmpty else { throw ANELMError("forward needs at least one sequence") }
         var tokens: [Int] = []
         var sequences: [Sequence] = []
@@ -103,6 +113,7 @@ final class DecoderBatch {
         }
         self.tokens = tokens
         self.sequences = sequences
+        self.wantsLogits = wantsLogits ?? Array(repeating: true, count: sequences.count)
         lora = LoRARows(runs: sequences.map { ($0.rows, $0.cache.loraScales) })
     }
 
@@ -114,14 +125,14 @@ final class DecoderBatch {
     /// Makes this pass's stored keys and values part of each sequence.
     func commit() { for s in sequences { s.cache.commit(s.rows.count) } }
 
-    /// The rows whose logits are returned: each sequence's last, or all of them.
+    /// The rows whose logits are returned: each sequence's last (of those that want logits), or all of them.
     func outputRows(allPositions: Bool) -> [Int] {
-        allPositions ? Array(0..<count) : sequences.map { $0.rows.upperBound - 1 }
+        allPositions ? Array(0..<count) : zip(sequences, wantsLogits).compactMap { $1 ? $0.rows.upperBound - 1 : nil }
     }
 
     /// The logits of `outputRows` cut into one run per sequence.
     func split(_ logits: [Float], vocabularySize: Int, allPositions: Bool) -> [[Float]] {
-        splitLogits(logits, rows: sequences.map { allPositions ? $0.rows.count : 1 }, vocabularySize: vocabularySize)
+        splitLogits(logits, rows: zip(sequences, wantsLogits).map { allPositions ? $0.rows.count : ($1 ? 1 : 0) }, vocabularySize: vocabularySize)
     }
 }
 

@@ -102,4 +102,6 @@ public final class KVCache: ModelState {
     }
 
     public var byteSize: Int { 2 * layerCount * allocated * rowWidth * elementSize }
+
+    public var maximumByteSize: Int { 2 * layerCount * capacity * rowWidth * elementSize }
 }
