@@ -27,6 +27,8 @@ struct CompletionRequest: Sendable {
     var includeUsage: Bool
     /// Constrains the output: `response_format` (json_object, json_schema) or the `grammar` extension (GBNF).
     var grammar: Grammar?
+    /// The `lora` extension (llama-server's): the adapters this request runs with and their scales; nil for the defaults.
+    var lora: [(id: Int, scale: Float)]? = nil
 
     /// Roles the chat endpoint accepts; `developer` is OpenAI's newer name for `system`.
     static let roles: [String: String] = ["system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"]
@@ -134,7 +136,8 @@ struct CompletionRequest: Sendable {
         }
         return CompletionRequest(
             input: input, model: model, maxTokens: maxTokens, sampling: sampling, choices: choices, logprobs: logprobs, tools: tools,
-            stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage, grammar: grammar)
+            stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage, grammar: grammar,
+            lora: try body.value("lora").map { try parseLoRAList($0, param: "lora") })
     }
 
     /// `response_format` or `grammar`, compiled; a schema keyword the compiler does not support is a 400 naming it.

@@ -14,7 +14,7 @@ struct Endpoints: Sendable {
     let logger: Logger
 
     /// The paths served; any other is "other" in the metrics and 404.
-    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"]
+    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/lora-adapters"]
 
     func router() -> Router<Context> {
         let router = Router(context: Context.self, options: .autoGenerateHeadEndpoints)
@@ -27,6 +27,7 @@ struct Endpoints: Sendable {
         router.get("/v1/models") { _, _ in models() }
         router.post("/v1/chat/completions") { request, _ in try await complete(request, chat: true) }
         router.post("/v1/completions") { request, _ in try await complete(request, chat: false) }
+        registerLoRAAdapters(router)
         return router
     }
 
@@ -90,13 +91,14 @@ struct Endpoints: Sendable {
         }
         let sampling = parsed.sampling.resolve(defaults: SamplingParameters.defaults(for: model.loaded))
         do { try sampling.validate() } catch let e as ANELMError { throw APIError.invalid(e.message) }
+        let loraScales = try parsed.lora.map { try Self.loraScales($0, adapters: model.loaded.model.adapters, param: "lora") }
         var handles: [JobHandle] = []
         for index in 0..<parsed.choices {
             var choiceSampling = sampling
             choiceSampling.seed = sampling.seed &+ UInt64(index)  // n choices, n different draws
             let parameters = GenerationParameters(
                 maxTokens: parsed.maxTokens ?? context - prompt.count, sampling: choiceSampling,
-                stopStrings: parsed.stop, stopAtEndOfSequence: true, grammar: grammar, logprobs: parsed.logprobs)
+                stopStrings: parsed.stop, stopAtEndOfSequence: true, grammar: grammar, logprobs: parsed.logprobs, loraScales: loraScales)
             do {
                 handles.append(try running.scheduler.submit(id: parsed.choices > 1 ? "\(requestID)-\(index)" : requestID, prompt: prompt, parameters: parameters))
             } catch {
@@ -247,7 +249,7 @@ struct Endpoints: Sendable {
     }
 
     /// The body, refused with 413 beyond the configured size.
-    private func readBody(_ request: Request) async throws -> Data {
+    func readBody(_ request: Request) async throws -> Data {
         let limit = configuration.maxBodyBytes
         let tooLarge = APIError(.contentTooLarge, "the request body is larger than \(limit) bytes", code: "request_too_large")
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw tooLarge }

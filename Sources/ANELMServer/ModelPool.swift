@@ -94,7 +94,7 @@ final class ModelPool: @unchecked Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger
-        for (entry, model) in zip(entries, preloaded) { entry.running = start(model, template: entry.spec.template, id: entry.id) }
+        for (entry, model) in zip(entries, preloaded) { entry.running = try start(model, template: entry.spec.template, id: entry.id) }
     }
 
     /// Ids of every model, default (first) first, and whether each is loaded.
@@ -142,7 +142,7 @@ final class ModelPool: @unchecked Sendable {
         if let budget = configuration.memoryBudget { makeRoom(for: bytes, budget: budget, keeping: entry) }
         logger.info("loading model", metadata: ["model": "\(entry.id)"])
         let model = try entry.spec.load()
-        let running = start(model, template: entry.spec.template, id: entry.id)
+        let running = try start(model, template: entry.spec.template, id: entry.id)
         let stopNow: Bool = lock.withLock {
             if stopped { return true }
             entry.running = running
@@ -156,12 +156,20 @@ final class ModelPool: @unchecked Sendable {
         return running
     }
 
-    private func start(_ model: LoadedModel, template: String?, id: String) -> Running {
+    /// The model's scheduler, started; its slots' KV memory is logged (`--context` is each slot's, never divided).
+    private func start(_ model: LoadedModel, template: String?, id: String) throws -> Running {
+        try configuration.checkContext(of: model)
         let scheduler = Scheduler(
-            model: model, slots: configuration.parallel, queueLimit: configuration.queueLimit, tokenDelay: configuration.tokenDelay,
-            metrics: metrics, logger: logger)
+            model: model,
+            limits: SchedulerLimits(
+                slots: configuration.parallel, contextLength: configuration.contextLength, batchTokens: configuration.batchTokens,
+                cacheMemory: configuration.cacheMemory),
+            queueLimit: configuration.queueLimit, tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
+        logger.info("\(scheduler.memorySummary)", metadata: ["model": "\(id)"])
         scheduler.start()
-        return Running(served: ServedModel(model, id: id, template: template), scheduler: scheduler, bytes: Self.fileBytes(model.path))
+        return Running(
+            served: ServedModel(model, id: id, template: template, contextLength: scheduler.contextLength), scheduler: scheduler,
+            bytes: Self.fileBytes(model.path))
     }
 
     /// Unloads idle models, least recently used first, until `bytes` more fit (or none is idle).

@@ -15,6 +15,13 @@ public struct ServerConfiguration: Sendable {
     public var parallel: Int
     /// Requests that may wait for a slot; more get 503.
     public var queueLimit: Int
+    /// Tokens each slot holds (prompt plus reply), never divided among the slots; nil: the model's context length.
+    public var contextLength: Int?
+    /// Tokens run in one step (one batched pass): a token of every decoding slot, the rest chunks of prompts.
+    public var batchTokens = ServerConfiguration.defaultBatchTokens
+    /// Bytes of KV caches kept for finished conversations, so that a next turn need not run its history again;
+    /// the least recently used are dropped first.
+    public var cacheMemory = ServerConfiguration.defaultCacheMemory
     /// Largest request body accepted; larger gets 413.
     public var maxBodyBytes: Int
     /// When stalled connections are closed.
@@ -39,11 +46,21 @@ public struct ServerConfiguration: Sendable {
         self.maxBodyBytes = maxBodyBytes
     }
 
+    /// Prompt tokens per step: long prompts are read in chunks this size between the decoding slots' tokens (see
+    /// BENCHMARKS.md, "Server scheduler", for the measurement behind it).
+    public static let defaultBatchTokens = 256
+    /// 256 MiB: a phone app can afford it next to the model, and it keeps ~11,000 tokens of SmolLM2-135M's
+    /// f16 KV cache (22.5 KiB a token), a dozen conversations of a few turns.
+    public static let defaultCacheMemory = 256 << 20
+
     /// Rejects settings the server cannot run with.
     public func validate() throws {
         guard (0...65535).contains(port) else { throw ANELMError("--port must be between 0 and 65535, got \(port)") }
         guard (1...256).contains(parallel) else { throw ANELMError("--parallel must be between 1 and 256, got \(parallel)") }
         guard (0...100_000).contains(queueLimit) else { throw ANELMError("--queue must be between 0 and 100000, got \(queueLimit)") }
+        if let contextLength, contextLength < 2 { throw ANELMError("--context must be at least 2 tokens, got \(contextLength)") }
+        guard (1...65536).contains(batchTokens) else { throw ANELMError("--batch-tokens must be between 1 and 65536, got \(batchTokens)") }
+        guard cacheMemory >= 0 else { throw ANELMError("--cache-memory must be ≥ 0, got \(cacheMemory)") }
         guard maxBodyBytes > 0 else { throw ANELMError("the body limit must be positive") }
         guard tokenDelay >= 0, tokenDelay <= 10 else { throw ANELMError("the token delay must be between 0 and 10 seconds") }
         if let apiKey, apiKey.isEmpty { throw ANELMError("the API key must not be empty") }
@@ -55,6 +72,13 @@ public struct ServerConfiguration: Sendable {
         }
         if let memoryBudget, memoryBudget <= 0 { throw ANELMError("--memory-budget must be positive") }
         guard (1...1_000_000).contains(maxConnections) else { throw ANELMError("--max-connections must be between 1 and 1000000, got \(maxConnections)") }
+    }
+
+    /// Refuses a per-slot context longer than the model's (the server never stretches or divides it).
+    public func checkContext(of model: LoadedModel) throws {
+        if let contextLength, contextLength > model.model.contextLength {
+            throw ANELMError("--context \(contextLength) is longer than the model's context length of \(model.model.contextLength)")
+        }
     }
 
     /// The API key stored in the file at `path` (one line; a trailing newline is dropped), so
@@ -176,12 +200,15 @@ final class ServedModel: @unchecked Sendable {
     /// A built-in template that replaces the model's own (`--template`).
     let template: String?
 
-    init(_ loaded: LoadedModel, id: String, template: String?) {
+    /// Tokens one request may hold (prompt plus reply): a slot's context (`--context`, else the model's).
+    let contextLength: Int
+
+    init(_ loaded: LoadedModel, id: String, template: String?, contextLength: Int) {
         self.loaded = loaded
         self.id = id
         self.template = template
+        self.contextLength = contextLength
     }
 
-    var contextLength: Int { loaded.model.contextLength }
     var hasChatTemplate: Bool { template != nil || loaded.chatTemplate != nil }
 }

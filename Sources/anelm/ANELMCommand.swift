@@ -1,4 +1,5 @@
 import ANELM
+import ANELMCoreML
 import ANELMInstall
 import ArgumentParser
 import Foundation
@@ -8,7 +9,7 @@ struct ANELMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "anelm",
         abstract: "Run small language models on-device: GGUF and Hugging Face models, on the CPU or the Neural Engine.",
-        subcommands: [Generate.self, Chat.self, Tokenize.self, Info.self, Bench.self, Serve.self, ExportCoreML.self])
+        subcommands: [Generate.self, Chat.self, Tokenize.self, Info.self, Bench.self, Serve.self, ExportCoreML.self, Convert.self, PerplexityCommand.self])
 
     /// Every failure ends as one line on stderr and exit code 1, never a crash dump.
     static func main() {
@@ -60,6 +61,8 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "cpu (anelm's kernels) or coreml (a package made by export-coreml, run by Core ML with the Neural Engine; macOS 15 / iOS 18).")
     var backend: Backend = .cpu
 
+    @OptionGroup var loraOptions: LoRAOptions
+
     enum Backend: String, ExpressibleByArgument, CaseIterable {
         case cpu, coreml
     }
@@ -83,7 +86,9 @@ struct ModelOptions: ParsableArguments {
         if let threads, threads > cores {
             printError("warning: --threads \(threads) is more than the \(cores) cores this machine has; using \(cores)")
         }
-        let loaded = try ModelLoader.load(path, options: LoadOptions(precision: p, threads: threads.map { min($0, cores) }, contextLength: context))
+        let options = LoadOptions(
+            precision: p, threads: threads.map { min($0, cores) }, contextLength: context, lora: try loraOptions.choices(), loraMerge: loraOptions.loraMerge)
+        let loaded = try ModelLoader.load(path, options: options)
         if let context, context > loaded.model.contextLength {
             printError(
                 "warning: --context \(context) is longer than the \(loaded.model.contextLength) positions the model was trained for; using \(loaded.model.contextLength)"
@@ -94,8 +99,9 @@ struct ModelOptions: ParsableArguments {
 
     /// An exported .mlpackage on Core ML; the package fixes precision, context and compute placement.
     func loadCoreML() throws -> LoadedModel {
-        guard precision == "auto", threads == nil, context == nil else {
-            throw ANELMError("--precision, --threads and --context apply to --backend cpu; a Core ML package fixes them when exported")
+        guard precision == "auto", threads == nil, context == nil, loraOptions.lora.isEmpty, !loraOptions.loraMerge else {
+            throw ANELMError(
+                "--precision, --threads, --context and --lora apply to --backend cpu; a Core ML package fixes them when exported (export-coreml --lora)")
         }
         guard let model = try model else { throw ANELMError("--backend coreml needs --model PATH.mlpackage (made by anelm export-coreml)") }
         #if canImport(CoreML)
@@ -104,6 +110,24 @@ struct ModelOptions: ParsableArguments {
         #else
             throw ANELMError("--backend coreml needs Core ML (macOS 15 / iOS 18), which this build does not have; use --backend cpu")
         #endif
+    }
+}
+
+/// `--lora PATH[:SCALE]` (repeatable) and `--lora-merge`.
+struct LoRAOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A LoRA adapter to apply, with an optional scale (repeatable): a PEFT folder, an MLX-LM folder or a llama.cpp GGUF adapter.",
+            valueName: "path[:scale]"))
+    var lora: [String] = []
+
+    @Flag(name: .long, help: "Add the adapters into the weights at load (faster; adapted weights become f32, scales fixed).")
+    var loraMerge = false
+
+    func choices() throws -> [LoRAChoice] {
+        guard !loraMerge || !lora.isEmpty else { throw ANELMError("--lora-merge needs at least one --lora") }
+        return try lora.map(LoRAChoice.init(parsing:))
     }
 }
 

@@ -18,6 +18,10 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Read the API key from this file (one line), keeping it out of the process list.") var apiKeyFile: String?
     @Option(name: .long, help: "Requests generated at the same time (slots).") var parallel: Int = 4
     @Option(name: .long, help: "Requests that may wait for a slot; more get 503.") var queue: Int = 16
+    @Option(name: .long, help: "Tokens run per step: one for every decoding slot, the rest chunks of the prompts being read.")
+    var batchTokens: Int = ServerConfiguration.defaultBatchTokens
+    @Option(name: .long, help: "MiB of KV caches kept for finished conversations (prompt cache), least recently used dropped first.")
+    var cacheMemory: Int = ServerConfiguration.defaultCacheMemory >> 20
     @Option(name: .long, help: "Seconds a new connection may take to send its first request header.") var headerTimeout: Double = 10
     @Option(name: .long, help: "Seconds a request may take to send its body.") var bodyTimeout: Double = 30
     @Option(name: .long, help: "Seconds a kept-alive connection may wait for its next request.") var idleTimeout: Double = 30
@@ -34,6 +38,9 @@ struct Serve: ParsableCommand {
         configuration.timeouts.idle = idleTimeout
         configuration.maxConnections = maxConnections
         configuration.memoryBudget = try memoryBudget.map(Self.bytes)
+        configuration.batchTokens = batchTokens
+        guard (0...(1 << 30)).contains(cacheMemory) else { throw ANELMError("--cache-memory must be between 0 and 2^30 MiB, got \(cacheMemory)") }
+        configuration.cacheMemory = cacheMemory << 20
         try configuration.validate()
         let template = try templateOption.source()
         let options = modelOptions
@@ -52,11 +59,16 @@ struct Serve: ParsableCommand {
             guard !found.isEmpty else { throw ANELMError("no .gguf files or model folders in \(modelsDir)") }
             specs += found
         }
+        guard options.loraOptions.lora.isEmpty || specs.count == 1 else {
+            throw ANELMError("--lora adapts one model; serve it alone (without other --model or --models-dir)")
+        }
         // The default model (the first) loads now, so a bad file fails at start; the others on first use.
         let first = options.backend == .coreml ? try options.load() : try options.load(path: specs[0].path)
         let others = specs.dropFirst().map(\.id).joined(separator: ", ")
+        // --context (a model option) is each slot's: every slot holds that many tokens, never a share of them.
         printError(
-            "anelm serve — \(first.name) (context \(first.model.contextLength), \(parallel) slots) loaded in \(oneDecimal(first.loadSeconds)) s"
+            "anelm serve — \(first.name) (\(parallel) slots of \(first.model.contextLength) tokens each) loaded in "
+                + "\(oneDecimal(first.loadSeconds)) s"
                 + (others.isEmpty ? "" : "; also serving \(others) (loaded on first use)"))
         let server = OpenAIServer(models: specs, preloaded: [first], configuration: configuration)
         // ArgumentParser runs commands synchronously: serve on the concurrency pool and wait.

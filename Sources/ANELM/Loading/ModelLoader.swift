@@ -16,7 +16,7 @@ public final class LoadedModel {
     /// Set when the file has no chat template and `chatTemplate` is this built-in one, its family's.
     public internal(set) var builtinTemplateName: String?
 
-    init(
+    public init(
         path: String, source: ModelSource, architecture: String, model: LanguageModel, tokenizer: Tokenizer, chatTemplate: String?, endOfSequenceIds: Set<Int>,
         pool: ThreadPool, loadSeconds: Double
     ) {
@@ -31,9 +31,9 @@ public final class LoadedModel {
         self.loadSeconds = loadSeconds
     }
 
-    /// A new independent sequence on this model.
-    public func makeSession() -> GenerationSession {
-        GenerationSession(model: model, tokenizer: tokenizer, endOfSequenceIds: endOfSequenceIds)
+    /// A new independent sequence on this model, of at most `contextLength` tokens (nil: the model's context length).
+    public func makeSession(contextLength: Int? = nil) -> GenerationSession {
+        GenerationSession(model: model, tokenizer: tokenizer, endOfSequenceIds: endOfSequenceIds, contextLength: contextLength)
     }
 
     /// A short name for the model (file or folder name).

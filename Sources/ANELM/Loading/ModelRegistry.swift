@@ -33,10 +33,29 @@ public struct LoadOptions: Sendable {
     public var threads: Int?
     /// Caps the context (and so memory); nil uses the model's.
     public var contextLength: Int?
-    public init(precision: Precision = .auto, threads: Int? = nil, contextLength: Int? = nil) {
+    /// LoRA adapters to apply, each with its scale; their ids are their order here.
+    public var lora: [LoRAChoice]
+    /// Adds the adapters into the weights at load instead of running them as side paths: faster, but every
+    /// adapted weight becomes an f32 copy (4 bytes per value), and the scales are fixed.
+    public var loraMerge: Bool
+    public init(precision: Precision = .auto, threads: Int? = nil, contextLength: Int? = nil, lora: [LoRAChoice] = [], loraMerge: Bool = false) {
         self.precision = precision
         self.threads = threads
         self.contextLength = contextLength
+        self.lora = lora
+        self.loraMerge = loraMerge
+    }
+
+    /// What attaches `lora` to a model of `source` whose adaptable weights are `names`; nil without adapters.
+    func loraBinder(_ source: ModelSource, names: LoRATargetNames, pool: ThreadPool) throws -> LoRABinder? {
+        guard !lora.isEmpty else { return nil }
+        let adapters = try lora.map { (adapter: try LoRAAdapter.open($0.path), scale: $0.scale) }
+        let native: TensorNaming
+        switch source {
+        case .gguf: native = .gguf
+        case .huggingFace: native = .huggingFace
+        }
+        return try LoRABinder(adapters, merge: loraMerge, native: native, names: names, architecture: try source.architecture(), pool: pool)
     }
 
     /// The context a model trained for `trained` positions runs with: the requested cap, if lower.
@@ -66,6 +85,9 @@ public struct ModelFamily {
     let load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel
     /// Its lowering to ANE-shaped Core ML functions, for families that have one.
     let aneLowering: ((LanguageModel) -> ANEModelLowering?)?
+    /// What `anelm convert` needs to move the family between GGUF and Hugging Face folders (nil: re-quantizing
+    /// within a format only).
+    var conversion: ModelConversion? = nil
 
     public var hasANELowering: Bool { aneLowering != nil }
 }
@@ -78,7 +100,7 @@ public enum ModelRegistry {
             name: "the Llama family (Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5)",
             architectures: ["llama", "mistral", "qwen2", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"],
             configuration: LlamaConfiguration.init, load: LlamaModel.load,
-            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }),
+            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }, conversion: .llama),
         ModelFamily(
             name: "Gemma 3 text",
             architectures: ["gemma3", "Gemma3ForCausalLM", "gemma3_text"],
@@ -107,6 +129,9 @@ public enum ModelRegistry {
     }
 
     public static func build(_ source: ModelSource, options: LoadOptions, pool: ThreadPool) throws -> LanguageModel {
-        try family(of: source).load(source, options, pool)
+        let family = try family(of: source)
+        let model = try family.load(source, options, pool)
+        guard options.lora.isEmpty || model.adapters != nil else { throw ANELMError("\(family.name) models take no LoRA adapters") }
+        return model
     }
 }
