@@ -126,7 +126,7 @@ final class EmbeddingTests: XCTestCase {
 
     func testPoolingModes() {
         let states: [Float] = [1, -2, 3, 4, 0, -6]  // two tokens of width 3
-        XCTAssertEqual(Pooling.mean.pool(states, rows: 2, width: 3), [2, -1, -1.5])
+        XCTAssertEqual(Pooling.mean.pool(states, rows: 2, width: 3), [2.5, -1, -1.5])
         XCTAssertEqual(Pooling.cls.pool(states, rows: 2, width: 3), [1, -2, 3])
         XCTAssertEqual(Pooling.max.pool(states, rows: 2, width: 3), [4, 0, 3])
         let root2 = Float(2).squareRoot()
