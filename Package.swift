@@ -25,6 +25,8 @@ let package = Package(
         // usable as a SwiftPM dependency (no unsafeFlags) and still gets AVX2/FMA/F16C on x86_64.
         .target(name: "CANELMKernels"),
         .target(name: "ANELM", dependencies: ["CANELMKernels"]),
+        // Runs an exported .mlpackage through Core ML (Apple platforms; empty elsewhere).
+        .target(name: "ANELMCoreML", dependencies: ["ANELM", "CANELMKernels"]),
         // Installing models with pip (spawns processes): used by the CLI, never linked into apps.
         .target(name: "ANELMInstall", dependencies: ["ANELM"]),
         // The context engine (chunk store, retrieval, grounded answers, the relevance model): its own target so that
@@ -46,11 +48,18 @@ let package = Package(
         ),
         .executableTarget(
             name: "anelm",
-            dependencies: ["ANELM", "ANELMContext", "ANELMInstall", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["ANELM", "ANELMContext", "ANELMCoreML", "ANELMInstall", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "ANELMTests", dependencies: ["ANELM", "CANELMKernels"]),
         .testTarget(name: "ANELMServerTests", dependencies: ["ANELMServer", "ANELM", "ANELMContext"]),
         .testTarget(name: "ANELMContextTests", dependencies: ["ANELMContext", "ANELM"]),
+        // Test-only: Apple's Core ML API as published, with the fp16 executor standing in for Core ML, and the
+        // Core ML runtime's own source compiled against it, so the runtime is compiled and run on Linux.
+        .target(name: "CoreMLShim", dependencies: ["ANELM", "CANELMKernels"], path: "Tests/CoreMLShim"),
+        .target(
+            name: "ANELMCoreMLOnShim", dependencies: ["ANELM", "CANELMKernels", "CoreMLShim"], path: "Tests/ANELMCoreMLOnShim",
+            swiftSettings: [.define("ANELM_COREML_SHIM")]),
+        .testTarget(name: "CoreMLRuntimeTests", dependencies: ["ANELMCoreMLOnShim", "CoreMLShim", "ANELM"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -9,6 +9,10 @@ public struct Chunk: Sendable, Equatable {
     /// The markdown headings above the chunk, outermost first, joined by " › ".
     public var headingPath: String
     public var tokenCount: Int
+
+    public init(text: String, startByte: Int, endByte: Int, headingPath: String, tokenCount: Int) {
+        (self.text, self.startByte, self.endByte, self.headingPath, self.tokenCount) = (text, startByte, endByte, headingPath, tokenCount)
+    }
 }
 
 /// Cuts a text into chunks of at most `maxTokens` tokens along its own boundaries: paragraphs (blank lines) and,

@@ -28,7 +28,7 @@ public enum ContextBenchmark {
         guard try store.counts().chunks == 0 else { throw ANELMError("\(path) is not empty; the benchmark writes a new store") }
         let embedder = SyntheticEmbedder(dimensions: dimensions)
         _ = try store.bindEmbedder(embedder, path: "synthetic", vectorFormat: format)
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         let vocabulary = 20_000
         func word() -> String { "w\(Int(pow(Double(rng.next() % 1_000_000) / 1_000_000, 3) * Double(vocabulary)))" }
         func vector() -> [Float] { normalized((0..<dimensions).map { _ in rng.uniform(-1, 1) }) }
@@ -57,7 +57,7 @@ public enum ContextBenchmark {
         _ = try retriever.vectorIndex()
         let loadSeconds = seconds(since: loadStarted)
         // A relevance model with seeded random weights: what re-ranking costs does not depend on what it learned.
-        var weights = SplitMix64(seed: seed + 1)
+        var weights = SeededGenerator(seed: seed + 1)
         let hidden = TrainingOptions().hidden
         let inputs = 2 * dimensions + RelevanceModel.scalarCount
         let model = try RelevanceModel(

@@ -8,6 +8,10 @@ public struct GroundedPrompt: Sendable {
     public var messages: [ChatMessage]
     public var sources: [StoredChunk]
     public var search: SearchResult
+
+    public init(question: String, messages: [ChatMessage], sources: [StoredChunk], search: SearchResult) {
+        (self.question, self.messages, self.sources, self.search) = (question, messages, sources, search)
+    }
 }
 
 /// A logged grounded answer: its id in the log, the prompt's chunks and those the analyzer found used.
@@ -114,7 +118,7 @@ public final class ContextEngine: @unchecked Sendable {
         if exploration > 0 {
             // Half from just below the cut (near misses), half from anywhere in the candidates: a log that never
             // shows a far-down chunk cannot learn that retrieval's order matters at all.
-            var rng = SplitMix64(seed: question.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 })
+            var rng = SeededGenerator(seed: question.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 })
             let everything = try hits(search, topK: search.candidates.count).map(\.chunk)
             for (pool, count) in [(everything.prefix(2 * topK), (exploration + 1) / 2), (everything[...], exploration / 2)] {
                 var rest = pool.filter { c in !chosen.contains { $0.id == c.id } }

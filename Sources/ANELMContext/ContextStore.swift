@@ -11,7 +11,7 @@ public final class ContextStore: @unchecked Sendable {
     let database: DatabaseQueue
 
     /// The migrations this build knows, oldest first. A store that has applied one not in this list is newer.
-    static let schemaVersions = ["v1"]
+    public static let schemaVersions = ["v1"]
 
     /// The default store: `<cache>/context/store.sqlite` (`ANELM_CACHE` moves the cache).
     public static var defaultPath: String {
@@ -90,12 +90,12 @@ public final class ContextStore: @unchecked Sendable {
     }
 
     /// A read, its database errors said as `explain` says them.
-    func read<T>(_ body: (Database) throws -> T) throws -> T {
+    public func read<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try database.read(body) } catch { throw Self.explain(error, path: path) }
     }
 
     /// One transaction: all of `body` is written, or (on an error or an interruption) none of it.
-    func write<T>(_ body: (Database) throws -> T) throws -> T {
+    public func write<T>(_ body: (Database) throws -> T) throws -> T {
         do { return try database.write(body) } catch { throw Self.explain(error, path: path) }
     }
 
@@ -153,6 +153,10 @@ public final class ContextStore: @unchecked Sendable {
         public var chunks: Int
         public var answers: Int
         public var relevanceVersions: Int
+
+        public init(documents: Int, chunks: Int, answers: Int, relevanceVersions: Int) {
+            (self.documents, self.chunks, self.answers, self.relevanceVersions) = (documents, chunks, answers, relevanceVersions)
+        }
     }
 
     public func counts() throws -> Counts {

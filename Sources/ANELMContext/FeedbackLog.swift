@@ -52,7 +52,7 @@ extension ContextStore {
 
     /// Labeled candidates of every logged answer, in answer then rank order: the label is the explicit feedback
     /// where given, else the analyzer's mark; candidates with neither are left out.
-    func labeledCandidates() throws -> [(answerID: Int64, queryVector: [Float], candidate: Candidate, label: Bool)] {
+    public func labeledCandidates() throws -> [(answerID: Int64, queryVector: [Float], candidate: Candidate, label: Bool)] {
         try read { db in
             let rows = try Row.fetchAll(
                 db,

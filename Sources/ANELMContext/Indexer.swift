@@ -178,7 +178,7 @@ public final class Indexer {
 }
 
 /// `v / |v|` (a zero vector stays zero).
-func normalized(_ v: [Float]) -> [Float] {
+public func normalized(_ v: [Float]) -> [Float] {
     let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
     return norm > 0 ? v.map { $0 / norm } : v
 }

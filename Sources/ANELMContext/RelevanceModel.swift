@@ -94,7 +94,7 @@ public final class RelevanceModel: @unchecked Sendable {
     // MARK: - Stored form
 
     /// Weights as little-endian f32: the parameters, then the six means and deviations.
-    var weightsData: Data { (parameters + mean + deviation).withUnsafeBytes { Data($0) } }
+    public var weightsData: Data { (parameters + mean + deviation).withUnsafeBytes { Data($0) } }
 
     static func load(version: Int, sizes: JSONValue, weights: Data) throws -> RelevanceModel {
         guard let dimensions = sizes["dimensions"]?.integerValue, let hidden = sizes["hidden"]?.integerValue, dimensions > 0, hidden > 0,

@@ -14,7 +14,7 @@ public struct RankingMetrics: Sendable, Equatable {
     var json: JSONValue { ["ndcg@5": .double(ndcg5), "recall@5": .double(recall5), "answers": .int(answers)] }
 
     /// Metrics of `rank` (higher is better; ties by chunk id) over groups of (candidate, label).
-    static func measure(_ groups: [[(Candidate, Bool)]], score: (Candidate) -> Double) -> RankingMetrics {
+    public static func measure(_ groups: [[(Candidate, Bool)]], score: (Candidate) -> Double) -> RankingMetrics {
         var ndcg = 0.0
         var recall = 0.0
         var measured = 0
@@ -95,7 +95,7 @@ public enum RelevanceTrainer {
                 "the log of \(store.path) has \(usable.count) answers with a chunk marked used; training needs at least \(options.minimumAnswers) (ask more questions with anelm ask, or give feedback)"
             )
         }
-        var rng = SplitMix64(seed: options.seed)
+        var rng = SeededGenerator(seed: options.seed)
         var shuffled = order
         rng.shuffle(&shuffled)
         let heldOutCount = max(1, Int((Double(shuffled.count) * options.heldOutFraction).rounded()))
@@ -179,7 +179,7 @@ public enum RelevanceTrainer {
     }
 
     /// Adam on binary cross-entropy; weights start Glorot-uniform from the seeded generator.
-    static func fit(_ examples: [Example], inputs: Int, options: TrainingOptions, rng: inout SplitMix64) -> [Float] {
+    static func fit(_ examples: [Example], inputs: Int, options: TrainingOptions, rng: inout SeededGenerator) -> [Float] {
         let hidden = options.hidden
         let count = RelevanceModel.parameterCount(inputs: inputs, hidden: hidden)
         var p = [Float](repeating: 0, count: count)
@@ -247,25 +247,15 @@ public enum RelevanceTrainer {
     }
 }
 
-/// A small seeded generator (SplitMix64): the same seed gives the same weights and splits on every platform.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ low: Float, _ high: Float) -> Float {
+/// Uniform draws and a shuffle that stay the same across platforms and Swift releases (the standard library's
+/// shuffle may change its algorithm), so the same seed gives the same weights and splits.
+extension SeededGenerator {
+    public mutating func uniform(_ low: Float, _ high: Float) -> Float {
         low + (high - low) * Float(next() >> 40) / Float(1 << 24)
     }
 
-    /// Fisher–Yates with this generator (the standard library's shuffle may change its algorithm between releases).
-    mutating func shuffle<T>(_ array: inout [T]) {
+    /// Fisher–Yates.
+    public mutating func shuffle<T>(_ array: inout [T]) {
         guard array.count > 1 else { return }
         for i in stride(from: array.count - 1, to: 0, by: -1) {
             let j = Int(next() % UInt64(i + 1))

@@ -131,7 +131,7 @@ public final class Retriever: @unchecked Sendable {
     /// In a store of 1000 chunks or more, words found in more than 5% of them are left out (unless all are): their
     /// inverse document frequency is near zero, so they barely move the ranking, yet FTS5 would score every chunk
     /// that has them (a "the" makes that every chunk).
-    func bm25(_ query: String, limit: Int, chunks: Int) throws -> [(chunkID: Int64, score: Double)] {
+    public func bm25(_ query: String, limit: Int, chunks: Int) throws -> [(chunkID: Int64, score: Double)] {
         var words = Array(Self.words(query).prefix(32))
         guard !words.isEmpty else { return [] }
         return try store.read { db in
@@ -175,7 +175,7 @@ public final class Retriever: @unchecked Sendable {
     }
 
     /// Lowercased runs of letters and digits, in order.
-    static func tokens(_ text: String) -> [String] {
+    public static func tokens(_ text: String) -> [String] {
         var out: [String] = []
         var current = ""
         for scalar in text.lowercased().unicodeScalars {

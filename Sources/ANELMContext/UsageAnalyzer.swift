@@ -60,7 +60,7 @@ public struct UsageAnalyzer: Sendable {
     }
 
     /// Numbers in square brackets: `[3]`, `[1, 2]`, `[1][4]` (numbers separated by commas or spaces only).
-    static func citations(in text: String) -> Set<Int> {
+    public static func citations(in text: String) -> Set<Int> {
         var found = Set<Int>()
         let scalars = Array(text.unicodeScalars)
         var i = 0
@@ -96,7 +96,7 @@ public struct UsageAnalyzer: Sendable {
     }
 
     /// Sentences: split after `.`, `!`, `?` followed by whitespace, and at line breaks.
-    static func sentences(_ text: String) -> [String] {
+    public static func sentences(_ text: String) -> [String] {
         var out: [String] = []
         var current = ""
         var previousEnds = false

@@ -165,7 +165,7 @@ func floats(_ data: Data) -> [Float] {
 
 /// Indices of the `k` largest values, largest first (ties: lower index first). A bounded min-heap: one pass over
 /// the scores, O(n log k), no sort of all n.
-func topK(_ scores: [Float], _ k: Int) -> [(row: Int, score: Float)] {
+public func topK(_ scores: [Float], _ k: Int) -> [(row: Int, score: Float)] {
     let k = min(k, scores.count)
     guard k > 0 else { return [] }
     // Heap of (score, row) with the worst kept at the root: lower score, or equal score and higher row.

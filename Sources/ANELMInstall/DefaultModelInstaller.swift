@@ -41,7 +41,8 @@ extension DefaultModel {
         return target
     }
 
-    private static func run(_ arguments: [String], what: String) throws {
+    /// Runs a command (pip, python3) with its output on stderr; a failure is one line saying what failed.
+    static func run(_ arguments: [String], what: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments

@@ -6,7 +6,9 @@ import Foundation
 extension Endpoints {
     /// The chat grounded in the store: the last user message is the question; its retrieved chunks replace it as the
     /// grounded prompt's messages, after the earlier turns; the prompt fits the context less `maxTokens`.
-    func grounded(_ messages: [ChatMessage], options: CompletionRequest.ContextOptions, maxTokens: Int?) throws -> (tokens: [Int], grounding: Grounding) {
+    func grounded(
+        _ messages: [ChatMessage], model: ServedModel, options: CompletionRequest.ContextOptions, maxTokens: Int?
+    ) throws -> (tokens: [Int], grounding: Grounding) {
         guard let context else {
             throw APIError.invalid("this server has no context store; start it with --store", param: "context", code: "no_context_store")
         }
@@ -21,10 +23,10 @@ extension Endpoints {
         guard budget > 0 else { throw APIError.invalid("'max_tokens' leaves no room for a grounded prompt", param: "max_tokens") }
         do {
             let prompt = try context.groundedPrompt(question: last.content, topK: options.topK, budget: budget) { grounded in
-                try model.loaded.chatPromptTokens(Array(grounded.prefix(1)) + earlier + Array(grounded.dropFirst())).count
+                try model.loaded.chatPromptTokens(Array(grounded.prefix(1)) + earlier + Array(grounded.dropFirst()), template: model.template).count
             }
             let full = Array(prompt.messages.prefix(1)) + earlier + Array(prompt.messages.dropFirst())
-            return (try model.loaded.chatPromptTokens(full), Grounding(engine: context, prompt: prompt, model: model.id))
+            return (try model.loaded.chatPromptTokens(full, template: model.template), Grounding(engine: context, prompt: prompt, model: model.id))
         } catch let e as ANELMError {
             throw APIError.invalid(e.message, param: "context")
         }

@@ -16,6 +16,13 @@ public struct ServerConfiguration: Sendable {
     public var parallel: Int
     /// Requests that may wait for a slot; more get 503.
     public var queueLimit: Int
+    /// Tokens each slot holds (prompt plus reply), never divided among the slots; nil: the model's context length.
+    public var contextLength: Int?
+    /// Tokens run in one step (one batched pass): a token of every decoding slot, the rest chunks of prompts.
+    public var batchTokens = ServerConfiguration.defaultBatchTokens
+    /// Bytes of KV caches kept for finished conversations, so that a next turn need not run its history again;
+    /// the least recently used are dropped first.
+    public var cacheMemory = ServerConfiguration.defaultCacheMemory
     /// Largest request body accepted; larger gets 413.
     public var maxBodyBytes: Int
     /// When stalled connections are closed.
@@ -27,6 +34,8 @@ public struct ServerConfiguration: Sendable {
     public var tokenDelay: Double = 0
     /// On shutdown, generations in flight may run this long (seconds) before they are ended.
     public var shutdownGracePeriod: Double = 10
+    /// Bytes of model files loaded at once; beyond it, idle models are unloaded (least recently used first).
+    public var memoryBudget: Int?
 
     /// The defaults of `anelm serve`.
     public init(host: String = "127.0.0.1", port: Int = 8080, apiKey: String? = nil, parallel: Int = 4, queueLimit: Int = 16, maxBodyBytes: Int = 1 << 20) {
@@ -38,11 +47,21 @@ public struct ServerConfiguration: Sendable {
         self.maxBodyBytes = maxBodyBytes
     }
 
+    /// Prompt tokens per step: long prompts are read in chunks this size between the decoding slots' tokens (see
+    /// BENCHMARKS.md, "Server scheduler", for the measurement behind it).
+    public static let defaultBatchTokens = 256
+    /// 256 MiB: a phone app can afford it next to the model, and it keeps ~11,000 tokens of SmolLM2-135M's
+    /// f16 KV cache (22.5 KiB a token), a dozen conversations of a few turns.
+    public static let defaultCacheMemory = 256 << 20
+
     /// Rejects settings the server cannot run with.
     public func validate() throws {
         guard (0...65535).contains(port) else { throw ANELMError("--port must be between 0 and 65535, got \(port)") }
         guard (1...256).contains(parallel) else { throw ANELMError("--parallel must be between 1 and 256, got \(parallel)") }
         guard (0...100_000).contains(queueLimit) else { throw ANELMError("--queue must be between 0 and 100000, got \(queueLimit)") }
+        if let contextLength, contextLength < 2 { throw ANELMError("--context must be at least 2 tokens, got \(contextLength)") }
+        guard (1...65536).contains(batchTokens) else { throw ANELMError("--batch-tokens must be between 1 and 65536, got \(batchTokens)") }
+        guard cacheMemory >= 0 else { throw ANELMError("--cache-memory must be ≥ 0, got \(cacheMemory)") }
         guard maxBodyBytes > 0 else { throw ANELMError("the body limit must be positive") }
         guard tokenDelay >= 0, tokenDelay <= 10 else { throw ANELMError("the token delay must be between 0 and 10 seconds") }
         if let apiKey, apiKey.isEmpty { throw ANELMError("the API key must not be empty") }
@@ -52,7 +71,15 @@ public struct ServerConfiguration: Sendable {
         ] {
             guard seconds.isFinite, seconds > 0, seconds <= 86400 else { throw ANELMError("\(flag) must be between 0 and 86400 seconds, got \(seconds)") }
         }
+        if let memoryBudget, memoryBudget <= 0 { throw ANELMError("--memory-budget must be positive") }
         guard (1...1_000_000).contains(maxConnections) else { throw ANELMError("--max-connections must be between 1 and 1000000, got \(maxConnections)") }
+    }
+
+    /// Refuses a per-slot context longer than the model's (the server never stretches or divides it).
+    public func checkContext(of model: LoadedModel) throws {
+        if let contextLength, contextLength > model.model.contextLength {
+            throw ANELMError("--context \(contextLength) is longer than the model's context length of \(model.model.contextLength)")
+        }
     }
 
     /// The API key stored in the file at `path` (one line; a trailing newline is dropped), so
@@ -71,10 +98,12 @@ public struct ServerConfiguration: Sendable {
     }
 }
 
-/// An OpenAI-compatible HTTP server for one loaded model: `/v1/chat/completions`,
+/// An OpenAI-compatible HTTP server for one or more models: `/v1/chat/completions`,
 /// `/v1/completions`, `/v1/models`, `/health` and `/metrics`.
 public final class OpenAIServer: @unchecked Sendable {
-    private let model: LoadedModel
+    private let specs: [ModelSpec]
+    private let preloaded: [LoadedModel]
+    private let embedder: ServedEmbedder?
     private let configuration: ServerConfiguration
     private let logger: Logger
     private let context: ContextEngine?
@@ -82,9 +111,29 @@ public final class OpenAIServer: @unchecked Sendable {
     private var group: ServiceGroup?
     private var stopRequested = false
 
-    /// A server for `model`, grounding chat in `context` when given; call `run` to serve.
-    public init(model: LoadedModel, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server"), context: ContextEngine? = nil) {
-        self.model = model
+    /// A server for `model`, already loaded (with `template` replacing its chat template), and `embedder` on
+    /// `/v1/embeddings`, grounding chat in `context` when given; call `run` to serve.
+    public init(
+        model: LoadedModel, template: String? = nil, configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server"),
+        embedder: ServedEmbedder? = nil, context: ContextEngine? = nil
+    ) {
+        let path = model.path
+        specs = [ModelSpec(path: path, template: template) { try ModelLoader.load(path) }]
+        preloaded = [model]
+        self.embedder = embedder
+        self.context = context
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// A server for several models, loaded on first use; the first is the default (a request without `model`).
+    public init(
+        models: [ModelSpec], preloaded: [LoadedModel] = [], configuration: ServerConfiguration, logger: Logger = Logger(label: "anelm.server"),
+        embedder: ServedEmbedder? = nil, context: ContextEngine? = nil
+    ) {
+        specs = models
+        self.preloaded = preloaded
+        self.embedder = embedder
         self.context = context
         self.configuration = configuration
         self.logger = logger
@@ -95,13 +144,10 @@ public final class OpenAIServer: @unchecked Sendable {
     public func run(handleSignals: Bool = true, onRunning: @escaping @Sendable (_ port: Int) -> Void = { _ in }) async throws {
         try configuration.validate()
         let metrics = ServerMetrics(slots: configuration.parallel)
-        let scheduler = Scheduler(
-            model: model, slots: configuration.parallel, queueLimit: configuration.queueLimit,
-            tokenDelay: configuration.tokenDelay, metrics: metrics, logger: logger)
-        scheduler.start()
-        defer { scheduler.shutdown() }
+        let pool = try ModelPool(specs: specs, preloaded: preloaded, configuration: configuration, metrics: metrics, logger: logger)
+        defer { pool.shutdown() }
 
-        let endpoints = Endpoints(model: ServedModel(model), configuration: configuration, scheduler: scheduler, metrics: metrics, logger: logger, context: context)
+        let endpoints = Endpoints(pool: pool, configuration: configuration, metrics: metrics, logger: logger, context: context, embedder: embedder)
         let host = configuration.host
         let serverLogger = logger
         let timeouts = configuration.timeouts
@@ -117,7 +163,7 @@ public final class OpenAIServer: @unchecked Sendable {
                 onRunning(port)
             },
             logger: logger)
-        let watcher = ShutdownWatcher(scheduler: scheduler, gracePeriod: configuration.shutdownGracePeriod, logger: logger)
+        let watcher = ShutdownWatcher(pool: pool, gracePeriod: configuration.shutdownGracePeriod, logger: logger)
         // The group shuts services down last to first: the watcher hears of it before the server.
         let group = ServiceGroup(
             configuration: .init(
@@ -144,40 +190,39 @@ public final class OpenAIServer: @unchecked Sendable {
 /// On graceful shutdown, gives generations in flight a grace period, then ends them so that
 /// open streams close cleanly (final chunk and `[DONE]`) and the server can stop.
 struct ShutdownWatcher: Service {
-    let scheduler: Scheduler
+    let pool: ModelPool
     let gracePeriod: Double
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         logger.info("shutting down", metadata: ["grace_seconds": "\(gracePeriod)"])
-        let scheduler = self.scheduler
+        let pool = self.pool
         let nanoseconds = UInt64(max(0, gracePeriod) * 1e9)
         Task.detached {
             try? await Task.sleep(nanoseconds: nanoseconds)
-            scheduler.stopGenerating()
+            pool.stopGenerating()
         }
     }
 }
 
-/// The loaded model with the names clients may use for it.
+/// A loaded model as the server serves it: its id, its chat template and its sampling defaults.
 final class ServedModel: @unchecked Sendable {
     let loaded: LoadedModel
     /// The id listed by `/v1/models`: the file or folder name without `.gguf`.
     let id: String
-    let created = Int(Date().timeIntervalSince1970)
+    /// A built-in template that replaces the model's own (`--template`).
+    let template: String?
 
-    init(_ loaded: LoadedModel) {
+    /// Tokens one request may hold (prompt plus reply): a slot's context (`--context`, else the model's).
+    let contextLength: Int
+
+    init(_ loaded: LoadedModel, id: String, template: String?, contextLength: Int) {
         self.loaded = loaded
-        let name = loaded.name
-        id = name.lowercased().hasSuffix(".gguf") ? String(name.dropLast(5)) : name
+        self.id = id
+        self.template = template
+        self.contextLength = contextLength
     }
 
-    var contextLength: Int { loaded.model.contextLength }
-
-    /// Whether a request's `model` names this model (absent means the one served).
-    func accepts(_ name: String?) -> Bool {
-        guard let name else { return true }
-        return name == id || name == loaded.name
-    }
+    var hasChatTemplate: Bool { template != nil || loaded.chatTemplate != nil }
 }

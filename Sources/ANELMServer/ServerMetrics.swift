@@ -11,8 +11,9 @@ final class ServerMetrics: @unchecked Sendable {
     private var cancelledGenerations = 0
     private var prefillTokensPerSecond = 0.0
     private var decodeTokensPerSecond = 0.0
-    private var queueDepth = 0
-    private var activeSlots = 0
+    /// Each loaded model's scheduler reports its own gauges; /metrics shows their sums.
+    private var gauges: [ObjectIdentifier: SchedulerGauges] = [:]
+    private var promptCacheEvictions = 0
     let slots: Int
 
     private struct RequestKey: Hashable, Comparable {
@@ -46,17 +47,42 @@ final class ServerMetrics: @unchecked Sendable {
         }
     }
 
-    func setLoad(queueDepth: Int, activeSlots: Int) {
-        locked {
-            self.queueDepth = queueDepth
-            self.activeSlots = activeSlots
+    /// One scheduler's gauges.
+    struct SchedulerGauges {
+        var queueDepth = 0
+        var activeSlots = 0
+        var kvBytes = 0
+        /// The most the slots' KV caches may hold.
+        var kvCapacityBytes = 0
+        var promptCacheBytes = 0
+        /// The most the prompt cache may hold.
+        var promptCacheCapacityBytes = 0
+        var promptCacheEntries = 0
+
+        static func + (a: Self, b: Self) -> Self {
+            Self(
+                queueDepth: a.queueDepth + b.queueDepth, activeSlots: a.activeSlots + b.activeSlots, kvBytes: a.kvBytes + b.kvBytes,
+                kvCapacityBytes: a.kvCapacityBytes + b.kvCapacityBytes, promptCacheBytes: a.promptCacheBytes + b.promptCacheBytes,
+                promptCacheCapacityBytes: a.promptCacheCapacityBytes + b.promptCacheCapacityBytes,
+                promptCacheEntries: a.promptCacheEntries + b.promptCacheEntries)
         }
     }
+
+    /// Updates the gauges of the scheduler `source`.
+    func update(_ source: AnyObject, _ change: (inout SchedulerGauges) -> Void) {
+        locked { change(&gauges[ObjectIdentifier(source), default: SchedulerGauges()]) }
+    }
+
+    /// Forgets an unloaded model's scheduler.
+    func remove(_ source: AnyObject) { locked { _ = gauges.removeValue(forKey: ObjectIdentifier(source)) } }
+
+    func countCacheEviction() { locked { promptCacheEvictions += 1 } }
 
     /// Prometheus exposition text (version 0.0.4).
     func render() -> String {
         locked {
             var out = ""
+            let total = gauges.values.reduce(SchedulerGauges(), +)
             func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
                 out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
                 for (labels, value) in samples { out += "\(name)\(labels) \(value)\n" }
@@ -73,9 +99,21 @@ final class ServerMetrics: @unchecked Sendable {
             metric("anelm_generations_cancelled_total", "counter", "Generations ended because the client went away.", [("", "\(cancelledGenerations)")])
             metric("anelm_prefill_tokens_per_second", "gauge", "Prefill speed of the last generation.", [("", format(prefillTokensPerSecond))])
             metric("anelm_decode_tokens_per_second", "gauge", "Decode speed of the last generation (model time only).", [("", format(decodeTokensPerSecond))])
-            metric("anelm_queue_depth", "gauge", "Requests waiting for a slot.", [("", "\(queueDepth)")])
-            metric("anelm_active_slots", "gauge", "Slots generating now.", [("", "\(activeSlots)")])
+            metric("anelm_queue_depth", "gauge", "Requests waiting for a slot.", [("", "\(total.queueDepth)")])
+            metric("anelm_active_slots", "gauge", "Slots generating now.", [("", "\(total.activeSlots)")])
             metric("anelm_slots", "gauge", "Slots (sequences generated in parallel).", [("", "\(slots)")])
+            metric("anelm_kv_cache_bytes", "gauge", "Bytes of KV cache held by the generations in progress.", [("", "\(total.kvBytes)")])
+            metric(
+                "anelm_kv_cache_capacity_bytes", "gauge", "Bytes of KV cache all slots take at their full context (--context × --parallel).",
+                [("", "\(total.kvCapacityBytes)")])
+            metric(
+                "anelm_prompt_cache_bytes", "gauge", "Bytes of KV cache kept for finished conversations (the prompt cache).",
+                [("", "\(total.promptCacheBytes)")])
+            metric("anelm_prompt_cache_capacity_bytes", "gauge", "The prompt cache's bound (--cache-memory).", [("", "\(total.promptCacheCapacityBytes)")])
+            metric("anelm_prompt_cache_entries", "gauge", "Finished conversations whose KV cache is kept.", [("", "\(total.promptCacheEntries)")])
+            metric(
+                "anelm_prompt_cache_evictions_total", "counter", "Finished conversations dropped from the prompt cache to stay within its bound.",
+                [("", "\(promptCacheEvictions)")])
             if let resident = Self.residentMemoryBytes() {
                 metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [("", "\(resident)")])
             }

@@ -21,7 +21,7 @@ struct Ask: ParsableCommand {
         let engine = try storeOption.openEngine(threads: modelOptions.threads)
         let loaded = try modelOptions.load()
         let template = try templateOption.source()
-        var parameters = try sampling.parameters()
+        var parameters = try sampling.parameters(for: loaded)
         let context = loaded.model.contextLength
         guard parameters.maxTokens < context else { throw ANELMError("--max-tokens \(parameters.maxTokens) leaves no room in the \(context)-token context") }
         let grounded = try engine.groundedPrompt(question: prompt, topK: topK, budget: context - parameters.maxTokens, exploration: explore) {

@@ -17,7 +17,7 @@ struct Chat: ParsableCommand {
         guard loaded.chatTemplate != nil || template != nil else {
             throw ANELMError("\(loaded.name) has no chat template; pick a built-in one with --template (\(BuiltinChatTemplates.names.joined(separator: ", ")))")
         }
-        var parameters = try sampling.parameters()
+        var parameters = try sampling.parameters(for: loaded)
         parameters.grammar = try grammarOptions.makeGrammar()
         let session = loaded.makeSession()
         let interrupt = InterruptWatcher()

@@ -89,9 +89,9 @@ struct Context: ParsableCommand {
             for size in sizes {
                 let base = URL(fileURLWithPath: folder ?? NSTemporaryDirectory()).appendingPathComponent("anelm-bench-\(UUID().uuidString).sqlite").path
                 defer { for suffix in ["", "-wal", "-shm", "-journal"] { try? FileManager.default.removeItem(atPath: base + suffix) } }
-                let bar = ProgressBar(label: "writing \(size) chunks")
+                let bar = ProgressBar()
                 let r = try ContextBenchmark.run(path: base, chunks: size, dimensions: dimensions, queries: queries, format: format, threads: threads) {
-                    bar.update(done: $0, total: $1, detail: "")
+                    bar.show(done: $0, of: $1, label: "writing \(size) chunks")
                 }
                 bar.finish()
                 func ms(_ x: Double) -> String { String(format: "%.1f", x * 1000) }

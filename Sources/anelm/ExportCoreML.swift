@@ -27,6 +27,8 @@ struct ExportCoreML: ParsableCommand {
     )
     var maxPackageBytes: Int = ANELint.maxPackageBytes
     @Option(name: .long, help: "Worker threads for loading (default: physical cores).") var threads: Int?
+    @Option(name: .long, help: ArgumentHelp("A LoRA adapter merged into the exported weights, with an optional scale (repeatable).", valueName: "path[:scale]"))
+    var lora: [String] = []
 
     func run() throws {
         let format = try ANEWeightFormat(parsing: weights)
@@ -38,7 +40,9 @@ struct ExportCoreML: ParsableCommand {
         let path = try model ?? DefaultModel.installIfNeeded().path
         let start = Date()
         printError("loading \(path)…")
-        let loaded = try ModelLoader.load(path, options: LoadOptions(threads: threads))
+        // The lowering reads the model's linear weights: adapters are merged into them at load.
+        let adapters = try lora.map(LoRAChoice.init(parsing:))
+        let loaded = try ModelLoader.load(path, options: LoadOptions(threads: threads, lora: adapters, loraMerge: !adapters.isEmpty))
         let interrupts = removeStagedOutputsOnInterrupt()
         defer { interrupts.forEach { $0.cancel() } }
         _ = try CoreMLPackage.export(

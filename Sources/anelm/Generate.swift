@@ -29,7 +29,7 @@ struct Generate: ParsableCommand {
             guard system == nil else { throw ANELMError("--system needs --chat") }
             promptTokens = loaded.tokenizer.encode(prompt, addSpecialTokens: !noSpecialTokens)
         }
-        var parameters = try sampling.parameters()
+        var parameters = try sampling.parameters(for: loaded)
         parameters.grammar = try grammarOptions.makeGrammar()
         let session = loaded.makeSession()
         let result = try session.generate(prompt: promptTokens, parameters: parameters) { chunk in

@@ -50,10 +50,10 @@ struct Index: ParsableCommand {
         let embedder = try EmbedderLoader.load(URL(fileURLWithPath: embedderPath))
         let chunker = try Chunker(maxTokens: min(chunkTokens ?? 200, embedder.maxSequenceLength), overlapTokens: overlapTokens)
         let indexer = try Indexer(store: store, embedder: embedder, embedderPath: embedderPath, chunker: chunker, vectorFormat: format)
-        let bar = ProgressBar(label: "indexing")
+        let bar = ProgressBar()
         // Ctrl-C: the file being written is rolled back by SQLite; a rerun resumes from the files already stored.
         let report = try indexer.index(paths) { p in
-            bar.update(done: p.filesDone, total: p.filesTotal, detail: "\(p.chunksEmbedded) chunks embedded")
+            bar.show(done: p.filesDone, of: p.filesTotal, label: "indexing: \(p.filesDone)/\(p.filesTotal) files, \(p.chunksEmbedded) chunks embedded")
         }
         bar.finish()
         let counts = try store.counts()
@@ -61,27 +61,4 @@ struct Index: ParsableCommand {
             "indexed \(report.indexed) files (\(report.chunksAdded) chunks), unchanged \(report.unchanged), removed \(report.removed), empty \(report.empty), "
                 + "skipped \(report.skippedBinary) binary and \(report.skippedUnreadable) unreadable; the store holds \(counts.documents) documents, \(counts.chunks) chunks")
     }
-}
-
-/// A one-line progress bar on stderr, redrawn in place on a terminal (one line per 10% otherwise).
-final class ProgressBar {
-    let label: String
-    let terminal = isatty(2) != 0
-    var lastTenth = -1
-    init(label: String) { self.label = label }
-
-    func update(done: Int, total: Int, detail: String) {
-        let fraction = total > 0 ? Double(done) / Double(total) : 1
-        let width = 30
-        let filled = Int(fraction * Double(width))
-        let line = "\(label) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total) files, \(detail)"
-        if terminal {
-            FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
-        } else if Int(fraction * 10) != lastTenth {
-            lastTenth = Int(fraction * 10)
-            printError(line)
-        }
-    }
-
-    func finish() { if terminal { FileHandle.standardError.write(Data("\n".utf8)) } }
 }

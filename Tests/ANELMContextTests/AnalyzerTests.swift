@@ -2,7 +2,7 @@ import ANELM
 import Foundation
 import XCTest
 
-@testable import ANELMContext
+import ANELMContext
 
 final class AnalyzerTests: XCTestCase {
     let embedder = HashingEmbedder()

@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import XCTest
 
-@testable import ANELMContext
+import ANELMContext
 
 final class IndexerTests: XCTestCase {
     func makeIndexer(_ store: ContextStore, _ embedder: HashingEmbedder = HashingEmbedder(), format: VectorFormat? = nil) throws -> Indexer {

@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import XCTest
 
-@testable import ANELMContext
+import ANELMContext
 
 /// The feedback loop end to end on a synthetic corpus. Per topic, three "manual" chunks, three "FAQ" chunks and four
 /// "forum" chunks that repeat the topic's name (so BM25 and the cosine rank the forums first). The hidden rule: a

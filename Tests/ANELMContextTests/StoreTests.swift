@@ -3,7 +3,7 @@ import Foundation
 import GRDB
 import XCTest
 
-@testable import ANELMContext
+import ANELMContext
 
 final class StoreTests: XCTestCase {
     func testNewStoreHasTheCurrentSchemaAndReopens() throws {

@@ -2,7 +2,7 @@ import ANELM
 import Foundation
 import XCTest
 
-@testable import ANELMContext
+import ANELMContext
 
 /// A deterministic embedder for tests: each word (lowercased letters and digits) adds 1 to a bucket chosen by its
 /// FNV-1a hash, and the vector is L2-normalized — a hashed bag of words. It is not a language model, and that is

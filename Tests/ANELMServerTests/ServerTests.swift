@@ -283,7 +283,15 @@ final class ServerTests: XCTestCase {
         try check(chat, json: ["messages": user, "top_p": 0], 400, "invalid_value")
         try check(chat, json: ["messages": user, "top_p": 1.5], 400, "invalid_value")
         try check(chat, json: ["messages": user, "top_k": -1], 400, "invalid_value")
-        try check(chat, json: ["messages": user, "n": 3], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "n": 9], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "top_logprobs": 3], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "logprobs": true, "top_logprobs": 21], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "logit_bias": ["abc": 1]], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "logit_bias": ["5": 101]], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "logit_bias": ["99999999": 1]], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "presence_penalty": 3], 400, "invalid_value")
+        try check(chat, json: ["messages": user, "tool_choice": "required"], 400, "invalid_value")
+        try check(chat, json: ["messages": [["role": "tool", "content": "x"]]], 400, "missing_required_parameter")
         try check("/v1/completions", json: ["max_tokens": 3], 400, "missing_required_parameter")
         try check("/v1/completions", json: ["prompt": ["a", "b"]], 400, "invalid_value")
         try check("/v1/completions", json: ["prompt": 12], 400, "invalid_type")
@@ -370,9 +378,8 @@ final class StructuredOutputTests: XCTestCase {
         defer { s.stop() }
         let messages: [[String: Any]] = [["role": "user", "content": "hi"]]
         let cases: [(String, Any)] = [
-            ("tools", [["type": "function", "function": ["name": "f", "parameters": ["type": "object"]]]]),
-            ("tool_choice", "required"), ("logprobs", true), ("top_logprobs", 3), ("logit_bias", ["15": 5]),
-            ("presence_penalty", 0.5), ("frequency_penalty", 1),
+            ("functions", [["name": "f", "parameters": ["type": "object"]]]), ("function_call", "auto"), ("best_of", 2), ("echo", true),
+            ("suffix", "x"),
         ]
         for (field, value) in cases {
             let r = try TestHTTP.post(port: s.port, "/v1/chat/completions", json: ["messages": messages, "max_tokens": 2, field: value])
@@ -381,12 +388,18 @@ final class StructuredOutputTests: XCTestCase {
             XCTAssertEqual(error?["param"] as? String, field)
             XCTAssertEqual(error?["code"] as? String, "unsupported_parameter", field)
         }
+        // A tool whose schema uses a keyword the grammar compiler lacks is named when the call is forced.
+        let badTool: [String: Any] = ["type": "function", "function": ["name": "f", "parameters": ["type": "object", "not": ["type": "string"]]]]
+        let badTools = try TestHTTP.post(
+            port: s.port, "/v1/chat/completions", json: ["messages": messages, "max_tokens": 2, "tools": [badTool], "tool_choice": "required"])
+        XCTAssertEqual(badTools.status, 400, badTools.text)
+        XCTAssertEqual((badTools.json["error"] as? [String: Any])?["param"] as? String, "tools")
         // Neutral values of the same fields change nothing and are accepted.
         let neutral = try TestHTTP.post(
             port: s.port, "/v1/chat/completions",
             json: [
                 "messages": messages, "max_tokens": 2, "tools": [Any](), "tool_choice": "none", "logprobs": false,
-                "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": [String: Any](),
+                "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": [String: Any](), "functions": [Any](), "best_of": 1,
             ])
         XCTAssertEqual(neutral.status, 200, neutral.text)
         // An unsupported schema keyword is named.

@@ -16,14 +16,20 @@ final class TestServer: @unchecked Sendable {
             .appendingPathComponent("Fixtures/models/tiny-llama").path
     }
 
-    init(modelPath: String = TestServer.fixtureModelPath, configuration: ServerConfiguration, threads: Int = 1, context: ContextEngine? = nil) throws {
+    /// A server for the model at `modelPath` (with `lora`) and, loaded on first use, `otherModels`; `embedder` on /v1/embeddings; `context` behind grounded chat.
+    init(
+        modelPath: String = TestServer.fixtureModelPath, otherModels: [String] = [], configuration: ServerConfiguration, threads: Int = 1,
+        lora: [LoRAChoice] = [], precision: Precision = .auto, embedder: ServedEmbedder? = nil,
+        context: ContextEngine? = nil
+    ) throws {
         var configuration = configuration
         configuration.host = "127.0.0.1"
         configuration.port = 0
-        model = try ModelLoader.load(modelPath, options: LoadOptions(threads: threads))
+        model = try ModelLoader.load(modelPath, options: LoadOptions(precision: precision, threads: threads, lora: lora))
         var logger = Logger(label: "anelm.test")
         logger.logLevel = ProcessInfo.processInfo.environment["ANELM_TEST_LOG"] == nil ? .critical : .info
-        server = OpenAIServer(model: model, configuration: configuration, logger: logger, context: context)
+        let specs = ([modelPath] + otherModels).map { path in ModelSpec(path: path) { try ModelLoader.load(path, options: LoadOptions(precision: precision, threads: threads)) } }
+        server = OpenAIServer(models: specs, preloaded: [model], configuration: configuration, logger: logger, embedder: embedder, context: context)
         let ready = DispatchSemaphore(value: 0)
         let boundPort = PortBox()
         let server = self.server

@@ -24,6 +24,9 @@ What it asserts, and what each check is independent of:
   source weight. Neither the Swift lowering nor its executor is used, so this is independent of them.
 - with --reference: the decode function is *run* here in numpy (an interpreter of the MIL ops, per the
   coremltools op definitions) over fixture prompts, and its logits compared with transformers'.
+- with --lora (an export made with `export-coreml --lora`): the source weights expected are the source file's
+  plus each adapter's scale·B·A, read here from the PEFT or MLX-LM files with numpy; --lora-reference runs a
+  case of Tests/Fixtures/lora/lora.json and compares every logit of its last position with PEFT's.
 """
 import argparse
 import json
@@ -58,11 +61,69 @@ def check(condition, message):
 # ---------------------------------------------------------------------------------------------- source
 
 
-class Source:
-    """The source model, read without anelm: config facts and tensors as float32 (rows, cols)."""
+def read_safetensors(path):
+    """Every tensor of a safetensors file as float32."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for k, h in header.items():
+        if k == "__metadata__":
+            continue
+        begin, end = h["data_offsets"]
+        raw = np.frombuffer(data[begin:end], dtype=np.uint8)
+        if h["dtype"] == "BF16":
+            a = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = raw.view({"F32": np.float32, "F16": np.float16}[h["dtype"]]).astype(np.float32)
+        out[k] = a.reshape(h["shape"])
+    return out
 
-    def __init__(self, path):
+
+def lora_deltas(spec):
+    """PATH[:SCALE] of a PEFT or MLX-LM adapter folder → {base weight name: scale · B @ A}, as those libraries
+    define the update (PEFT: alpha / r, or alpha / sqrt(r) with use_rslora; MLX-LM: lora_parameters.scale, with
+    lora_a = Aᵀ and lora_b = Bᵀ)."""
+    path, scale = spec, 1.0
+    if ":" in spec:
+        head, tail = spec.rsplit(":", 1)
+        try:
+            path, scale = head, float(tail)
+        except ValueError:
+            pass
+    config = json.load(open(os.path.join(path, "adapter_config.json")))
+    deltas = {}
+    if os.path.exists(os.path.join(path, "adapter_model.safetensors")):
+        t = read_safetensors(os.path.join(path, "adapter_model.safetensors"))
+        for k, a in t.items():
+            if not k.endswith(".lora_A.weight"):
+                continue
+            module = k[len("base_model.model."):-len(".lora_A.weight")]
+            b = t[k.replace(".lora_A.", ".lora_B.")]
+            r = a.shape[0]
+            factor = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+            deltas[module + ".weight"] = np.float32(scale * factor) * (b.astype(np.float64) @ a.astype(np.float64)).astype(np.float32)
+    else:
+        t = read_safetensors(os.path.join(path, "adapters.safetensors"))
+        factor = config["lora_parameters"]["scale"]
+        for k, a in t.items():
+            if k.endswith(".lora_a"):
+                b = t[k[:-len(".lora_a")] + ".lora_b"]
+                deltas[k[:-len(".lora_a")] + ".weight"] = np.float32(scale * factor) * (b.T.astype(np.float64) @ a.T.astype(np.float64)).astype(np.float32)
+    return deltas
+
+
+class Source:
+    """The source model, read without anelm: config facts and tensors as float32 (rows, cols), with the LoRA
+    adapters' updates added (`loras`: PATH[:SCALE] specs) as `export-coreml --lora` merges them."""
+
+    def __init__(self, path, loras=()):
         self.path = path
+        self.deltas = {}
+        for spec in loras:
+            for name, d in lora_deltas(spec).items():
+                self.deltas[name] = self.deltas.get(name, 0) + d
         self.gguf = os.path.isfile(path)
         if self.gguf:
             import gguf
@@ -138,9 +199,14 @@ class Source:
         return name in (self.tensors if self.gguf else self.files)
 
     def tensor(self, key, layer=None):
-        """float32, rows = output features (GGUF's ne reversed)."""
+        """float32, rows = output features (GGUF's ne reversed), plus the adapters' update of that weight."""
         name = self.names[key].format(layer)
+        w = self.stored(name)
+        return w + self.deltas[name] if name in self.deltas else w
+
+    def stored(self, name):
         if self.gguf:
+            check(not self.deltas, "--lora is checked for Hugging Face sources only")
             from gguf.quants import dequantize
             t = self.tensors[name]
             return np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape([int(d) for d in reversed(t.shape)])
@@ -154,7 +220,10 @@ class Source:
         return a.reshape(h["shape"])
 
     def lm_head(self):
-        return self.tensor("lm_head") if self.has("lm_head") else self.tensor("embed")
+        if self.has("lm_head"):
+            return self.tensor("lm_head")
+        name = self.names["lm_head"]
+        return self.tensor("embed") + (self.deltas[name] if name in self.deltas else 0)
 
     def rotate_half_order(self, w):
         """Rows of a GGUF llama q/k weight back in rotate_half order, per head (what the lowering does)."""
@@ -365,6 +434,8 @@ def validate(args):
         report.update(r if len(names) == 1 else {f"{name}: {k}": v for k, v in r.items()})
     if args.reference:
         report["run"] = run_reference(progs, info, args)
+    if args.lora_reference:
+        report["lora run"] = run_lora_reference(progs, info, args)
     return report
 
 
@@ -408,7 +479,7 @@ def validate_package(pkg, args, index, count):
     check(set(prog.functions) == set(info["functions"]), f"program functions {sorted(prog.functions)}, anelm.json {info['functions']}")
     check(spec.description.defaultFunctionName in described, "defaultFunctionName is not a function")
 
-    src = Source(args.source)
+    src = Source(args.source, args.lora)
     end_layer = src.layers if end_layer is None else end_layer
     check(index + 1 < count or end_layer == src.layers, f"the last chunk ends at layer {end_layer} of {src.layers}")
     validate_package.previous_end = end_layer
@@ -514,6 +585,15 @@ def validate_package(pkg, args, index, count):
             got = np.asarray(op.outputs[0].val, dtype=np.float32)
             got = matrix(got, cname, *w.shape) if w.ndim == 2 else got.reshape(-1)
             check(got.shape == w.shape, f"{cname}: shape {got.shape}, source {w.shape}")
+            if not np.array_equal(got, w) and args.lora:
+                # A merged adapter's weight is W + scale·B·A summed in f32 by anelm (rank terms that can cancel), in
+                # float64 here: a value near an fp16 halfway point may round the other way. Allowed: one of the two fp16
+                # neighbours of the expected value (within one fp16 step of it).
+                want32 = np.asarray(want, dtype=np.float32).reshape(w.shape)
+                step = np.spacing(np.maximum(np.abs(w), np.abs(got)).astype(np.float16)).astype(np.float32)
+                check((np.abs(got - want32) <= step).all(),
+                      f"{cname}: values differ from the source plus the adapters' update beyond fp16 rounding (max {np.abs(got - w).max()})")
+                w = got
             check(np.array_equal(got, w), f"{cname}: {int((got != w).sum())} values differ from the source (max {np.abs(got - w).max()})")
             check(cname not in weight_inputs or args.weights == "fp16", f"{cname} is not compressed under --weights {args.weights}")
             continue
@@ -798,6 +878,35 @@ def run_reference(progs, info, args):
         f"max top-20 logit error {worst:.4g}" + ("" if limit is None else f" (limit {limit})")
 
 
+def run_lora_reference(progs, info, args):
+    """The case's prompt through the program, token by token after full prefill blocks; the last position's logits
+    (every one of them) against PEFT's."""
+    from coremltools.converters.mil.mil import types
+    fixture = json.load(open(args.lora_reference))
+    cases = [c for c in fixture["cases"] if c["name"] == args.lora_case]
+    check(len(cases) == 1, f"lora run: {args.lora_reference} has no case {args.lora_case!r}")
+    case = cases[0]
+    vocab = case["model"]["vocab_size"]
+    expected = np.fromfile(os.path.join(os.path.dirname(args.lora_reference), case["logits"]), dtype="<f4").reshape(-1, vocab)[-1]
+    n, block = info["context_length"], info.get("prefill_block")
+    window = info["metadata"].get("sliding_window")
+    ids = case["prompt_ids"]
+    states = [{name: np.zeros(v.sym_type.wrapped_type().get_shape(), np.float32) for name, v in prog.functions["decode"].inputs.items()
+               if types.is_state(v.sym_type)} for prog in progs]
+    p = 0
+    while "prefill" in progs[0].functions and block and len(ids) - p > block:
+        run_chain(progs, "prefill", ids[p:p + block], p, n, window, states)
+        p += block
+    for i in range(p, len(ids)):
+        out = run_chain(progs, "decode", ids[i:i + 1], i, n, window, states)
+    logits = np.concatenate([out[f"logits_{i}"].reshape(-1) for i in range(info["output_chunks"])])[:vocab]
+    worst = float(np.abs(logits - expected).max())
+    limit = args.tolerance
+    check(limit is None or worst <= limit, f"lora run: logits {worst:.4g} from PEFT's (limit {limit})")
+    check(int(np.argmax(logits)) == int(np.argmax(expected)), "lora run: the argmax differs from PEFT's")
+    return f"case {case['name']}: argmax = PEFT's, max logit error over the vocabulary {worst:.4g}" + ("" if limit is None else f" (limit {limit})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("package")
@@ -806,6 +915,9 @@ def main():
     ap.add_argument("--reference", help="a Tests/Fixtures/models/*.json fixture: run the decode function over its prompts")
     ap.add_argument("--cases", default="short", help="fixture cases to run, comma-separated (default: short)")
     ap.add_argument("--tolerance", type=float, help="largest top-20 logit error allowed in the run (default: report only)")
+    ap.add_argument("--lora", action="append", default=[], help="PATH[:SCALE] of an adapter the export merged (repeatable)")
+    ap.add_argument("--lora-reference", help="Tests/Fixtures/lora/lora.json: run --lora-case and compare every logit of its last position")
+    ap.add_argument("--lora-case", help="the lora.json case to run")
     args = ap.parse_args()
     started = time.time()
     try:

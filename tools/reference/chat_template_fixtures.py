@@ -83,6 +83,43 @@ TOOLS = [
         },
     }
 ]
+# Tool round trips in OpenAI's shape (arguments as JSON text, as clients send them); rendered with the
+# arguments parsed into objects, as anelm passes them to templates. Ids are 9 characters (Mistral needs that).
+TOOL_TEMPLATES = ["qwen2.5-instruct", "qwen3", "llama-3.1-instruct", "llama-3.2-instruct", "mistral-7b-instruct-v0.3", "mistral-nemo-instruct-2407"]
+TOOL_CONVERSATIONS = {
+    "call_and_result": [
+        {"role": U, "content": "What is the weather in Paris?"},
+        {"role": A, "content": "", "tool_calls": [
+            {"id": "call0abcd", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"days\": 2}"}}]},
+        {"role": "tool", "tool_call_id": "call0abcd", "name": "get_weather", "content": "{\"sky\": \"clear\", \"celsius\": 21}"},
+    ],
+    "two_calls": [
+        {"role": S, "content": "Use tools when useful."},
+        {"role": U, "content": "Weather in Oslo and Rome?"},
+        {"role": A, "content": "", "tool_calls": [
+            {"id": "call1abcd", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
+            {"id": "call2abcd", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}}]},
+        {"role": "tool", "tool_call_id": "call1abcd", "name": "get_weather", "content": "snow"},
+        {"role": "tool", "tool_call_id": "call2abcd", "name": "get_weather", "content": "sun"},
+        {"role": A, "content": "Snow in Oslo, sun in Rome."},
+        {"role": U, "content": "Thanks!"},
+    ],
+}
+
+
+def as_template_messages(messages):
+    out = []
+    for message in messages:
+        message = dict(message)
+        if "tool_calls" in message:
+            message["tool_calls"] = [
+                {**call, "function": {**call["function"], "arguments": json.loads(call["function"]["arguments"])}}
+                for call in message["tool_calls"]
+            ]
+        out.append(message)
+    return out
+
+
 # Extra template variables rendered over a few conversations: (label, variables, conversations).
 VARIANTS = [
     ("tools", {"tools": TOOLS}, ["single_user", "system_user", "multi_turn_no_system"]),
@@ -260,6 +297,20 @@ def main():
         result = render_unit(template, {})
         assert "error" in result, name
         syntax.append({"name": name, "template": template, "error": result["error"]})
+
+    tool_cases = []
+    for name in TOOL_TEMPLATES:
+        bos, eos, extra = MODELS[name]
+        with open(os.path.join(template_dir, name + ".jinja"), encoding="utf-8", newline="") as f:
+            source = f.read()
+        for conv_name, messages in TOOL_CONVERSATIONS.items():
+            case = {"template": name, "conversation": conv_name, "bos_token": bos, "eos_token": eos, "extra": extra}
+            case.update(render_conversation(source, as_template_messages(messages), True, bos, eos, {**extra, "tools": TOOLS}))
+            tool_cases.append(case)
+    with open(os.path.join(args.out, "tool_call_fixtures.json"), "w", encoding="utf-8") as f:
+        json.dump({"generator": "tools/reference/chat_template_fixtures.py", "transformers": transformers.__version__,
+                   "tools": TOOLS, "conversations": TOOL_CONVERSATIONS, "cases": tool_cases}, f, ensure_ascii=False, indent=1)
+        f.write("\n")
 
     fixture = {
         "generator": "tools/reference/chat_template_fixtures.py",

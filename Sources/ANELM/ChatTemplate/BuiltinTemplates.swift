@@ -10,6 +10,17 @@ public enum BuiltinChatTemplates {
 
     public static var names: [String] { all.keys.sorted() }
 
+    /// The template a family's instruction-tuned models use, for files that carry none (GGUF architecture names,
+    /// or config.json `model_type`), with the token that ends a turn.
+    public static func forArchitecture(_ architecture: String) -> (name: String, source: String, endOfTurn: String)? {
+        switch architecture.lowercased() {
+        case "gemma3", "gemma3_text", "gemma3forcausallm": ("gemma3", gemma3, "<end_of_turn>")
+        case "gemma2", "gemma2forcausallm": ("gemma2", gemma2, "<end_of_turn>")
+        case "qwen2", "qwen2forcausallm": ("chatml", chatml, "<|im_end|>")
+        default: nil
+        }
+    }
+
     /// The template called `name`, or an error listing the built-in names.
     public static func named(_ name: String) throws -> String {
         guard let source = all[name] else {

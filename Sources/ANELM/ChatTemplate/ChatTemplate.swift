@@ -4,10 +4,36 @@ import Foundation
 public struct ChatMessage: Sendable, Equatable, Codable {
     public var role: String
     public var content: String
-    /// A message with a role (`system`, `user`, `assistant`, …) and its text.
-    public init(role: String, content: String) {
+    /// Calls an assistant turn made (`message['tool_calls']`, arguments as objects when they are JSON).
+    public var toolCalls: [ToolCall]?
+    /// The call a `tool` message answers (`message['tool_call_id']`).
+    public var toolCallID: String?
+    /// The function a `tool` message comes from (`message['name']`).
+    public var name: String?
+
+    /// A message with a role (`system`, `user`, `assistant`, `tool`, …) and its text.
+    public init(role: String, content: String, toolCalls: [ToolCall]? = nil, toolCallID: String? = nil, name: String? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
+        self.name = name
+    }
+
+    /// The message as templates see it: OpenAI's shape, tool call arguments parsed (templates `tojson` them).
+    var jinjaValue: JinjaValue {
+        var object = JinjaObject([("role", .string(role)), ("content", .string(content))])
+        if let toolCalls {
+            object["tool_calls"] = .array(
+                toolCalls.map { call in
+                    let arguments = (try? JinjaValue.fromJSON(call.arguments)) ?? .string(call.arguments)
+                    let function = JinjaObject([("name", .string(call.name)), ("arguments", arguments)])
+                    return .object(JinjaObject([("id", .string(call.id)), ("type", .string("function")), ("function", .object(function))]))
+                })
+        }
+        if let toolCallID { object["tool_call_id"] = .string(toolCallID) }
+        if let name { object["name"] = .string(name) }
+        return .object(object)
     }
 }
 
@@ -28,7 +54,7 @@ public struct ChatTemplate: Sendable {
         messages: [ChatMessage], addGenerationPrompt: Bool, bosToken: String?, eosToken: String?,
         extra: [String: JinjaValue] = [:]
     ) throws -> String {
-        let messageValues = messages.map { JinjaValue.object(JinjaObject([("role", .string($0.role)), ("content", .string($0.content))])) }
+        let messageValues = messages.map(\.jinjaValue)
         var variables: [String: JinjaValue] = [
             "messages": .array(messageValues),
             "add_generation_prompt": .bool(addGenerationPrompt),

@@ -36,7 +36,14 @@ public final class ANEExecutor {
             }
             constantValues[function.name] = values
         }
-        states = (program.functions.first?.graph.states ?? []).map { [Float](repeating: 0, count: $0.shape.reduce(1, *)) }
+        states = Self.zeroStates(program)
+    }
+
+    /// The program's states, zeroed: what a new sequence starts from (Core ML's `makeState()`).
+    public func makeStates() -> [[Float]] { Self.zeroStates(program) }
+
+    private static func zeroStates(_ program: ANEProgram) -> [[Float]] {
+        (program.functions.first?.graph.states ?? []).map { [Float](repeating: 0, count: $0.shape.reduce(1, *)) }
     }
 
     /// An executor of one graph (its function is named "main").
@@ -80,8 +87,17 @@ public final class ANEExecutor {
 
     /// Runs the function `name` once on named inputs; returns every named output (int32 values as whole floats).
     public func run(_ name: String, _ inputs: [String: [Float]]) throws -> [String: [Float]] {
+        try run(name, inputs, states: &states)
+    }
+
+    /// Runs the function `name` once on named inputs with the given states (from `makeStates()`), which it
+    /// reads and updates in place, as Core ML's `prediction(from:using:)` does with an `MLState`.
+    public func run(_ name: String, _ inputs: [String: [Float]], states: inout [[Float]]) throws -> [String: [Float]] {
         guard let graph = program.function(name), let constantValues = constantValues[name] else {
             throw ANELMError("the ANE program has no function \(name)")
+        }
+        guard states.count == graph.states.count, zip(states, graph.states).allSatisfy({ $0.count == $1.shape.reduce(1, *) }) else {
+            throw ANELMError("the states given to \(name) do not match its \(graph.states.count) declared state(s)")
         }
         var values = [[Float]?](repeating: nil, count: graph.tensors.count)
         for (name, id) in graph.inputs {

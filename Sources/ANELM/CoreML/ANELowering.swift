@@ -55,6 +55,10 @@ public enum ANELowering {
     }
 
     static func lowering(_ loaded: LoadedModel) throws -> ANEModelLowering {
+        // The lowering writes the linear weights as they are: adapters must be in them, not beside them.
+        if let adapter = loaded.model.adapters?.entries.first(where: { !$0.merged }) {
+            throw ANELMError("LoRA adapter \(adapter.path) is a side path; the ANE lowering needs it merged into the weights (--lora-merge)")
+        }
         guard let lowering = ModelRegistry.family(named: loaded.architecture)?.aneLowering?(loaded.model) else {
             throw ANELMError(
                 "ANE lowering does not support architecture \(quoted(loaded.architecture)) (supported: \(supportedArchitectures.joined(separator: ", ")))")

@@ -56,6 +56,8 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
     /// Where the metadata key/value pairs are in the file, and how many the header declares.
     let metadataBytes: Range<Int>
     let metadataCount: Int
+    /// Where each key's value is in the file: its type id and payload, as a writer copies it.
+    private let valueBytes: [String: Range<Int>]
     private let file: MappedFile
     private let infoByName: [String: GGUFTensorInfo]
 
@@ -82,16 +84,20 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
 
         var keys: [String] = []
         var values: [String: GGUFValue] = [:]
+        var ranges: [String: Range<Int>] = [:]
         keys.reserveCapacity(kvCount)
         let metadataStart = r.offset
         for _ in 0..<kvCount {
             let key = try Self.readString(&r)
+            let valueStart = r.offset
             let type = try r.read(UInt32.self)
             let value = try Self.readValue(type: type, &r, depth: 0)
             if values.updateValue(value, forKey: key) == nil { keys.append(key) }
+            ranges[key] = valueStart..<r.offset
         }
         metadataKeys = keys
         metadata = values
+        valueBytes = ranges
         metadataBytes = metadataStart..<r.offset
         metadataCount = kvCount
 
@@ -163,6 +169,12 @@ public final class GGUFFile: TensorStore, @unchecked Sendable {
         d.append(contentsOf: UnsafeRawBufferPointer(rebasing: file.bytes[metadataBytes]))
         while d.count % alignment != 0 { d.append(0) }  // the (empty) data section starts aligned
         return d
+    }
+
+    /// The value of `key` exactly as the file encodes it (type id, then payload): what a writer copies.
+    public func encodedValue(_ key: String) -> GGUFEncodedValue? {
+        guard let range = valueBytes[key] else { return nil }
+        return GGUFEncodedValue(bytes: Array(UnsafeRawBufferPointer(rebasing: file.bytes[range])))
     }
 
     /// The tensor's bytes in place; throws for a GGML type anelm cannot read.

@@ -8,14 +8,16 @@ public final class StagedOutput: @unchecked Sendable {
     public let destination: String
     /// Where the output is written: `.NAME.anelm-<pid>-<random>.partial` beside the destination.
     public let staging: String
+    /// Whether an existing destination is replaced at commit (`--force`) rather than refused.
+    public let replacing: Bool
     private var finished = false
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var live: Set<String> = []
 
-    /// Refuses a destination that exists; nothing is created yet.
-    public init(destination: String) throws {
-        guard !FileManager.default.fileExists(atPath: destination) else {
+    /// Refuses a destination that exists unless `replacing`; nothing is created yet.
+    public init(destination: String, replacing: Bool = false) throws {
+        guard replacing || !FileManager.default.fileExists(atPath: destination) else {
             throw ANELMError("\(destination) already exists; remove it or choose another name")
         }
         let url = URL(fileURLWithPath: destination)
@@ -24,6 +26,7 @@ public final class StagedOutput: @unchecked Sendable {
             url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).anelm-\(ProcessInfo.processInfo.processIdentifier)-\(token).partial").path
         self.destination = destination
+        self.replacing = replacing
         Self.lock.lock()
         Self.live.insert(staging)
         Self.lock.unlock()
@@ -32,10 +35,14 @@ public final class StagedOutput: @unchecked Sendable {
     deinit { discard() }
 
     /// Moves the finished output into place. A destination that appeared meanwhile (another writer) is left alone
-    /// and this output discarded.
+    /// and this output discarded; when `replacing`, the old destination is removed first (only once the new output
+    /// is complete).
     public func commit() throws {
         defer { discard() }
         let fm = FileManager.default
+        if replacing && fm.fileExists(atPath: destination) {
+            do { try fm.removeItem(atPath: destination) } catch { throw ANELMError("could not remove \(destination) to replace it: \(error.localizedDescription)") }
+        }
         guard !fm.fileExists(atPath: destination) else {
             throw ANELMError("\(destination) appeared while it was being written (another writer?); it was left as it is")
         }

@@ -3,8 +3,63 @@ import Foundation
 extension LoadedModel {
     /// The prompt text of a conversation as the model's own chat template (or `template`, a Jinja
     /// source that replaces it) renders it, ending where the assistant's reply begins.
-    public func chatPromptText(_ messages: [ChatMessage], template: String? = nil) throws -> String {
-        try renderChatPrompt(messages, templateSource: chatTemplateSource(template))
+    public func chatPromptText(_ messages: [ChatMessage], template: String? = nil, tools: ToolUse? = nil) throws -> String {
+        let source = try chatTemplateSource(template)
+        let (prepared, extra) = prepareTools(messages, tools: tools, templateSource: source)
+        return try renderChatPrompt(prepared, templateSource: source, extra: extra)
+    }
+
+    /// How this model writes tool calls with `template` (or its own): its template's format, else `generic`.
+    public func toolCallFormat(template: String? = nil) throws -> ToolCallFormat {
+        ToolCallFormat.detect(templateSource: try chatTemplateSource(template))
+    }
+
+    /// Tools as the template gets them: in `tools` for templates that render them, else (the generic format)
+    /// described in the system message, with earlier calls and their results written as text turns.
+    private func prepareTools(_ messages: [ChatMessage], tools: ToolUse?, templateSource: String) -> ([ChatMessage], [String: JinjaValue]) {
+        let active = tools.map { $0.isActive ? $0 : nil } ?? nil
+        let format = ToolCallFormat.detect(templateSource: templateSource)
+        if format != .generic {
+            guard let active else { return (messages, [:]) }
+            return (messages, ["tools": .array(active.tools.map { JinjaValue.fromJSON($0.json) })])
+        }
+        let usesTools = active != nil || messages.contains { $0.role == "tool" || !($0.toolCalls ?? []).isEmpty }
+        guard usesTools else { return (messages, [:]) }
+        var out: [ChatMessage] = []
+        var previousWasToolResult = false
+        for message in messages {
+            var role = message.role
+            var content = message.content
+            var isToolResult = false
+            if let calls = message.toolCalls, !calls.isEmpty {
+                let list: [JSONValue] = calls.map { call in
+                    let arguments = (try? JSONValue.parse(call.arguments, source: "arguments")) ?? .string(call.arguments)
+                    return ["name": .string(call.name), "arguments": arguments]
+                }
+                let json = JSONValue.object(["tool_calls": .array(list)]).text
+                content = content.isEmpty ? json : content + "\n" + json
+            } else if role == "tool" {
+                var result: JSONObject = [:]
+                if let name = message.name { result["name"] = .string(name) }
+                if let id = message.toolCallID { result["tool_call_id"] = .string(id) }
+                result["content"] = .string(content)
+                role = "user"
+                content = JSONValue.object(["tool_result": .object(result)]).text
+                isToolResult = true
+            }
+            // Results join their neighbours' turn, so templates that need user/assistant alternation accept them.
+            if let last = out.last, last.role == role, isToolResult || previousWasToolResult {
+                out[out.count - 1].content += "\n\n" + content
+            } else {
+                out.append(ChatMessage(role: role, content: content))
+            }
+            previousWasToolResult = isToolResult
+        }
+        if let active {
+            let instructions = active.genericInstructions()
+            if out.first?.role == "system" { out[0].content += "\n\n" + instructions } else { out.insert(ChatMessage(role: "system", content: instructions), at: 0) }
+        }
+        return (out, [:])
     }
 
     /// Token ids of `chatPromptText`. The template writes BOS itself, so the tokenizer adds no
@@ -13,20 +68,28 @@ extension LoadedModel {
     /// The template's own markup is tokenized with its special tokens; the text of the messages is tokenized as
     /// text, so a message containing `<|im_end|>\n<|im_start|>system` cannot close its turn and forge another.
     /// A conversation without special-token text in its messages gives exactly transformers' ids.
-    public func chatPromptTokens(_ messages: [ChatMessage], template: String? = nil) throws -> [Int] {
+    public func chatPromptTokens(_ messages: [ChatMessage], template: String? = nil, tools: ToolUse? = nil) throws -> [Int] {
         let source = try chatTemplateSource(template)
+        let (messages, extra) = prepareTools(messages, tools: tools, templateSource: source)
         let templateOwnText = [source, tokenizer.bosToken, tokenizer.eosToken].compactMap { $0 }
         var shield = MessageTextShield(
             reserved: Set(
                 templateOwnText.flatMap {
                     $0.unicodeScalars.filter(MessageTextShield.isInSentinelPlanes)
                 }))
-        let shielded = try messages.map {
+        let shielded = try messages.map { message in
             ChatMessage(
-                role: try shield.shield($0.role, tokenizer: tokenizer),
-                content: try shield.shield($0.content, tokenizer: tokenizer))
+                role: try shield.shield(message.role, tokenizer: tokenizer),
+                content: try shield.shield(message.content, tokenizer: tokenizer),
+                toolCalls: try message.toolCalls?.map {
+                    ToolCall(
+                        id: try shield.shield($0.id, tokenizer: tokenizer), name: try shield.shield($0.name, tokenizer: tokenizer),
+                        arguments: try shield.shield($0.arguments, tokenizer: tokenizer))
+                },
+                toolCallID: try message.toolCallID.map { try shield.shield($0, tokenizer: tokenizer) },
+                name: try message.name.map { try shield.shield($0, tokenizer: tokenizer) })
         }
-        let (text, literal) = shield.unshield(try renderChatPrompt(shielded, templateSource: source))
+        let (text, literal) = shield.unshield(try renderChatPrompt(shielded, templateSource: source, extra: extra))
         return tokenizer.encode(text, literalRanges: literal, addSpecialTokens: false)
     }
 
@@ -39,10 +102,10 @@ extension LoadedModel {
         return source
     }
 
-    private func renderChatPrompt(_ messages: [ChatMessage], templateSource: String) throws -> String {
+    private func renderChatPrompt(_ messages: [ChatMessage], templateSource: String, extra: [String: JinjaValue] = [:]) throws -> String {
         try ChatTemplate(templateSource).render(
             messages: messages, addGenerationPrompt: true,
-            bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken)
+            bosToken: tokenizer.bosToken, eosToken: tokenizer.eosToken, extra: extra)
     }
 }
 

@@ -10,16 +10,23 @@ public struct GenerationParameters: Sendable {
     public var stopAtEndOfSequence: Bool
     /// Constrains the output to this grammar (GBNF or a JSON schema): generation ends when it is complete.
     public var grammar: Grammar?
+    /// When set, every chunk carries its token's log-probability and this many (0–20) most likely alternatives.
+    public var logprobs: Int?
+    /// The scale of each of the model's LoRA adapters, by id (`LoRAAdapterTable.requestScales`); nil runs with the
+    /// adapters' current scales.
+    public var loraScales: [Float]?
 
     public init(
         maxTokens: Int = 256, sampling: SamplingParameters = SamplingParameters(), stopStrings: [String] = [], stopAtEndOfSequence: Bool = true,
-        grammar: Grammar? = nil
+        grammar: Grammar? = nil, logprobs: Int? = nil, loraScales: [Float]? = nil
     ) {
+        self.logprobs = logprobs
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopStrings = stopStrings
         self.stopAtEndOfSequence = stopAtEndOfSequence
         self.grammar = grammar
+        self.loraScales = loraScales
     }
 }
 
@@ -36,6 +43,8 @@ public struct GenerationChunk: Sendable {
     public let token: Int
     /// Text this token completes (may be empty: half a character, or held back for a stop string).
     public let text: String
+    /// The token's log-probability and alternatives, when `GenerationParameters.logprobs` asks for them.
+    public var logprob: SampledToken? = nil
 }
 
 public struct GenerationResult: Sendable {
@@ -69,50 +78,86 @@ public final class GenerationSession {
     /// The tokens whose keys/values (or recurrent state) `state` holds.
     public private(set) var history: [Int] = []
 
-    public init(model: LanguageModel, tokenizer: Tokenizer, endOfSequenceIds: Set<Int>) {
+    /// The longest sequence this session holds (prompt plus generated tokens): the model's context length
+    /// unless a smaller one was asked for (a server's per-slot `--context`); its state never grows past it.
+    public let contextLength: Int
+
+    public init(model: LanguageModel, tokenizer: Tokenizer, endOfSequenceIds: Set<Int>, contextLength: Int? = nil) {
         self.model = model
         self.tokenizer = tokenizer
         self.endOfSequenceIds = endOfSequenceIds
-        state = model.makeState()
+        self.contextLength = min(contextLength ?? model.contextLength, model.contextLength)
+        state = model.makeState(contextLength: self.contextLength)
     }
 
     /// Forgets the conversation.
     public func reset() {
-        state = model.makeState()
+        state = model.makeState(contextLength: contextLength)
         history = []
     }
 
     /// Bytes held by the sequence's state.
     public var stateBytes: Int { state.byteSize }
 
+    /// Bytes the sequence's state holds once it is `contextLength` long.
+    public var maximumStateBytes: Int { state.maximumByteSize }
+
     /// Starts a generation: runs the prompt (reusing the cached prefix) and returns the stepper
     /// that yields its tokens one at a time. One generation at a time per session.
     public func start(prompt: [Int], parameters: GenerationParameters) throws -> Generation {
+        let generation = try begin(prompt: prompt, parameters: parameters)
+        try generation.readPrompt()
+        return generation
+    }
+
+    /// Starts a generation without running anything: the prompt's uncached tokens wait in the generation
+    /// for whoever drives the model (`Generation.nextInput` / `accept`), so that a scheduler can run many
+    /// generations' tokens in one batched pass. The prompt is checked here, so a bad one never reaches a batch.
+    public func begin(prompt: [Int], parameters: GenerationParameters) throws -> Generation {
         guard !prompt.isEmpty else { throw ANELMError("the prompt is empty") }
         guard parameters.maxTokens >= 0 else { throw ANELMError("max tokens must be ≥ 0, got \(parameters.maxTokens)") }
+        if let n = parameters.logprobs, !(0...20).contains(n) { throw ANELMError("top logprobs must be between 0 and 20, got \(n)") }
         try parameters.sampling.validate()
-        guard prompt.count <= model.contextLength else {
-            throw ANELMError("the prompt has \(prompt.count) tokens, more than the context length of \(model.contextLength)")
+        guard prompt.count <= contextLength else {
+            throw ANELMError("the prompt has \(prompt.count) tokens, more than the context length of \(contextLength)")
+        }
+        try checkTokens(prompt, vocabularySize: model.vocabularySize)
+        // A cached prefix is only reusable with the adapter scales it was computed with.
+        let scales = try loraScales(parameters)
+        if scales != state.loraScales {
+            try rewind(to: 0)
+            state.loraScales = scales
         }
         // Reuse the longest cached prefix; run the rest (at least one token, for logits).
         let reusable = min(commonPrefixLength(history, prompt), prompt.count - 1)
         if reusable < state.count { try rewind(to: reusable) }
-        let fresh = Array(prompt[state.count...])
-        let prefillStart = DispatchTime.now()
-        let logits = try model.forward(fresh, state: state, allPositions: false)
-        history = prompt
         let result = GenerationResult(
-            promptTokens: prompt, tokens: [], text: "", finishReason: .length, prefilledTokens: fresh.count, prefillSeconds: seconds(since: prefillStart),
+            promptTokens: prompt, tokens: [], text: "", finishReason: .length, prefilledTokens: prompt.count - state.count, prefillSeconds: 0,
             decodeSeconds: 0, decodeSteps: 0)
-        return Generation(session: self, parameters: parameters, logits: logits, result: result)
+        return Generation(session: self, parameters: parameters, result: result)
     }
 
-    /// Runs one token through the model after `history`, extending it; returns the next logits.
-    fileprivate func advance(_ token: Int) throws -> [Float] {
-        let logits = try model.forward([token], state: state, allPositions: false)
-        history.append(token)
-        return logits
+    /// The adapter scales a generation with `parameters` runs with: the ones asked for, or the adapters' current ones.
+    private func loraScales(_ parameters: GenerationParameters) throws -> [Float] {
+        let current = model.adapters?.scales ?? []
+        guard let asked = parameters.loraScales else { return current }
+        guard asked.count == current.count else {
+            throw ANELMError("\(asked.count) LoRA scales given, but the model has \(current.count) adapters")
+        }
+        return asked
     }
+
+    /// Whether the cached tokens were computed with the adapter scales `parameters` asks for (the prompt cache is
+    /// keyed by the adapter set).
+    public func cacheMatches(_ parameters: GenerationParameters) -> Bool {
+        (try? loraScales(parameters)) == state.loraScales
+    }
+
+    /// The state the next tokens extend (a generation hands it to the batched forward pass).
+    fileprivate var currentState: ModelState { state }
+
+    /// Records tokens a forward pass has just run on `state`.
+    fileprivate func didRun(_ tokens: [Int]) { history += tokens }
 
     /// Generates a continuation of `prompt`, calling `onChunk` per token; return false from it to stop.
     @discardableResult
@@ -150,7 +195,7 @@ public final class GenerationSession {
             try state.truncate(to: count)
         } catch {
             // States that cannot rewind (recurrent models) start over.
-            state = model.makeState()
+            state = model.makeState(contextLength: contextLength)
             history = []
             return
         }
@@ -192,23 +237,28 @@ func seconds(since start: DispatchTime) -> Double {
 }
 
 /// A generation in progress: call `next()` until it returns nil, then read `result`.
-/// Stepping lets a scheduler interleave many sequences fairly.
+/// Stepping lets a scheduler interleave many sequences fairly. A scheduler that batches drives the model
+/// itself instead: `nextInput` gives the tokens to run (a chunk of the prompt, or the last sampled token),
+/// and `accept` takes the logits of that pass; `next()` is those two around a forward pass of its own.
 public final class Generation {
     public let session: GenerationSession
     public let parameters: GenerationParameters
     public private(set) var result: GenerationResult
     public private(set) var isFinished = false
-    private var logits: [Float]
+    /// Prompt tokens not yet run.
+    private var unreadPrompt: ArraySlice<Int>
+    /// The tokens handed out by `nextInput` and not yet accepted.
+    private var running: [Int]?
     private var sampler: Sampler
     private var assembler: TextAssembler
     private let endOfSequence: Set<Int>
     private let constraint: GrammarConstraint?
 
-    init(session: GenerationSession, parameters: GenerationParameters, logits: [Float], result: GenerationResult) {
+    init(session: GenerationSession, parameters: GenerationParameters, result: GenerationResult) {
         self.session = session
         self.parameters = parameters
-        self.logits = logits
         self.result = result
+        unreadPrompt = result.promptTokens.suffix(result.prefilledTokens)[...]
         sampler = Sampler(parameters.sampling)
         assembler = TextAssembler(tokenizer: session.tokenizer, stopStrings: parameters.stopStrings)
         endOfSequence = parameters.stopAtEndOfSequence ? session.endOfSequenceIds : []
@@ -217,50 +267,131 @@ public final class Generation {
                 grammar: $0, vocabulary: GrammarVocabulary.for(session.tokenizer),
                 endOfSequenceIds: parameters.stopAtEndOfSequence ? session.endOfSequenceIds : [])
         }
-        if parameters.maxTokens == 0 { finish(.length) }
     }
+
+    /// Whether prompt tokens are still waiting to be run.
+    public var isReadingPrompt: Bool { !unreadPrompt.isEmpty }
+
+    /// Prompt tokens still waiting to be run.
+    public var unreadPromptCount: Int { unreadPrompt.count }
+
+    /// What the next forward pass must run for this generation: the next at most `promptLimit` (≥ 1) tokens of
+    /// the prompt, or else the last sampled token, with the state they extend; nil once finished. Asking again
+    /// before `accept` gives the same tokens.
+    public func nextInput(promptLimit: Int = .max) -> (tokens: [Int], state: ModelState)? {
+        guard !isFinished else { return nil }
+        if running == nil {
+            if !unreadPrompt.isEmpty {
+                running = Array(unreadPrompt.prefix(max(1, promptLimit)))
+            } else if let last = result.tokens.last {
+                running = [last]
+            } else {
+                return nil
+            }
+        }
+        guard let running else { return nil }
+        return (running, session.currentState)
+    }
+
+    /// Takes the logits of the forward pass that ran `nextInput`'s tokens (`seconds`: how long it took, for the
+    /// speed figures) and, once the prompt is read, samples the next token. Returns that token and the text it
+    /// completes, or nil while the prompt is still being read (or when the generation had nothing to run).
+    public func accept(_ logits: [Float], seconds: Double) throws -> GenerationChunk? {
+        guard recordRun(seconds: seconds), !isFinished else { return nil }
+        return try chooseNext(from: logits)
+    }
+
+    /// Marks the tokens handed out by `nextInput` as run; true when the pass's logits are the ones to sample
+    /// from (the prompt has been read).
+    private func recordRun(seconds: Double) -> Bool {
+        guard let ran = running else { return false }
+        running = nil
+        session.didRun(ran)
+        if unreadPrompt.isEmpty {
+            result.decodeSeconds += seconds
+            result.decodeSteps += 1
+            return true
+        }
+        unreadPrompt.removeFirst(ran.count)
+        result.prefillSeconds += seconds
+        return unreadPrompt.isEmpty
+    }
+
+    /// Runs the whole unread prompt in one pass (what `GenerationSession.start` does); its logits wait for the
+    /// first `next()`.
+    func readPrompt() throws {
+        guard let input = nextInput() else { return }
+        let start = DispatchTime.now()
+        let logits = try session.model.forward(input.tokens, state: input.state, allPositions: false)
+        if recordRun(seconds: seconds(since: start)) { pendingLogits = logits }
+    }
+
+    /// Logits of the prompt's last token, run by `readPrompt` and not yet sampled from.
+    private var pendingLogits: [Float]?
 
     /// The next token and the text it completes; nil once finished.
     public func next() throws -> GenerationChunk? {
-        guard !isFinished else { return nil }
+        if let logits = pendingLogits {
+            pendingLogits = nil
+            if isFinished { return nil }
+            return try chooseNext(from: logits)
+        }
         // A token needs the logits of the one before it: run that one now (not after sampling, so a
         // finished generation costs no extra forward pass).
-        if let last = result.tokens.last {
+        while let input = nextInput() {
             let start = DispatchTime.now()
-            logits = try session.advance(last)
-            result.decodeSeconds += seconds(since: start)
-            result.decodeSteps += 1
+            let logits = try session.model.forward(input.tokens, state: input.state, allPositions: false)
+            if let chunk = try accept(logits, seconds: seconds(since: start)) { return chunk }
         }
+        return nil
+    }
+
+    /// Samples a token from the logits of the sequence so far and checks whether it ends the generation.
+    private func chooseNext(from logits: [Float]) throws -> GenerationChunk? {
+        if parameters.maxTokens == 0 {
+            finish(.length)
+            return nil
+        }
+        let sampled = try chooseToken(from: logits)
+        let token = sampled.token
+        let logprob = parameters.logprobs == nil ? nil : sampled
+        result.tokens.append(token)
+        if endOfSequence.contains(token) {
+            finish(.stop)
+            return GenerationChunk(token: token, text: flushTail(), logprob: logprob)
+        }
+        let (text, stopped) = assembler.append(token)
+        if stopped {
+            finish(.stop)
+            return GenerationChunk(token: token, text: text, logprob: logprob)
+        }
+        if let constraint, constraint.isComplete, !constraint.canContinue {
+            finish(.stop)
+            return GenerationChunk(token: token, text: text + flushTail(), logprob: logprob)
+        }
+        if result.tokens.count >= parameters.maxTokens || session.history.count >= session.contextLength {
+            finish(.length)
+            return GenerationChunk(token: token, text: text + flushTail(), logprob: logprob)
+        }
+        return GenerationChunk(token: token, text: text, logprob: logprob)
+    }
+
+    /// The sampling step: the grammar's mask, the sampler's pick (with its log-probabilities when asked), the
+    /// grammar follows the pick.
+    private func chooseToken(from logits: [Float]) throws -> SampledToken {
+        var logits = logits
         if let constraint {
             let start = threadCPUSeconds()
             try constraint.apply(to: &logits)
             result.grammarSeconds += threadCPUSeconds() - start
         }
-        let token = sampler.sample(logits, previous: session.history)
+        let sampled = sampler.sampleToken(logits, previous: session.history, topLogprobs: parameters.logprobs)
         if let constraint {
             let start = threadCPUSeconds()
-            try constraint.accept(token)
+            try constraint.accept(sampled.token)
             result.grammarSeconds += threadCPUSeconds() - start
         }
-        result.tokens.append(token)
-        if endOfSequence.contains(token) {
-            finish(.stop)
-            return GenerationChunk(token: token, text: flushTail())
-        }
-        let (text, stopped) = assembler.append(token)
-        if stopped {
-            finish(.stop)
-            return GenerationChunk(token: token, text: text)
-        }
-        if let constraint, constraint.isComplete, !constraint.canContinue {
-            finish(.stop)
-            return GenerationChunk(token: token, text: text + flushTail())
-        }
-        if result.tokens.count >= parameters.maxTokens || session.history.count >= session.model.contextLength {
-            finish(.length)
-            return GenerationChunk(token: token, text: text + flushTail())
-        }
-        return GenerationChunk(token: token, text: text)
+        return sampled
     }
 
     /// Ends the generation early; `result.finishReason` becomes `.cancelled`.

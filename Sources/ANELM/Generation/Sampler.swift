@@ -12,10 +12,22 @@ public struct SamplingParameters: Sendable, Equatable {
     public var minP: Float = 0
     /// > 1 makes tokens already in the sequence less likely (as transformers' `repetition_penalty`).
     public var repetitionPenalty: Float = 1
+    /// How many of the sequence's last tokens the repetition penalty looks at; 0 = all of them (transformers).
+    public var repetitionWindow: Int = 0
+    /// OpenAI's `presence_penalty`: subtracted from the logit of every token generated so far.
+    public var presencePenalty: Float = 0
+    /// OpenAI's `frequency_penalty`: subtracted once for each time the token was generated so far.
+    public var frequencyPenalty: Float = 0
+    /// OpenAI's `logit_bias`: added to these tokens' logits before anything else.
+    public var logitBias: [Int: Float] = [:]
     /// The same seed gives the same tokens.
     public var seed: UInt64 = UInt64.random(in: 0...UInt64.max)
 
-    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1, seed: UInt64? = nil) {
+    public init(
+        temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1, repetitionWindow: Int = 0,
+        seed: UInt64? = nil
+    ) {
+        self.repetitionWindow = repetitionWindow
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
@@ -31,6 +43,14 @@ public struct SamplingParameters: Sendable, Equatable {
         guard topP.isFinite, topP > 0, topP <= 1 else { throw ANELMError("top-p must be in (0, 1], got \(topP)") }
         guard minP.isFinite, minP >= 0, minP <= 1 else { throw ANELMError("min-p must be in [0, 1], got \(minP)") }
         guard repetitionPenalty.isFinite, repetitionPenalty > 0 else { throw ANELMError("repetition penalty must be > 0, got \(repetitionPenalty)") }
+        guard repetitionWindow >= 0 else { throw ANELMError("the repetition window must be ≥ 0, got \(repetitionWindow)") }
+        for (name, value) in [("presence", presencePenalty), ("frequency", frequencyPenalty)] {
+            guard value.isFinite, abs(value) <= 2 else { throw ANELMError("the \(name) penalty must be between -2 and 2, got \(value)") }
+        }
+        for (token, bias) in logitBias {
+            guard token >= 0 else { throw ANELMError("logit bias: token ids are ≥ 0, got \(token)") }
+            guard bias.isFinite, abs(bias) <= 100 else { throw ANELMError("logit bias of token \(token) must be between -100 and 100, got \(bias)") }
+        }
     }
 }
 
@@ -47,10 +67,26 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     }
 }
 
-/// Picks tokens from logits: repetition penalty, then temperature, top-k, top-p, min-p, then a draw.
+/// A token's log-probability (natural log) under the distribution it was sampled from.
+public struct TokenLogprob: Sendable, Equatable {
+    public let token: Int
+    public let logprob: Float
+}
+
+/// A sampled token with its log-probability and, when asked for, the most likely alternatives (best first).
+public struct SampledToken: Sendable, Equatable {
+    public let token: Int
+    public let logprob: Float
+    public let top: [TokenLogprob]
+}
+
+/// Picks tokens from logits: logit bias, repetition / presence / frequency penalties, then temperature, top-k,
+/// top-p, min-p, then a draw. It counts the tokens it picks, for the presence and frequency penalties.
 public struct Sampler: Sendable {
     public let parameters: SamplingParameters
     private var random: SeededGenerator
+    /// How often each token was picked by this sampler.
+    private var generatedCounts: [Int: Int] = [:]
 
     public init(_ parameters: SamplingParameters) {
         self.parameters = parameters
@@ -58,15 +94,60 @@ public struct Sampler: Sendable {
     }
 
     public mutating func sample(_ logits: [Float], previous: [Int] = []) -> Int {
+        sampleToken(logits, previous: previous, topLogprobs: nil).token
+    }
+
+    /// Samples a token after `previous` (the sequence so far, for the repetition penalty). With `topLogprobs`
+    /// set, also the log-softmax of the logits sampled from — after bias, penalties, any grammar mask (masked
+    /// tokens are never listed) and temperature (temperature 0, greedy, counts as 1) — for the token and the
+    /// `topLogprobs` most likely ones; top-k/top-p/min-p cut candidates but do not renormalise these values.
+    public mutating func sampleToken(_ logits: [Float], previous: [Int], topLogprobs: Int?) -> SampledToken {
         var logits = logits
+        applyPenalties(to: &logits, previous: previous)
+        let token = pick(logits)
+        generatedCounts[token, default: 0] += 1
+        guard let topLogprobs else { return SampledToken(token: token, logprob: 0, top: []) }
+        let scale = parameters.temperature > 0 ? 1 / parameters.temperature : 1
+        var maximum = -Float.infinity
+        for l in logits where l > maximum { maximum = l }
+        var sum: Double = 0
+        for l in logits where l > -.infinity { sum += exp(Double((l - maximum) * scale)) }
+        let logTotal = Double(maximum * scale) + log(sum)
+        func logprob(_ id: Int) -> Float { Float(Double(logits[id] * scale) - logTotal) }
+        var top: [TokenLogprob] = []
+        if topLogprobs > 0 {
+            // A small sorted list beats sorting the whole vocabulary.
+            var best: [Int] = []
+            for id in logits.indices where logits[id] > -.infinity {
+                if best.count == topLogprobs, let last = best.last, !(logits[id] > logits[last]) { continue }
+                let at = best.firstIndex { logits[id] > logits[$0] } ?? best.count
+                best.insert(id, at: at)
+                if best.count > topLogprobs { best.removeLast() }
+            }
+            top = best.map { TokenLogprob(token: $0, logprob: logprob($0)) }
+        }
+        return SampledToken(token: token, logprob: logprob(token), top: top)
+    }
+
+    private func applyPenalties(to logits: inout [Float], previous: [Int]) {
         let p = parameters
+        for (id, bias) in p.logitBias where id < logits.count { logits[id] += bias }
         if p.repetitionPenalty != 1 {
-            for id in Set(previous) where id >= 0 && id < logits.count {
+            let window = p.repetitionWindow > 0 ? previous.suffix(p.repetitionWindow) : previous[...]
+            for id in Set(window) where id >= 0 && id < logits.count {
                 logits[id] = logits[id] > 0 ? logits[id] / p.repetitionPenalty : logits[id] * p.repetitionPenalty
             }
         }
-        if p.temperature == 0 { return argmax(logits) }
+        if p.presencePenalty != 0 || p.frequencyPenalty != 0 {
+            for (id, count) in generatedCounts where id < logits.count {
+                logits[id] -= p.presencePenalty + p.frequencyPenalty * Float(count)
+            }
+        }
+    }
 
+    private mutating func pick(_ logits: [Float]) -> Int {
+        let p = parameters
+        if p.temperature == 0 { return argmax(logits) }
         // Candidates sorted by logit, most likely first; top-k cuts before the softmax. Tokens masked to
         // -infinity (a grammar) are never candidates, so rounding in the draw cannot pick one.
         var candidates = logits.indices.filter { logits[$0] > -.infinity }

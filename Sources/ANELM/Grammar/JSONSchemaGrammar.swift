@@ -55,6 +55,19 @@ struct JSONSchemaCompiler {
         return text
     }
 
+    /// One schema as a piece of a larger grammar (tool calls): its top expression and its rules, every rule
+    /// name starting with `prefix` so that several schemas can share a grammar; `genericRules` must be added
+    /// once when `usesGeneric`.
+    static func embedded(schema: JSONValue, prefix: String) throws -> (expression: String, rules: String, usesGeneric: Bool) {
+        var compiler = JSONSchemaCompiler(root: schema)
+        compiler.prefix = prefix
+        let top = try compiler.expression(schema, name: "root", path: "#")
+        return (top, compiler.rules.map { "\($0.name) ::= \($0.body)\n" }.joined(), compiler.usesGeneric)
+    }
+
+    /// Put before every rule name (see `embedded`).
+    private var prefix = ""
+
     private init(root: JSONValue) { self.root = root }
 
     /// Any JSON value, and the pieces typed schemas share.
@@ -479,7 +492,8 @@ struct JSONSchemaCompiler {
         return rule
     }
 
-    private func uniqueName(_ base: String) -> String {
+    private func uniqueName(_ name: String) -> String {
+        let base = prefix + name
         let reserved: Set<String> = ["root", "value", "object", "array", "string", "char", "hex", "number", "integer", "ws"]
         var candidate = base
         var n = 1

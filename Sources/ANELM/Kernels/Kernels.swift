@@ -118,6 +118,11 @@ extension Kernels {
     /// `gate = gelu_tanh(gate) · up` (PyTorch's `gelu(approximate="tanh")`, Gemma's activation).
     public static func geluTanhMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) { anelm_gelu_tanh_mul(gate, up, count) }
 
+    /// `x = gelu(x)` with the exact (erf) GELU (BERT's `hidden_act: gelu`).
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.7071067811865476)) }
+    }
+
     /// `gate = gelu(gate) · up` with the exact (erf) GELU.
     public static func geluMul(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
         for i in 0..<count {

@@ -13,8 +13,10 @@ public final class LoadedModel {
     public let endOfSequenceIds: Set<Int>
     public let pool: ThreadPool
     public let loadSeconds: Double
+    /// Set when the file has no chat template and `chatTemplate` is this built-in one, its family's.
+    public internal(set) var builtinTemplateName: String?
 
-    init(
+    public init(
         path: String, source: ModelSource, architecture: String, model: LanguageModel, tokenizer: Tokenizer, chatTemplate: String?, endOfSequenceIds: Set<Int>,
         pool: ThreadPool, loadSeconds: Double
     ) {
@@ -29,9 +31,9 @@ public final class LoadedModel {
         self.loadSeconds = loadSeconds
     }
 
-    /// A new independent sequence on this model.
-    public func makeSession() -> GenerationSession {
-        GenerationSession(model: model, tokenizer: tokenizer, endOfSequenceIds: endOfSequenceIds)
+    /// A new independent sequence on this model, of at most `contextLength` tokens (nil: the model's context length).
+    public func makeSession(contextLength: Int? = nil) -> GenerationSession {
+        GenerationSession(model: model, tokenizer: tokenizer, endOfSequenceIds: endOfSequenceIds, contextLength: contextLength)
     }
 
     /// A short name for the model (file or folder name).
@@ -61,9 +63,11 @@ public enum ModelLoader {
         guard text.tokenizer.vocabSize <= model.vocabularySize else {
             throw ANELMError("the tokenizer has \(text.tokenizer.vocabSize) tokens but the model only \(model.vocabularySize)")
         }
-        return LoadedModel(
+        let loaded = LoadedModel(
             path: path, source: source, architecture: architecture, model: model, tokenizer: text.tokenizer, chatTemplate: text.chatTemplate,
             endOfSequenceIds: text.endOfSequenceIds, pool: pool, loadSeconds: seconds(since: start))
+        loaded.builtinTemplateName = text.builtinTemplateName
+        return loaded
     }
 
     /// Only the text side of a model (tokenizer, template, end tokens), without its weights: from a model
@@ -80,6 +84,15 @@ public enum ModelLoader {
     }
 
     static func loadText(_ source: ModelSource, path: String) throws -> ModelText {
+        let own = try loadOwnText(source, path: path)
+        guard own.chatTemplate == nil, let builtin = BuiltinChatTemplates.forArchitecture(try source.architecture()) else { return own }
+        // A file without a template (the Gemma 3 270M GGUF) chats with its family's; the turn's end token ends replies.
+        var endOfSequence = own.endOfSequenceIds
+        if let id = own.tokenizer.tokenId(builtin.endOfTurn) { endOfSequence.insert(id) }
+        return ModelText(tokenizer: own.tokenizer, chatTemplate: builtin.source, endOfSequenceIds: endOfSequence, builtinTemplateName: builtin.name)
+    }
+
+    private static func loadOwnText(_ source: ModelSource, path: String) throws -> ModelText {
         switch source {
         case .gguf(let file):
             let tokenizer = try Tokenizer(gguf: try GGUFTokenizerData(file))
@@ -107,4 +120,6 @@ public struct ModelText {
     public let tokenizer: Tokenizer
     public let chatTemplate: String?
     public let endOfSequenceIds: Set<Int>
+    /// Set when the file has no template and `chatTemplate` is this built-in one, its family's.
+    public var builtinTemplateName: String? = nil
 }

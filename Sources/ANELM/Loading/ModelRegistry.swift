@@ -33,10 +33,29 @@ public struct LoadOptions: Sendable {
     public var threads: Int?
     /// Caps the context (and so memory); nil uses the model's.
     public var contextLength: Int?
-    public init(precision: Precision = .auto, threads: Int? = nil, contextLength: Int? = nil) {
+    /// LoRA adapters to apply, each with its scale; their ids are their order here.
+    public var lora: [LoRAChoice]
+    /// Adds the adapters into the weights at load instead of running them as side paths: faster, but every
+    /// adapted weight becomes an f32 copy (4 bytes per value), and the scales are fixed.
+    public var loraMerge: Bool
+    public init(precision: Precision = .auto, threads: Int? = nil, contextLength: Int? = nil, lora: [LoRAChoice] = [], loraMerge: Bool = false) {
         self.precision = precision
         self.threads = threads
         self.contextLength = contextLength
+        self.lora = lora
+        self.loraMerge = loraMerge
+    }
+
+    /// What attaches `lora` to a model of `source` whose adaptable weights are `names`; nil without adapters.
+    func loraBinder(_ source: ModelSource, names: LoRATargetNames, pool: ThreadPool) throws -> LoRABinder? {
+        guard !lora.isEmpty else { return nil }
+        let adapters = try lora.map { (adapter: try LoRAAdapter.open($0.path), scale: $0.scale) }
+        let native: TensorNaming
+        switch source {
+        case .gguf: native = .gguf
+        case .huggingFace: native = .huggingFace
+        }
+        return try LoRABinder(adapters, merge: loraMerge, native: native, names: names, architecture: try source.architecture(), pool: pool)
     }
 
     /// The context a model trained for `trained` positions runs with: the requested cap, if lower.
@@ -62,12 +81,56 @@ public struct ModelFamily {
     public let architectures: [String]
     /// Its hyper-parameters from a file, for `anelm info`.
     let configuration: (ModelSource) throws -> ModelConfiguration
-    /// The model, built from a file.
-    let load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel
+    /// What its networks do, and how one is built from a file.
+    let network: Network
+
+    enum Network {
+        /// Generates text: a `LanguageModel`, with its lowering to ANE-shaped Core ML functions where it has one.
+        case decoder(load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel, aneLowering: ((LanguageModel) -> ANEModelLowering?)?)
+        /// Reads text into one vector per token, for sentence embeddings.
+        case encoder(load: (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel)
+    }
+
+    /// A family of decoders (language models).
+    init(
+        name: String, architectures: [String], configuration: @escaping (ModelSource) throws -> ModelConfiguration,
+        load: @escaping (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel, aneLowering: ((LanguageModel) -> ANEModelLowering?)?,
+        conversion: ModelConversion? = nil
+    ) {
+        self.name = name
+        self.architectures = architectures
+        self.configuration = configuration
+        self.conversion = conversion
+        network = .decoder(load: load, aneLowering: aneLowering)
+    }
+
+    /// A family of encoders (sentence-embedding models).
+    init(
+        name: String, architectures: [String], configuration: @escaping (ModelSource) throws -> ModelConfiguration,
+        encoder: @escaping (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel
+    ) {
+        self.name = name
+        self.architectures = architectures
+        self.configuration = configuration
+        network = .encoder(load: encoder)
+    }
+
     /// Its lowering to ANE-shaped Core ML functions, for families that have one.
-    let aneLowering: ((LanguageModel) -> ANEModelLowering?)?
+    var aneLowering: ((LanguageModel) -> ANEModelLowering?)? {
+        if case .decoder(_, let lowering) = network { return lowering }
+        return nil
+    }
+    /// What `anelm convert` needs to move the family between GGUF and Hugging Face folders (nil: re-quantizing
+    /// within a format only).
+    var conversion: ModelConversion? = nil
 
     public var hasANELowering: Bool { aneLowering != nil }
+
+    /// Whether its models are encoders (embedders) rather than language models.
+    public var isEncoder: Bool {
+        if case .encoder = network { return true }
+        return false
+    }
 }
 
 /// Architecture name → its family. A new family is one entry here (and its model files); nothing else
@@ -78,7 +141,7 @@ public enum ModelRegistry {
             name: "the Llama family (Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5)",
             architectures: ["llama", "mistral", "qwen2", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"],
             configuration: LlamaConfiguration.init, load: LlamaModel.load,
-            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }),
+            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }, conversion: .llama),
         ModelFamily(
             name: "Gemma 3 text",
             architectures: ["gemma3", "Gemma3ForCausalLM", "gemma3_text"],
@@ -88,6 +151,10 @@ public enum ModelRegistry {
             name: "xLSTM (mLSTM blocks, the xLSTM-7B design)",
             architectures: ["xLSTMForCausalLM", "xlstm"],
             configuration: XLSTMConfiguration.init, load: XLSTMModel.load, aneLowering: nil),
+        ModelFamily(
+            name: "BERT (text encoder: all-MiniLM, sentence-transformers models)",
+            architectures: ["BertModel", "bert"],
+            configuration: BertConfiguration.init, encoder: BertModel.load),
     ]
 
     public static var supportedArchitectures: [String] { families.flatMap(\.architectures).sorted() }
@@ -107,6 +174,24 @@ public enum ModelRegistry {
     }
 
     public static func build(_ source: ModelSource, options: LoadOptions, pool: ThreadPool) throws -> LanguageModel {
-        try family(of: source).load(source, options, pool)
+        let family = try family(of: source)
+        switch family.network {
+        case .decoder(let load, _):
+            let model = try load(source, options, pool)
+            guard options.lora.isEmpty || model.adapters != nil else { throw ANELMError("\(family.name) models take no LoRA adapters") }
+            return model
+        case .encoder:
+            throw ANELMError("\(try source.architecture()) is a text encoder (\(family.name)), not a language model: use it with anelm embed")
+        }
+    }
+
+    /// The encoder of an embedding model's folder.
+    public static func buildEncoder(_ source: ModelSource, options: LoadOptions, pool: ThreadPool) throws -> EncoderModel {
+        let family = try family(of: source)
+        switch family.network {
+        case .encoder(let load): return try load(source, options, pool)
+        case .decoder:
+            throw ANELMError("\(try source.architecture()) is a language model (\(family.name)), not a text encoder: anelm embeds with BERT models")
+        }
     }
 }

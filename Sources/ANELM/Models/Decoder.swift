@@ -15,6 +15,8 @@ public class TransformerDecoder: LanguageModel {
     let familyName: String
     public let vocabularySize: Int
     public let contextLength: Int
+    /// The LoRA adapters loaded with the model, if any.
+    public internal(set) var adapters: LoRAAdapterTable?
 
     init(familyName: String, dimensions: DecoderDimensions, vocabularySize: Int, contextLength: Int, precision: Precision, pool: ThreadPool) {
         self.familyName = familyName
@@ -25,7 +27,14 @@ public class TransformerDecoder: LanguageModel {
         self.pool = pool
     }
 
-    public func makeState() -> ModelState { dimensions.makeCache(capacity: contextLength, element: cacheElement) }
+    public func makeState() -> ModelState { makeState(contextLength: contextLength) }
+
+    /// An empty cache of at most `contextLength` positions that runs with the adapters' current scales.
+    public func makeState(contextLength: Int) -> ModelState {
+        let cache = dimensions.makeCache(capacity: max(1, min(contextLength, self.contextLength)), element: cacheElement)
+        cache.loraScales = adapters?.scales ?? []
+        return cache
+    }
 
     public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
         run(try batch([(tokens, state)]), allPositions: allPositions)
@@ -36,8 +45,14 @@ public class TransformerDecoder: LanguageModel {
         return batch.split(run(batch, allPositions: allPositions), vocabularySize: vocabularySize, allPositions: allPositions)
     }
 
-    private func batch(_ inputs: [(tokens: [Int], state: ModelState)]) throws -> DecoderBatch {
-        try DecoderBatch(inputs, vocabularySize: vocabularySize, layers: dimensions.layers, model: familyName)
+    public func forward(batch inputs: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]) throws -> [[Float]] {
+        guard wantsLogits.count == inputs.count else { throw ANELMError("forward got \(wantsLogits.count) logits flags for \(inputs.count) sequences") }
+        let batch = try batch(inputs, wantsLogits: wantsLogits)
+        return batch.split(run(batch, allPositions: false), vocabularySize: vocabularySize, allPositions: false)
+    }
+
+    private func batch(_ inputs: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]? = nil) throws -> DecoderBatch {
+        try DecoderBatch(inputs, wantsLogits: wantsLogits, vocabularySize: vocabularySize, layers: dimensions.layers, model: familyName)
     }
 
     /// One pass over the batch's rows: the logits of `batch.outputRows(allPositions:)`, in order. Every family
@@ -74,11 +89,15 @@ final class DecoderBatch {
 
     let tokens: [Int]
     let sequences: [Sequence]
+    /// Per sequence, whether its last token's logits are wanted (without `allPositions`).
+    let wantsLogits: [Bool]
     var count: Int { tokens.count }
+    /// Each sequence's LoRA scales over its rows.
+    let lora: LoRARows
 
     /// Checks every input (non-empty, ids inside the vocabulary, a cache of this model, each cache once)
     /// and makes room in each cache for its new tokens.
-    init(_ inputs: [(tokens: [Int], state: ModelState)], vocabularySize: Int, layers: Int, model: String) throws {
+    init(_ inputs: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]? = nil, vocabularySize: Int, layers: Int, model: String) throws {
         guard !inputs.isEmpty else { throw ANELMError("forward needs at least one sequence") }
         var tokens: [Int] = []
         var sequences: [Sequence] = []
@@ -94,19 +113,26 @@ final class DecoderBatch {
         }
         self.tokens = tokens
         self.sequences = sequences
+        self.wantsLogits = wantsLogits ?? Array(repeating: true, count: sequences.count)
+        lora = LoRARows(runs: sequences.map { ($0.rows, $0.cache.loraScales) })
+    }
+
+    /// The LoRA scales of `outputRows`: one row per sequence unless every position is returned.
+    func outputLoRA(allPositions: Bool) -> LoRARows {
+        allPositions ? lora : LoRARows(runs: sequences.enumerated().map { ($0.offset..<($0.offset + 1), $0.element.cache.loraScales) })
     }
 
     /// Makes this pass's stored keys and values part of each sequence.
     func commit() { for s in sequences { s.cache.commit(s.rows.count) } }
 
-    /// The rows whose logits are returned: each sequence's last, or all of them.
+    /// The rows whose logits are returned: each sequence's last (of those that want logits), or all of them.
     func outputRows(allPositions: Bool) -> [Int] {
-        allPositions ? Array(0..<count) : sequences.map { $0.rows.upperBound - 1 }
+        allPositions ? Array(0..<count) : zip(sequences, wantsLogits).compactMap { $1 ? $0.rows.upperBound - 1 : nil }
     }
 
     /// The logits of `outputRows` cut into one run per sequence.
     func split(_ logits: [Float], vocabularySize: Int, allPositions: Bool) -> [[Float]] {
-        splitLogits(logits, rows: sequences.map { allPositions ? $0.rows.count : 1 }, vocabularySize: vocabularySize)
+        splitLogits(logits, rows: zip(sequences, wantsLogits).map { allPositions ? $0.rows.count : ($1 ? 1 : 0) }, vocabularySize: vocabularySize)
     }
 }
 
@@ -161,7 +187,7 @@ struct DecoderAttention {
         let headDim = shape.headDim
         let qWidth = shape.heads * headDim
         let kvWidth = shape.kvHeads * headDim
-        Linear.apply([(q, s.q.pointer), (k, s.k.pointer), (v, s.v.pointer)], to: xn, tokens: n, pool: pool)
+        Linear.apply([(q, s.q.pointer), (k, s.k.pointer), (v, s.v.pointer)], to: xn, tokens: n, lora: batch.lora, pool: pool)
         if let qNorm { rmsNorm(s.q.pointer, qNorm, eps: normEps, rows: n * shape.heads, width: headDim, into: s.q.pointer, pool: pool) }
         if let kNorm { rmsNorm(s.k.pointer, kNorm, eps: normEps, rows: n * shape.kvHeads, width: headDim, into: s.k.pointer, pool: pool) }
         for sequence in batch.sequences {
@@ -175,7 +201,7 @@ struct DecoderAttention {
                 shape, cache: sequence.cache, layer: l, queries: queries, tokens: rows, start: sequence.start,
                 into: s.attended.pointer + first * qWidth, pool: pool)
         }
-        o(s.attended.pointer, tokens: n, into: out, pool: pool)
+        o(s.attended.pointer, tokens: n, lora: batch.lora, into: out, pool: pool)
     }
 }
 
@@ -206,8 +232,10 @@ struct GatedMLP {
             activation: activation)
     }
 
-    func callAsFunction(_ xn: UnsafePointer<Float>, tokens n: Int, scratch s: DecoderScratch, into out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-        Linear.apply([(gate, s.gate.pointer), (up, s.up.pointer)], to: xn, tokens: n, pool: pool)
+    func callAsFunction(
+        _ xn: UnsafePointer<Float>, tokens n: Int, lora: LoRARows = .none, scratch s: DecoderScratch, into out: UnsafeMutablePointer<Float>, pool: ThreadPool
+    ) {
+        Linear.apply([(gate, s.gate.pointer), (up, s.up.pointer)], to: xn, tokens: n, lora: lora, pool: pool)
         let activation = activation
         pool.parallelRanges(n * gate.outFeatures, minimum: Kernels.elementwiseGrain) { r in
             let g = s.gate.pointer + r.lowerBound
@@ -218,7 +246,7 @@ struct GatedMLP {
             case .gelu: Kernels.geluMul(gate: g, up: u, count: r.count)
             }
         }
-        down(s.gate.pointer, tokens: n, into: out, pool: pool)
+        down(s.gate.pointer, tokens: n, lora: lora, into: out, pool: pool)
     }
 }
 
@@ -231,12 +259,12 @@ struct OutputHead {
 
     /// The output layer over the embedding table when the file ties them and has no separate head.
     static func linear(_ w: WeightReader, name: String, tiedTo embedding: WeightMatrix, tied: Bool) throws -> Linear {
-        if tied && !w.has(name) { return Linear(weight: embedding, bias: nil) }
+        if tied && !w.has(name) { return try w.adapted(Linear(weight: embedding, bias: nil), name: name) }
         return try w.linear(name, bias: nil, out: embedding.rows, in: embedding.cols)
     }
 
     /// Logits of the chosen rows of the residual stream `x`, one vocabulary-sized run per row, in order.
-    func logits(_ x: UnsafePointer<Float>, rows: [Int], scratch s: DecoderScratch, pool: ThreadPool) -> [Float] {
+    func logits(_ x: UnsafePointer<Float>, rows: [Int], lora: LoRARows = .none, scratch s: DecoderScratch, pool: ThreadPool) -> [Float] {
         let width = output.inFeatures
         let vocabulary = output.outFeatures
         if let first = rows.first, rows == Array(first..<(first + rows.count)) {
@@ -247,7 +275,7 @@ struct OutputHead {
         var logits = [Float](repeating: 0, count: rows.count * vocabulary)
         logits.withUnsafeMutableBufferPointer { out in
             guard let base = out.baseAddress else { return }
-            output(s.xn.pointer, tokens: rows.count, into: base, pool: pool)
+            output(s.xn.pointer, tokens: rows.count, lora: lora, into: base, pool: pool)
             if let softcap { softCap(base, count: out.count, cap: softcap) }
         }
         return logits

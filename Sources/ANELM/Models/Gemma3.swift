@@ -51,6 +51,19 @@ struct Gemma3TensorNames {
         normsIncludeOne: false, roundsEmbeddingScale: true)
 }
 
+extension Gemma3TensorNames {
+    /// The weights LoRA adapters may adapt, in both formats: the output layer, then q, k, v, o, gate, up, down per layer.
+    static func loraTargets(layers: Int) -> LoRATargetNames {
+        func names(_ n: Gemma3TensorNames) -> [String] {
+            [n.output] + (0..<layers).flatMap { i -> [String] in
+                let l = n.layer(i)
+                return [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]
+            }
+        }
+        return LoRATargetNames(huggingFace: names(huggingFace), gguf: names(gguf))
+    }
+}
+
 /// Reads Gemma's RMSNorm weights as the factors they multiply by: `1 + w` (computed in f32, as
 /// `Gemma3RMSNorm` does), unless the file stores them with the 1 added.
 struct Gemma3NormReader {
@@ -109,9 +122,11 @@ public final class Gemma3Model: TransformerDecoder {
     let localRope: RotaryEmbedding
     let globalRope: RotaryEmbedding
 
-    init(configuration c: Gemma3Configuration, store: TensorStore, names: Gemma3TensorNames, precision: Precision, pool: ThreadPool) throws {
+    init(
+        configuration c: Gemma3Configuration, store: TensorStore, names: Gemma3TensorNames, precision: Precision, lora: LoRABinder? = nil, pool: ThreadPool
+    ) throws {
         try c.validate()
-        let w = WeightReader(store: store, precision: precision)
+        let w = WeightReader(store: store, precision: precision, lora: lora)
         let norm = Gemma3NormReader(weights: w, includesOne: names.normsIncludeOne)
         configuration = c
         let table = try w.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
@@ -130,6 +145,7 @@ public final class Gemma3Model: TransformerDecoder {
         super.init(
             familyName: "Gemma 3", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision,
             pool: pool)
+        adapters = try lora?.finish()
     }
 
     /// `value` rounded to nearest-even in a 16-bit float type (f32 and quantized types: unchanged).
@@ -166,14 +182,15 @@ public final class Gemma3Model: TransformerDecoder {
 
             // 3. Feed-forward: down(gelu(gate(x)) * up(x)), pre- and post-normed.
             rmsNorm(s.x.pointer, layer.preFeedforwardNorm, eps: eps, rows: n, width: hidden, into: s.xn.pointer, pool: pool)
-            layer.mlp(s.xn.pointer, tokens: n, scratch: s, into: s.projected.pointer, pool: pool)
+            layer.mlp(s.xn.pointer, tokens: n, lora: batch.lora, scratch: s, into: s.projected.pointer, pool: pool)
             rmsNorm(s.projected.pointer, layer.postFeedforwardNorm, eps: eps, rows: n, width: hidden, into: s.projected.pointer, pool: pool)
             Kernels.addInPlace(s.x.pointer, s.projected.pointer, count: n * hidden)
         }
         batch.commit()
 
         // 4. Final norm and logits (soft-capped when configured), for each sequence's last token unless every position is asked for.
-        return head.logits(s.x.pointer, rows: batch.outputRows(allPositions: allPositions), scratch: s, pool: pool)
+        return head.logits(
+            s.x.pointer, rows: batch.outputRows(allPositions: allPositions), lora: batch.outputLoRA(allPositions: allPositions), scratch: s, pool: pool)
     }
 }
 
@@ -187,6 +204,7 @@ extension Gemma3Model {
         case .gguf: names = .gguf
         case .huggingFace: names = .huggingFace
         }
-        return try Gemma3Model(configuration: config, store: source.tensors, names: names, precision: options.precision, pool: pool)
+        let lora = try options.loraBinder(source, names: Gemma3TensorNames.loraTargets(layers: config.numHiddenLayers), pool: pool)
+        return try Gemma3Model(configuration: config, store: source.tensors, names: names, precision: options.precision, lora: lora, pool: pool)
     }
 }

@@ -16,6 +16,7 @@ public final class KVCache: ModelState {
     /// `.f16` or `.f32`.
     public let element: TensorType
     public private(set) var count = 0
+    public var loraScales: [Float] = []
     /// Positions allocated so far.
     private(set) var allocated = 0
     private var keyStorage: [UnsafeMutableRawPointer] = []
@@ -101,4 +102,6 @@ public final class KVCache: ModelState {
     }
 
     public var byteSize: Int { 2 * layerCount * allocated * rowWidth * elementSize }
+
+    public var maximumByteSize: Int { 2 * layerCount * capacity * rowWidth * elementSize }
 }

@@ -6,6 +6,9 @@ public protocol LanguageModel: AnyObject {
     var contextLength: Int { get }
     /// A fresh, empty state for one sequence.
     func makeState() -> ModelState
+    /// A fresh, empty state for one sequence of at most `contextLength` tokens (≤ the model's): it never
+    /// grows past the memory of that many.
+    func makeState(contextLength: Int) -> ModelState
     /// Runs `tokens` at the positions following those already in `state`, appends them to it, and
     /// returns logits: `vocabularySize` floats for the last token, or for every token in order when
     /// `allPositions` is set.
@@ -14,6 +17,11 @@ public protocol LanguageModel: AnyObject {
     /// that is decoding next to a chunk of one still reading its prompt — and returns each sequence's logits
     /// as `forward` would. Each state appears once.
     func forward(batch: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]]
+    /// The LoRA adapters loaded with the model (`LoadOptions.lora`); nil without any.
+    var adapters: LoRAAdapterTable? { get }
+    /// As `forward(batch:allPositions: false)`, but only the sequences whose `wantsLogits` is set get their last
+    /// token's logits; the others get an empty array (a chunk of a prompt that goes on needs no output layer).
+    func forward(batch: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]) throws -> [[Float]]
 }
 
 extension LanguageModel {
@@ -21,6 +29,16 @@ extension LanguageModel {
     public func forward(batch: [(tokens: [Int], state: ModelState)], allPositions: Bool) throws -> [[Float]] {
         try batch.map { try forward($0.tokens, state: $0.state, allPositions: allPositions) }
     }
+
+    public var adapters: LoRAAdapterTable? { nil }
+
+    public func forward(batch: [(tokens: [Int], state: ModelState)], wantsLogits: [Bool]) throws -> [[Float]] {
+        guard wantsLogits.count == batch.count else { throw ANELMError("forward got \(wantsLogits.count) logits flags for \(batch.count) sequences") }
+        return zip(try forward(batch: batch, allPositions: false), wantsLogits).map { $1 ? $0 : [] }
+    }
+
+    /// States whose size does not follow the sequence (recurrent models) ignore the length.
+    public func makeState(contextLength: Int) -> ModelState { makeState() }
 }
 
 /// The per-sequence memory of a model.
@@ -31,6 +49,20 @@ public protocol ModelState: AnyObject {
     func truncate(to count: Int) throws
     /// Bytes held by this state.
     var byteSize: Int { get }
+    /// The LoRA scale per adapter id this sequence runs with (what its cached positions were computed with).
+    var loraScales: [Float] { get set }
+    /// Bytes this state holds at its longest (a KV cache grows with the sequence; a recurrent state does not).
+    var maximumByteSize: Int { get }
+}
+
+extension ModelState {
+    public var maximumByteSize: Int { byteSize }
+
+    /// States of models that take no adapters keep none.
+    public var loraScales: [Float] {
+        get { [] }
+        set {}
+    }
 }
 
 /// Checks one sequence's new tokens: at least one, every id inside the vocabulary.

@@ -41,6 +41,27 @@ struct LlamaTensorNames {
         })
 }
 
+extension LlamaTensorNames {
+    /// The weights LoRA adapters may adapt, in both formats: the output layer, then q, k, v, o, gate, up, down per layer.
+    /// q/k rows of a `llama` GGUF are in RoPE-pair order (`ggufPermutes`), so are a converted adapter's.
+    static func loraTargets(_ c: LlamaConfiguration, ggufPermutes: Bool) -> LoRATargetNames {
+        func names(_ n: LlamaTensorNames) -> [String] {
+            [n.output] + (0..<c.numHiddenLayers).flatMap { i -> [String] in
+                let l = n.layer(i)
+                return [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]
+            }
+        }
+        var rows: [String: [Int]] = [:]
+        if ggufPermutes {
+            for i in 0..<c.numHiddenLayers {
+                rows[gguf.layer(i).q] = LoRATargetNames.ropePairRows(heads: c.numAttentionHeads, headDim: c.headDim)
+                rows[gguf.layer(i).k] = LoRATargetNames.ropePairRows(heads: c.numKeyValueHeads, headDim: c.headDim)
+            }
+        }
+        return LoRATargetNames(huggingFace: names(huggingFace), gguf: names(gguf), ggufRowSource: rows)
+    }
+}
+
 /// One transformer block: pre-norm attention and pre-norm SwiGLU MLP, each added to the residual stream.
 struct LlamaDecoderLayer {
     let attentionNorm: [Float]
@@ -73,10 +94,12 @@ public final class LlamaModel: TransformerDecoder {
     let head: OutputHead
     let rope: RotaryEmbedding
 
-    init(configuration c: LlamaConfiguration, store: TensorStore, names: LlamaTensorNames, ropeStyle: RoPEStyle, precision: Precision, pool: ThreadPool) throws
-    {
+    init(
+        configuration c: LlamaConfiguration, store: TensorStore, names: LlamaTensorNames, ropeStyle: RoPEStyle, precision: Precision, lora: LoRABinder? = nil,
+        pool: ThreadPool
+    ) throws {
         try c.validate()
-        let w = WeightReader(store: store, precision: precision)
+        let w = WeightReader(store: store, precision: precision, lora: lora)
         configuration = c
         let table = try w.matrix(names.embedding, rows: c.vocabSize, cols: c.hiddenSize)
         embedding = TokenEmbedding(table: table)
@@ -90,6 +113,7 @@ public final class LlamaModel: TransformerDecoder {
         super.init(
             familyName: "Llama", dimensions: c.dimensions, vocabularySize: c.vocabSize, contextLength: c.maxPositionEmbeddings, precision: precision, pool: pool
         )
+        adapters = try lora?.finish()
     }
 
     override func run(_ batch: DecoderBatch, allPositions: Bool) -> [Float] {
@@ -109,12 +133,13 @@ public final class LlamaModel: TransformerDecoder {
 
             // 3. Feed-forward: down(silu(gate(x)) * up(x)).
             rmsNorm(s.x.pointer, layer.mlpNorm, eps: eps, rows: n, width: hidden, into: s.xn.pointer, pool: pool)
-            layer.mlp(s.xn.pointer, tokens: n, scratch: s, into: s.projected.pointer, pool: pool)
+            layer.mlp(s.xn.pointer, tokens: n, lora: batch.lora, scratch: s, into: s.projected.pointer, pool: pool)
             Kernels.addInPlace(s.x.pointer, s.projected.pointer, count: n * hidden)
         }
         batch.commit()
 
         // 4. Final norm and logits, for each sequence's last token unless every position is asked for.
-        return head.logits(s.x.pointer, rows: batch.outputRows(allPositions: allPositions), scratch: s, pool: pool)
+        return head.logits(
+            s.x.pointer, rows: batch.outputRows(allPositions: allPositions), lora: batch.outputLoRA(allPositions: allPositions), scratch: s, pool: pool)
     }
 }

@@ -7,16 +7,21 @@ extension LlamaModel {
         config.maxPositionEmbeddings = try options.contextLength(cappedAt: config.maxPositionEmbeddings)
         let names: LlamaTensorNames
         let style: RoPEStyle
+        // llama.cpp's converter permutes q/k of `llama` models so that RoPE pairs adjacent dims (not qwen2's).
+        let ggufPermutes: Bool
         switch source {
         case .gguf(let file):
             names = .gguf
-            // llama.cpp's converter permutes q/k of `llama` models so that RoPE pairs adjacent dims.
-            style = file.string("general.architecture") == "qwen2" ? .halves : .adjacent
+            ggufPermutes = file.string("general.architecture") != "qwen2"
+            style = ggufPermutes ? .adjacent : .halves
         case .huggingFace:
             names = .huggingFace
+            ggufPermutes = config.modelType != "qwen2"
             style = .halves
         }
-        return try LlamaModel(configuration: config, store: source.tensors, names: names, ropeStyle: style, precision: options.precision, pool: pool)
+        let lora = try options.loraBinder(source, names: LlamaTensorNames.loraTargets(config, ggufPermutes: ggufPermutes), pool: pool)
+        return try LlamaModel(
+            configuration: config, store: source.tensors, names: names, ropeStyle: style, precision: options.precision, lora: lora, pool: pool)
     }
 }
 

@@ -8,6 +8,8 @@ enum Normalizer: Sendable {
     /// A string put in front of non-empty text.
     case prepend(String)
     case sequence([Normalizer])
+    /// BERT's: clean, CJK spacing, accent stripping, lowercasing (`BertNormalizer`).
+    case bert(BertNormalization)
 
     init(_ json: JSONNode) throws {
         let type = try json.string("type")
@@ -26,7 +28,9 @@ enum Normalizer: Sendable {
             guard !literal.isEmpty else { throw ANELMError("Replace normalizer with an empty pattern") }
             self = .replace(pattern: literal, content: try json.string("content"))
         case "Prepend": self = .prepend(try json.string("prepend"))
-        default: throw ANELMError("unsupported tokenizer normalizer '\(type)' (supported: NFC, NFD, NFKC, NFKD, Lowercase, Replace, Prepend, Sequence)")
+        case "BertNormalizer": self = .bert(try BertNormalization(json))
+        default:
+            throw ANELMError("unsupported tokenizer normalizer '\(type)' (supported: NFC, NFD, NFKC, NFKD, Lowercase, Replace, Prepend, BertNormalizer, Sequence)")
         }
     }
 
@@ -40,6 +44,7 @@ enum Normalizer: Sendable {
         case .replace(let pattern, let content): return Self.replace(pattern, with: content, in: text)
         case .prepend(let prefix): return text.isEmpty ? text : prefix + text
         case .sequence(let steps): return steps.reduce(text) { $1.normalize($0) }
+        case .bert(let bert): return bert.normalize(text)
         }
     }
 

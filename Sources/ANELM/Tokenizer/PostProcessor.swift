@@ -82,6 +82,9 @@ enum TokenDecoder: Sendable {
     /// SentencePiece style, `Sequence[Replace, ByteFallback, Fuse, Strip]`: literal replacements ("▁" → " "),
     /// `<0xHH>` tokens as raw bytes, and up to `stripLeading` leading spaces removed from the text.
     case pieces(replacements: [Replacement], byteFallback: Bool, stripLeading: Int)
+    /// WordPiece: continuation pieces lose their prefix and join the previous one, other pieces follow a space;
+    /// with `cleanup`, the spaces BERT's tokenization put before punctuation and contractions are taken out.
+    case wordPiece(prefix: String, cleanup: Bool)
 
     struct Replacement: Sendable {
         let pattern: String
@@ -106,8 +109,10 @@ enum TokenDecoder: Sendable {
             }
         case "Replace", "ByteFallback", "Fuse", "Strip":
             self = try Self.pieces([json])
+        case "WordPiece":
+            self = .wordPiece(prefix: try json.optionalString("prefix") ?? "##", cleanup: try json.bool("cleanup", default: true))
         default:
-            throw ANELMError("unsupported tokenizer decoder '\(type)' (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Sequence)")
+            throw ANELMError("unsupported tokenizer decoder '\(type)' (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, WordPiece, Sequence)")
         }
     }
 
@@ -172,6 +177,19 @@ enum TokenDecoder: Sendable {
                 bytes.removeFirst(spaces)
             }
             return bytes
+        case .wordPiece(let prefix, let cleanup):
+            var text = isFirst ? token : token.hasPrefix(prefix) ? String(token.dropFirst(prefix.count)) : " " + token
+            if cleanup { text = Self.cleanUpTokenization(text) }
+            return Array(text.utf8)
         }
+    }
+
+    /// `tokenizers`' `cleanup` of WordPiece output, applied to each token's text as it does.
+    private static func cleanUpTokenization(_ text: String) -> String {
+        let replacements = [
+            (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"), (" do not", " don't"),
+            (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"),
+        ]
+        return replacements.reduce(text) { $0.replacingOccurrences(of: $1.0, with: $1.1, options: .literal) }
     }
 }

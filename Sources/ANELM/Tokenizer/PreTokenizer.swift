@@ -9,6 +9,8 @@ indirect enum PreTokenizer: Sendable {
     /// Respells bytes with the GPT-2 alphabet, after an optional GPT-2 regex split.
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
     case sequence([PreTokenizer])
+    /// BERT's (`BertPreTokenizer`): whitespace separates words and goes; each punctuation character is a word.
+    case bert
 
     /// What happens to the delimiter of a literal split (`tokenizers`' SplitDelimiterBehavior).
     enum LiteralBehavior: Sendable {
@@ -47,8 +49,10 @@ indirect enum PreTokenizer: Sendable {
             case "Removed": self = .split(scanner, removeMatches: true)
             default: throw ANELMError("unsupported Split pre-tokenizer behavior '\(behavior)'")
             }
+        case "BertPreTokenizer":
+            self = .bert
         default:
-            throw ANELMError("unsupported tokenizer pre-tokenizer '\(type)' (supported: ByteLevel, Split, Digits, Sequence)")
+            throw ANELMError("unsupported tokenizer pre-tokenizer '\(type)' (supported: ByteLevel, Split, Digits, BertPreTokenizer, Sequence)")
         }
     }
 
@@ -128,6 +132,16 @@ indirect enum PreTokenizer: Sendable {
                 }
             }
             Self.isolate(piece, ranges: ranges, removeMatches: false, into: &out)
+        case .bert:
+            var start = 0
+            for (i, scalar) in piece.enumerated() {
+                let isSpace = UnicodeClass.isWhitespace(scalar)
+                guard isSpace || BertNormalization.isPunctuation(scalar) else { continue }
+                if i > start { out.append(Array(piece[start..<i])) }
+                if !isSpace { out.append([scalar]) }
+                start = i + 1
+            }
+            if start < piece.count { out.append(Array(piece[start...])) }
         case .byteLevel(let addPrefixSpace, let useRegex):
             var text = piece
             if addPrefixSpace && text.first != " " { text.insert(" ", at: 0) }

@@ -4,7 +4,7 @@ import Foundation
 public final class Tokenizer: @unchecked Sendable {
     private let normalizer: Normalizer?
     private let preTokenizer: PreTokenizer?
-    private let model: BPEModel
+    private let model: any SubwordModel
     private let postProcessor: PostProcessor?
     private let decoder: TokenDecoder
     /// Added tokens matched on the raw input, then on normalized text.
@@ -28,7 +28,7 @@ public final class Tokenizer: @unchecked Sendable {
     public let chatTemplate: String?
 
     private init(
-        normalizer: Normalizer?, preTokenizer: PreTokenizer?, model: BPEModel, postProcessor: PostProcessor?,
+        normalizer: Normalizer?, preTokenizer: PreTokenizer?, model: any SubwordModel, postProcessor: PostProcessor?,
         decoder: TokenDecoder, addedTokens: [AddedToken], tokensById: [Int: String],
         bosToken: String?, eosToken: String?, chatTemplate: String?
     ) {
@@ -102,6 +102,12 @@ public final class Tokenizer: @unchecked Sendable {
         if addSpecialTokens, let postProcessor { ids = postProcessor.process(ids) }
         return ids
     }
+
+    /// Tokens the post-processor adds around one sequence (BERT's `[CLS]` … `[SEP]`: 2).
+    public var addedTokenCount: Int { postProcessor?.process([]).count ?? 0 }
+
+    /// `ids` (encoded without special tokens) with the post-processor's special tokens, as `encode` adds them.
+    public func addingSpecialTokens(_ ids: [Int]) -> [Int] { postProcessor?.process(ids) ?? ids }
 
     /// Where the texts of special tokens occur in `text` (offsets in Unicode scalars), leftmost-longest.
     public func specialTokenRanges(in text: String) -> [Range<Int>] {
@@ -241,12 +247,14 @@ public final class Tokenizer: @unchecked Sendable {
 
         let modelJSON = try root.object("model")
         let modelType = try modelJSON.optionalString("type") ?? "BPE"
-        guard modelType == "BPE" else {
-            throw ANELMError("unsupported tokenizer model type '\(modelType)' (supported: BPE)")
+        guard modelType == "BPE" || modelType == "WordPiece" else {
+            throw ANELMError("unsupported tokenizer model type '\(modelType)' (supported: BPE, WordPiece)")
         }
-        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let affix = try modelJSON.optionalString(key), !affix.isEmpty {
-                throw ANELMError("unsupported BPE \(key) '\(affix)'")
+        if modelType == "BPE" {
+            for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+                if let affix = try modelJSON.optionalString(key), !affix.isEmpty {
+                    throw ANELMError("unsupported BPE \(key) '\(affix)'")
+                }
             }
         }
         let vocabJSON = try modelJSON.object("vocab")
@@ -261,19 +269,7 @@ public final class Tokenizer: @unchecked Sendable {
             vocab[token] = id
             tokensById[id] = token
         }
-        // Paths are built only for an error: a vocabulary has ~10^5 merges.
-        let mergesJSON = modelJSON.member("merges")
-        let merges = try mergesJSON.arrayValue().enumerated().map { i, value in
-            guard let merge = try Self.parseMerge(value) else {
-                throw JSONNode(value, path: mergesJSON.path.appending(i)).error("expected \"a b\" or [a, b]")
-            }
-            return merge
-        }
-        let model = try BPEModel(
-            vocab: vocab, merges: merges, unknownToken: try modelJSON.optionalString("unk_token"),
-            fuseUnknown: try modelJSON.bool("fuse_unk", default: false),
-            ignoreMerges: try modelJSON.bool("ignore_merges", default: false),
-            byteFallback: try modelJSON.bool("byte_fallback", default: false))
+        let model: any SubwordModel = modelType == "WordPiece" ? try WordPieceModel(modelJSON, vocab: vocab) : try Self.bpeModel(modelJSON, vocab: vocab)
 
         var addedTokens = root.isNull("added_tokens") ? [] : try root.objects("added_tokens").map(AddedToken.init)
         let normalizer = try root.optionalObject("normalizer").map(Normalizer.init)
@@ -306,6 +302,23 @@ public final class Tokenizer: @unchecked Sendable {
             normalizer: normalizer, preTokenizer: preTokenizer, model: model, postProcessor: postProcessor,
             decoder: decoder, addedTokens: addedTokens, tokensById: tokensById, bosToken: bosToken,
             eosToken: eosToken, chatTemplate: try config.flatMap(Self.chatTemplate))
+    }
+
+    /// tokenizer.json's BPE model section over its parsed vocabulary.
+    private static func bpeModel(_ modelJSON: JSONNode, vocab: Vocabulary) throws -> BPEModel {
+        // Paths are built only for an error: a vocabulary has ~10^5 merges.
+        let mergesJSON = modelJSON.member("merges")
+        let merges = try mergesJSON.arrayValue().enumerated().map { i, value in
+            guard let merge = try Self.parseMerge(value) else {
+                throw JSONNode(value, path: mergesJSON.path.appending(i)).error("expected \"a b\" or [a, b]")
+            }
+            return merge
+        }
+        return try BPEModel(
+            vocab: vocab, merges: merges, unknownToken: try modelJSON.optionalString("unk_token"),
+            fuseUnknown: try modelJSON.bool("fuse_unk", default: false),
+            ignoreMerges: try modelJSON.bool("ignore_merges", default: false),
+            byteFallback: try modelJSON.bool("byte_fallback", default: false))
     }
 
     /// A merge written "a b" or ["a", "b"]; nil for anything else.

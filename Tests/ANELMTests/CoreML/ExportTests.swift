@@ -121,7 +121,7 @@ final class ExportTests: XCTestCase {
     /// distribution (Lloyd-Max: relative RMS error 0.097 at 16 levels, 0.027 at 64).
     func testInt8AndPalettizedRoundTrip() {
         var state: UInt64 = 42
-        func uniform() -> Double {  // SplitMix64
+        func uniform() -> Double {  // SeededGenerator
             state &+= 0x9E37_79B9_7F4A_7C15
             var z = state
             z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -286,6 +286,30 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(layers, [0, 1, 1, 2, 2, 3])
         XCTAssertEqual(summary.operations.count, 6)
         XCTAssertFalse(FileManager.default.fileExists(atPath: CoreMLPackage.chunkPaths(path, count: 4)[3]))
+    }
+
+    /// Chunks are as few as the limit allows and as even as the layers allow.
+    func testBalancedChunks() {
+        func sizes(_ ranges: [Range<Int>], _ bytes: [Int]) -> [Int] { ranges.map { bytes[$0].reduce(0, +) } }
+        // Greedy filling gives 90, 90, 30; balanced: three packages of 90, 60, 60 in some order.
+        let seven = [Int](repeating: 30, count: 7)
+        let even = CoreMLPackage.balancedRanges(seven, maxBytes: 100)
+        XCTAssertEqual(even.count, 3)
+        XCTAssertEqual(sizes(even, seven).sorted(), [60, 60, 90])
+        XCTAssertEqual(even.first?.lowerBound, 0)
+        XCTAssertEqual(even.last?.upperBound, 7)
+        XCTAssertTrue(zip(even, even.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+        // One layer over the limit gets its own package; the rest still fit.
+        XCTAssertEqual(CoreMLPackage.balancedRanges([10, 500, 10, 10], maxBytes: 100), [0..<1, 1..<2, 2..<4])
+        XCTAssertEqual(CoreMLPackage.balancedRanges([40, 40], maxBytes: 100), [0..<2])
+        XCTAssertEqual(CoreMLPackage.balancedRanges([7], maxBytes: 1), [0..<1])
+        XCTAssertEqual(CoreMLPackage.balancedRanges([], maxBytes: 1), [])
+        // The default model's shape: embedding on the first layer, output head on the last.
+        let model = [60] + [Int](repeating: 10, count: 28) + [60]
+        let split = sizes(CoreMLPackage.balancedRanges(model, maxBytes: 150), model)  // greedy: 150, 150, 100
+        XCTAssertEqual(split.count, 3)
+        XCTAssertLessThanOrEqual(split.max()! - split.min()!, 10, "\(split)")
+        XCTAssertLessThanOrEqual(split.max()!, 150)
     }
 
     /// The lint reads a package's MIL back: per-block int8 and CPU-placed ops are violations, per-channel

@@ -101,7 +101,7 @@ final class TokenizerJSONTests: XCTestCase {
                 }
             ),
             ("unknown normalizer", try variant { $0["normalizer"] = ["type": "Precompiled"] }),
-            ("unknown decoder", try variant { $0["decoder"] = ["type": "WordPiece"] }),
+            ("unknown decoder", try variant { $0["decoder"] = ["type": "Mystery"] }),
             ("unknown post-processor", try variant { $0["post_processor"] = ["type": "Mystery"] }),
             ("added token without id", try variant { $0["added_tokens"] = [["content": "x"]] }),
         ]

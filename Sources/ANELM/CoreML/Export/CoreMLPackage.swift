@@ -129,18 +129,52 @@ public enum CoreMLPackage {
         }
         layerBytes[0] += first
         layerBytes[layers - 1] += last
-        var ranges = [Range<Int>]()
-        var start = 0
-        var bytes = 0
-        for (l, b) in layerBytes.enumerated() {
-            if l > start && bytes + b > maxBytes {
-                ranges.append(start..<l)
-                start = l
-                bytes = 0
+        return balancedRanges(layerBytes, maxBytes: maxBytes)
+    }
+
+    /// Consecutive ranges of `sizes` (bytes per layer), as few as `maxBytes` per range allows (a layer larger
+    /// than that gets a range of its own), and among those splits the most even one (least sum of squared
+    /// range sizes): packages of similar size rather than full ones and a small remainder.
+    public static func balancedRanges(_ sizes: [Int], maxBytes: Int) -> [Range<Int>] {
+        let n = sizes.count
+        guard n > 0 else { return [] }
+        // How many: greedy filling gives the fewest.
+        var count = 1
+        var filled = 0
+        for (l, b) in sizes.enumerated() {
+            if l > 0 && filled + b > maxBytes {
+                count += 1
+                filled = 0
             }
-            bytes += b
+            filled += b
         }
-        ranges.append(start..<layers)
+        // Where: cost[j][i] = the least cost of the first i layers in j ranges (dynamic programming).
+        var prefix = [0]
+        for b in sizes { prefix.append(prefix[prefix.count - 1] + b) }
+        let none = Double.infinity
+        var cost = [[Double]](repeating: [Double](repeating: none, count: n + 1), count: count + 1)
+        var cut = [[Int]](repeating: [Int](repeating: 0, count: n + 1), count: count + 1)
+        cost[0][0] = 0
+        for j in 1...count {
+            for i in j...n {
+                for start in (j - 1)..<i where cost[j - 1][start] < none {
+                    let bytes = prefix[i] - prefix[start]
+                    guard bytes <= maxBytes || i - start == 1 else { continue }
+                    let c = cost[j - 1][start] + Double(bytes) * Double(bytes)
+                    if c < cost[j][i] {
+                        cost[j][i] = c
+                        cut[j][i] = start
+                    }
+                }
+            }
+        }
+        var ranges = [Range<Int>]()
+        var end = n
+        for j in stride(from: count, through: 1, by: -1) {
+            let start = cut[j][end]
+            ranges.insert(start..<end, at: 0)
+            end = start
+        }
         return ranges
     }
 

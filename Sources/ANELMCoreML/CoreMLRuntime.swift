@@ -1,12 +1,18 @@
+// The Core ML runtime: an exported .mlpackage (`anelm export-coreml`) run by Core ML with the Neural
+// Engine allowed, behind the same `LanguageModel` protocol as the CPU backend, so generation, chat and
+// the server use it unchanged. Written against the Core ML API of macOS 15 / iOS 18 (MLState,
+// multifunction `functionName`). On Linux the test target `ANELMCoreMLOnShim` compiles this same file
+// against `CoreMLShim` (Tests/CoreMLShim: Apple's declarations, the fp16 executor standing in for Core ML),
+// so it is compiled and run end to end before it meets a Mac.
 #if canImport(CoreML)
-    import CANELMKernels
     import CoreML
+#elseif ANELM_COREML_SHIM
+    import CoreMLShim
+#endif
+#if canImport(CoreML) || ANELM_COREML_SHIM
+    import ANELM
+    import CANELMKernels
     import Foundation
-
-    // The Core ML runtime: an exported .mlpackage (`anelm export-coreml`) run by Core ML with the Neural
-    // Engine allowed, behind the same `LanguageModel` protocol as the CPU backend, so generation, chat and
-    // the server use it unchanged. Not yet verified on a device: written against the Core ML API of
-    // macOS 15 / iOS 18 (MLState, multifunction `functionName`).
 
     /// A lowered program's `prefill` and `decode` functions, each loaded from the compiled package as its
     /// own `MLModel`, driven by `ANESequenceLayout` as the CPU executor drives the graphs. A chunked export
@@ -60,9 +66,14 @@
             guard decodes.count == chain.count else { throw ANELMError("\(package.path): a package of the chain has no decode function") }
             models = chain
             stateSources = decodes
-            stateBytes = decodes.flatMap { $0.modelDescription.stateDescriptionsByName.values.compactMap(\.stateConstraint) }.map { c in
-                c.bufferShape.map(\.intValue).reduce(1, *) * (c.dataType == .float16 ? 2 : 4)
-            }.reduce(0, +)
+            var bytes = 0
+            for decode in decodes {
+                for constraint in decode.modelDescription.stateDescriptionsByName.values.compactMap(\.stateConstraint) {
+                    let elements = constraint.bufferShape.reduce(1) { $0 * $1.intValue }
+                    bytes += elements * (constraint.dataType == .float16 ? 2 : 4)
+                }
+            }
+            stateBytes = bytes
         }
 
         /// The package compiled to an .mlmodelc, kept in anelm's cache next to the models (keyed by the
@@ -228,7 +239,7 @@
         /// tokenizer and chat template come from the package's Data/com.anelm/tokenizer.
         @available(macOS 15.0, iOS 18.0, *)
         public static func loadCoreML(_ path: String, computeUnits: MLComputeUnits = .cpuAndNeuralEngine) throws -> LoadedModel {
-            let start = DispatchTime.now()
+            let start = DispatchTime.now().uptimeNanoseconds
             let package = URL(fileURLWithPath: path)
             let info = try ANEPackageInfo.read(package: path)
             if let index = info.chunkIndex, index > 0, let first = info.chunks?.first {
@@ -236,16 +247,19 @@
             }
             let folder = package.appendingPathComponent(CoreMLPackage.tokenizerPath)
             let gguf = folder.appendingPathComponent("tokenizer.gguf")
-            let tokenizerPath = FileManager.default.fileExists(atPath: gguf.path) ? gguf.path : folder.path
+            let hasGGUF = FileManager.default.fileExists(atPath: gguf.path)
+            let tokenizerPath = hasGGUF ? gguf.path : folder.path
             let text = try loadText(tokenizerPath)
+            // The tokenizer folder has no weights: open it as text only.
+            let source: ModelSource = hasGGUF ? .gguf(try GGUFFile(path: gguf.path)) : .huggingFace(try HFModelFolder(path: folder.path, requiringWeights: false))
             let model = try CoreMLLanguageModel(package: package, info: info, computeUnits: computeUnits)
             guard text.tokenizer.vocabSize <= model.vocabularySize else {
                 throw ANELMError("the tokenizer has \(text.tokenizer.vocabSize) tokens but the model only \(model.vocabularySize)")
             }
             return LoadedModel(
-                path: path, source: try open(tokenizerPath), architecture: info.architecture, model: model, tokenizer: text.tokenizer,
+                path: path, source: source, architecture: info.architecture, model: model, tokenizer: text.tokenizer,
                 chatTemplate: text.chatTemplate, endOfSequenceIds: text.endOfSequenceIds.union(info.eosTokenIds),
-                pool: ThreadPool(threads: 1), loadSeconds: seconds(since: start))
+                pool: ThreadPool(threads: 1), loadSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
     }
 #endif

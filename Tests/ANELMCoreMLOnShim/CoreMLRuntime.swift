@@ -1,0 +1,1 @@
+../../Sources/ANELMCoreML/CoreMLRuntime.swift
