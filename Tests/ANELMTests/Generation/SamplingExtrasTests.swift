@@ -121,4 +121,66 @@ final class SamplingExtrasTests: XCTestCase {
         XCTAssertEqual(plain.minP, 0.05)
         XCTAssertEqual(plain.repetitionWindow, 64)
     }
+
+    /// The top-k selection against the plain reference (sort the whole vocabulary, keep the first k), on random
+    /// logits with many ties and masked tokens, and k from 1 to past the vocabulary.
+    func testMostLikelyEqualsSortingTheVocabulary() {
+        var random = SeededGenerator(seed: 11)
+        for vocabulary in [1, 2, 7, 100, 4_099] {
+            for trial in 0..<4 {
+                let logits: [Float] = (0..<vocabulary).map { _ in
+                    let r = random.next()
+                    if r % 9 == 0 { return -.infinity }
+                    return trial % 2 == 0 ? Float(r % 7) : Float(Int(r >> 40) % 2_001 - 1_000) / 37
+                }
+                let sorted = logits.indices.filter { logits[$0] > -.infinity }.sorted {
+                    logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1)
+                }
+                for k in [1, 2, 3, 40, vocabulary, vocabulary + 5] {
+                    XCTAssertEqual(mostLikely(logits, count: k), Array(sorted.prefix(k)), "vocabulary \(vocabulary), trial \(trial), k \(k)")
+                }
+            }
+        }
+    }
+
+    /// Top-k sampling draws exactly what the plain algorithm draws (sort everything, cut to k, softmax, top-p, min-p,
+    /// one draw from the same generator), over many seeds.
+    func testTopKSamplingMatchesThePlainAlgorithm() {
+        var random = SeededGenerator(seed: 3)
+        let logits: [Float] = (0..<5_000).map { _ in Float(Int(random.next() >> 40) % 4_001 - 2_000) / 400 }
+        let parameters = SamplingParameters(temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05)
+        for seed in UInt64(0)..<200 {
+            var p = parameters
+            p.seed = seed
+            var sampler = Sampler(p)
+            XCTAssertEqual(sampler.sample(logits), plainTopK(logits, p), "seed \(seed)")
+        }
+    }
+
+    private func plainTopK(_ logits: [Float], _ p: SamplingParameters) -> Int {
+        var random = SeededGenerator(seed: p.seed)
+        var candidates = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        candidates = Array(candidates.prefix(p.topK))
+        let top = logits[candidates[0]] / p.temperature
+        var probabilities = candidates.map { expf(logits[$0] / p.temperature - top) }
+        let total = probabilities.reduce(0, +)
+        var cumulative: Float = 0
+        for (i, q) in probabilities.enumerated() {
+            cumulative += q / total
+            if cumulative >= p.topP {
+                candidates = Array(candidates.prefix(i + 1))
+                probabilities = Array(probabilities.prefix(i + 1))
+                break
+            }
+        }
+        let keep = probabilities.firstIndex { $0 < p.minP * probabilities[0] } ?? probabilities.count
+        candidates = Array(candidates.prefix(keep))
+        probabilities = Array(probabilities.prefix(keep))
+        var draw = Float(Double(random.next() >> 11) / Double(1 << 53)) * probabilities.reduce(0, +)
+        for (i, q) in probabilities.enumerated() {
+            draw -= q
+            if draw < 0 { return candidates[i] }
+        }
+        return candidates[candidates.count - 1]
+    }
 }
