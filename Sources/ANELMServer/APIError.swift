@@ -52,3 +52,25 @@ struct APIError: Error, Sendable {
         .serviceUnavailable, "the server is shutting down", type: "server_error", code: "shutting_down",
         headers: [.retryAfter: "10"])
 }
+
+extension JSONValue {
+    /// A request body as JSON, strictly (a repeated key is refused too: the first would win and the second never be
+    /// checked); invalid JSON is a 400 `invalid_json`.
+    static func requestBody(_ data: Data) throws -> JSONValue {
+        do {
+            return try JSONValue.parse(data, source: "the request body")
+        } catch let error as ANELMError {
+            throw APIError.invalid("the request body is not valid JSON (\(error.message))", code: "invalid_json")
+        }
+    }
+}
+
+extension JSONObject {
+    /// A request body that must be a JSON object.
+    static func requestBody(_ data: Data) throws -> JSONObject {
+        guard let object = try JSONValue.requestBody(data).objectValue else {
+            throw APIError.invalid("the request body must be a JSON object", code: "invalid_json")
+        }
+        return object
+    }
+}

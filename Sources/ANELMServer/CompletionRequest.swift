@@ -59,14 +59,7 @@ struct CompletionRequest: Sendable {
     static let roles: [String: String] = ["system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"]
 
     static func parse(_ data: Data, chat: Bool) throws -> CompletionRequest {
-        let root: JSONValue
-        do {
-            root = try JSONValue.parse(data, source: "request body")
-        } catch let error as ANELMError {
-            // Strict: a repeated key is refused too (the first would win and the second never be checked).
-            throw APIError.invalid("the request body is not valid JSON (\(error.message))", code: "invalid_json")
-        }
-        guard let fields = root.objectValue else { throw APIError.invalid("the request body must be a JSON object", code: "invalid_json") }
+        let fields = try JSONObject.requestBody(data)
         let body = Fields(fields)
 
         let input: Input = chat ? .chat(try messages(body)) : .text(try prompt(body))

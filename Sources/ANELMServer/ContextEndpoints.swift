@@ -15,11 +15,7 @@ extension Endpoints {
             throw APIError.invalid("this server has no context store; start it with --store", code: "no_context_store")
         }
         let body = try await readBody(request)
-        let root: JSONValue
-        do { root = try JSONValue.parse(body, source: "the request body") } catch let e as ANELMError {
-            throw APIError.invalid(e.message, code: "invalid_json")
-        }
-        guard let object = root.objectValue else { throw APIError.invalid("the request body must be a JSON object", code: "invalid_json") }
+        let object = try JSONObject.requestBody(body)
         for key in object.keys where !["answer_id", "chunks"].contains(key) {
             throw APIError.invalid("unknown field '\(key)'; feedback takes answer_id and chunks", param: key)
         }

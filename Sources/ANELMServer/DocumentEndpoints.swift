@@ -48,12 +48,7 @@ extension Endpoints {
 
     private func parseObject(_ body: Data, allowEmpty: Bool = false) throws -> JSONObject {
         if allowEmpty, body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return [:] }
-        let root: JSONValue
-        do { root = try JSONValue.parse(body, source: "the request body") } catch let e as ANELMError {
-            throw APIError.invalid(e.message, code: "invalid_json")
-        }
-        guard let object = root.objectValue else { throw APIError.invalid("the request body must be a JSON object", code: "invalid_json") }
-        return object
+        return try JSONObject.requestBody(body)
     }
 
     func listDocuments() async throws -> Response {

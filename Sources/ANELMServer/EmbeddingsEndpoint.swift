@@ -48,13 +48,7 @@ struct EmbeddingsRequest {
     static let maxItems = 2048
 
     static func parse(_ data: Data, dimensions: Int) throws -> EmbeddingsRequest {
-        let root: JSONValue
-        do {
-            root = try JSONValue.parse(data, source: "request body")
-        } catch let error as ANELMError {
-            throw APIError.invalid("the request body is not valid JSON (\(error.message))", code: "invalid_json")
-        }
-        guard let fields = root.objectValue else { throw APIError.invalid("the request body must be a JSON object", code: "invalid_json") }
+        let fields = try JSONObject.requestBody(data)
         func present(_ key: String) -> JSONValue? { fields[key].flatMap { $0.isNull ? nil : $0 } }
 
         var model: String?

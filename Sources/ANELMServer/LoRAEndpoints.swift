@@ -29,12 +29,7 @@ extension Endpoints {
 
     func setLoRAAdapters(_ request: Request) async throws -> Response {
         let body = try await readBody(request)
-        let value: JSONValue
-        do {
-            value = try JSONValue.parse(body, source: "request body")
-        } catch let error as ANELMError {
-            throw APIError.invalid("the request body is not valid JSON (\(error.message))", code: "invalid_json")
-        }
+        let value = try JSONValue.requestBody(body)
         let named = try Self.loraList(value, param: "body")
         let model = try await pool.model(named: nil).served
         let scales = try Self.loraScales(named, adapters: model.loaded.model.adapters, param: "body")
