@@ -16,6 +16,16 @@ final class GrammarMatcher {
     private let byteSets: [ByteSet]
     /// The stacks before any byte.
     private(set) var initialStacks: [Int32] = []
+    /// Parse states (sorted stack sets) met by the trie walks, and per state and byte the state after it: 256 entries
+    /// a state, `unknown` until first needed, `dead` when the byte is not allowed. Sets of stacks repeat across the
+    /// trie's nodes (inside a string every ordinary byte leads back to the same set), so a walk mostly looks them up.
+    private var states: [[Int32]] = []
+    private var stateIDs: [[Int32]: Int32] = [:]
+    private var transitions: [Int32] = []
+    private static let unknown: Int32 = -2
+    static let dead: Int32 = -1
+    /// More states than this (a 256-entry row each) and the table starts over at the next walk.
+    private static let stateLimit = 1 << 16
 
     static let complete: Int32 = 0
 
@@ -63,6 +73,36 @@ final class GrammarMatcher {
             if current.isEmpty { break }
         }
         return current
+    }
+
+    /// The id of the parse state `stacks` (interned: equal sets, equal ids).
+    func state(of stacks: [Int32]) -> Int32 {
+        let key = Self.normalized(stacks)
+        if let id = stateIDs[key] { return id }
+        let id = Int32(states.count)
+        states.append(key)
+        stateIDs[key] = id
+        transitions.append(contentsOf: repeatElement(Self.unknown, count: 256))
+        return id
+    }
+
+    /// The state after `byte` from `state`, or `dead`.
+    @inline(__always) func step(_ state: Int32, byte: UInt8) -> Int32 {
+        let slot = Int(state) << 8 | Int(byte)
+        let known = transitions[slot]
+        if known != Self.unknown { return known }
+        let next = advance(states[Int(state)], byte: byte)
+        let id = next.isEmpty ? Self.dead : self.state(of: next)
+        transitions[slot] = id
+        return id
+    }
+
+    /// Forgets the memoized states once they are many (between walks: a walk holds state ids).
+    func trimStateTable() {
+        guard states.count > Self.stateLimit else { return }
+        states = []
+        stateIDs = [:]
+        transitions = []
     }
 
     /// The stacks after `bytes` from the start.

@@ -86,48 +86,23 @@ public final class GrammarVocabulary: @unchecked Sendable {
         return vocabulary
     }
 
-    /// Tokens allowed from `stacks`, as a bit mask: one walk over the trie, pruning subtrees no stack accepts.
+    /// Tokens allowed from `stacks`, as a bit mask: one walk over the trie, pruning subtrees no stack accepts. Each
+    /// node's parse state is its parent's after the node's byte, a lookup in the matcher's memoized state transitions.
     func mask(from stacks: [Int32], matcher: GrammarMatcher) -> [UInt64] {
         var mask = [UInt64](repeating: 0, count: (vocabularySize + 63) / 64)
-        // Stack ids per depth, in one buffer: depth d's list starts where depth d-1's ends.
-        var buffer = [Int32](repeating: 0, count: 64)
-        var levelStart = [Int](repeating: 0, count: maxDepth + 2)
-        var levelCount = [Int](repeating: 0, count: maxDepth + 2)
-        for (i, id) in stacks.enumerated() {
-            if i >= buffer.count { buffer.append(0) }
-            buffer[i] = id
-        }
-        levelCount[0] = stacks.count
+        matcher.trimStateTable()
+        var levelState = [Int32](repeating: 0, count: maxDepth + 1)
+        levelState[0] = matcher.state(of: stacks)
         var node = 1
         let nodeCount = nodeByte.count
         while node < nodeCount {
             let depth = Int(nodeDepth[node])
-            let byte = nodeByte[node]
-            let parentStart = levelStart[depth - 1]
-            let parentCount = levelCount[depth - 1]
-            let start = parentStart + parentCount
-            var count = 0
-            for k in parentStart..<(parentStart + parentCount) {
-                let id = buffer[k]
-                guard let set = matcher.byteSet(ofTop: id), set.contains(byte) else { continue }
-                for next in matcher.successors(id) {
-                    var seen = false
-                    for j in start..<(start + count) where buffer[j] == next {
-                        seen = true
-                        break
-                    }
-                    if seen { continue }
-                    if start + count >= buffer.count { buffer.append(contentsOf: repeatElement(0, count: buffer.count)) }
-                    buffer[start + count] = next
-                    count += 1
-                }
-            }
-            if count == 0 {
+            let next = matcher.step(levelState[depth - 1], byte: nodeByte[node])
+            if next < 0 {
                 node = Int(subtreeEnd[node])
                 continue
             }
-            levelStart[depth] = start
-            levelCount[depth] = count
+            levelState[depth] = next
             for t in Int(tokenStart[node])..<Int(tokenStart[node + 1]) {
                 let id = Int(tokens[t])
                 mask[id >> 6] |= 1 << UInt64(id & 63)
