@@ -5,13 +5,18 @@ import ANELMTestSupport
 import Foundation
 import XCTest
 
+/// The two documents of the test stores.
+private func writeSmallDocuments(to folder: URL) throws {
+    try Data("Green tea steeps for two minutes in water below boiling.".utf8).write(to: folder.appendingPathComponent("tea.txt"))
+    try Data("A bicycle chain wants oil every few hundred kilometres.".utf8).write(to: folder.appendingPathComponent("bike.txt"))
+}
+
 /// A server with a small store (the word-hash embedder of ContextServerTests) and the tiny fixture model.
 private func servedWithStore(_ test: XCTestCase, apiKey: String? = nil) throws -> (server: TestServer, engine: ContextEngine) {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-web-\(UUID().uuidString)")
     let docs = folder.appendingPathComponent("docs")
     try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
-    try Data("Green tea steeps for two minutes in water below boiling.".utf8).write(to: docs.appendingPathComponent("tea.txt"))
-    try Data("A bicycle chain wants oil every few hundred kilometres.".utf8).write(to: docs.appendingPathComponent("bike.txt"))
+    try writeSmallDocuments(to: docs)
     let store = try ContextStore(path: folder.appendingPathComponent("store.sqlite").path)
     let embedder = WordHashEmbedder()
     _ = try Indexer(store: store, embedder: embedder, embedderPath: "test", chunker: try Chunker()).index([docs.path])
@@ -235,8 +240,7 @@ final class WebPageBrowserTests: XCTestCase {
         let docs = folder.appendingPathComponent("docs")
         try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        try Data("Green tea steeps for two minutes in water below boiling.".utf8).write(to: docs.appendingPathComponent("tea.txt"))
-        try Data("A bicycle chain wants oil every few hundred kilometres.".utf8).write(to: docs.appendingPathComponent("bike.txt"))
+        try writeSmallDocuments(to: docs)
         let store = folder.appendingPathComponent("store.sqlite").path
 
         let index = try Child(anelm, ["index", "--store", store, docs.path])
