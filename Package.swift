@@ -50,8 +50,10 @@ let package = Package(
             name: "anelm",
             dependencies: ["ANELM", "ANELMContext", "ANELMCoreML", "ANELMInstall", "ANELMServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "ANELMTests", dependencies: ["ANELM", "CANELMKernels"]),
-        .testTarget(name: "ANELMServerTests", dependencies: ["ANELMServer", "ANELM", "ANELMContext"]),
+        // Test-only: where the built `anelm` binary and the installed default embedder are, for the tests that run them.
+        .target(name: "ANELMTestSupport", dependencies: ["ANELM"], path: "Tests/ANELMTestSupport"),
+        .testTarget(name: "ANELMTests", dependencies: ["ANELM", "CANELMKernels", "ANELMTestSupport"]),
+        .testTarget(name: "ANELMServerTests", dependencies: ["ANELMServer", "ANELM", "ANELMContext", "ANELMTestSupport"]),
         .testTarget(name: "ANELMContextTests", dependencies: ["ANELMContext", "ANELM"]),
         // Test-only: Apple's Core ML API as published, with the fp16 executor standing in for Core ML, and the
         // Core ML runtime's own source compiled against it, so the runtime is compiled and run on Linux.

@@ -1,16 +1,22 @@
 import ANELM
 import ANELMContext
 import ANELMServer
+import ANELMTestSupport
 import Foundation
 import XCTest
+
+/// The two documents of the test stores.
+private func writeSmallDocuments(to folder: URL) throws {
+    try Data("Green tea steeps for two minutes in water below boiling.".utf8).write(to: folder.appendingPathComponent("tea.txt"))
+    try Data("A bicycle chain wants oil every few hundred kilometres.".utf8).write(to: folder.appendingPathComponent("bike.txt"))
+}
 
 /// A server with a small store (the word-hash embedder of ContextServerTests) and the tiny fixture model.
 private func servedWithStore(_ test: XCTestCase, apiKey: String? = nil) throws -> (server: TestServer, engine: ContextEngine) {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-web-\(UUID().uuidString)")
     let docs = folder.appendingPathComponent("docs")
     try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
-    try Data("Green tea steeps for two minutes in water below boiling.".utf8).write(to: docs.appendingPathComponent("tea.txt"))
-    try Data("A bicycle chain wants oil every few hundred kilometres.".utf8).write(to: docs.appendingPathComponent("bike.txt"))
+    try writeSmallDocuments(to: docs)
     let store = try ContextStore(path: folder.appendingPathComponent("store.sqlite").path)
     let embedder = WordHashEmbedder()
     _ = try Indexer(store: store, embedder: embedder, embedderPath: "test", chunker: try Chunker()).index([docs.path])
@@ -209,7 +215,8 @@ final class WebPageTests: XCTestCase {
 
 private func ~= (text: String, part: String) -> Bool { text.contains(part) }
 
-/// The page in a real browser: headless Chromium driven by scripts/browser-test against this server.
+/// The page in a real browser, as a user runs it: the built `anelm index` makes a store (with the default embedder),
+/// the built `anelm serve` serves it on loopback, and scripts/browser-test drives headless Chromium against it.
 final class WebPageBrowserTests: XCTestCase {
     static var chromium: String? {
         if let named = ProcessInfo.processInfo.environment["ANELM_CHROMIUM"], !named.isEmpty { return named }
@@ -220,38 +227,122 @@ final class WebPageBrowserTests: XCTestCase {
         guard let chromium = Self.chromium else {
             throw XCTSkip("chromium is not installed (apt-get install chromium; .ci/run installs it), so the page was not tested in a browser")
         }
+        guard let anelm = builtANELMBinary() else {
+            throw XCTSkip(
+                "the anelm binary is not built (swift build -c release --product anelm; scripts/test builds it), so the page was not tested in a browser")
+        }
+        guard defaultEmbedderPath() != nil else {
+            throw XCTSkip("the default embedder all-MiniLM-L6-v2 is not installed (scripts/test installs it with `anelm embed --text warmup`), "
+                + "so `anelm index` could not make the store and the page was not tested in a browser")
+        }
         signal(SIGPIPE, SIG_IGN)
-        let (server, _) = try servedWithStore(self, apiKey: "browser-key")
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", root.appendingPathComponent("scripts/browser-test").path, "--url", "http://127.0.0.1:\(server.port)", "--api-key", "browser-key",
-            "--chromium", chromium,
-            "--screenshots", root.appendingPathComponent(".build/web-screenshots").path,
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let finished = DispatchSemaphore(value: 0)
-        let collected = OutputBox()
-        DispatchQueue.global().async {
-            collected.data = output.fileHandleForReading.readDataToEndOfFile()
-            finished.signal()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-browser-\(UUID().uuidString)")
+        let docs = folder.appendingPathComponent("docs")
+        try FileManager.default.createDirectory(at: docs, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try writeSmallDocuments(to: docs)
+        let store = folder.appendingPathComponent("store.sqlite").path
+
+        let index = try Child(anelm, ["index", "--store", store, docs.path])
+        defer { index.killIfRunning() }
+        let indexed = index.wait(seconds: 120)
+        guard indexed == 0 else { return XCTFail("anelm index \(indexed.map { "exited \($0)" } ?? "took more than 120 s"):\n\(index.output)") }
+
+        let server = try Child(
+            anelm,
+            ["serve", "--model", TestServer.fixtureModelPath, "--store", store, "--api-key", "browser-key", "--port", "0", "--parallel", "1"])
+        defer { server.killIfRunning() }
+        guard let port = server.waitUntilHealthy(seconds: 60) else {
+            return XCTFail("anelm serve did not answer GET /health within 60 s\(server.isRunning ? "" : " (it exited)"); its output:\n\(server.output)")
         }
-        if finished.wait(timeout: .now() + 170) == .timedOut {
-            process.terminate()
-            XCTFail("the browser test took more than 170 s")
-            return
+
+        let started = Date()
+        let browser = try Child(
+            URL(fileURLWithPath: "/usr/bin/env"),
+            [
+                "python3", repositoryRoot.appendingPathComponent("scripts/browser-test").path, "--url", "http://127.0.0.1:\(port)", "--api-key",
+                "browser-key", "--chromium", chromium, "--screenshots", repositoryRoot.appendingPathComponent(".build/web-screenshots").path,
+            ])
+        defer { browser.killIfRunning() }
+        let browsed = browser.wait(seconds: 170)
+        if browsed == nil {
+            // Ctrl-C lets the script close its Chromium (SIGKILL would leave it running).
+            kill(browser.process.processIdentifier, SIGINT)
+            _ = browser.wait(seconds: 15)
         }
-        process.waitUntilExit()
-        let log = String(decoding: collected.data, as: UTF8.self)
-        print(log)
-        XCTAssertEqual(process.terminationStatus, 0, log)
+        print(browser.output)
+        print("the browser test took \(Int(Date().timeIntervalSince(started))) s")
+        XCTAssertEqual(browsed, 0, browsed == nil ? "the browser test took more than 170 s:\n\(browser.output)" : browser.output)
+
+        // A graceful stop, as a service manager asks for it.
+        kill(server.process.processIdentifier, SIGTERM)
+        let stopped = server.wait(seconds: 60)
+        XCTAssertEqual(stopped, 0, "anelm serve after SIGTERM \(stopped.map { "exited \($0)" } ?? "still ran after 60 s"); its output:\n\(server.output)")
     }
 }
 
-private final class OutputBox: @unchecked Sendable {
-    var data = Data()
+/// A child process whose output (stdout and stderr together) is collected as it comes.
+private final class Child: @unchecked Sendable {
+    let process = Process()
+    private let lock = NSLock()
+    private var collected = Data()
+    private let exited = DispatchSemaphore(value: 0)
+    private let drained = DispatchSemaphore(value: 0)
+
+    init(_ executable: URL, _ arguments: [String]) throws {
+        process.executableURL = executable
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        let exited = self.exited
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+        let reader = pipe.fileHandleForReading
+        DispatchQueue.global().async { [self] in
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { break }
+                lock.withLock { collected.append(data) }
+            }
+            drained.signal()
+        }
+    }
+
+    var output: String { lock.withLock { String(decoding: collected, as: UTF8.self) } }
+    var isRunning: Bool { process.isRunning }
+
+    /// The exit status, or nil while it still runs after `seconds`.
+    func wait(seconds: Double) -> Int32? {
+        guard exited.wait(timeout: .now() + seconds) == .success else { return nil }
+        exited.signal()
+        // The rest of its output (a grandchild holding the pipe open must not hold this up).
+        if drained.wait(timeout: .now() + 5) == .success { drained.signal() }
+        return process.terminationStatus
+    }
+
+    /// The port `anelm serve --port 0` logged ("listening address=http://127.0.0.1:PORT") once GET /health answers 200 there,
+    /// or nil when that does not happen within `seconds` (or the server exits).
+    func waitUntilHealthy(seconds: Double) -> Int? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline && process.isRunning {
+            if let port = listeningPort, (try? TestHTTP.request(port: port, "GET", "/health"))?.status == 200 { return port }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return nil
+    }
+
+    private var listeningPort: Int? {
+        let log = output
+        guard let marker = log.range(of: "address=http://127.0.0.1:") else { return nil }
+        return Int(log[marker.upperBound...].prefix { $0.isNumber })
+    }
+
+    /// Ends it (SIGKILL) if it still runs.
+    func killIfRunning() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
 }

@@ -1,4 +1,5 @@
 import ANELM
+import ANELMTestSupport
 import Foundation
 import XCTest
 
@@ -8,11 +9,8 @@ final class CLITests: XCTestCase {
         .deletingLastPathComponent()
 
     func binary() throws -> URL {
-        for config in ["release", "debug"] {
-            let url = Self.root.appendingPathComponent(".build/\(config)/anelm")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        throw XCTSkip("anelm binary not built")
+        guard let built = builtANELMBinary() else { throw XCTSkip("anelm binary not built") }
+        return built
     }
 
     func run(_ arguments: [String], input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {

@@ -1,4 +1,5 @@
 import ANELM
+import ANELMTestSupport
 import Foundation
 import XCTest
 
@@ -37,11 +38,6 @@ func cosine(_ a: [Float], _ b: [Float]) -> Double {
         nb += Double(y) * Double(y)
     }
     return dot / max((na * nb).squareRoot(), 1e-30)
-}
-
-/// The installed default embedder (scripts/test installs it with `anelm embed`), else nil.
-func defaultEmbedderPath() -> URL? {
-    FileManager.default.fileExists(atPath: DefaultEmbedder.path.appendingPathComponent("config.json").path) ? DefaultEmbedder.path : nil
 }
 
 final class EmbeddingTests: XCTestCase {
