@@ -37,10 +37,9 @@ struct CompletionRequest: Sendable {
         var store: String?
         var topK = 5
 
-        static func parse(_ value: JSONValue?, chat: Bool, stream: Bool) throws -> ContextOptions? {
+        static func parse(_ value: JSONValue?, chat: Bool) throws -> ContextOptions? {
             guard let value, !value.isNull else { return nil }
             guard chat else { throw APIError.invalid("'context' applies to chat completions", param: "context") }
-            guard !stream else { throw APIError.invalid("'context' with 'stream' is not supported yet", param: "context", code: "unsupported_parameter") }
             guard let object = value.objectValue else { throw APIError.wrongType("context", "an object") }
             for key in object.keys where key != "store" && key != "top_k" {
                 throw APIError.invalid("unknown field 'context.\(key)'; context takes store and top_k", param: "context.\(key)")
@@ -156,7 +155,7 @@ struct CompletionRequest: Sendable {
             input: input, model: model, maxTokens: maxTokens, sampling: sampling, choices: choices, logprobs: logprobs, tools: tools,
             stop: stop.filter { !$0.isEmpty }, stream: stream, includeUsage: includeUsage, grammar: grammar,
             lora: try body.value("lora").map { try parseLoRAList($0, param: "lora") },
-            context: try ContextOptions.parse(body.value("context"), chat: chat, stream: stream))
+            context: try ContextOptions.parse(body.value("context"), chat: chat))
     }
 
     /// `response_format` or `grammar`, compiled; a schema keyword the compiler does not support is a 400 naming it.

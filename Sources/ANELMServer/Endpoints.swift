@@ -131,7 +131,7 @@ struct Endpoints: Sendable {
             endOfSequence: model.loaded.endOfSequenceIds, logprobs: parsed.logprobs, tools: tools)
         let events = Self.merge(handles)
         if parsed.stream {
-            return stream(events, handles: handles, reply: reply, includeUsage: parsed.includeUsage)
+            return stream(events, handles: handles, reply: reply, includeUsage: parsed.includeUsage, grounding: grounding)
         }
         return try await answer(events, handles: handles, reply: reply, grounding: grounding)
     }
@@ -215,7 +215,11 @@ struct Endpoints: Sendable {
         return Response(status: .ok, headers: headers, body: body)
     }
 
-    private func stream(_ events: AsyncStream<(Int, JobEvent)>, handles: [JobHandle], reply: Reply, includeUsage: Bool) -> Response {
+    /// A streamed answer; a grounded one ends with a chunk without choices that carries `context` (as the non-streamed
+    /// answer's field), sent once the answer is complete and logged.
+    private func stream(
+        _ events: AsyncStream<(Int, JobEvent)>, handles: [JobHandle], reply: Reply, includeUsage: Bool, grounding: Grounding?
+    ) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
@@ -239,6 +243,7 @@ struct Endpoints: Sendable {
                     }
                 }
                 if includeUsage, choices.allSatisfy({ $0.summary != nil }) { try await send(reply.usageChunk(choices)) }
+                if let grounding, choices[0].summary != nil { try await send(grounding.attach(to: reply.chunkWithoutChoices(), text: choices[0].text)) }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
             } catch {
@@ -453,6 +458,9 @@ struct Reply: @unchecked Sendable {
         object["usage"] = usage(choices)
         return .object(object)
     }
+
+    /// A streamed chunk with no choices, for what follows the last token (usage, context).
+    func chunkWithoutChoices() -> JSONValue { .object(envelope(chat ? "chat.completion.chunk" : "text_completion", choices: [])) }
 }
 
 /// What one streamed chunk of a choice carries.

@@ -114,11 +114,32 @@ final class ContextServerTests: XCTestCase {
         XCTAssertEqual(logged.response, message?["content"] as? String)
     }
 
+    func testAStreamedGroundedAnswerEndsWithItsContext() throws {
+        let (server, engine) = try served()
+        let whole = try ask(server.port)
+        let reply = try ask(server.port, ["stream": true])
+        XCTAssertEqual(reply.status, 200, reply.text)
+        XCTAssertEqual(reply.events.last, "[DONE]")
+        let chunks = reply.events.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let text = chunks.compactMap { (($0["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String }.joined()
+        // The same tokens as the answer in one piece (greedy), then one chunk without choices carrying the context.
+        let wholeText = ((whole.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
+        XCTAssertEqual(text, wholeText)
+        XCTAssertEqual(chunks.filter { $0["context"] != nil }.count, 1)
+        let last = try XCTUnwrap(chunks.last)
+        XCTAssertEqual((last["choices"] as? [Any])?.count, 0)
+        let context = try XCTUnwrap(last["context"] as? [String: Any], reply.text)
+        XCTAssertEqual(context["chunks"] as? [Int], (whole.json["context"] as? [String: Any])?["chunks"] as? [Int])
+        XCTAssertEqual((context["passages"] as? [[String: Any]])?.map { $0["citation"] as? Int }, [1, 2])
+        let answerID = try XCTUnwrap(context["answer_id"] as? Int)
+        XCTAssertEqual(try engine.store.loggedAnswer(Int64(answerID)).response, text, "the streamed answer is logged whole")
+    }
+
     func testContextFieldsThatCannotBeHonouredAreRefused() throws {
         let (server, _) = try served()
         for (extra, param) in [
             (["context": ["top_k": 0]], "context.top_k"), (["context": ["top_k": 2, "store": "other.sqlite"]], "context.store"),
-            (["context": ["top_k": 2, "filters": []]], "context.filters"), (["context": "yes"], "context"), (["stream": true], "context"),
+            (["context": ["top_k": 2, "filters": []]], "context.filters"), (["context": "yes"], "context"),
         ] as [([String: Any], String)] {
             let reply = try ask(server.port, extra)
             XCTAssertEqual(reply.status, 400, "\(extra): \(reply.text)")

@@ -352,8 +352,9 @@ function requestBody(grounded) {
   const maxTokens = Number($("max-tokens").value);
   if (maxTokens > 0) body.max_tokens = Math.floor(maxTokens);
   if ($("model").value) body.model = $("model").value;
+  body.stream = true;
+  body.stream_options = { include_usage: true };
   if (grounded) body.context = {};
-  else { body.stream = true; body.stream_options = { include_usage: true }; }
   return body;
 }
 
@@ -363,8 +364,7 @@ function setStreaming(value) {
   $("stop").hidden = !value;
 }
 
-// Streams the assistant's reply to the conversation (or, with documents, asks for a grounded answer in one piece:
-// the server answers grounded chat without streaming).
+// Streams the assistant's reply to the conversation; with documents, the grounded answer's passages come after its last token.
 async function reply() {
   const grounded = $("use-documents").checked;
   const body = JSON.stringify(requestBody(grounded)); // before the reply's own (empty) message joins the conversation
@@ -393,48 +393,40 @@ async function reply() {
   };
   try {
     const response = await api("/v1/chat/completions", { method: "POST", body, signal: controller.signal });
-    if (grounded) {
-      const answer = await response.json();
-      const choice = (answer.choices || [])[0] || {};
-      message.content = (choice.message && choice.message.content) || "";
-      message.grounding = answer.context || null;
-      const seconds = (performance.now() - started) / 1000;
-      message.stats = usageStats(answer.usage, seconds, undefined, choice.finish_reason);
-    } else {
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      let usage = null;
-      let finish = null;
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const event = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          for (const line of event.split("\n")) {
-            if (!line.startsWith("data: ")) continue;
-            const data = line.slice(6);
-            if (data === "[DONE]") continue;
-            const chunk = JSON.parse(data);
-            if (chunk.error) throw new APIFailure(chunk.error.message, 500);
-            if (chunk.usage) usage = chunk.usage;
-            const choice = (chunk.choices || [])[0];
-            if (choice && choice.delta && choice.delta.content) {
-              if (firstToken === null) firstToken = performance.now();
-              message.content += choice.delta.content;
-              deltas += 1;
-              redraw();
-            }
-            if (choice && choice.finish_reason) finish = choice.finish_reason;
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let usage = null;
+    let finish = null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        for (const line of event.split("\n")) {
+          if (!line.startsWith("data: ")) continue;
+          const data = line.slice(6);
+          if (data === "[DONE]") continue;
+          const chunk = JSON.parse(data);
+          if (chunk.error) throw new APIFailure(chunk.error.message, 500);
+          if (chunk.usage) usage = chunk.usage;
+          if (chunk.context) message.grounding = chunk.context; // after the last token: the passages cited and the answer's log id
+          const choice = (chunk.choices || [])[0];
+          if (choice && choice.delta && choice.delta.content) {
+            if (firstToken === null) firstToken = performance.now();
+            message.content += choice.delta.content;
+            deltas += 1;
+            redraw();
           }
+          if (choice && choice.finish_reason) finish = choice.finish_reason;
         }
       }
-      const decodeSeconds = firstToken === null ? 0 : (performance.now() - firstToken) / 1000;
-      message.stats = usageStats(usage, decodeSeconds, firstToken === null ? undefined : (firstToken - started) / 1000, finish);
     }
+    const decodeSeconds = firstToken === null ? 0 : (performance.now() - firstToken) / 1000;
+    message.stats = usageStats(usage, decodeSeconds, firstToken === null ? undefined : (firstToken - started) / 1000, finish);
   } catch (error) {
     if (error.name === "AbortError") {
       message.stats = { ...(message.stats || {}), finish: "stopped" };
