@@ -1,3 +1,4 @@
+import ANELM
 import Foundation
 
 /// Counters and gauges behind `GET /metrics`, in Prometheus' text format.
@@ -114,7 +115,7 @@ final class ServerMetrics: @unchecked Sendable {
             metric(
                 "anelm_prompt_cache_evictions_total", "counter", "Finished conversations dropped from the prompt cache to stay within its bound.",
                 [("", "\(promptCacheEvictions)")])
-            if let resident = Self.residentMemoryBytes() {
+            if let resident = ProcessMemory.resident() {
                 metric("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", [("", "\(resident)")])
             }
             return out
@@ -122,24 +123,4 @@ final class ServerMetrics: @unchecked Sendable {
     }
 
     private func format(_ x: Double) -> String { String(format: "%.3f", x) }
-
-    /// This process' resident set size, or nil where it cannot be read.
-    static func residentMemoryBytes() -> Int? {
-        #if os(Linux)
-            // statm's second field: resident pages.
-            guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
-            let fields = statm.split(separator: " ")
-            guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
-            return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-        #elseif canImport(Darwin)
-            var info = mach_task_basic_info()
-            var count = mach_msg_type_number_t(MemoryLayout<mach_task_basic_info>.size / MemoryLayout<natural_t>.size)
-            let status = withUnsafeMutablePointer(to: &info) {
-                $0.withMemoryRebound(to: integer_t.self, capacity: Int(count)) { task_info(mach_task_self_, task_flavor_t(MACH_TASK_BASIC_INFO), $0, &count) }
-            }
-            return status == KERN_SUCCESS ? Int(info.resident_size) : nil
-        #else
-            return nil
-        #endif
-    }
 }

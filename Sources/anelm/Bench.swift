@@ -158,19 +158,5 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-/// Peak resident memory of this process (VmHWM on Linux, ru_maxrss elsewhere), in MB.
-func peakResidentMegabytes() -> Double {
-    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-        let kb = Double(line.split(separator: " ").dropFirst().first ?? "")
-    {
-        return kb / 1024
-    }
-    #if os(Linux)
-        return 0
-    #else
-        var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
-        return Double(usage.ru_maxrss) / 1_048_576  // bytes on Darwin
-    #endif
-}
+/// Peak resident memory of this process in MB (0 where it cannot be read).
+func peakResidentMegabytes() -> Double { Double(ProcessMemory.peakResident() ?? 0) / 1_048_576 }

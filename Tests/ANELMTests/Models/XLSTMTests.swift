@@ -128,6 +128,44 @@ final class XLSTMTests: XCTestCase {
         XCTAssertEqual(state.byteSize, expected)
     }
 
+    /// Past 32k tokens, which no KV-cache model here can hold at this size of context: greedy generation token by token
+    /// (the default precision, as `anelm generate` runs it) keeps a state of the same bytes, finite logits, and a
+    /// process that does not grow (the token history is the only thing that does: 8 bytes a token).
+    func testGenerationPast32kTokensInConstantMemory() throws {
+        let fixture = try XLSTMFixture.load("tiny-xlstm")
+        let loaded = try load(fixture, precision: .auto)
+        let session = GenerationSession(model: loaded.model, tokenizer: loaded.tokenizer, endOfSequenceIds: [])
+        let steps = 33_000
+        var stateBytes: [Int: Int] = [:]
+        var residentAt1000 = 0
+        var nonFinite = 0
+        var count = 0
+        var parameters = GenerationParameters(maxTokens: steps, stopAtEndOfSequence: false)
+        parameters.sampling.temperature = 0
+        let result = try session.generate(prompt: fixture.prompt_ids, parameters: parameters) { chunk in
+            count += 1
+            if count == 100 || count == steps { stateBytes[count] = session.stateBytes }
+            if count == 1000 { residentAt1000 = ProcessMemory.resident() ?? 0 }
+            if !(0..<fixture.model.vocab_size).contains(chunk.token) { nonFinite += 1 }
+            return true
+        }
+        XCTAssertEqual(result.tokens.count, steps)
+        XCTAssertEqual(result.finishReason, .length)
+        XCTAssertEqual(nonFinite, 0)
+        XCTAssertEqual(stateBytes[100], fixture.model.state_floats * MemoryLayout<Float>.size)
+        XCTAssertEqual(stateBytes[steps], stateBytes[100], "state bytes after 100 and after \(steps) tokens")
+        // The greedy start is the reference's.
+        XCTAssertEqual(Array(result.tokens.prefix(fixture.greedy.ids.count)), fixture.greedy.ids)
+        // A KV cache at this model's width would have grown by 2 × layers × 64 × 4 bytes a token, ~33 MB here.
+        let grown = (ProcessMemory.resident() ?? 0) - residentAt1000
+        XCTAssertLessThan(grown, 8 << 20, "the process grew \(grown >> 10) KiB over \(steps - 1000) tokens")
+        // The last logits are finite: the state did not overflow.
+        let state = loaded.model.makeState()
+        _ = try loaded.model.forward(fixture.prompt_ids + Array(result.tokens.dropLast()), state: state, allPositions: false)
+        let last = try loaded.model.forward([result.tokens.last ?? 0], state: state, allPositions: false)
+        XCTAssertTrue(last.allSatisfy(\.isFinite))
+    }
+
     /// A restarted state gives the same logits as a fresh one.
     func testTruncateToZeroResets() throws {
         let fixture = try XLSTMFixture.load("tiny-xlstm-odd")
@@ -209,3 +247,4 @@ final class XLSTMTests: XCTestCase {
         XCTAssertEqual(state.count, 0)
     }
 }
+
