@@ -48,8 +48,11 @@ struct Bench: ParsableCommand {
         var decode: [Double] = []
         var grammarMilliseconds: [Double] = []
         var grammarShare: [Double] = []
+        var state = (bytes: 0, tokens: 0)
         for r in 0..<repetitions {
-            let result = try loaded.makeSession().generate(prompt: prompt, parameters: parameters)
+            let session = loaded.makeSession()
+            let result = try session.generate(prompt: prompt, parameters: parameters)
+            state = (session.stateBytes, prompt.count + result.tokens.count)
             prefill.append(result.prefillTokensPerSecond)
             decode.append(result.decodeTokensPerSecond)
             if grammar != nil, !result.tokens.isEmpty, result.decodeSteps > 0 {
@@ -81,6 +84,7 @@ struct Bench: ParsableCommand {
                     "grammar     \(String(format: "%.3f", median(grammarMilliseconds))) ms/token CPU (max \(String(format: "%.3f", grammarMilliseconds.max() ?? 0))), \(oneDecimal(median(grammarShare) * 100))% of this run's decode step (max \(oneDecimal((grammarShare.max() ?? 0) * 100))%)"
                 )
             }
+            print("state       \(state.bytes) bytes after \(state.tokens) tokens (KV cache or recurrent state)")
             print("load        \(String(format: "%.3f", loaded.loadSeconds)) s")
             print("peak RSS    \(oneDecimal(peak)) MB")
         case .json:
@@ -91,6 +95,7 @@ struct Bench: ParsableCommand {
                 "decode_tps": median(decode), "decode_tps_min": decode.min() ?? 0, "decode_tps_max": decode.max() ?? 0,
                 "grammar_ms_per_token": median(grammarMilliseconds), "grammar_share_of_decode_step": median(grammarShare),
                 "load_s": loaded.loadSeconds, "peak_rss_mb": peak, "isa": Kernels.isaName,
+                "state_bytes": state.bytes, "state_tokens": state.tokens,
             ])
         }
     }

@@ -175,7 +175,7 @@ public enum Converter {
     }
 
     /// Every element of a tensor as f32.
-    static func dequantize(_ tensor: Tensor) throws -> [Float] {
+    public static func dequantize(_ tensor: Tensor) throws -> [Float] {
         let count = tensor.elementCount
         guard let base = tensor.data.baseAddress, count > 0 else { return [] }
         guard tensor.type.byteCount(elements: count) == tensor.data.count else { throw ANELMError("tensor \(quoted(tensor.name)) has the wrong byte count") }

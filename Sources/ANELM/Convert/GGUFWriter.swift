@@ -23,6 +23,7 @@ public struct GGUFEncodedValue: Sendable, Equatable {
     public static func uint32(_ v: UInt32) -> Self { build(4) { append(v, to: &$0) } }
     public static func int32(_ v: Int32) -> Self { build(5) { append(v, to: &$0) } }
     public static func float32(_ v: Float) -> Self { build(6) { append(v.bitPattern, to: &$0) } }
+    public static func float64(_ v: Double) -> Self { build(12) { append(v.bitPattern, to: &$0) } }
     public static func bool(_ v: Bool) -> Self { build(7) { $0.append(v ? 1 : 0) } }
     public static func string(_ v: String) -> Self { build(8) { append(v, to: &$0) } }
     public static func strings(_ v: [String]) -> Self {

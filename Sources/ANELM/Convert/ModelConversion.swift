@@ -86,6 +86,27 @@ extension ModelConversion {
             return config
         })
 
+    /// xLSTM in anelm's own GGUF form (`XLSTMConfiguration.ggufKeys`): transformers' tensor names, nothing rearranged.
+    static let xlstm = ModelConversion(
+        tensorNames: { source in source.tensors.tensorNames.map { (huggingFace: $0, gguf: $0) } },
+        reorder: { _, _, _, _, _ in },
+        ggufMetadata: { folder in
+            let c = try XLSTMConfiguration(.huggingFace(folder))
+            try c.validate()
+            return try c.ggufKeys
+        },
+        huggingFaceConfig: { file in
+            let c = try XLSTMConfiguration(.gguf(file))
+            try c.validate()
+            var config = c.configFields
+            config["architectures"] = ["xLSTMForCausalLM"]
+            config["model_type"] = "xlstm"
+            for (key, name) in [("bos_token_id", "bos"), ("eos_token_id", "eos"), ("pad_token_id", "padding")] {
+                if let id = file.int("tokenizer.ggml.\(name)_token_id") { config[key] = .int(id) }
+            }
+            return config
+        })
+
     /// llama.cpp's architecture for a Llama-family config.json `model_type`: Mistral is stored as `llama`.
     static func ggufArchitecture(llamaModelType: String) -> String { llamaModelType == "qwen2" ? "qwen2" : "llama" }
 }

@@ -150,7 +150,7 @@ public enum ModelRegistry {
         ModelFamily(
             name: "xLSTM (mLSTM blocks, the xLSTM-7B design)",
             architectures: ["xLSTMForCausalLM", "xlstm"],
-            configuration: XLSTMConfiguration.init, load: XLSTMModel.load, aneLowering: nil),
+            configuration: XLSTMConfiguration.init, load: XLSTMModel.load, aneLowering: nil, conversion: .xlstm),
         ModelFamily(
             name: "BERT (text encoder: all-MiniLM, sentence-transformers models)",
             architectures: ["BertModel", "bert"],

@@ -133,10 +133,66 @@ public struct XLSTMConfiguration: Decodable, Sendable {
 }
 
 extension XLSTMConfiguration: ModelConfiguration {
-    /// From config.json; xLSTM has no GGUF form.
+    /// From config.json, or from an xLSTM GGUF's `xlstm.*` keys (see `ggufKeys`).
     public init(_ source: ModelSource) throws {
-        guard case .huggingFace(let folder) = source else { throw ANELMError("xLSTM models load from Hugging Face folders only") }
-        try self.init(configJSON: folder.configData)
+        switch source {
+        case .huggingFace(let folder): try self.init(configJSON: folder.configData)
+        case .gguf(let file): try self.init(configJSON: Data(JSONValue.object(try Self.configJSON(gguf: file)).text.utf8))
+        }
+    }
+
+    /// Every field, resolved, under config.json's keys (a soft cap that is off is null): what a converted folder's
+    /// config.json holds.
+    public var configFields: JSONObject {
+        [
+            "vocab_size": .int(vocabSize), "hidden_size": .int(hiddenSize), "num_hidden_layers": .int(numHiddenLayers), "num_heads": .int(numHeads),
+            "use_bias": .bool(useBias), "norm_eps": .double(Double(normEps)), "eps": .double(Double(eps)), "qk_dim_factor": .double(qkDimFactor),
+            "v_dim_factor": .double(vDimFactor), "chunk_size": .int(chunkSize), "max_inference_chunksize": .int(maxInferenceChunkSize),
+            "ffn_proj_factor": .double(ffnProjFactor), "ffn_round_up_to_multiple_of": .int(ffnRoundUpToMultipleOf),
+            "gate_soft_cap": gateSoftCap.map { .double(Double($0)) } ?? .null,
+            "output_logit_soft_cap": outputLogitSoftCap.map { .double(Double($0)) } ?? .null, "weight_mode": .string(weightMode),
+            "tie_word_embeddings": .bool(tieWordEmbeddings), "mode": .string(mode),
+        ]
+    }
+
+    /// anelm's GGUF form of xLSTM (llama.cpp has none): `general.architecture` = `xlstm`, and each config.json field as
+    /// `xlstm.<key>` (integers u32, numbers f64, booleans, strings); a soft cap that is off is left out. Tensors keep
+    /// transformers' names.
+    var ggufKeys: [(key: String, value: GGUFEncodedValue)] {
+        get throws {
+            var keys: [(key: String, value: GGUFEncodedValue)] = [("general.architecture", .string("xlstm"))]
+            for (name, value) in configFields {
+                let key = "xlstm.\(name)"
+                switch value {
+                case .int(let v): keys.append((key, try .count(v, key: key)))
+                case .double(let v): keys.append((key, .float64(v)))
+                case .bool(let v): keys.append((key, .bool(v)))
+                case .string(let v): keys.append((key, .string(v)))
+                default: continue  // null: a soft cap that is off
+                }
+            }
+            return keys
+        }
+    }
+
+    /// config.json's fields from an xLSTM GGUF's `xlstm.*` keys; the soft caps it leaves out are off.
+    static func configJSON(gguf file: GGUFFile) throws -> JSONObject {
+        guard file.string("general.architecture") == "xlstm" else {
+            throw ANELMError("GGUF architecture \(quoted(file.string("general.architecture") ?? "?")) is not xlstm")
+        }
+        var config: JSONObject = ["gate_soft_cap": .null, "output_logit_soft_cap": .null]
+        for key in file.metadataKeys where key.hasPrefix("xlstm.") {
+            let name = String(key.dropFirst("xlstm.".count))
+            switch file.metadata[key] {
+            case .uint(let v)?: config[name] = .int(Int(clamping: v))
+            case .int(let v)?: config[name] = .int(Int(clamping: v))
+            case .float(let v)?: config[name] = .double(v)
+            case .bool(let v)?: config[name] = .bool(v)
+            case .string(let v)?: config[name] = .string(v)
+            default: throw ANELMError("GGUF key \(key) is not a number, boolean or string")
+            }
+        }
+        return config
     }
 
     public var summary: [(key: String, value: String)] {
