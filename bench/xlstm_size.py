@@ -92,6 +92,17 @@ def write_model(folder, size, tokenizer):
     open(done, "w").close()
 
 
+def convert(binary, source, output, kind):
+    """anelm convert, once: the quantized form of the random model."""
+    if os.path.exists(output):
+        return
+    cmd = [binary, "convert", "--model", source, "--output", output, "--type", kind]
+    print("  $ " + " ".join(cmd), file=sys.stderr)
+    started = time.time()
+    subprocess.run(cmd, check=True)
+    print(f"  converted in {time.time() - started:.0f} s", file=sys.stderr)
+
+
 def anelm_bench(binary, folder, threads, prompt, gen, repetitions=1):
     cmd = [binary, "bench", "--model", folder, "--threads", str(threads), "--prompt-tokens", str(prompt), "--gen-tokens", str(gen),
            "--repetitions", str(repetitions), "--format", "json"]
@@ -132,6 +143,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gen-tokens", type=int, default=16)
     parser.add_argument("--skip-7b", action="store_true")
+    parser.add_argument("--quantized", default="q8_0", help="the quantized form of the 7B model (anelm convert --type; empty: none)")
+    parser.add_argument("--long-tokens", type=int, default=10_000, help="the prompt after which the state is measured again (0: skip)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     rows = []
@@ -142,24 +155,33 @@ def main():
         r = anelm_bench(args.anelm, folder, args.threads, 100, args.gen_tokens)
         rows.append(("xLSTM-7B config, bf16", "anelm", r))
         print(f"  7b anelm: {r}", file=sys.stderr)
+        if args.quantized:
+            quantized = os.path.join(args.folder, f"xlstm-7b-random-{args.quantized}.gguf")
+            convert(args.anelm, folder, quantized, args.quantized)
+            r = anelm_bench(args.anelm, quantized, args.threads, 100, args.gen_tokens)
+            rows.append((f"xLSTM-7B config, {args.quantized.upper()} GGUF", "anelm", r))
+            print(f"  7b anelm {args.quantized}: {r}", file=sys.stderr)
     folder = os.path.join(args.folder, "xlstm-small-random-bf16")
     write_model(folder, "small", args.tokenizer)
     r = anelm_bench(args.anelm, folder, args.threads, 100, args.gen_tokens, repetitions=3)
-    long = anelm_bench(args.anelm, folder, args.threads, 10_000, 8)
-    r["state_bytes_10000"] = long["state_bytes"]
-    r["state_tokens_10000"] = long["state_tokens"]
-    r["prefill_tps_10000"] = long["prefill_tps"]
+    if args.long_tokens:
+        long = anelm_bench(args.anelm, folder, args.threads, args.long_tokens, 8)
+        r["state_bytes_long"] = long["state_bytes"]
+        r["state_tokens_long"] = long["state_tokens"]
+        r["prefill_tps_long"] = long["prefill_tps"]
     rows.append(("small config, bf16", "anelm", r))
     print(f"  small anelm: {r}", file=sys.stderr)
     t = torch_bench(folder, args.threads, 100, args.gen_tokens)
     rows.append(("small config, bf16", "transformers (torch)", t))
     print(f"  small torch: {t}", file=sys.stderr)
     if args.markdown:
-        print("| model | runtime | load s | prefill t/s (100) | decode t/s | peak RSS MiB | state bytes after 100+gen / 10,000+8 tokens |")
+        print("| model | runtime | load s | prefill t/s (100) | decode t/s | peak RSS MiB | state bytes (after tokens) |")
         print("|---|---|---:|---:|---:|---:|---|")
         for model, runtime, r in rows:
             rss = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else ""
-            state = f"{r['state_bytes']:,}" + (f" / {r['state_bytes_10000']:,}" if "state_bytes_10000" in r else "")
+            state = f"{r['state_bytes']:,}" + (f" ({r['state_tokens']})" if "state_tokens" in r else "")
+            if "state_bytes_long" in r:
+                state += f", {r['state_bytes_long']:,} ({r['state_tokens_long']:,})"
             print(f"| {model} | {runtime} | {r['load_s']:.2f} | {r['prefill_tps']:.1f} | {r['decode_tps']:.2f} | {rss} | {state} |")
         small = [r for m, _, r in rows if m.startswith("small")]
         print(f"\nsmall config decode, anelm / transformers: {small[0]['decode_tps'] / small[1]['decode_tps']:.2f}×")
