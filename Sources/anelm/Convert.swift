@@ -13,6 +13,8 @@ struct Convert: ParsableCommand {
     @Option(name: .long, help: "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k (a folder takes f32, f16 or bf16).")
     var type: String
     @Flag(name: .long, help: "Replace the output if it exists (only once the new one is complete).") var force = false
+    @Option(name: .long, help: ArgumentHelp("A LoRA adapter added into the weights it adapts, with an optional scale (repeatable).", valueName: "path[:scale]"))
+    var lora: [String] = []
 
     func run() throws {
         guard let tensorType = Quantizer.writableTypes.first(where: { $0.description.lowercased() == type.lowercased() }) else {
@@ -23,7 +25,8 @@ struct Convert: ParsableCommand {
         let interrupts = removeStagedOutputsOnInterrupt()
         defer { interrupts.forEach { $0.cancel() } }
         let bar = ProgressBar()
-        let summary = try Converter.convert(model: path, output: output, type: tensorType, force: force) { p in
+        let adapters = try lora.map(LoRAChoice.init(parsing:))
+        let summary = try Converter.convert(model: path, output: output, type: tensorType, force: force, lora: adapters) { p in
             bar.show(done: p.bytesDone, of: p.byteCount, label: "\(p.tensorsDone)/\(p.tensorCount) \(p.tensor)")
         }
         bar.finish()

@@ -59,9 +59,9 @@ def weights_error(source, a, b):
     return rows, same
 
 
-def anelm_ppl(anelm, model, text, chunks, threads):
+def anelm_ppl(anelm, model, text, chunks, threads, extra=()):
     out = run([anelm, "perplexity", "--model", model, "--file", text, "--context", "512", "--chunks", str(chunks),
-               "--threads", str(threads), "--format", "json"]).stdout
+               "--threads", str(threads), "--format", "json", *extra]).stdout
     r = json.loads(out.strip().splitlines()[-1])
     return r["perplexity"], r["uncertainty"]
 
@@ -72,6 +72,32 @@ def llama_ppl(binary, model, text, chunks, threads):
     if not m:
         raise SystemExit("llama-perplexity printed no final estimate:\n" + p.stderr[-2000:])
     return float(m.group(1)), float(m.group(2))
+
+
+def random_peft_adapter(gguf_path, folder, rank=8, alpha=16, seed=5):
+    """A PEFT LoRA adapter with random A and B for every linear layer of a Llama-family GGUF (shapes from its metadata):
+    enough to move the perplexity, so that side path and merged weights can be compared on real text."""
+    from safetensors.numpy import save_file
+    reader = GGUFReader(gguf_path)
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    meta = lambda key: int(reader.fields[f"{arch}.{key}"].parts[-1][0])  # noqa: E731
+    hidden, layers, ffn = meta("embedding_length"), meta("block_count"), meta("feed_forward_length")
+    heads, kv_heads = meta("attention.head_count"), meta("attention.head_count_kv")
+    head_dim = hidden // heads
+    shapes = {"self_attn.q_proj": (heads * head_dim, hidden), "self_attn.k_proj": (kv_heads * head_dim, hidden),
+              "self_attn.v_proj": (kv_heads * head_dim, hidden), "self_attn.o_proj": (hidden, heads * head_dim),
+              "mlp.gate_proj": (ffn, hidden), "mlp.up_proj": (ffn, hidden), "mlp.down_proj": (hidden, ffn)}
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for i in range(layers):
+        for module, (out_features, in_features) in shapes.items():
+            name = f"base_model.model.model.layers.{i}.{module}"
+            tensors[f"{name}.lora_A.weight"] = (rng.standard_normal((rank, in_features)) / np.sqrt(in_features)).astype(np.float32)
+            tensors[f"{name}.lora_B.weight"] = (rng.standard_normal((out_features, rank)) * 0.01).astype(np.float32)
+    os.makedirs(folder, exist_ok=True)
+    save_file(tensors, os.path.join(folder, "adapter_model.safetensors"))
+    json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "use_rslora": False, "fan_in_fan_out": False,
+               "bias": "none", "target_modules": sorted({m.split(".")[1] for m in shapes})}, open(os.path.join(folder, "adapter_config.json"), "w"))
 
 
 def main():
@@ -129,6 +155,20 @@ def main():
         ours = remember(f"anelm:{path}", lambda: anelm_ppl(anelm, path, text, a.chunks, a.threads))
         theirs = remember(f"llama:{path}", lambda: llama_ppl(ppl, path, text, a.chunks, a.threads))
         print(f"| {label} | {fmt(ours)} | {fmt(theirs)} |", flush=True)
+
+    # 3. A LoRA adapter as a side path and merged into the weights at load, on the f16 file and two quantized ones.
+    adapter = os.path.join(work, "random-lora")
+    if not os.path.exists(os.path.join(adapter, "adapter_config.json")):
+        random_peft_adapter(f16, adapter)
+    print()
+    print("| base file | without the adapter | adapter as a side path | adapter merged at load (--lora-merge) | merged / side path |")
+    print("|---|---|---|---|---|", flush=True)
+    for label, path in [("f16", f16)] + [(f"{t}, anelm convert", files[t][0]) for t in types if t in ("q8_0", "q4_k")]:
+        base = remember(f"anelm:{path}", lambda: anelm_ppl(anelm, path, text, a.chunks, a.threads))
+        side = remember(f"anelm-lora:{path}", lambda: anelm_ppl(anelm, path, text, a.chunks, a.threads, ["--lora", adapter]))
+        merged = remember(f"anelm-lora-merged:{path}",
+                          lambda: anelm_ppl(anelm, path, text, a.chunks, a.threads, ["--lora", adapter, "--lora-merge"]))
+        print(f"| {label} | {fmt(base)} | {fmt(side)} | {fmt(merged)} | {merged[0] / side[0]:.5f} |", flush=True)
 
 
 if __name__ == "__main__":

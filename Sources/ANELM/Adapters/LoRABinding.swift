@@ -148,6 +148,9 @@ final class LoRABinder {
         return a == m || m.hasPrefix(a + "for") || m.hasPrefix(a + "_") || m.hasPrefix(a.replacingOccurrences(of: "_text", with: "") + "for")
     }
 
+    /// Whether an adapter updates the model's weight `name` (and `attach` has not taken it yet).
+    func adapts(_ name: String) -> Bool { pending.contains { $0[name] != nil } }
+
     /// `linear`, read from the model's weight `name`, with the adapters' updates of that weight: as side paths,
     /// or added into an f32 copy of the weight when merging.
     func attach(_ linear: Linear, name: String) throws -> Linear {

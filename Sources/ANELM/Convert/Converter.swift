@@ -75,11 +75,13 @@ public enum Converter {
         let reorderAs: String?
     }
 
-    /// Converts `model` to `output`. An existing output is refused unless `force`; the output is written under a
+    /// Converts `model` to `output`, with `lora` adapters added into the weights they adapt (`W + scale·B·A`, then
+    /// stored in the output's type). An existing output is refused unless `force`; the output is written under a
     /// temporary name and moved into place, so a failure (a full disk, a corrupt source) leaves nothing at `output`.
     @discardableResult
     public static func convert(
-        model: String, output: String, type: TensorType, force: Bool = false, progress: (ConversionProgress) -> Void = { _ in }
+        model: String, output: String, type: TensorType, force: Bool = false, lora: [LoRAChoice] = [],
+        progress: (ConversionProgress) -> Void = { _ in }
     ) throws -> ConversionSummary {
         guard Quantizer.writableTypes.contains(type) else { throw ANELMError("anelm cannot write \(type) tensors") }
         let format = format(of: output)
@@ -93,6 +95,12 @@ public enum Converter {
         }
         let source = try ModelLoader.open(model)
         let family = try ModelRegistry.family(of: source)
+        var binder: LoRABinder?
+        if !lora.isEmpty {
+            guard let targets = family.loraTargets else { throw ANELMError("LoRA adapters on \(family.name) are not supported") }
+            let pool = ThreadPool(threads: ProcessInfo.processInfo.activeProcessorCount)
+            binder = try LoadOptions(lora: lora, loraMerge: true).loraBinder(source, names: try targets(source), pool: pool)
+        }
         let staged = try StagedOutput(destination: output, replacing: force)
 
         let items = try plan(source, family: family, format: format, type: type)
@@ -101,7 +109,7 @@ public enum Converter {
         var tensorsByType: [TensorType: Int] = [:]
         func writeTensors(_ write: ([UInt8]) throws -> Void) throws {
             for (index, item) in items.enumerated() {
-                try write(try encodedBytes(item, source: source, family: family, toGGUF: format == .gguf))
+                try write(try encodedBytes(item, source: source, family: family, toGGUF: format == .gguf, lora: binder))
                 bytesDone += item.plan.byteCount
                 tensorsByType[item.plan.type, default: 0] += 1
                 progress(ConversionProgress(tensor: item.plan.name, tensorsDone: index + 1, tensorCount: items.count, bytesDone: bytesDone, byteCount: byteCount))
@@ -125,6 +133,7 @@ public enum Converter {
             try writeTensors(writer.write)
             try writer.finish()
         }
+        _ = try binder?.finish()  // an adapted weight the model does not have is an error, and nothing is committed
         try staged.commit()
         return ConversionSummary(output: output, format: format, tensorsByType: tensorsByType, bytes: byteCount)
     }
@@ -163,11 +172,19 @@ public enum Converter {
         return items
     }
 
-    /// The tensor in its output type: copied when already stored so, else dequantized, rearranged and encoded.
-    private static func encodedBytes(_ item: Item, source: ModelSource, family: ModelFamily, toGGUF: Bool) throws -> [UInt8] {
+    /// The tensor in its output type: copied when already stored so, else dequantized (with the adapters' updates
+    /// added when they adapt it), rearranged and encoded.
+    private static func encodedBytes(_ item: Item, source: ModelSource, family: ModelFamily, toGGUF: Bool, lora: LoRABinder?) throws -> [UInt8] {
         guard let tensor = try source.tensors.tensor(named: item.sourceName) else { throw ANELMError("tensor \(quoted(item.sourceName)) disappeared") }
-        if tensor.type == item.plan.type && item.reorderAs == nil { return Array(tensor.data) }
-        var values = try dequantize(tensor)
+        let adapted = lora?.adapts(item.sourceName) ?? false
+        if tensor.type == item.plan.type && item.reorderAs == nil && !adapted { return Array(tensor.data) }
+        var values: [Float]
+        if let lora, adapted {
+            let merged = try lora.attach(Linear(weight: try WeightMatrix(tensor), bias: nil), name: item.sourceName).weight
+            values = Array(UnsafeBufferPointer(start: merged.data.assumingMemoryBound(to: Float.self), count: merged.rows * merged.cols))
+        } else {
+            values = try dequantize(tensor)
+        }
         if let name = item.reorderAs, let conversion = family.conversion {
             try conversion.reorder(name, &values, tensor.shape, source, toGGUF)
         }

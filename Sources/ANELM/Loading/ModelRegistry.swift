@@ -95,12 +95,13 @@ public struct ModelFamily {
     init(
         name: String, architectures: [String], configuration: @escaping (ModelSource) throws -> ModelConfiguration,
         load: @escaping (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel, aneLowering: ((LanguageModel) -> ANEModelLowering?)?,
-        conversion: ModelConversion? = nil
+        conversion: ModelConversion? = nil, loraTargets: ((ModelSource) throws -> LoRATargetNames)? = nil
     ) {
         self.name = name
         self.architectures = architectures
         self.configuration = configuration
         self.conversion = conversion
+        self.loraTargets = loraTargets
         network = .decoder(load: load, aneLowering: aneLowering)
     }
 
@@ -123,6 +124,9 @@ public struct ModelFamily {
     /// What `anelm convert` needs to move the family between GGUF and Hugging Face folders (nil: re-quantizing
     /// within a format only).
     var conversion: ModelConversion? = nil
+    /// The weights LoRA adapters may adapt in a model of this family (nil: adapters are not supported), for
+    /// `anelm convert --lora`; loading binds them itself.
+    var loraTargets: ((ModelSource) throws -> LoRATargetNames)? = nil
 
     public var hasANELowering: Bool { aneLowering != nil }
 
@@ -141,12 +145,12 @@ public enum ModelRegistry {
             name: "the Llama family (Llama 2/3.x, SmolLM2, Mistral, Qwen2/2.5)",
             architectures: ["llama", "mistral", "qwen2", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"],
             configuration: LlamaConfiguration.init, load: LlamaModel.load,
-            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }, conversion: .llama),
+            aneLowering: { ($0 as? LlamaModel).map(LlamaANELowering.init) }, conversion: .llama, loraTargets: LlamaModel.loraTargets),
         ModelFamily(
             name: "Gemma 3 text",
             architectures: ["gemma3", "Gemma3ForCausalLM", "gemma3_text"],
             configuration: Gemma3Configuration.init, load: Gemma3Model.load,
-            aneLowering: { ($0 as? Gemma3Model).map(Gemma3ANELowering.init) }),
+            aneLowering: { ($0 as? Gemma3Model).map(Gemma3ANELowering.init) }, loraTargets: Gemma3Model.loraTargets),
         ModelFamily(
             name: "xLSTM (mLSTM blocks, the xLSTM-7B design)",
             architectures: ["xLSTMForCausalLM", "xlstm"],

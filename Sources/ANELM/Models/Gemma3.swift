@@ -196,6 +196,11 @@ public final class Gemma3Model: TransformerDecoder {
 
 /// Building a `Gemma3Model` from each file format.
 extension Gemma3Model {
+    /// The weights of `source` LoRA adapters may adapt, in both formats.
+    static func loraTargets(_ source: ModelSource) throws -> LoRATargetNames {
+        Gemma3TensorNames.loraTargets(layers: try Gemma3Configuration(source).numHiddenLayers)
+    }
+
     static func load(_ source: ModelSource, _ options: LoadOptions, _ pool: ThreadPool) throws -> LanguageModel {
         var config = try Gemma3Configuration(source)
         config.maxPositionEmbeddings = try options.contextLength(cappedAt: config.maxPositionEmbeddings)
@@ -204,7 +209,7 @@ extension Gemma3Model {
         case .gguf: names = .gguf
         case .huggingFace: names = .huggingFace
         }
-        let lora = try options.loraBinder(source, names: Gemma3TensorNames.loraTargets(layers: config.numHiddenLayers), pool: pool)
+        let lora = try options.loraBinder(source, names: loraTargets(source), pool: pool)
         return try Gemma3Model(configuration: config, store: source.tensors, names: names, precision: options.precision, lora: lora, pool: pool)
     }
 }

@@ -7,21 +7,33 @@ extension LlamaModel {
         config.maxPositionEmbeddings = try options.contextLength(cappedAt: config.maxPositionEmbeddings)
         let names: LlamaTensorNames
         let style: RoPEStyle
-        // llama.cpp's converter permutes q/k of `llama` models so that RoPE pairs adjacent dims (not qwen2's).
-        let ggufPermutes: Bool
         switch source {
-        case .gguf(let file):
+        case .gguf:
             names = .gguf
-            ggufPermutes = file.string("general.architecture") != "qwen2"
-            style = ggufPermutes ? .adjacent : .halves
+            style = ggufPermutesQueryKey(source, config) ? .adjacent : .halves
         case .huggingFace:
             names = .huggingFace
-            ggufPermutes = config.modelType != "qwen2"
             style = .halves
         }
-        let lora = try options.loraBinder(source, names: LlamaTensorNames.loraTargets(config, ggufPermutes: ggufPermutes), pool: pool)
+        let lora = try options.loraBinder(source, names: loraTargets(source), pool: pool)
         return try LlamaModel(
             configuration: config, store: source.tensors, names: names, ropeStyle: style, precision: options.precision, lora: lora, pool: pool)
+    }
+}
+
+extension LlamaModel {
+    /// Whether llama.cpp's converter permutes q/k of this model so that RoPE pairs adjacent dims (`llama`, not `qwen2`).
+    static func ggufPermutesQueryKey(_ source: ModelSource, _ config: LlamaConfiguration) -> Bool {
+        switch source {
+        case .gguf(let file): return file.string("general.architecture") != "qwen2"
+        case .huggingFace: return config.modelType != "qwen2"
+        }
+    }
+
+    /// The weights of `source` LoRA adapters may adapt, in both formats.
+    static func loraTargets(_ source: ModelSource) throws -> LoRATargetNames {
+        let config = try LlamaConfiguration(source)
+        return LlamaTensorNames.loraTargets(config, ggufPermutes: ggufPermutesQueryKey(source, config))
     }
 }
 

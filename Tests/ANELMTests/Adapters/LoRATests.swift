@@ -67,6 +67,37 @@ final class LoRATests: XCTestCase {
         }
     }
 
+    /// `anelm convert --lora`: the adapters added into the weights of the written file, which then computes PEFT's logits
+    /// without any adapter — to a GGUF (llama.cpp's q/k row order) and to a Hugging Face folder, with adapters of all three formats.
+    func testConvertWithAdapters() throws {
+        for name in ["tiny-llama-peft", "tiny-qwen2-peft", "tiny-gemma3-peft", "tiny-llama-mlx", "tiny-llama-gguf", "tiny-llama-stacked"] {
+            let fixture = try XCTUnwrap(try LoRAFixture.load().cases.first { $0.name == name }, "no case \(name)")
+            let choices = fixture.adapters.map { LoRAChoice(path: LoRAFixture.path($0.path), scale: $0.scale) }
+            let expected = try LoRAFixture.floats(fixture.merged_logits ?? fixture.logits)
+            let folder = temporaryFile("lora-convert-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let gguf = folder.appendingPathComponent("adapted.gguf").path
+            let huggingFace = folder.appendingPathComponent("adapted").path
+            // Gemma 3 converts within its format only (folder to folder).
+            let outputs = name.hasPrefix("tiny-gemma3") ? [huggingFace] : [gguf, huggingFace]
+            for output in outputs {
+                try Converter.convert(model: LoRAFixture.path(fixture.model.path), output: output, type: .f32, lora: choices)
+                let loaded = try ModelLoader.load(output, options: LoadOptions(precision: .f32))
+                let logits = try loaded.model.forward(fixture.prompt_ids, state: loaded.model.makeState(), allPositions: true)
+                XCTAssertEqual(logits.count, expected.count)
+                let worst = zip(logits, expected).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertLessThan(worst, Self.tolerance, "\(name) converted to \(URL(fileURLWithPath: output).lastPathComponent): max |Δlogit| \(worst)")
+            }
+        }
+        // An adapter for another model is refused before anything is written.
+        let qwen = try XCTUnwrap(try LoRAFixture.load().cases.first { $0.name == "tiny-qwen2-peft" })
+        let out = temporaryFile("lora-convert-\(UUID().uuidString).gguf").path
+        XCTAssertThrowsError(
+            try Converter.convert(model: LoRAFixture.path(qwen.model.path), output: out, type: .f32, lora: [LoRAChoice(path: LoRAFixture.path("lora/tiny-gemma3-peft"))]))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     func forward(_ fixture: LoRAFixture.Case, _ choices: [LoRAChoice], merge: Bool = false) throws -> [Float] {
         let options = LoadOptions(precision: .f32, lora: choices, loraMerge: merge)
         let loaded = try ModelLoader.load(LoRAFixture.path(fixture.model.path), options: options)
