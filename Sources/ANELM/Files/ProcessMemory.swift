@@ -32,7 +32,7 @@ public enum ProcessMemory {
         #if os(Linux)
             guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
                 let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-                let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+                let kilobytes = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
             else { return nil }
             return kilobytes * 1024
         #elseif canImport(Darwin)
