@@ -46,11 +46,14 @@ extension Info {
     /// The package's anelm.json facts.
     func describePackage(_ path: String) throws {
         let info = try ANEPackageInfo.read(package: path)
-        let rows: [(String, String)] = [
+        var rows: [(String, String)] = [
             ("architecture", info.architecture), ("source", info.source), ("weights", info.weights), ("functions", info.functions.joined(separator: ", ")),
             ("context", "\(info.contextLength)"), ("prefill block", info.prefillBlock.map(String.init) ?? "-"), ("vocabulary", "\(info.vocabSize)"),
             ("output chunks", "\(info.outputChunks)"),
         ]
+        if let e = info.encoder {
+            rows.append(("embedding", "\(e.dimensions) dimensions, \(e.pooling) pooling\(e.normalized ? ", L2-normalized" : "")"))
+        }
         switch format {
         case .text:
             let width = rows.map(\.0.count).max() ?? 0
