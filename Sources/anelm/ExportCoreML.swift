@@ -1,4 +1,5 @@
 import ANELM
+import ANELMContext
 import ANELMInstall
 import ArgumentParser
 import Foundation
@@ -19,6 +20,11 @@ struct ExportCoreML: ParsableCommand {
         name: .long,
         help: "Embedding models: the sequence lengths, one function each, comma-separated (default 128,512; capped at the model's positions).")
     var lengths: String?
+    @Flag(name: .long, help: "Export a context store's relevance model (the re-ranker) instead of a model: one function over --batch candidates.")
+    var relevance = false
+    @Option(name: .long, help: "With --relevance: the context store (default: <cache>/context/store.sqlite).") var store: String?
+    @Option(name: .long, help: "With --relevance: the model version (default: the one in use, the newest accepted).") var relevanceVersion: Int?
+    @Option(name: .long, help: "With --relevance: candidates scored per call (default 64).") var batch: Int?
     @Option(name: .long, help: "Tokens per prefill call (default 64).") var prefillBlock: Int?
     @Option(
         name: .long,
@@ -42,6 +48,8 @@ struct ExportCoreML: ParsableCommand {
         let format = try ANEWeightFormat(parsing: weights)
         guard lutGroup > 0 else { throw ANELMError("--lut-group must be positive, got \(lutGroup)") }
         try CoreMLPackage.checkDestination(output)  // before the slow part
+        if relevance { return try exportRelevance(format: format) }
+        guard store == nil, relevanceVersion == nil, batch == nil else { throw ANELMError("--store, --relevance-version and --batch apply to --relevance") }
         let path = try model ?? DefaultModel.installIfNeeded().path
         if try isEmbeddingModel(path) { return try exportEmbedder(path, format: format) }
         guard lengths == nil else { throw ANELMError("--lengths applies to embedding models; \(path) is a language model (use --context)") }
@@ -58,6 +66,26 @@ struct ExportCoreML: ParsableCommand {
         defer { interrupts.forEach { $0.cancel() } }
         _ = try CoreMLPackage.export(
             loaded, to: output, options: options, weights: format, lutGroup: lutGroup, maxPackageBytes: maxPackageBytes, progress: printError)
+        printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
+    }
+
+    /// The relevance model of a context store; the model options are refused, not ignored.
+    func exportRelevance(format: ANEWeightFormat) throws {
+        let refused = [
+            ("--model", model != nil), ("--context", context != nil), ("--prefill-block", prefillBlock != nil), ("--lora", !lora.isEmpty),
+            ("--lengths", lengths != nil), ("--max-package-bytes", maxPackageBytes != ANELint.maxPackageBytes),
+        ]
+        if let (flag, _) = refused.first(where: { $0.1 }) { throw ANELMError("\(flag) does not apply to --relevance (its options: --store, --relevance-version, --batch, --weights)") }
+        let path = store ?? ContextStore.defaultPath
+        let contextStore = try ContextStore(path: path, create: false)
+        let chosen = try relevanceVersion ?? contextStore.relevanceVersions().last(where: \.accepted)?.version
+        guard let chosen else { throw ANELMError("the store \(path) has no relevance model in use; train one with anelm context train") }
+        let model = try contextStore.relevanceModel(version: chosen)
+        let start = Date()
+        let interrupts = removeStagedOutputsOnInterrupt()
+        defer { interrupts.forEach { $0.cancel() } }
+        _ = try CoreMLPackage.exportRelevance(
+            model, store: path, batch: batch ?? 64, to: output, weights: format, lutGroup: lutGroup, progress: printError)
         printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
     }
 
