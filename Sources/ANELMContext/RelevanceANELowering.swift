@@ -5,13 +5,14 @@ import Foundation
 /// with the ANE IR's ops (the encoder's and decoders' layout: activations (1, C, 1, N), the layers 1×1 convs).
 ///
 /// - inputs `query` (1, D, 1, 1): the query's vector; `chunks` (1, D, 1, N): the candidates' vectors as columns (zero
-///   for a missing one, as the scorer uses); `features` (1, 6, 1, N): each candidate's six retrieval features before
-///   standardization (`RelevanceModel.aneInputs` builds all three; a batch with fewer candidates is padded with zero
-///   columns whose scores mean nothing);
+///   for a missing one, as the scorer uses); `features` (1, 6, 1, N): each candidate's six retrieval features,
+///   standardized by the app in f32 with the model's mean and deviation (anelm.json `relevance`): raw features in fp16
+///   lose the digits that matter when a feature's deviation is small next to its mean (a log token count of
+///   2.9 ± 0.01: fp16's step at 2.9 is 0.002, a fifth of a deviation). `RelevanceModel.aneInputs` builds all three; a batch
+///   with fewer candidates is padded with zero columns whose scores mean nothing;
 /// - outputs `logit` and `probability` (1, 1, 1, N).
-/// In the graph: the network's input [query⊙chunk·√D, chunk, (features − mean)/deviation] concatenated over channels,
-/// a conv to the hidden units, ReLU as (h + |h|)/2 with the ½ folded into the output conv (exact in fp16), the output
-/// conv, a sigmoid.
+/// In the graph: the network's input [query⊙chunk·√D, chunk, features] concatenated over channels, a conv to the
+/// hidden units, ReLU as (h + |h|)/2 with the ½ folded into the output conv (exact in fp16), the output conv, a sigmoid.
 extension RelevanceModel {
     public static func aneFunctionName(batch: Int) -> String { "score_\(batch)" }
 
@@ -25,10 +26,7 @@ extension RelevanceModel {
         let chunks = g.input("chunks", shape: [1, d, 1, batch])
         let features = g.input("features", shape: [1, Self.scalarCount, 1, batch])
         let product = try g.mul(try g.mul(chunks, query), try g.constant("sqrt_dimensions", [Float(d).squareRoot()], shape: [1, 1, 1, 1]))
-        let standardized = try g.mul(
-            try g.sub(features, try g.constant("feature_mean", mean, shape: [1, Self.scalarCount, 1, 1])),
-            try g.constant("feature_inverse_deviation", deviation.map { 1 / $0 }, shape: [1, Self.scalarCount, 1, 1]))
-        let x = try g.concat([product, chunks, standardized], axis: 1)
+        let x = try g.concat([product, chunks, features], axis: 1)
         let h = try g.conv(
             x, weight: try g.constant("hidden_weight", w1, shape: [hidden, inputs, 1, 1]), bias: try g.constant("hidden_bias", b1, shape: [hidden]),
             name: "hidden")
@@ -54,7 +52,7 @@ extension RelevanceModel {
             if let row = index.rowOfChunk[c.chunkID] {
                 for (i, value) in index.vector(at: row).prefix(dimensions).enumerated() { chunks[i * batch + column] = value }
             }
-            for (i, value) in Self.scalarFeatures(c).enumerated() { features[i * batch + column] = value }
+            for (i, value) in Self.scalarFeatures(c).enumerated() { features[i * batch + column] = (value - mean[i]) / deviation[i] }
         }
         return ["query": queryVector, "chunks": chunks, "features": features]
     }
@@ -75,10 +73,11 @@ extension CoreMLPackage {
         try checkDestination(path)
         let program = try model.aneProgram(batch: batch)
         progress("lowered relevance model version \(model.version) (\(model.dimensions) dimensions, \(model.hidden) hidden units) over \(batch) candidates")
-        let info = ANEPackageInfo(
+        var info = ANEPackageInfo(
             architecture: "anelm-relevance-model", source: "\(URL(fileURLWithPath: store).lastPathComponent) version \(model.version)",
             weights: weights.rawValue, functions: program.functions.map(\.name), contextLength: batch, prefillBlock: nil, vocabSize: 0, outputChunks: 0,
             eosTokenIds: [], metadata: program.metadata)
+        info.relevance = ANEPackageInfo.Relevance(featureMean: model.mean, featureDeviation: model.deviation)
         return try write(program, info: info, tokenizer: nil, to: path, weights: weights, lutGroup: lutGroup, progress: progress)
     }
 }

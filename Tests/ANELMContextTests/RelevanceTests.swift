@@ -170,7 +170,10 @@ final class RelevanceTests: XCTestCase {
         XCTAssertEqual(summary.operations.map(\.function), ["score_64"])
         let lint = try ANELint(package: package)
         XCTAssertTrue(lint.violations.isEmpty, lint.text)
-        XCTAssertEqual(try ANEPackageInfo.read(package: package).metadata["relevance_version"], model.version)
+        let info = try ANEPackageInfo.read(package: package)
+        XCTAssertEqual(info.metadata["relevance_version"], model.version)
+        XCTAssertEqual(info.relevance?.featureMean.count, 6)
+        XCTAssertEqual(info.relevance?.featureDeviation.count, 6)
         XCTAssertThrowsError(try model.aneProgram(batch: 0))
     }
 

@@ -229,3 +229,120 @@ def run_reference(prog, lengths, info, args):
             v.check(cosine >= limit, f"run: {case['text']!r} on embed_{s}: cosine {cosine:.6f} with sentence-transformers (limit {limit})")
     v.check(runs > 0, "run: no fixture case fits a function")
     return f"{len(fixture['cases'])} texts, {runs} runs in numpy (padding masked): worst cosine with sentence-transformers {worst:.6f} (limit {limit})"
+
+
+# ---------------------------------------------------------------------------------------------- relevance model
+
+
+def validate_relevance(args, info):
+    """A relevance-model package (`export-coreml --relevance`; anelm.json architecture anelm-relevance-model) against the
+    context store it came from (--source STORE.sqlite, read here with sqlite3): read back, MIL rebuilt, interface, weights
+    equal the stored model's; numpy runs of the candidates of the answers logged with this version against the Swift
+    scorer's logged probabilities, and of random candidates against the scorer's formula written here (|probability
+    difference| at most --tolerance, default 0.01)."""
+    import sqlite3
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto import load as milproto
+    from coremltools.converters.mil.mil import types
+
+    pkg, report = args.package, {}
+    meta = info["metadata"]
+    version, d, hidden, batch = meta["relevance_version"], meta["dimensions"], meta["hidden"], meta["batch"]
+    db = sqlite3.connect(f"file:{args.source}?mode=ro", uri=True)
+    row = db.execute("SELECT metrics, weights FROM relevance_models WHERE version = ?", (version,)).fetchone()
+    v.check(row is not None, f"the store has no relevance model version {version}")
+    metrics = json.loads(row[0])
+    v.check((metrics["dimensions"], metrics["hidden"]) == (d, hidden), f"stored sizes {metrics['dimensions']}, {metrics['hidden']}; anelm.json {d}, {hidden}")
+    values = np.frombuffer(row[1], "<f4").astype(np.float32)
+    n_in = 2 * d + 6
+    v.check(values.size == hidden * n_in + 2 * hidden + 1 + 12, f"{values.size} stored weights for {hidden} hidden units over {n_in} inputs")
+    w1 = values[:hidden * n_in].reshape(hidden, n_in)
+    b1 = values[hidden * n_in:hidden * n_in + hidden]
+    w2 = values[hidden * n_in + hidden:hidden * n_in + 2 * hidden]
+    b2 = values[hidden * n_in + 2 * hidden]
+    mean, dev = values[-12:-6], values[-6:]
+
+    model = ct.models.MLModel(pkg, skip_model_load=True)
+    spec = model.get_spec()
+    v.check(spec.specificationVersion == 9 and spec.WhichOneof("Type") == "mlProgram", "not an ML Program of specification version 9")
+    weights_dir = os.path.join(pkg, "Data/com.apple.CoreML/weights")
+    prog = milproto.load(spec, specification_version=9, file_weights_dir=weights_dir)
+    name = f"score_{batch}"
+    v.check(info["functions"] == [name] and set(prog.functions) == {name}, f"functions {info['functions']}, {sorted(prog.functions)}")
+    f = prog.functions[name]
+    v.check(not v.state_inputs(spec.mlProgram.functions[name]), "a relevance function has no state")
+    inputs = {n: (x.dtype, tuple(x.shape)) for n, x in f.inputs.items()}
+    want_inputs = {"query": (types.fp16, (1, d, 1, 1)), "chunks": (types.fp16, (1, d, 1, batch)), "features": (types.fp16, (1, 6, 1, batch))}
+    v.check(inputs == want_inputs, f"inputs {inputs}")
+    outputs = {x.name: (x.dtype, tuple(x.shape)) for x in f.outputs}
+    v.check(outputs == {"probability": (types.fp16, (1, 1, 1, batch)), "logit": (types.fp16, (1, 1, 1, batch))}, f"outputs {outputs}")
+    allowed = v.op_kinds() | {"reshape"} | ({v.CONSTEXPR[args.weights]} if args.weights in v.CONSTEXPR else set())
+    kinds = {op.type for op in spec.mlProgram.functions[name].block_specializations["CoreML8"].operations}
+    v.check(kinds <= allowed, f"op types outside the lowered set: {sorted(kinds - allowed)}")
+    report[f"{name} ops"] = f"{len(f.operations)} ({', '.join(sorted(kinds))})"
+    report["ane rules"] = v.check_ane_rules(spec, prog, args, pkg)
+    blobs, size = v.check_weight_file(os.path.join(weights_dir, "weight.bin"), v.blob_refs(spec))
+    report["weight.bin"] = f"{size} bytes = 64 + {len(blobs)} x (64 + data), aligned"
+
+    stored = info["relevance"]
+    v.check(np.array_equal(np.float32(stored["feature_mean"]), mean) and np.array_equal(np.float32(stored["feature_deviation"]), dev),
+            "anelm.json relevance feature_mean/feature_deviation are not the stored model's")
+    expected = {"hidden_weight": w1, "hidden_bias": b1, "output_weight": w2 / np.float32(2), "output_bias": np.array([b2])}
+    line = check_weights(prog, f, expected, args.weights, info)
+    report["weights"] = line.replace("the source", f"the store's version {version}")
+
+    def formula(q, chunks, feats):
+        """RelevanceModel.logit's network and the sigmoid, in float64 (q (d), chunks (d, n), standardized features (6, n))."""
+        x = np.concatenate([q[:, None] * chunks * math.sqrt(d), chunks, feats], axis=0).astype(np.float64)
+        z = w2.astype(np.float64) @ np.maximum(w1.astype(np.float64) @ x + b1[:, None], 0) + float(b2)
+        return 1 / (1 + np.exp(-z))
+
+    def run(q, chunks, feats):
+        feeds = {"query": q.reshape(1, d, 1, 1), "chunks": chunks.reshape(1, d, 1, batch), "features": feats.reshape(1, 6, 1, batch)}
+        feeds = {k: v.fp16(a) for k, a in feeds.items()}  # the inputs as Core ML receives them, fp16
+        return v.run_function(f, feeds, {})["probability"].reshape(-1).astype(np.float64)
+
+    # Every logged answer's candidates (the training log: real query and chunk vectors, features rebuilt here as
+    # RelevanceModel.scalarFeatures defines them) against the formula; and for answers ranked by this version, against
+    # the Swift scorer's own results (answer_chunks.score is the probability it gave).
+    limit = args.tolerance if args.tolerance is not None else 0.01
+    vectors = {cid: np.frombuffer(b, "<f4") for cid, b in db.execute("SELECT chunk_id, data FROM vectors")}
+    worst_formula, worst_swift, candidates, ranked = 0.0, 0.0, 0, 0
+    for answer_id, qblob, used_version in db.execute("SELECT id, query_vector, relevance_version FROM answers").fetchall():
+        q = np.frombuffer(qblob, "<f4").astype(np.float32)
+        rows = db.execute("SELECT chunk_id, dense_score, dense_rank, bm25_score, bm25_rank, fused_score, score, token_count FROM answer_chunks "
+                          "WHERE answer_id = ? ORDER BY rank", (answer_id,)).fetchall()[:batch]
+        v.check(q.size == d and all(vectors[r[0]].size == d for r in rows), f"answer {answer_id}: vectors are not f32 of {d} dimensions")
+        chunks = np.zeros((d, batch), np.float32)
+        feats = np.zeros((6, batch), np.float32)
+        for col, (cid, dense, dense_rank, bm25, bm25_rank, fused, _, tokens) in enumerate(rows):
+            chunks[:, col] = vectors[cid]
+            reciprocal = lambda rank: 0.0 if rank is None else np.float32(1 / (60.0 + rank)) * np.float32(60)
+            raw = np.float32([dense, bm25 or 0.0, reciprocal(dense_rank), reciprocal(bm25_rank), fused * 30, math.log1p(max(0, tokens))])
+            feats[:, col] = (raw - mean) / dev  # standardized by the app in f32 (anelm.json relevance)
+        got = run(q, chunks, feats)[:len(rows)]
+        worst_formula = max(worst_formula, float(np.abs(got - formula(q, chunks, feats)[:len(rows)]).max()))
+        candidates += len(rows)
+        if used_version == version:
+            worst_swift = max(worst_swift, float(np.abs(got - np.array([r[6] for r in rows], np.float64)).max()))
+            ranked += 1
+    v.check(candidates > 0, "run: the store logged no answer")
+    v.check(worst_formula <= limit and worst_swift <= limit,
+            f"run: logged candidates' probabilities {worst_formula:.4g} from the formula, {worst_swift:.4g} from the Swift scorer's (limit {limit})")
+    report["logged run"] = f"{candidates} logged candidates in numpy: worst |probability difference| from the formula {worst_formula:.4g}" + \
+        (f", from the Swift scorer's logged probabilities {worst_swift:.4g} ({ranked} answers ranked by version {version})" if ranked else
+         f" (no answer was ranked by version {version}: no Swift probabilities logged)") + f" (limit {limit})"
+
+    # Random candidates: unit vectors (half of them near the query), standardized features ~ N(0, 1).
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal(d)
+    q /= np.linalg.norm(q)
+    chunks = rng.standard_normal((d, batch))
+    chunks /= np.linalg.norm(chunks, axis=0)
+    chunks[:, batch // 2:] = 0.6 * q[:, None] + 0.4 * chunks[:, batch // 2:]
+    feats = rng.standard_normal((6, batch)).astype(np.float32)
+    got, want = run(q, chunks, feats), formula(q, chunks, feats)
+    worst = float(np.abs(got - want).max())
+    v.check(worst <= limit, f"run: probabilities {worst:.4g} from the scorer's formula (limit {limit})")
+    report["run"] = f"{batch} random candidates in numpy: worst |probability difference| from the scorer's formula {worst:.4g} (limit {limit})"
+    return report

@@ -35,6 +35,8 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
     public var chunkLayers: [Int]?
     /// A sentence-embedding package (an exported embedder); nil for a language model.
     public var encoder: Encoder?
+    /// A context store's relevance model (`export-coreml --relevance`); nil otherwise.
+    public var relevance: Relevance?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version"
@@ -48,7 +50,7 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
         case chunks
         case chunkIndex = "chunk_index"
         case chunkLayers = "chunk_layers"
-        case encoder
+        case encoder, relevance
     }
 
     public init(
@@ -110,6 +112,23 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
             self.normalized = normalized
             self.maxSeqLength = maxSeqLength
             self.lowercase = lowercase
+        }
+    }
+
+    /// A relevance-model package's facts (anelm.json `relevance`): its input `features` are the six retrieval features
+    /// standardized as (feature − mean) / deviation, computed by the app in f32 before the fp16 call.
+    public struct Relevance: Codable, Equatable, Sendable {
+        public var featureMean: [Float]
+        public var featureDeviation: [Float]
+
+        enum CodingKeys: String, CodingKey {
+            case featureMean = "feature_mean"
+            case featureDeviation = "feature_deviation"
+        }
+
+        public init(featureMean: [Float], featureDeviation: [Float]) {
+            self.featureMean = featureMean
+            self.featureDeviation = featureDeviation
         }
     }
 
