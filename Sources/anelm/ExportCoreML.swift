@@ -89,13 +89,6 @@ struct ExportCoreML: ParsableCommand {
         printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
     }
 
-    /// Whether `path` is a folder whose architecture is a text encoder's.
-    func isEmbeddingModel(_ path: String) throws -> Bool {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return false }
-        return try ModelRegistry.family(of: .huggingFace(try HFModelFolder(path: path))).isEncoder
-    }
-
     /// The sentence-embedding functions of an embedder folder; the language-model options are refused, not ignored.
     func exportEmbedder(_ path: String, format: ANEWeightFormat) throws {
         let refused = [
@@ -137,4 +130,11 @@ func removeStagedOutputsOnInterrupt() -> [DispatchSourceSignal] {
         source.resume()
         return source
     }
+}
+
+/// Whether `path` is a folder whose architecture is a text encoder's (an embedding model).
+func isEmbeddingModel(_ path: String) throws -> Bool {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return false }
+    return try ModelRegistry.family(of: .huggingFace(try HFModelFolder(path: path))).isEncoder
 }
