@@ -18,6 +18,9 @@ extension CoreMLPackage {
         progress(
             "lowered \(url.lastPathComponent) (\(architecture)) for the Neural Engine: sequence lengths \(functionLengths.map(String.init).joined(separator: ", ")), "
                 + "\(embedder.pooling.rawValue) pooling\(embedder.normalizes ? ", L2-normalized" : "")")
+        if let longest = functionLengths.max(), longest < embedder.maxSequenceLength {
+            progress("note: the model reads up to \(embedder.maxSequenceLength) tokens; texts longer than \(longest) do not fit these functions")
+        }
         let bytes = program.functions.first.map { f in
             f.graph.constants.values.reduce(0) { total, c in
                 if case .fp16(let bits) = c { return total + 2 * bits.count }
