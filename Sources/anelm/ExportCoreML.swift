@@ -11,8 +11,9 @@ struct ExportCoreML: ParsableCommand {
 
     @Option(
         name: .long,
-        help:
-            "A .gguf file or a Hugging Face folder (default: the default model); an embedding model's folder (e.g. all-MiniLM-L6-v2) exports its sentence-embedding functions."
+        help: ArgumentHelp(
+            "A .gguf file or a Hugging Face folder (default: the default model); an embedding model's folder (e.g. all-MiniLM-L6-v2) "
+                + "exports its sentence-embedding functions.")
     ) var model: String?
     @Option(name: .long, help: "The package to write, NAME.mlpackage (must not exist).") var output: String
     @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions; default 512).") var context: Int?
@@ -75,7 +76,9 @@ struct ExportCoreML: ParsableCommand {
             ("--model", model != nil), ("--context", context != nil), ("--prefill-block", prefillBlock != nil), ("--lora", !lora.isEmpty),
             ("--lengths", lengths != nil), ("--max-package-bytes", maxPackageBytes != ANELint.maxPackageBytes),
         ]
-        if let (flag, _) = refused.first(where: { $0.1 }) { throw ANELMError("\(flag) does not apply to --relevance (its options: --store, --relevance-version, --batch, --weights)") }
+        if let (flag, _) = refused.first(where: { $0.1 }) {
+            throw ANELMError("\(flag) does not apply to --relevance (its options: --store, --relevance-version, --batch, --weights)")
+        }
         let path = store ?? ContextStore.defaultPath
         let contextStore = try ContextStore(path: path, create: false)
         let chosen = try relevanceVersion ?? contextStore.relevanceVersions().last(where: \.accepted)?.version

@@ -54,10 +54,12 @@ extension CLITests {
         XCTAssertEqual(lint.status, 0, lint.stdout + lint.stderr)
         XCTAssertTrue(lint.stdout.contains("ANE embed_64 graph (fp16, 64 tokens per call)"), lint.stdout)
         let other = folder.appendingPathComponent("F.mlpackage").path
-        try assertCleanError(["export-coreml", "--model", Self.tinyBert, "--output", other, "--context", "64"], contains: "--context applies to language models")
+        try assertCleanError(
+            ["export-coreml", "--model", Self.tinyBert, "--output", other, "--context", "64"], contains: "--context applies to language models")
         try assertCleanError(["export-coreml", "--model", Self.tinyBert, "--output", other, "--lengths", "16,x"], contains: "--lengths takes positive integers")
         try assertCleanError(["export-coreml", "--model", root().path, "--output", other, "--lengths", "16"], contains: "--lengths applies to embedding models")
-        try assertCleanError(["export-coreml", "--relevance", "--store", folder.appendingPathComponent("none.sqlite").path, "--output", other], contains: "error: ")
+        let missingStore = folder.appendingPathComponent("none.sqlite").path
+        try assertCleanError(["export-coreml", "--relevance", "--store", missingStore, "--output", other], contains: "error: ")
         XCTAssertFalse(FileManager.default.fileExists(atPath: other))
     }
 

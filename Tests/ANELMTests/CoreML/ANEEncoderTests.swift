@@ -29,7 +29,8 @@ final class ANEEncoderTests: XCTestCase {
                 worst = min(worst, similarity)
                 runs += 1
                 XCTAssertGreaterThanOrEqual(similarity, Self.minimumCosine, "\(c.text.debugDescription) on length \(length)", file: file, line: line)
-                XCTAssertGreaterThanOrEqual(cosine(vector, c.embedding), Self.minimumCosine, "\(c.text.debugDescription) vs sentence-transformers", file: file, line: line)
+                XCTAssertGreaterThanOrEqual(
+                    cosine(vector, c.embedding), Self.minimumCosine, "\(c.text.debugDescription) vs sentence-transformers", file: file, line: line)
                 if embedder.normalizes { XCTAssertEqual(vector.reduce(0) { $0 + $1 * $1 }, 1, accuracy: 2e-3, file: file, line: line) }
             }
             XCTAssertGreaterThanOrEqual(try layout.length(for: input.tokens.count), input.tokens.count, file: file, line: line)
@@ -120,6 +121,7 @@ final class ANEEncoderTests: XCTestCase {
             let program = try MILProgramReader(package: path)
             XCTAssertEqual(program.functions.map(\.name).sorted(), ["embed_16", "embed_64"])
         }
-        XCTAssertThrowsError(try CoreMLPackage.exportEmbedder(folder: EmbeddingTests.tinyFolder.path, to: folder.appendingPathComponent("x.mlpackage").path, lengths: []))
+        let unwritten = folder.appendingPathComponent("x.mlpackage").path
+        XCTAssertThrowsError(try CoreMLPackage.exportEmbedder(folder: EmbeddingTests.tinyFolder.path, to: unwritten, lengths: []))
     }
 }

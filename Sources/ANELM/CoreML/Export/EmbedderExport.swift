@@ -15,8 +15,9 @@ extension CoreMLPackage {
         let architecture = try source.architecture()
         let program = try ANEEncoderLowering.program(embedder, lengths: lengths)
         let functionLengths = program.functions.map { $0.graph.metadata["sequence_length"] ?? 0 }
+        let lengthList = functionLengths.map(String.init).joined(separator: ", ")
         progress(
-            "lowered \(url.lastPathComponent) (\(architecture)) for the Neural Engine: sequence lengths \(functionLengths.map(String.init).joined(separator: ", ")), "
+            "lowered \(url.lastPathComponent) (\(architecture)) for the Neural Engine: sequence lengths \(lengthList), "
                 + "\(embedder.pooling.rawValue) pooling\(embedder.normalizes ? ", L2-normalized" : "")")
         if let longest = functionLengths.max(), longest < embedder.maxSequenceLength {
             progress("note: the model reads up to \(embedder.maxSequenceLength) tokens; texts longer than \(longest) do not fit these functions")
@@ -28,7 +29,8 @@ extension CoreMLPackage {
             }
         } ?? 0
         guard bytes <= ANELint.maxPackageBytes else {
-            throw ANELMError("the embedder has \(bytes) bytes of fp16 weights, above the \(ANELint.maxPackageBytes) a package may hold (embedders are not chunked)")
+            throw ANELMError(
+                "the embedder has \(bytes) bytes of fp16 weights, above the \(ANELint.maxPackageBytes) a package may hold (embedders are not chunked)")
         }
         var info = ANEPackageInfo(
             architecture: architecture, source: url.lastPathComponent, weights: weights.rawValue, functions: program.functions.map(\.name),
