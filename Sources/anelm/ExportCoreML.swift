@@ -1,4 +1,5 @@
 import ANELM
+import ANELMContext
 import ANELMInstall
 import ArgumentParser
 import Foundation
@@ -8,9 +9,23 @@ struct ExportCoreML: ParsableCommand {
         commandName: "export-coreml",
         abstract: "Lower a model for the Neural Engine and write it as a Core ML .mlpackage (ML Program, iOS 18 / macOS 15).")
 
-    @Option(name: .long, help: "A .gguf file or a Hugging Face folder (default: the default model).") var model: String?
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A .gguf file or a Hugging Face folder (default: the default model); an embedding model's folder (e.g. all-MiniLM-L6-v2) "
+                + "exports its sentence-embedding functions.")
+    ) var model: String?
     @Option(name: .long, help: "The package to write, NAME.mlpackage (must not exist).") var output: String
-    @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions).") var context: Int = 512
+    @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions; default 512).") var context: Int?
+    @Option(
+        name: .long,
+        help: "Embedding models: the sequence lengths, one function each, comma-separated (default 128,512; capped at the model's positions).")
+    var lengths: String?
+    @Flag(name: .long, help: "Export a context store's relevance model (the re-ranker) instead of a model: one function over --batch candidates.")
+    var relevance = false
+    @Option(name: .long, help: "With --relevance: the context store (default: <cache>/context/store.sqlite).") var store: String?
+    @Option(name: .long, help: "With --relevance: the model version (default: the one in use, the newest accepted).") var relevanceVersion: Int?
+    @Option(name: .long, help: "With --relevance: candidates scored per call (default 64).") var batch: Int?
     @Option(name: .long, help: "Tokens per prefill call (default 64).") var prefillBlock: Int?
     @Option(
         name: .long,
@@ -33,11 +48,16 @@ struct ExportCoreML: ParsableCommand {
     func run() throws {
         let format = try ANEWeightFormat(parsing: weights)
         guard lutGroup > 0 else { throw ANELMError("--lut-group must be positive, got \(lutGroup)") }
+        try CoreMLPackage.checkDestination(output)  // before the slow part
+        if relevance { return try exportRelevance(format: format) }
+        guard store == nil, relevanceVersion == nil, batch == nil else { throw ANELMError("--store, --relevance-version and --batch apply to --relevance") }
+        let path = try model ?? DefaultModel.installIfNeeded().path
+        if try isEmbeddingModel(path) { return try exportEmbedder(path, format: format) }
+        guard lengths == nil else { throw ANELMError("--lengths applies to embedding models; \(path) is a language model (use --context)") }
+        let context = context ?? 512
         guard context > 0 else { throw ANELMError("--context must be positive, got \(context)") }
         var options = ANELoweringOptions(contextLength: context)
         if let prefillBlock { options.prefillBlock = prefillBlock }
-        try CoreMLPackage.checkDestination(output)  // before the slow part
-        let path = try model ?? DefaultModel.installIfNeeded().path
         let start = Date()
         printError("loading \(path)…")
         // The lowering reads the model's linear weights: adapters are merged into them at load.
@@ -47,6 +67,54 @@ struct ExportCoreML: ParsableCommand {
         defer { interrupts.forEach { $0.cancel() } }
         _ = try CoreMLPackage.export(
             loaded, to: output, options: options, weights: format, lutGroup: lutGroup, maxPackageBytes: maxPackageBytes, progress: printError)
+        printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
+    }
+
+    /// The relevance model of a context store; the model options are refused, not ignored.
+    func exportRelevance(format: ANEWeightFormat) throws {
+        let refused = [
+            ("--model", model != nil), ("--context", context != nil), ("--prefill-block", prefillBlock != nil), ("--lora", !lora.isEmpty),
+            ("--lengths", lengths != nil), ("--max-package-bytes", maxPackageBytes != ANELint.maxPackageBytes),
+        ]
+        if let (flag, _) = refused.first(where: { $0.1 }) {
+            throw ANELMError("\(flag) does not apply to --relevance (its options: --store, --relevance-version, --batch, --weights)")
+        }
+        let path = store ?? ContextStore.defaultPath
+        let contextStore = try ContextStore(path: path, create: false)
+        let chosen = try relevanceVersion ?? contextStore.relevanceVersions().last(where: \.accepted)?.version
+        guard let chosen else { throw ANELMError("the store \(path) has no relevance model in use; train one with anelm context train") }
+        let model = try contextStore.relevanceModel(version: chosen)
+        let start = Date()
+        let interrupts = removeStagedOutputsOnInterrupt()
+        defer { interrupts.forEach { $0.cancel() } }
+        _ = try CoreMLPackage.exportRelevance(
+            model, store: path, batch: batch ?? 64, to: output, weights: format, lutGroup: lutGroup, progress: printError)
+        printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
+    }
+
+    /// The sentence-embedding functions of an embedder folder; the language-model options are refused, not ignored.
+    func exportEmbedder(_ path: String, format: ANEWeightFormat) throws {
+        let refused = [
+            ("--context", context != nil), ("--prefill-block", prefillBlock != nil), ("--lora", !lora.isEmpty),
+            ("--max-package-bytes", maxPackageBytes != ANELint.maxPackageBytes),
+        ]
+        if let (flag, _) = refused.first(where: { $0.1 }) {
+            throw ANELMError("\(flag) applies to language models; \(path) is an embedding model (its options: --lengths, --weights, --lut-group)")
+        }
+        let lengths = try self.lengths.map { text in
+            try text.split(separator: ",", omittingEmptySubsequences: false).map { part -> Int in
+                guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n > 0 else {
+                    throw ANELMError("--lengths takes positive integers separated by commas, got \"\(text)\"")
+                }
+                return n
+            }
+        } ?? ANEEncoderLowering.defaultLengths
+        let start = Date()
+        printError("loading \(path)…")
+        let interrupts = removeStagedOutputsOnInterrupt()
+        defer { interrupts.forEach { $0.cancel() } }
+        _ = try CoreMLPackage.exportEmbedder(
+            folder: path, to: output, lengths: lengths, weights: format, lutGroup: lutGroup, threads: threads, progress: printError)
         printError(String(format: "done in %.1f s", Date().timeIntervalSince(start)))
     }
 }
@@ -65,4 +133,11 @@ func removeStagedOutputsOnInterrupt() -> [DispatchSourceSignal] {
         source.resume()
         return source
     }
+}
+
+/// Whether `path` is a folder whose architecture is a text encoder's (an embedding model).
+func isEmbeddingModel(_ path: String) throws -> Bool {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return false }
+    return try ModelRegistry.family(of: .huggingFace(try HFModelFolder(path: path))).isEncoder
 }

@@ -46,11 +46,14 @@ extension Info {
     /// The package's anelm.json facts.
     func describePackage(_ path: String) throws {
         let info = try ANEPackageInfo.read(package: path)
-        let rows: [(String, String)] = [
+        var rows: [(String, String)] = [
             ("architecture", info.architecture), ("source", info.source), ("weights", info.weights), ("functions", info.functions.joined(separator: ", ")),
             ("context", "\(info.contextLength)"), ("prefill block", info.prefillBlock.map(String.init) ?? "-"), ("vocabulary", "\(info.vocabSize)"),
             ("output chunks", "\(info.outputChunks)"),
         ]
+        if let e = info.encoder {
+            rows.append(("embedding", "\(e.dimensions) dimensions, \(e.pooling) pooling\(e.normalized ? ", L2-normalized" : "")"))
+        }
         switch format {
         case .text:
             let width = rows.map(\.0.count).max() ?? 0
@@ -80,8 +83,24 @@ extension Info {
     /// The ANE lowering's op table per function, then the lint of its export into a temporary folder.
     func printANEReport(_ modelPath: String) throws {
         let format = try ANEWeightFormat(parsing: weights)
-        let loaded = try ModelLoader.load(modelPath)
-        let program = try ANELowering.program(loaded)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-lint-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let package = folder.appendingPathComponent("model.mlpackage").path
+        let program: ANEProgram
+        let writePackage: () throws -> Void
+        if try isEmbeddingModel(modelPath) {
+            // An embedder: its sentence-embedding functions at the default lengths.
+            program = try ANEEncoderLowering.program(try EmbedderLoader.loadPipeline(URL(fileURLWithPath: modelPath), precision: .f32))
+            writePackage = { _ = try CoreMLPackage.exportEmbedder(folder: modelPath, to: package, weights: format) }
+        } else {
+            let loaded = try ModelLoader.load(modelPath)
+            program = try ANELowering.program(loaded)
+            writePackage = {
+                let info = try ANEPackageInfo(program: program, loaded: loaded, weights: format)
+                _ = try CoreMLPackage.write(program, info: info, tokenizer: nil, to: package, weights: format)
+            }
+        }
         let n = program.metadata["context_length"] ?? 0
         let block = program.metadata["prefill_block"] ?? 0
         var json: [String: Any] = [:]
@@ -90,9 +109,13 @@ extension Info {
             let totals = report.totals
             switch self.format {
             case .text:
-                let shape = function.name == "prefill" ? "\(block) tokens per call" : "1 token per call"
                 print("")
-                print("ANE \(function.name) graph (fp16, context \(n), \(shape)): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
+                if let length = function.graph.metadata["sequence_length"] {
+                    print("ANE \(function.name) graph (fp16, \(length) tokens per call): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
+                } else {
+                    let shape = function.name == "prefill" ? "\(block) tokens per call" : "1 token per call"
+                    print("ANE \(function.name) graph (fp16, context \(n), \(shape)): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
+                }
                 print(report.table)
             case .json:
                 json["ane_\(function.name)_ops"] = totals.ops
@@ -107,12 +130,7 @@ extension Info {
             json["ane_prefill_block"] = block
             try writeJSONLine(json)
         }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-lint-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let package = folder.appendingPathComponent("model.mlpackage").path
-        let info = try ANEPackageInfo(program: program, loaded: loaded, weights: format)
-        _ = try CoreMLPackage.write(program, info: info, tokenizer: nil, to: package, weights: format)
+        try writePackage()
         try lint(try ANELint(package: package))
     }
 }

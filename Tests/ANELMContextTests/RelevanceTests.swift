@@ -131,6 +131,52 @@ final class RelevanceTests: XCTestCase {
         XCTAssertNotEqual(try engine.store.relevanceModel(version: a.version).weightsData, try engine.store.relevanceModel(version: c.version).weightsData)
     }
 
+    /// The relevance model as an ANE function on the fp16 executor against the Swift scorer, on every topic's search
+    /// candidates (padded to the batch): stated bound |Δ probability| ≤ 0.01 per candidate at fp16. Then its package
+    /// passes the ANE lint and reads back.
+    func testTheModelOnTheNeuralEngineMatchesTheScorer() throws {
+        let folder = try temporaryFolder(self)
+        let engine = try makeCorpus(folder)
+        try askRound(engine, template: "How do I use the # today?")
+        var options = TrainingOptions()
+        options.seed = 7
+        let index = try engine.retriever.vectorIndex()
+        let report = try RelevanceTrainer.train(store: engine.store, index: index, options: options)
+        let model = try engine.store.relevanceModel(version: report.version)
+        let batch = 64
+        let program = try model.aneProgram(batch: batch)
+        XCTAssertEqual(program.functions.map(\.name), ["score_64"])
+        let executor = ANEExecutor(program: program)
+        var worst = 0.0
+        var scored = 0
+        for topic in Self.topics {
+            let result = try engine.search("Which \(topic) steps should I follow?", rerank: false)
+            let candidates = Array(result.candidates.prefix(batch))
+            let expected = model.probabilities(candidates, queryVector: result.queryVector, index: index)
+            let outputs = try executor.run("score_64", try model.aneInputs(candidates, queryVector: result.queryVector, index: index, batch: batch))
+            let probabilities = try XCTUnwrap(outputs["probability"])
+            XCTAssertEqual(probabilities.count, batch)
+            for (i, p) in expected.enumerated() {
+                worst = max(worst, abs(Double(probabilities[i]) - p))
+                XCTAssertEqual(Double(probabilities[i]), p, accuracy: 0.01, "\(topic): candidate \(i)")
+            }
+            scored += candidates.count
+        }
+        print("relevance on the ANE executor: worst |Δ probability| \(worst) over \(scored) candidates")
+        XCTAssertGreaterThan(scored, Self.topics.count)
+
+        let package = folder.appendingPathComponent("relevance.mlpackage").path
+        let summary = try CoreMLPackage.exportRelevance(model, store: engine.store.path, batch: batch, to: package)
+        XCTAssertEqual(summary.operations.map(\.function), ["score_64"])
+        let lint = try ANELint(package: package)
+        XCTAssertTrue(lint.violations.isEmpty, lint.text)
+        let info = try ANEPackageInfo.read(package: package)
+        XCTAssertEqual(info.metadata["relevance_version"], model.version)
+        XCTAssertEqual(info.relevance?.featureMean.count, 6)
+        XCTAssertEqual(info.relevance?.featureDeviation.count, 6)
+        XCTAssertThrowsError(try model.aneProgram(batch: 0))
+    }
+
     func testTrainingNeedsALog() throws {
         let folder = try temporaryFolder(self)
         let engine = try makeCorpus(folder)

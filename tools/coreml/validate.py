@@ -24,6 +24,8 @@ What it asserts, and what each check is independent of:
   source weight. Neither the Swift lowering nor its executor is used, so this is independent of them.
 - with --reference: the decode function is *run* here in numpy (an interpreter of the MIL ops, per the
   coremltools op definitions) over fixture prompts, and its logits compared with transformers'.
+- a sentence-embedding package (anelm.json `encoder`): validate_encoder.py's checks, --reference an embeddings fixture;
+  a relevance-model package (`export-coreml --relevance`): validate_encoder.py's checks, --source the context store.
 - with --lora (an export made with `export-coreml --lora`): the source weights expected are the source file's
   plus each adapter's scale·B·A, read here from the PEFT or MLX-LM files with numpy; --lora-reference runs a
   case of Tests/Fixtures/lora/lora.json and compares every logit of its last position with PEFT's.
@@ -62,14 +64,14 @@ def check(condition, message):
 
 
 def read_safetensors(path):
-    """Every tensor of a safetensors file as float32."""
+    """Every floating-point tensor of a safetensors file as float32 (integer buffers such as BERT's position_ids are skipped)."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
         data = f.read()
     out = {}
     for k, h in header.items():
-        if k == "__metadata__":
+        if k == "__metadata__" or h["dtype"].startswith(("I", "U")):
             continue
         begin, end = h["data_offsets"]
         raw = np.frombuffer(data[begin:end], dtype=np.uint8)
@@ -425,6 +427,10 @@ def check_ane_rules(spec, prog, args, pkg):
 def validate(args):
     """The package, or every package of its chain (anelm.json `chunks`), then the run over all of them."""
     info = json.load(open(os.path.join(args.package, "Data/com.anelm/anelm.json")))
+    if "encoder" in info or info["architecture"] == "anelm-relevance-model":  # their checks are in validate_encoder.py
+        sys.modules.setdefault("validate", sys.modules[__name__])
+        import validate_encoder
+        return (validate_encoder.validate_encoder if "encoder" in info else validate_encoder.validate_relevance)(args, info)
     names = info.get("chunks") or [os.path.basename(args.package)]
     folder = os.path.dirname(os.path.abspath(args.package))
     report, progs = {}, []

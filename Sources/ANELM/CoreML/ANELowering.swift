@@ -41,8 +41,8 @@ public enum ANEFunction: String, Sendable, CaseIterable {
 ///   layers per call).
 /// `ANESequenceLayout` builds these inputs.
 public enum ANELowering {
-    /// Architectures this lowering handles: those of the registry's families that have an ANE lowering.
-    public static var supportedArchitectures: [String] { ModelRegistry.families.filter(\.hasANELowering).flatMap(\.architectures) }
+    /// Architectures this lowering handles: those of the registry's decoder families that have an ANE lowering.
+    public static var supportedArchitectures: [String] { ModelRegistry.families.filter { $0.aneLowering != nil }.flatMap(\.architectures) }
 
     /// The graph of one function of `loaded`.
     public static func graph(_ loaded: LoadedModel, _ function: ANEFunction, options: ANELoweringOptions = ANELoweringOptions()) throws -> ANEGraph {
@@ -360,6 +360,10 @@ final class ANEFunctionLowering {
 
     /// Rows of a weight matrix as fp16 bits, row i taken from `order[i]` and multiplied by `scale`.
     func fp16(_ m: WeightMatrix, rows: Range<Int>? = nil, order: [Int]? = nil, scale: Float = 1) throws -> [UInt16] {
+        try Self.fp16(m, rows: rows, order: order, scale: scale)
+    }
+
+    static func fp16(_ m: WeightMatrix, rows: Range<Int>? = nil, order: [Int]? = nil, scale: Float = 1) throws -> [UInt16] {
         let range = rows ?? 0..<m.rows
         guard range.lowerBound >= 0, range.upperBound <= m.rows else { throw ANELMError("rows \(range) outside a \(m.rows)-row matrix") }
         var out = [UInt16](repeating: 0, count: range.count * m.cols)
@@ -376,7 +380,9 @@ final class ANEFunctionLowering {
     }
 
     /// The matrix transposed (cols × rows) as fp16 bits, times `scale`.
-    func fp16Transposed(_ m: WeightMatrix, scale: Float) throws -> [UInt16] {
+    func fp16Transposed(_ m: WeightMatrix, scale: Float) throws -> [UInt16] { try Self.fp16Transposed(m, scale: scale) }
+
+    static func fp16Transposed(_ m: WeightMatrix, scale: Float) throws -> [UInt16] {
         let rowMajor = try fp16(m, scale: scale)
         var out = [UInt16](repeating: 0, count: rowMajor.count)
         for r in 0..<m.rows { for c in 0..<m.cols { out[c * m.rows + r] = rowMajor[r * m.cols + c] } }

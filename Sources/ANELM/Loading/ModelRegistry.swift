@@ -88,7 +88,7 @@ public struct ModelFamily {
         /// Generates text: a `LanguageModel`, with its lowering to ANE-shaped Core ML functions where it has one.
         case decoder(load: (ModelSource, LoadOptions, ThreadPool) throws -> LanguageModel, aneLowering: ((LanguageModel) -> ANEModelLowering?)?)
         /// Reads text into one vector per token, for sentence embeddings.
-        case encoder(load: (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel)
+        case encoder(load: (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel, aneLowering: ((EncoderModel) -> ANEEncoderModelLowering?)?)
     }
 
     /// A family of decoders (language models).
@@ -108,12 +108,12 @@ public struct ModelFamily {
     /// A family of encoders (sentence-embedding models).
     init(
         name: String, architectures: [String], configuration: @escaping (ModelSource) throws -> ModelConfiguration,
-        encoder: @escaping (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel
+        encoder: @escaping (ModelSource, LoadOptions, ThreadPool) throws -> EncoderModel, aneLowering: ((EncoderModel) -> ANEEncoderModelLowering?)?
     ) {
         self.name = name
         self.architectures = architectures
         self.configuration = configuration
-        network = .encoder(load: encoder)
+        network = .encoder(load: encoder, aneLowering: aneLowering)
     }
 
     /// Its lowering to ANE-shaped Core ML functions, for families that have one.
@@ -128,7 +128,11 @@ public struct ModelFamily {
     /// `anelm convert --lora`; loading binds them itself.
     var loraTargets: ((ModelSource) throws -> LoRATargetNames)? = nil
 
-    public var hasANELowering: Bool { aneLowering != nil }
+    /// Whether its models lower to Core ML (a decoder's generation functions, an encoder's embedding functions).
+    public var hasANELowering: Bool {
+        if case .encoder(_, let lowering) = network { return lowering != nil }
+        return aneLowering != nil
+    }
 
     /// Whether its models are encoders (embedders) rather than language models.
     public var isEncoder: Bool {
@@ -158,7 +162,7 @@ public enum ModelRegistry {
         ModelFamily(
             name: "BERT (text encoder: all-MiniLM, sentence-transformers models)",
             architectures: ["BertModel", "bert"],
-            configuration: BertConfiguration.init, encoder: BertModel.load),
+            configuration: BertConfiguration.init, encoder: BertModel.load, aneLowering: { ($0 as? BertModel).map(BertANELowering.init) }),
     ]
 
     public static var supportedArchitectures: [String] { families.flatMap(\.architectures).sorted() }
@@ -189,11 +193,19 @@ public enum ModelRegistry {
         }
     }
 
+    /// The ANE lowering of a loaded encoder, when its family has one.
+    static func encoderLowering(_ encoder: EncoderModel) -> ANEEncoderModelLowering? {
+        for family in families {
+            if case .encoder(_, let lowering?) = family.network, let l = lowering(encoder) { return l }
+        }
+        return nil
+    }
+
     /// The encoder of an embedding model's folder.
     public static func buildEncoder(_ source: ModelSource, options: LoadOptions, pool: ThreadPool) throws -> EncoderModel {
         let family = try family(of: source)
         switch family.network {
-        case .encoder(let load): return try load(source, options, pool)
+        case .encoder(let load, _): return try load(source, options, pool)
         case .decoder:
             throw ANELMError("\(try source.architecture()) is a language model (\(family.name)), not a text encoder: anelm embeds with BERT models")
         }

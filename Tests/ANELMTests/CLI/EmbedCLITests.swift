@@ -40,5 +40,28 @@ extension CLITests {
         try assertCleanError(["embed", "--model", Self.tinyBert, "--text", "hi", "--batch-size", "0"], contains: "--batch-size must be")
     }
 
+    /// `export-coreml` of an embedder folder writes its embedding functions, refuses the language-model options, and
+    /// `info --ane --strict` lints the embedder.
+    func testExportCoreMLOfAnEmbedder() throws {
+        let folder = temporaryFile("export-embedder-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let output = folder.appendingPathComponent("E.mlpackage").path
+        let r = try run(["export-coreml", "--model", Self.tinyBert, "--output", output, "--lengths", "16,64"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("sequence lengths 16, 64, mean pooling, L2-normalized"), r.stderr)
+        XCTAssertEqual(try ANEPackageInfo.read(package: output).functions, ["embed_16", "embed_64"])
+        let lint = try run(["info", "--ane", "--strict", Self.tinyBert])
+        XCTAssertEqual(lint.status, 0, lint.stdout + lint.stderr)
+        XCTAssertTrue(lint.stdout.contains("ANE embed_64 graph (fp16, 64 tokens per call)"), lint.stdout)
+        let other = folder.appendingPathComponent("F.mlpackage").path
+        try assertCleanError(
+            ["export-coreml", "--model", Self.tinyBert, "--output", other, "--context", "64"], contains: "--context applies to language models")
+        try assertCleanError(["export-coreml", "--model", Self.tinyBert, "--output", other, "--lengths", "16,x"], contains: "--lengths takes positive integers")
+        try assertCleanError(["export-coreml", "--model", root().path, "--output", other, "--lengths", "16"], contains: "--lengths applies to embedding models")
+        let missingStore = folder.appendingPathComponent("none.sqlite").path
+        try assertCleanError(["export-coreml", "--relevance", "--store", missingStore, "--output", other], contains: "error: ")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: other))
+    }
+
     private func root() -> URL { Self.root.appendingPathComponent("Tests/Fixtures/models/tiny-llama") }
 }

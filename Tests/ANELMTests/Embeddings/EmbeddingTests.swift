@@ -150,5 +150,6 @@ final class EmbeddingTests: XCTestCase {
         XCTAssertEqual(rows["architecture"]?.hasPrefix("BertModel (BERT"), true)
         XCTAssertEqual(rows["hidden size"], "64")
         XCTAssertEqual(rows["tokenizer"], "255 tokens")
+        XCTAssertEqual(rows["Neural Engine"], "lowers to Core ML (anelm export-coreml)")
     }
 }

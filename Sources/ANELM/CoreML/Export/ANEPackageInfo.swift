@@ -33,6 +33,10 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
     public var chunks: [String]?
     public var chunkIndex: Int?
     public var chunkLayers: [Int]?
+    /// A sentence-embedding package (an exported embedder); nil for a language model.
+    public var encoder: Encoder?
+    /// A context store's relevance model (`export-coreml --relevance`); nil otherwise.
+    public var relevance: Relevance?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version"
@@ -46,6 +50,7 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
         case chunks
         case chunkIndex = "chunk_index"
         case chunkLayers = "chunk_layers"
+        case encoder, relevance
     }
 
     public init(
@@ -78,6 +83,53 @@ public struct ANEPackageInfo: Codable, Equatable, Sendable {
             contextLength: try fact("context_length"), prefillBlock: program.metadata["prefill_block"], vocabSize: try fact("vocab_size"),
             outputChunks: try fact("output_chunks"), eosTokenIds: loaded.endOfSequenceIds.sorted(),
             metadata: ANESequenceLayout.chainMetadata([chain?.metadata ?? [:], program.metadata]))
+    }
+
+    /// A sentence-embedding package's facts (anelm.json `encoder`): function i runs `sequence_lengths[i]` tokens
+    /// (`ANEEmbeddingLayout`); texts are tokenized as the source pipeline does (lowercased first when `lowercase`,
+    /// cut to `max_seq_length` tokens with the special ones kept); `embedding` is pooled as `pooling` says and
+    /// L2-normalized when `normalized`.
+    public struct Encoder: Codable, Equatable, Sendable {
+        public var sequenceLengths: [Int]
+        public var dimensions: Int
+        /// `Pooling`'s raw value: mean, cls, max or meanSqrtLength.
+        public var pooling: String
+        public var normalized: Bool
+        public var maxSeqLength: Int
+        public var lowercase: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case sequenceLengths = "sequence_lengths"
+            case dimensions, pooling, normalized
+            case maxSeqLength = "max_seq_length"
+            case lowercase
+        }
+
+        public init(sequenceLengths: [Int], dimensions: Int, pooling: String, normalized: Bool, maxSeqLength: Int, lowercase: Bool) {
+            self.sequenceLengths = sequenceLengths
+            self.dimensions = dimensions
+            self.pooling = pooling
+            self.normalized = normalized
+            self.maxSeqLength = maxSeqLength
+            self.lowercase = lowercase
+        }
+    }
+
+    /// A relevance-model package's facts (anelm.json `relevance`): its input `features` are the six retrieval features
+    /// standardized as (feature − mean) / deviation, computed by the app in f32 before the fp16 call.
+    public struct Relevance: Codable, Equatable, Sendable {
+        public var featureMean: [Float]
+        public var featureDeviation: [Float]
+
+        enum CodingKeys: String, CodingKey {
+            case featureMean = "feature_mean"
+            case featureDeviation = "feature_deviation"
+        }
+
+        public init(featureMean: [Float], featureDeviation: [Float]) {
+            self.featureMean = featureMean
+            self.featureDeviation = featureDeviation
+        }
     }
 
     public func encoded() throws -> Data {
