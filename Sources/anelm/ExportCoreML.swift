@@ -10,7 +10,7 @@ struct ExportCoreML: ParsableCommand {
 
     @Option(name: .long, help: "A .gguf file or a Hugging Face folder (default: the default model).") var model: String?
     @Option(name: .long, help: "The package to write, NAME.mlpackage (must not exist).") var output: String
-    @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions).") var context: Int = 512
+    @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions; a recurrent model's bound on tokens per sequence).") var context: Int = 512
     @Option(name: .long, help: "Tokens per prefill call (default 64).") var prefillBlock: Int?
     @Option(
         name: .long,

@@ -92,7 +92,9 @@ extension Info {
             case .text:
                 let shape = function.name == "prefill" ? "\(block) tokens per call" : "1 token per call"
                 print("")
-                print("ANE \(function.name) graph (fp16, context \(n), \(shape)): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
+                // A recurrent model's state has no positions: the context only bounds a sequence.
+                let context = program.metadata["recurrent"] == 1 ? "recurrent state, sequences up to \(n) tokens" : "context \(n)"
+                print("ANE \(function.name) graph (fp16, \(context), \(shape)): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
                 print(report.table)
             case .json:
                 json["ane_\(function.name)_ops"] = totals.ops

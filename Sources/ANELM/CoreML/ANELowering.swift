@@ -39,6 +39,8 @@ public enum ANEFunction: String, Sendable, CaseIterable {
 ///   (1, 1, 1, 1) int32, the chunk's argmax (the app picks across chunks): all for the last column only — the block's real tokens are right-aligned, so the last column is the
 ///   last real token, whose logits are what an app needs next (all B columns' logits would cost B output
 ///   layers per call).
+/// A recurrent model (xLSTM, `XLSTMANELowering`) takes only the token ids and, in `prefill`, `column_mask`
+/// (1, 1, 1, B): 1 for a real column, 0 for the padding left of a partial block; its state has no positions.
 /// `ANESequenceLayout` builds these inputs.
 public enum ANELowering {
     /// Architectures this lowering handles: those of the registry's families that have an ANE lowering.

@@ -7,8 +7,8 @@
 ///   export writes each once and every function's `const` points at the same blob;
 /// - within a function every tensor name is unique, and the outputs' tensors carry the output names;
 /// - `metadata` holds the facts an app needs to drive the functions (`ANESequenceLayout`):
-///   `context_length`, `prefill_block`, `vocab_size`, `output_chunks`, `layers`, and for Gemma 3
-///   `sliding_window`.
+///   `context_length`, `prefill_block`, `vocab_size`, `output_chunks`, `layers`, for Gemma 3
+///   `sliding_window`, and `recurrent` = 1 for xLSTM (inputs: token ids and `column_mask`, no positions).
 public struct ANEProgram: Sendable {
     public struct Function: Sendable {
         public let name: String

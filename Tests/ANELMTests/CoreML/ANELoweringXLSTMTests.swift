@@ -151,6 +151,35 @@ final class ANELoweringXLSTMTests: XCTestCase {
         XCTAssertNoThrow(try a.run("decode", ["token": [1]], states: &own))
     }
 
+    /// Block designs anelm does not lower (nor run) are refused at load, naming the block type.
+    func testUnsupportedBlockTypesAreRefused() throws {
+        let source = URL(fileURLWithPath: try XLSTMFixture.load("tiny-xlstm-odd").modelPath)
+        for (key, value, fragment) in [
+            ("slstm_at", [1] as Any, "sLSTM blocks (slstm_at = [1])"), ("slstm_at", "all" as Any, "sLSTM blocks"),
+            ("mlstm_block", ["conv1d_kernel_size": 4] as Any, "mLSTM v1 blocks"),
+        ] {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-xlstm-ane-\(UUID().uuidString)")
+            try FileManager.default.copyItem(at: source, to: folder)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let configURL = folder.appendingPathComponent("config.json")
+            var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+            config[key] = value
+            try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+            XCTAssertThrowsError(try ModelLoader.load(folder.path, options: LoadOptions(precision: .f32, threads: 1))) { error in
+                XCTAssertTrue("\(error)".contains(fragment), "\(error)")
+            }
+        }
+        // An empty slstm_at (every block an mLSTM block) is the supported design.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("anelm-xlstm-ane-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: source, to: folder)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let configURL = folder.appendingPathComponent("config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        config["slstm_at"] = [Int]()
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        XCTAssertNoThrow(try ANELowering.program(try ModelLoader.load(folder.path, options: LoadOptions(precision: .f32, threads: 1))))
+    }
+
     func testChunkedChainMatchesWholeProgram() throws {
         let (fixture, loaded) = try load("tiny-xlstm-fused")  // 3 layers
         let options = ANELoweringOptions(contextLength: 4096, prefillBlock: 16)
