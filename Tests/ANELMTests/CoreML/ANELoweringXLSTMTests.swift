@@ -151,6 +151,41 @@ final class ANELoweringXLSTMTests: XCTestCase {
         XCTAssertNoThrow(try a.run("decode", ["token": [1]], states: &own))
     }
 
+    /// Past 32k tokens in constant memory on the lowered program (issue #19 item 4, the package's executor):
+    /// 33,000 tokens through prefill blocks of 64 and then decode steps, the one state the same size
+    /// throughout, every op's output finite, and the logits after it still those of the f32 CPU model on the
+    /// same tokens (fp16 state carried over 33k steps of decay).
+    func testPast32kTokensInConstantState() throws {
+        let (fixture, loaded) = try load("tiny-xlstm")
+        let program = try ANELowering.program(loaded, options: ANELoweringOptions(contextLength: 40_000, prefillBlock: 64))
+        let run = executor(program, loaded, name: "tiny-xlstm 33k")
+        let layout = try ANESequenceLayout(metadata: program.metadata)
+        // The sequence's state held here (as an app holds Core ML's MLState), to weigh it as it goes.
+        var states = run.makeStates()
+        var position = 0
+        func forward(_ tokens: ArraySlice<Int>) throws -> (logits: [Float], token: Int) {
+            defer { position += tokens.count }
+            return try layout.forward(Array(tokens), start: position) { function, inputs in try run.run(function.rawValue, inputs, states: &states) }
+        }
+        let tokens = (0..<33_000).map { ($0 * 7919 + 13) % fixture.model.vocab_size }
+        let cpu = loaded.model.makeState()
+        _ = try forward(tokens[..<100])
+        let after100 = states.map(\.count)
+        XCTAssertEqual(after100, [2 * 4 * 16 * 18])  // 2 layers × 4 heads, dk 16, dv 16 + n + m
+        var step = try forward(tokens[100..<32_990])
+        _ = try loaded.model.forward(Array(tokens[..<32_990]), state: cpu, allPositions: false)
+        var worst: Float = 0
+        for token in tokens[32_990...] {
+            step = try forward([token])
+            worst = max(worst, maxError(step.logits, try loaded.model.forward([token], state: cpu, allPositions: false)))
+        }
+        XCTAssertEqual(position, 33_000)
+        XCTAssertEqual(states.map(\.count), after100)
+        XCTAssertTrue(states.allSatisfy { $0.allSatisfy(\.isFinite) })
+        print("ane xlstm tiny-xlstm: after 33,000 tokens, max logit error vs the f32 CPU model over the last 10 steps \(worst)")
+        XCTAssertLessThanOrEqual(worst, Self.decodeTolerance)
+    }
+
     /// Block designs anelm does not lower (nor run) are refused at load, naming the block type.
     func testUnsupportedBlockTypesAreRefused() throws {
         let source = URL(fileURLWithPath: try XLSTMFixture.load("tiny-xlstm-odd").modelPath)
