@@ -110,11 +110,13 @@
         }
 
         public func makeState() -> ModelState {
-            CoreMLSequenceState(states: stateSources.map { $0.makeState() }, bytes: stateBytes)
+            let sources = stateSources
+            return CoreMLSequenceState(owner: ObjectIdentifier(self), recurrent: layout.isRecurrent, bytes: stateBytes) { sources.map { $0.makeState() } }
         }
 
         public func forward(_ tokens: [Int], state: ModelState, allPositions: Bool) throws -> [Float] {
-            guard let sequence = state as? CoreMLSequenceState else {
+            // Another package's state (another configuration's shapes, or the same shapes of other weights) is refused.
+            guard let sequence = state as? CoreMLSequenceState, sequence.owner == ObjectIdentifier(self) else {
                 throw ANELMError("state does not belong to this Core ML model")
             }
             guard !allPositions else { throw ANELMError("the Core ML model returns logits for the last token only") }
@@ -217,19 +219,33 @@
     /// One sequence: the Core ML states (the KV cache, one per package of a chain) and how many positions they hold.
     @available(macOS 15.0, iOS 18.0, *)
     final class CoreMLSequenceState: ModelState {
-        let states: [MLState]
+        private(set) var states: [MLState]
         var count = 0
         let byteSize: Int
+        /// The model that made it (its `ObjectIdentifier`).
+        let owner: ObjectIdentifier
+        /// A recurrent package's state (xLSTM) holds no positions to mask out.
+        let isRecurrent: Bool
+        private let fresh: () -> [MLState]
 
-        init(states: [MLState], bytes: Int) {
-            self.states = states
+        init(owner: ObjectIdentifier, recurrent: Bool, bytes: Int, fresh: @escaping () -> [MLState]) {
+            self.owner = owner
+            isRecurrent = recurrent
             byteSize = bytes
+            self.fresh = fresh
+            states = fresh()
         }
 
         /// Positions past `count` are masked out and rewritten in place by later calls, so forgetting them
-        /// is only moving the count.
+        /// is only moving the count. A recurrent state can only start over (at 0, with fresh states).
         func truncate(to count: Int) throws {
             guard count >= 0, count <= self.count else { throw ANELMError("cannot truncate \(self.count) positions to \(count)") }
+            if isRecurrent, count != self.count {
+                guard count == 0 else {
+                    throw ANELMError("a recurrent state cannot rewind from \(self.count) to \(count) tokens; only a restart is possible")
+                }
+                states = fresh()
+            }
             self.count = count
         }
     }

@@ -16,7 +16,9 @@ struct ExportCoreML: ParsableCommand {
                 + "exports its sentence-embedding functions.")
     ) var model: String?
     @Option(name: .long, help: "The package to write, NAME.mlpackage (must not exist).") var output: String
-    @Option(name: .long, help: "Fixed context length of the functions (KV states hold this many positions; default 512).") var context: Int?
+    @Option(
+        name: .long, help: "Fixed context length of the functions (KV states hold this many positions; a recurrent model's bound on tokens per sequence; default 512)."
+    ) var context: Int?
     @Option(
         name: .long,
         help: "Embedding models: the sequence lengths, one function each, comma-separated (default 128,512; capped at the model's positions).")

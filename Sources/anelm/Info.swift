@@ -114,7 +114,9 @@ extension Info {
                     print("ANE \(function.name) graph (fp16, \(length) tokens per call): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
                 } else {
                     let shape = function.name == "prefill" ? "\(block) tokens per call" : "1 token per call"
-                    print("ANE \(function.name) graph (fp16, context \(n), \(shape)): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
+                    // A recurrent model's state has no positions: the context only bounds a sequence.
+                    let context = program.metadata["recurrent"] == 1 ? "recurrent state, sequences up to \(n) tokens" : "context \(n)"
+                    print("ANE \(function.name) graph (fp16, \(context), \(shape)): \(totals.onANE) of \(totals.ops) ops meet the ANE constraints")
                 }
                 print(report.table)
             case .json:

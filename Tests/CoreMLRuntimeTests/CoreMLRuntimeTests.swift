@@ -91,6 +91,40 @@
             try assertSameGreedy(runtime.model, ANEExecutorModel(ANEExecutor(program: program)), prompt: Array(2..<21), steps: 6)
         }
 
+        /// xLSTM (recurrent: one mlstm_state, token ids and `column_mask` as inputs, no positions) through the
+        /// runtime: the executor's logits over a prompt of 2 full prefill blocks and a partial one, then decode.
+        /// A recurrent state rewinds only to 0 (fresh states: the logits of a new sequence); a state made by
+        /// another package (another configuration) is refused.
+        func testTinyXLSTMEqualsTheExecutor() throws {
+            let (_, path, program) = try export("tiny-xlstm-odd", context: 4096, block: 8)
+            let runtime = try ModelLoader.loadCoreML(path)
+            XCTAssertEqual(runtime.architecture, "xLSTMForCausalLM")
+            let prompt = Array((0..<21).map { ($0 * 37 + 5) % 144 })
+            try assertSameGreedy(runtime.model, ANEExecutorModel(ANEExecutor(program: program)), prompt: prompt, steps: 6)
+            XCTAssertEqual(CoreMLStandIn.predictions["prefill"], 3)
+            XCTAssertEqual(CoreMLStandIn.predictions["decode"], 6)
+            let model = runtime.model
+            let state = model.makeState()
+            let first = try model.forward(prompt, state: state, allPositions: false)
+            XCTAssertThrowsError(try state.truncate(to: 5)) { XCTAssertTrue("\($0)".contains("only a restart"), "\($0)") }
+            try state.truncate(to: 0)
+            XCTAssertEqual(try model.forward(prompt, state: state, allPositions: false), first)
+
+            let otherPath = folder.appendingPathComponent("tiny-xlstm-capped.mlpackage").path
+            let other = try ModelLoader.load(Self.fixtures.appendingPathComponent("tiny-xlstm-capped").path)
+            _ = try CoreMLPackage.export(other, to: otherPath, options: ANELoweringOptions(contextLength: 4096, prefillBlock: 8))
+            CoreMLStandIn.program = { package in
+                let info = try ANEPackageInfo.read(package: package.path)
+                return try ANELowering.program(
+                    info.source == "tiny-xlstm-capped" ? other : try ModelLoader.load(Self.fixtures.appendingPathComponent("tiny-xlstm-odd").path),
+                    options: ANELoweringOptions(contextLength: 4096, prefillBlock: 8))
+            }
+            let foreign = try ModelLoader.loadCoreML(otherPath).model.makeState()
+            XCTAssertThrowsError(try model.forward([1], state: foreign, allPositions: false)) {
+                XCTAssertTrue("\($0)".contains("does not belong"), "\($0)")
+            }
+        }
+
         /// Two sequences on one model keep separate states; a shorter prompt that shares a prefix rewinds the
         /// state (the prompt cache) and gives the logits a fresh state gives.
         func testStatesAreIndependentAndRewind() throws {

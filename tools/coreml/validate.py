@@ -8,7 +8,7 @@ What it asserts, and what each check is independent of:
   rebuilds every function's MIL program from it (`milproto.load`, which runs each op's type inference);
 - the functions anelm.json names are in the program and in the model description, each declaring the
   same single state, the KV cache the *source config* implies ((2 x layers x KV heads, head_dim, 1,
-  context)), fp16;
+  context)), fp16; for xLSTM the mlstm_state ((layers x heads, qk head dim, 1, v head dim + 2): C | n | m);
 - op types: only the MIL names of anelm's ANEOpKind (read from Sources/ANELM/CoreML/ANEGraph.swift),
   `reshape` (the export's views for matmul and gather) and the constexpr op of the weights mode;
 - every shape is static;
@@ -23,7 +23,8 @@ What it asserts, and what each check is independent of:
   round(w / scale) of the source weights; LUT: each stored index picks the table entry nearest the
   source weight. Neither the Swift lowering nor its executor is used, so this is independent of them.
 - with --reference: the decode function is *run* here in numpy (an interpreter of the MIL ops, per the
-  coremltools op definitions) over fixture prompts, and its logits compared with transformers'.
+  coremltools op definitions) over fixture prompts, and its logits compared with transformers'. An xLSTM
+  fixture (one 200-token prompt, logits at every position) gives cases pN: its first N tokens.
 - a sentence-embedding package (anelm.json `encoder`): validate_encoder.py's checks, --reference an embeddings fixture;
   a relevance-model package (`export-coreml --relevance`): validate_encoder.py's checks, --source the context store.
 - with --lora (an export made with `export-coreml --lora`): the source weights expected are the source file's
@@ -152,6 +153,21 @@ class Source:
             self.config = json.load(open(os.path.join(path, "config.json")))
             c = self.config
             self.arch = (c.get("architectures") or [c.get("model_type")])[0]
+            self.xlstm = self.arch == "xLSTMForCausalLM"
+            self.files = self._safetensors_headers(path)
+            self.permuted, self.gemma, self.scaled_rope = False, False, False
+            if self.xlstm:
+                # transformers' xLSTMConfig (defaults and aliases as it has them); widths are int(hidden * factor).
+                self.layers = c.get("num_hidden_layers") or c.get("num_blocks") or 32
+                self.hidden = c.get("hidden_size") or c.get("embedding_dim") or 4096
+                self.heads = c.get("num_heads", 8)
+                self.qk_dim = int(self.hidden * c.get("qk_dim_factor", 0.5))
+                self.v_dim = int(self.hidden * c.get("v_dim_factor", 1.0))
+                m = c.get("ffn_round_up_to_multiple_of", 64)
+                self.ffn_dim = int((self.hidden * c.get("ffn_proj_factor", 2.667) + m - 1) // m * m)
+                self.vocab = c.get("vocab_size", 50304)
+                self.names = {"embed": "backbone.embeddings.weight", "lm_head": "lm_head.weight"}
+                return
             self.layers, self.hidden, self.heads = c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"]
             self.kv_heads = c.get("num_key_value_heads") or self.heads
             self.head_dim = c.get("head_dim") or self.hidden // self.heads
@@ -159,14 +175,12 @@ class Source:
             self.theta = c.get("rope_theta") or rope.get("rope_theta") or 10000.0
             self.scaled_rope = bool(c.get("rope_scaling")) or rope.get("rope_type", "default") != "default"
             self.vocab = c["vocab_size"]
-            self.files = self._safetensors_headers(path)
             self.names = {"embed": "model.embed_tokens.weight", "q": "model.layers.{}.self_attn.q_proj.weight", "k": "model.layers.{}.self_attn.k_proj.weight",
                           "v": "model.layers.{}.self_attn.v_proj.weight", "o": "model.layers.{}.self_attn.o_proj.weight",
                           "gate": "model.layers.{}.mlp.gate_proj.weight", "up": "model.layers.{}.mlp.up_proj.weight", "down": "model.layers.{}.mlp.down_proj.weight",
                           "q_bias": "model.layers.{}.self_attn.q_proj.bias", "k_bias": "model.layers.{}.self_attn.k_proj.bias", "v_bias": "model.layers.{}.self_attn.v_proj.bias",
                           "attn_norm": "model.layers.{}.input_layernorm.weight", "mlp_norm": "model.layers.{}.post_attention_layernorm.weight",
                           "final_norm": "model.norm.weight", "lm_head": "lm_head.weight"}
-            self.permuted = False
             self.gemma = self.arch == "Gemma3ForCausalLM"
             if self.gemma:
                 self.query_pre_attn_scalar = c.get("query_pre_attn_scalar") or self.head_dim
@@ -240,6 +254,8 @@ class Source:
         table entries, cols) matrices, norms and biases as vectors."""
         if self.gemma:
             return self.gemma_constants(chunks)
+        if getattr(self, "xlstm", False):
+            return self.xlstm_constants(chunks)
         scale = np.float32(1) / np.float32(math.sqrt(self.head_dim))
         out = {"embedding": self.tensor("embed")}
         for l in range(self.layers):
@@ -292,6 +308,66 @@ class Source:
             out[f"output_{i}"] = head[start:start + n]
             start += n
         return out
+
+    def xlstm_constants(self, chunks):
+        """xLSTM (mLSTM blocks): every projection one conv, fused weights split by rows (q | k | v | o, i | f,
+        gate | up); 1/sqrt(qk head dim) folded into q; the per-head norm's weight sliced per head."""
+        c, heads = self.config, self.heads
+        dk, dv = self.qk_dim // heads, self.v_dim // heads
+        scale = np.float32(1) / np.float32(math.sqrt(dk))
+        bias = c.get("use_bias", False)
+        out = {"embedding": self.stored("backbone.embeddings.weight")}
+        for l in range(self.layers):
+            b = f"backbone.blocks.{l}."
+            t = lambda name: self.stored(b + name)  # noqa: E731
+            parts = {}
+            if c.get("weight_mode", "single") == "fused":
+                w, g = t("mlstm_layer.qkv_opreact.weight"), t("mlstm_layer.ifgate_preact.weight")
+                cuts = np.cumsum([0, self.qk_dim, self.qk_dim, self.v_dim, self.v_dim])
+                for i, p in enumerate(("q", "k", "v", "ogate")):
+                    parts[p] = (w[cuts[i]:cuts[i + 1]], t("mlstm_layer.qkv_opreact.bias")[cuts[i]:cuts[i + 1]] if bias else None)
+                gb = t("mlstm_layer.ifgate_preact.bias")
+                parts["igate"], parts["fgate"] = (g[:heads], gb[:heads]), (g[heads:], gb[heads:])
+                z = t("ffn.proj_up_gate_z.weight")
+                zb = t("ffn.proj_up_gate_z.bias") if bias else None
+                parts["ffn_gate"] = (z[:self.ffn_dim], None if zb is None else zb[:self.ffn_dim])
+                parts["ffn_up"] = (z[self.ffn_dim:], None if zb is None else zb[self.ffn_dim:])
+            else:
+                for p, name in (("q", "q"), ("k", "k"), ("v", "v"), ("ogate", "ogate_preact"), ("igate", "igate_preact"), ("fgate", "fgate_preact")):
+                    has_bias = bias or p in ("igate", "fgate")
+                    parts[p] = (t(f"mlstm_layer.{name}.weight"), t(f"mlstm_layer.{name}.bias") if has_bias else None)
+                for p, name in (("ffn_gate", "proj_up_gate"), ("ffn_up", "proj_up")):
+                    parts[p] = (t(f"ffn.{name}.weight"), t(f"ffn.{name}.bias") if bias else None)
+            parts["out_proj"] = (t("mlstm_layer.out_proj.weight"), t("mlstm_layer.out_proj.bias") if bias else None)
+            parts["ffn_down"] = (t("ffn.proj_down.weight"), t("ffn.proj_down.bias") if bias else None)
+            for p, (w, bb) in parts.items():
+                s = scale if p == "q" else np.float32(1)
+                out[f"l{l}_{p}_weight"] = w * s
+                if bb is not None:
+                    out[f"l{l}_{p}_bias"] = bb * s
+            for norm, name in (("mlstm_norm", "norm_mlstm"), ("ffn_norm", "norm_ffn")):
+                out[f"l{l}_{norm}_weight"] = t(f"{name}.weight")
+                if bias:
+                    out[f"l{l}_{norm}_bias"] = t(f"{name}.bias")
+            mh = t("mlstm_layer.multihead_norm.weight")
+            for h in range(heads):
+                out[f"l{l}_h{h}_norm_weight"] = mh[h * dv:(h + 1) * dv]
+            if bias:
+                out[f"l{l}_multihead_norm_bias"] = t("mlstm_layer.multihead_norm.bias")
+        out["final_norm_weight"] = self.stored("backbone.out_norm.weight")
+        head = self.stored("lm_head.weight") if "lm_head.weight" in self.files else out["embedding"]
+        start = 0
+        for i, n in enumerate(chunks):
+            out[f"output_{i}"] = head[start:start + n]
+            start += n
+        return out
+
+    def state_shape(self, layers):
+        """The one state's shape: xLSTM's mlstm_state (a slot per layer and head: C | n | m columns), else
+        the KV cache (a slot per layer, KV head and K/V)."""
+        if getattr(self, "xlstm", False):
+            return (layers * self.heads, self.qk_dim // self.heads, 1, self.v_dim // self.heads + 2)
+        return (2 * layers * self.kv_heads, self.head_dim, 1, None)
 
     def rope_tables(self, n):
         inv = 1.0 / (self.theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim))
@@ -494,7 +570,8 @@ def validate_package(pkg, args, index, count):
     n = info["context_length"]
     # One state, the whole KV cache: a slot (head_dim, 1, context) per layer, KV head and K/V (issue #20:
     # three or more states, or states of different shapes, are reported to fail on the ANE).
-    expected_states = [("FLOAT16", (2 * (end_layer - first_layer) * src.kv_heads, src.head_dim, 1, n))]
+    shape = src.state_shape(end_layer - first_layer)
+    expected_states = [("FLOAT16", shape if shape[3] is not None else shape[:3] + (n,))]
     first = None
     for name in info["functions"]:
         states = state_inputs(spec.mlProgram.functions[name])
@@ -736,6 +813,12 @@ def run_op(op, t, ins, val, states):
         r = np.take_along_axis(val(ins["x"]), val(ins["indices"]).astype(np.int64), axis=int(val(ins["axis"])))
     elif t == "tanh":
         r = np.tanh(val(ins["x"]))
+    elif t == "exp":
+        r = np.exp(val(ins["x"]))
+    elif t == "softplus":
+        r = np.logaddexp(np.float32(0), val(ins["x"]))
+    elif t in ("maximum", "minimum"):
+        r = (np.maximum if t == "maximum" else np.minimum)(val(ins["x"]), val(ins["y"]))
     elif t == "gelu":
         x = val(ins["x"]).astype(np.float64)
         if str(val(ins["mode"])) == "TANH_APPROXIMATION":
@@ -814,6 +897,7 @@ def call_inputs(f, tokens, start, n, window, hidden=None):
     masked = np.float32(-65504)
     rows = {"position_onehot": (keys == positions).astype(np.float32),
             "attention_mask": np.where(keys <= positions, 0, masked).astype(np.float32)}
+    rows["column_mask"] = np.ones(width, np.float32)  # a recurrent model's real columns (every one, in full blocks)
     if window:
         rows["sliding_mask"] = np.where((keys <= positions) & (keys > positions - window), 0, masked).astype(np.float32)
     feeds = {}
@@ -845,14 +929,11 @@ def run_reference(progs, info, args):
     """Each fixture prompt through the program (the chain of packages) as an app runs it (full prefill
     blocks, then decode token by token); the last position's top-20 logits against transformers'."""
     from coremltools.converters.mil.mil import types
-    fixture = json.load(open(args.reference))
     n, block = info["context_length"], info.get("prefill_block")
     window = info["metadata"].get("sliding_window")
     has_prefill = "prefill" in progs[0].functions
     worst, calls, agree = 0.0, {"decode": 0, "prefill": 0}, 0
-    names = args.cases.split(",")
-    cases = [c for c in fixture["cases"] if c["name"] in names]
-    check(len(cases) == len(names), f"run: the fixture has no case among {names}")
+    cases = fixture_cases(args)
     for case in cases:
         ids = case["prompt_ids"]
         check(len(ids) <= n, f"run: case {case['name']} is longer than the context {n}")
@@ -882,6 +963,26 @@ def run_reference(progs, info, args):
     chained = f"{len(progs)} chained packages, " if len(progs) > 1 else ""
     return f"{len(cases)} prompts in numpy ({chained}{calls['prefill']} prefill blocks, {calls['decode']} decode steps): argmax = reference top-1 in {agree}, " + \
         f"max top-20 logit error {worst:.4g}" + ("" if limit is None else f" (limit {limit})")
+
+
+def fixture_cases(args):
+    """The --cases of the --reference fixture. An xLSTM fixture (anelm-xlstm-fixture/1) has one prompt with
+    transformers' logits at every position: case pN is its first N tokens, checked at position N - 1."""
+    fixture = json.load(open(args.reference))
+    names = args.cases.split(",")
+    if fixture.get("format") == "anelm-xlstm-fixture/1":
+        ids, vocab = fixture["prompt_ids"], fixture["model"]["vocab_size"]
+        logits = np.fromfile(os.path.join(os.path.dirname(args.reference), fixture["prompt_logits_file"]), dtype="<f4").reshape(-1, vocab)
+        cases = []
+        for name in names:
+            check(re.fullmatch(r"p[0-9]+", name) is not None and 0 < int(name[1:]) <= len(ids), f"run: case {name} is not pN, N in 1…{len(ids)}")
+            row = logits[int(name[1:]) - 1]
+            top = np.argsort(-row, kind="stable")[:20]
+            cases.append({"name": name, "prompt_ids": ids[:int(name[1:])], "last_logits_top20": {"ids": top.tolist(), "values": row[top].tolist()}})
+        return cases
+    cases = [c for c in fixture["cases"] if c["name"] in names]
+    check(len(cases) == len(names), f"run: the fixture has no case among {names}")
+    return cases
 
 
 def run_lora_reference(progs, info, args):

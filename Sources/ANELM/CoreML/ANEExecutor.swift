@@ -122,12 +122,15 @@ public final class ANEExecutor {
             case .gather: result = try gather(graph, op, shapes, source: values[op.inputs[0]] ?? constantValues[op.inputs[0]], try value(op.inputs[1]))
             case .gatherAlongAxis: result = try Self.gatherAlongAxis(try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1], op.axis)
             case .conv: result = try conv(graph, op, shapes, try value(op.inputs[0]), bias: op.inputs.count > 2 ? try value(op.inputs[2]) : nil)
-            case .mul, .add, .sub: result = Self.broadcast(op.kind, try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1])
+            case .mul, .add, .sub, .maximum, .minimum: result = Self.broadcast(op.kind, try value(op.inputs[0]), shapes[0], try value(op.inputs[1]), shapes[1])
             case .abs: result = try value(op.inputs[0]).map { Swift.abs($0) }
             case .inverse: result = try value(op.inputs[0]).map { 1 / $0 }
             case .rsqrt: result = try value(op.inputs[0]).map { 1 / $0.squareRoot() }
             case .square: result = try value(op.inputs[0]).map { $0 * $0 }
             case .sigmoid: result = try value(op.inputs[0]).map { 1 / (1 + expf(-$0)) }
+            case .exp: result = try value(op.inputs[0]).map { expf($0) }
+            // log1p(eˣ) for x ≤ 20, x beyond (where eˣ would lose the 1 anyway): as torch's softplus.
+            case .softplus: result = try value(op.inputs[0]).map { $0 > 20 ? $0 : log1pf(expf($0)) }
             case .tanh: result = try value(op.inputs[0]).map { tanhf($0) }
             case .gelu: result = try value(op.inputs[0]).map(op.mode == "EXACT" ? Self.geluExact : Self.geluTanh)
             case .reduceMean, .reduceMax, .reduceArgmax, .softmax: result = Self.alongAxis(op.kind, try value(op.inputs[0]), shapes[0], op.axis)
@@ -229,6 +232,8 @@ public final class ANEExecutor {
         switch kind {
         case .mul: return broadcast(a, sa, b, sb) { $0 * $1 }
         case .add: return broadcast(a, sa, b, sb) { $0 + $1 }
+        case .maximum: return broadcast(a, sa, b, sb) { Swift.max($0, $1) }
+        case .minimum: return broadcast(a, sa, b, sb) { Swift.min($0, $1) }
         default: return broadcast(a, sa, b, sb) { $0 - $1 }
         }
     }

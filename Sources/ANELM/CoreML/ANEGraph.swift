@@ -21,8 +21,8 @@ public enum ANEOpKind: String, Sendable, CaseIterable {
     case const_ = "const"
     case gather
     case gatherAlongAxis = "gather_along_axis"
-    case conv, mul, add, sub, abs, inverse, rsqrt, square
-    case sigmoid, tanh, gelu
+    case conv, mul, add, sub, maximum, minimum, abs, inverse, rsqrt, square
+    case exp, softplus, sigmoid, tanh, gelu
     case reduceMean = "reduce_mean"
     case reduceMax = "reduce_max"
     case reduceArgmax = "reduce_argmax"
@@ -202,6 +202,9 @@ public final class ANEGraphBuilder {
     public func mul(_ a: ANETensor, _ b: ANETensor) throws -> ANETensor { try binary(.mul, a, b) }
     public func add(_ a: ANETensor, _ b: ANETensor) throws -> ANETensor { try binary(.add, a, b) }
     public func sub(_ a: ANETensor, _ b: ANETensor) throws -> ANETensor { try binary(.sub, a, b) }
+    /// Elementwise max(a, b), broadcast as `add`.
+    public func maximum(_ a: ANETensor, _ b: ANETensor) throws -> ANETensor { try binary(.maximum, a, b) }
+    public func minimum(_ a: ANETensor, _ b: ANETensor) throws -> ANETensor { try binary(.minimum, a, b) }
 
     private func binary(_ kind: ANEOpKind, _ a: ANETensor, _ b: ANETensor) throws -> ANETensor {
         try Self.check(a.shape.count == 4 && b.shape.count == 4 && a.dtype == b.dtype, "\(kind.rawValue) of \(a.shape) \(a.dtype) and \(b.shape) \(b.dtype)")
@@ -219,6 +222,10 @@ public final class ANEGraphBuilder {
     public func rsqrt(_ x: ANETensor) -> ANETensor { add(.rsqrt, [x], x.shape) }
     public func square(_ x: ANETensor) -> ANETensor { add(.square, [x], x.shape) }
     public func sigmoid(_ x: ANETensor) -> ANETensor { add(.sigmoid, [x], x.shape) }
+    /// eˣ: the caller keeps x ≤ 11 (e¹¹ ≈ 59,874 < 65,504) so that the result is finite in fp16.
+    public func exp(_ x: ANETensor) -> ANETensor { add(.exp, [x], x.shape) }
+    /// log(1 + eˣ); −softplus(−x) is log(sigmoid(x)) without sigmoid's fp16 underflow.
+    public func softplus(_ x: ANETensor) -> ANETensor { add(.softplus, [x], x.shape) }
     public func tanh(_ x: ANETensor) -> ANETensor { add(.tanh, [x], x.shape) }
 
     /// MIL `gelu`: `tanhApproximation` is PyTorch's gelu(approximate="tanh") (mode TANH_APPROXIMATION),

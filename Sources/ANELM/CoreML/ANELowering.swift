@@ -39,6 +39,8 @@ public enum ANEFunction: String, Sendable, CaseIterable {
 ///   (1, 1, 1, 1) int32, the chunk's argmax (the app picks across chunks): all for the last column only — the block's real tokens are right-aligned, so the last column is the
 ///   last real token, whose logits are what an app needs next (all B columns' logits would cost B output
 ///   layers per call).
+/// A recurrent model (xLSTM, `XLSTMANELowering`) takes only the token ids and, in `prefill`, `column_mask`
+/// (1, 1, 1, B): 1 for a real column, 0 for the padding left of a partial block; its state has no positions.
 /// `ANESequenceLayout` builds these inputs.
 public enum ANELowering {
     /// Architectures this lowering handles: those of the registry's decoder families that have an ANE lowering.
@@ -79,10 +81,11 @@ public enum ANELowering {
         }
         let f = try ANEFunctionLowering(
             function: function, width: width, context: n, options: options, weights: weights,
-            layers: layers, layerCount: lowering.layerCount)
+            layers: layers, layerCount: lowering.layerCount, positional: !lowering.isRecurrent)
         try lowering.lower(f)
         try f.writeCache()
         f.g.metadata["context_length"] = n
+        if lowering.isRecurrent { f.g.metadata["recurrent"] = 1 }
         f.g.metadata["prefill_block"] = options.prefillBlock
         f.g.metadata["block"] = width
         return f.g.build()
@@ -108,7 +111,14 @@ protocol ANEModelLowering {
     /// Positions the model was trained for (caps the context).
     var maxPositions: Int { get }
     var layerCount: Int { get }
+    /// A recurrent model (xLSTM): its state has no positions, so its functions take no `position_onehot`
+    /// or masks (`ANESequenceLayout` feeds `column_mask` instead) and the context only bounds a session.
+    var isRecurrent: Bool { get }
     func lower(_ f: ANEFunctionLowering) throws
+}
+
+extension ANEModelLowering {
+    var isRecurrent: Bool { false }
 }
 
 /// fp16 weights converted once per program, so both functions' same-named constants share one buffer
@@ -132,12 +142,22 @@ final class ANEFunctionLowering {
     let width: Int, context: Int
     let options: ANELoweringOptions
     let weights: ANEWeightCache
-    let placement, mask: ANETensor
+    /// The positional inputs (attention models; declared first, in this order, by `init`).
+    private(set) lazy var placement: ANETensor = g.input("position_onehot", shape: [1, width, 1, context])
+    private(set) lazy var mask: ANETensor = g.input("attention_mask", shape: [1, width, 1, context])
     /// Token ids: an input of the first chunk only.
     private(set) lazy var tokens: ANETensor = g.input(function == .decode ? "token" : "tokens", shape: [width], dtype: .int32)
     /// 1 where the cache keeps its column, 0 where this call writes one: 1 − max over rows of the placement
     /// (exact on 0/1 values).
-    let keep: ANETensor
+    var keep: ANETensor {
+        get throws {
+            guard let keepColumns else { throw ANELMError("ANE lowering: a recurrent function has no KV cache placement") }
+            return keepColumns
+        }
+    }
+    private var keepColumns: ANETensor?
+    /// A recurrent model's real columns (1, 1, 1, S): 1 for a token, 0 for the padding left of a partial block.
+    private(set) lazy var columnMask: ANETensor = g.input("column_mask", shape: [1, 1, 1, width])
     /// The KV cache state once declared: its state index, its read value, KV heads per layer, and each
     /// slot's updated value once this function wrote it.
     private var cacheState: (state: Int, value: ANETensor, kvHeads: Int, slots: [ANETensor?])?
@@ -148,7 +168,10 @@ final class ANEFunctionLowering {
     var isFirstChunk: Bool { layers.lowerBound == 0 }
     var isLastChunk: Bool { layers.upperBound == layerCount }
 
-    init(function: ANEFunction, width: Int, context: Int, options: ANELoweringOptions, weights: ANEWeightCache, layers: Range<Int>, layerCount: Int) throws {
+    init(
+        function: ANEFunction, width: Int, context: Int, options: ANELoweringOptions, weights: ANEWeightCache, layers: Range<Int>, layerCount: Int,
+        positional: Bool = true
+    ) throws {
         self.function = function
         self.width = width
         self.context = context
@@ -156,9 +179,11 @@ final class ANEFunctionLowering {
         self.weights = weights
         self.layers = layers
         self.layerCount = layerCount
-        placement = g.input("position_onehot", shape: [1, width, 1, context])
-        mask = g.input("attention_mask", shape: [1, width, 1, context])
-        keep = try g.sub(try g.constant("one", [1], shape: [1, 1, 1, 1]), try g.reduceMax(placement, axis: 1))
+        if positional {  // the inputs first, in this order, as before recurrent models existed
+            _ = placement
+            _ = mask
+            keepColumns = try g.sub(try g.constant("one", [1], shape: [1, 1, 1, 1]), try g.reduceMax(placement, axis: 1))
+        }
     }
 
     /// The second additive mask (Gemma's sliding-window layers), same shape as `attention_mask`.
@@ -237,16 +262,21 @@ final class ANEFunctionLowering {
 
     /// A linear layer as a 1×1 conv with fp16 weights (dequantized from the stored type), optionally
     /// scaled and with each head's rows un-permuted from adjacent-pair to rotate_half order.
-    func linear(_ x: ANETensor, _ layer: Linear, _ name: String, scale: Float = 1, permuteHeads headDim: Int? = nil) throws -> ANETensor {
-        let rows = layer.outFeatures
+    /// `part` takes only those output rows (one projection of a fused weight, as xLSTM's `weight_mode: fused`).
+    func linear(_ x: ANETensor, _ layer: Linear, _ name: String, scale: Float = 1, permuteHeads headDim: Int? = nil, part: Range<Int>? = nil) throws -> ANETensor {
+        let range = part ?? 0..<layer.outFeatures
+        guard range.lowerBound >= 0, range.upperBound <= layer.outFeatures, !range.isEmpty else {
+            throw ANELMError("ANE lowering: rows \(range) of the \(layer.outFeatures)-row weight \(name)")
+        }
+        let rows = range.count
         let cols = layer.inFeatures
-        var order = Array(0..<rows)
+        var order = Array(range)
         if let headDim {
             let half = headDim / 2
             order = (0..<rows).map { r in
                 let head = r / headDim
                 let j = r % headDim
-                return head * headDim + (j < half ? 2 * j : 2 * (j - half) + 1)
+                return range.lowerBound + head * headDim + (j < half ? 2 * j : 2 * (j - half) + 1)
             }
         }
         let bits = try weights(name + "_weight") { try fp16(layer.weight, rows: 0..<rows, order: order, scale: scale) }
@@ -287,7 +317,7 @@ final class ANEFunctionLowering {
             throw ANELMError("ANE lowering: KV cache slot of layer \(layer), head \(kvHead) is outside the cache or written twice")
         }
         let old = try g.slice(c.value, axis: 0, begin: slot, end: slot + 1)
-        let updated = try g.add(try g.mul(old, keep), try g.matmul(new, placement))
+        let updated = try g.add(try g.mul(old, try keep), try g.matmul(new, placement))
         c.slots[slot] = updated
         cacheState = c
         return updated

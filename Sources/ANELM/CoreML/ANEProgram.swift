@@ -7,8 +7,8 @@
 ///   export writes each once and every function's `const` points at the same blob;
 /// - within a function every tensor name is unique, and the outputs' tensors carry the output names;
 /// - `metadata` holds the facts an app needs to drive the functions (`ANESequenceLayout`):
-///   `context_length`, `prefill_block`, `vocab_size`, `output_chunks`, `layers`, and for Gemma 3
-///   `sliding_window`.
+///   `context_length`, `prefill_block`, `vocab_size`, `output_chunks`, `layers`, for Gemma 3
+///   `sliding_window`, and `recurrent` = 1 for xLSTM (inputs: token ids and `column_mask`, no positions).
 public struct ANEProgram: Sendable {
     public struct Function: Sendable {
         public let name: String
@@ -86,6 +86,9 @@ public struct ANESequenceLayout: Sendable, Equatable {
     public let outputChunks: Int
     /// Gemma 3's local layers: a query sees its own position and the `slidingWindow - 1` before it.
     public let slidingWindow: Int?
+    /// A recurrent program (metadata `recurrent`, xLSTM): calls take token ids and, for `prefill`, the
+    /// `column_mask` of real columns; the context only bounds how many tokens a sequence may run.
+    public let isRecurrent: Bool
 
     /// From a program's metadata (`ANEProgram.metadata`, also in an exported package's anelm.json).
     public init(metadata: [String: Int]) throws {
@@ -98,6 +101,7 @@ public struct ANESequenceLayout: Sendable, Equatable {
         vocabularySize = try value("vocab_size")
         outputChunks = try value("output_chunks")
         slidingWindow = metadata["sliding_window"]
+        isRecurrent = metadata["recurrent"] == 1
         guard prefillBlock <= contextLength else { throw ANELMError("ANE program: prefill block \(prefillBlock) exceeds the context \(contextLength)") }
     }
 
@@ -133,6 +137,11 @@ public struct ANESequenceLayout: Sendable, Equatable {
             throw ANELMError("token id \(bad) is outside the vocabulary of \(vocabularySize)")
         }
         let padding = width - tokens.count
+        if isRecurrent {
+            let ids = [Float](repeating: 0, count: padding) + tokens.map(Float.init)
+            if function == .decode { return ["token": ids] }
+            return ["tokens": ids, "column_mask": [Float](repeating: 0, count: padding) + [Float](repeating: 1, count: tokens.count)]
+        }
         var ids = [Float](repeating: 0, count: width)
         var placement = [Float](repeating: 0, count: width * n)
         var mask = [Float](repeating: Self.masked, count: width * n)

@@ -3,9 +3,10 @@
 public struct ANEReport: Sendable {
     /// Op kinds the ANE executes (with fp16 tensors of supported shapes). Not `reduce_argmax` nor
     /// `gather_along_axis`: device compute-plan audits placed both on the CPU; `topk` (k = 1, its int32
-    /// indices a second result) is what device projects moved to (issue #20).
+    /// indices a second result) is what device projects moved to (issue #20). exp, softplus, maximum and
+    /// minimum (xLSTM's gates) are elementwise ops of Core ML's ANE op set, as sigmoid and add are.
     public static let aneKinds: Set<ANEOpKind> = [
-        .const_, .conv, .mul, .add, .sub, .abs, .inverse, .rsqrt, .square, .sigmoid, .tanh, .gelu, .reduceMean, .reduceMax,
+        .const_, .conv, .mul, .add, .sub, .maximum, .minimum, .exp, .softplus, .abs, .inverse, .rsqrt, .square, .sigmoid, .tanh, .gelu, .reduceMean, .reduceMax,
         .topk, .softmax, .matmul, .sliceByIndex, .concat, .readState, .writeState,
     ]
     /// Widest conv output the ANE accepts.

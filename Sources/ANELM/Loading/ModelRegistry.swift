@@ -158,7 +158,8 @@ public enum ModelRegistry {
         ModelFamily(
             name: "xLSTM (mLSTM blocks, the xLSTM-7B design)",
             architectures: ["xLSTMForCausalLM", "xlstm"],
-            configuration: XLSTMConfiguration.init, load: XLSTMModel.load, aneLowering: nil, conversion: .xlstm),
+            configuration: XLSTMConfiguration.init, load: XLSTMModel.load,
+            aneLowering: { ($0 as? XLSTMModel).map(XLSTMANELowering.init) }, conversion: .xlstm),
         ModelFamily(
             name: "BERT (text encoder: all-MiniLM, sentence-transformers models)",
             architectures: ["BertModel", "bert"],

@@ -25,6 +25,10 @@ public struct XLSTMConfiguration: Decodable, Sendable {
     public var weightMode: String
     public var tieWordEmbeddings: Bool
     public var mode: String
+    /// A block design of the config that anelm does not implement (nor lower to the ANE), named for the error:
+    /// sLSTM blocks (`slstm_at`, the original xlstm package's mixed stacks) or its mLSTM v1 block (`mlstm_block`:
+    /// up-projection with a causal conv, not the xLSTM-7B block). nil: mLSTM blocks of the 7B design only.
+    public var unsupportedBlocks: String?
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size"
@@ -47,6 +51,8 @@ public struct XLSTMConfiguration: Decodable, Sendable {
         case weightMode = "weight_mode"
         case tieWordEmbeddings = "tie_word_embeddings"
         case mode
+        case slstmAt = "slstm_at"
+        case mlstmBlock = "mlstm_block"
     }
 
     public init(from decoder: Decoder) throws {
@@ -70,6 +76,16 @@ public struct XLSTMConfiguration: Decodable, Sendable {
         weightMode = try c.decodeIfPresent(String.self, forKey: .weightMode) ?? "single"
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false
         mode = try c.decodeIfPresent(String.self, forKey: .mode) ?? "inference"
+        // slstm_at is a list of block indices or "all" in the xlstm package.
+        if let all = try? c.decodeIfPresent(String.self, forKey: .slstmAt) {
+            unsupportedBlocks = "sLSTM blocks (slstm_at = \"\(all)\")"
+        } else if let at = try? c.decodeIfPresent([Int].self, forKey: .slstmAt), !at.isEmpty {
+            unsupportedBlocks = "sLSTM blocks (slstm_at = \(at))"
+        } else if c.contains(.slstmAt), (try? c.decodeNil(forKey: .slstmAt)) != true, (try? c.decode([Int].self, forKey: .slstmAt)) == nil {
+            unsupportedBlocks = "sLSTM blocks (slstm_at of an unknown form)"
+        } else if c.contains(.mlstmBlock), (try? c.decodeNil(forKey: .mlstmBlock)) != true {
+            unsupportedBlocks = "mLSTM v1 blocks (mlstm_block: the xlstm package's up-projection block with a causal conv)"
+        }
     }
 
     /// From config.json.
@@ -101,6 +117,9 @@ public struct XLSTMConfiguration: Decodable, Sendable {
     public func validate() throws {
         func check(_ ok: Bool, _ message: @autoclosure () -> String) throws {
             guard ok else { throw ANELMError("xLSTM configuration: \(message())") }
+        }
+        if let unsupportedBlocks {
+            throw ANELMError("xLSTM configuration: \(unsupportedBlocks) are not supported; anelm runs and lowers the mLSTM blocks of the xLSTM-7B design only")
         }
         let limit = 1 << 20
         for (value, name) in [

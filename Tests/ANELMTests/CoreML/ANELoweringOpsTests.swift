@@ -45,6 +45,13 @@ final class ANELoweringOpsTests: XCTestCase {
         try check("square", { g, x, _ in g.square(x) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { $0 * $0 })
         try check("sigmoid", { g, x, _ in g.sigmoid(x) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { 1 / (1 + exp(-$0)) })
         try check("tanh", { g, x, _ in g.tanh(x) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { Float(Foundation.tanh(Double($0))) })
+        // xLSTM's gate ops, against Double references; softplus also far out on both sides (large x returns x).
+        try check("maximum", { try $0.maximum($1, $2) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.indices.map { max(a6[$0], b1[$0 % 5]) })
+        try check("minimum", { try $0.minimum($1, $2) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.indices.map { min(a6[$0], b1[$0 % 5]) })
+        try check("exp", { g, x, _ in g.exp(x) }, a: a6, sa: sa, b: b1, sb: sb1, expected: a6.map { Float(Foundation.exp(Double($0))) })
+        let spread = a6.map { ANEExecutor.roundedToFP16($0 * 12) }
+        try check(
+            "softplus", { g, x, _ in g.softplus(x) }, a: spread, sa: sa, b: b1, sb: sb1, expected: spread.map { Float(Foundation.log1p(Foundation.exp(Double($0)))) })
         // GELU: PyTorch's tanh form and the erf form, from their definitions (in Double).
         try check(
             "gelu-tanh", { g, x, _ in g.gelu(x, tanhApproximation: true) }, a: a6, sa: sa, b: b1, sb: sb1,

@@ -38,7 +38,7 @@ final class ModelInfoTests: XCTestCase {
         XCTAssertEqual(xlstm["layers"], "3 mLSTM blocks")
         XCTAssertEqual(xlstm["hidden size"], "32")
         XCTAssertEqual(xlstm["vocabulary"], "144")
-        XCTAssertEqual(xlstm["Neural Engine"], "no ANE lowering yet")
+        XCTAssertEqual(xlstm["Neural Engine"], "lowers to Core ML (anelm export-coreml)")
         // The state the model allocates per sequence is what info reports.
         let model = try ModelLoader.load(fixture("tiny-xlstm-fused"), options: LoadOptions(precision: .f32, threads: 1))
         XCTAssertEqual(xlstm["state per sequence"], "\(model.model.makeState().byteSize) bytes (f32, fixed)")

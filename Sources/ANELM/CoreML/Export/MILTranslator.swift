@@ -371,7 +371,7 @@ private struct FunctionEmitter {
                     parameter(v, "dilations", .int32s([1, 1])), parameter(v, "groups", .int32(1)),
                 ]
                 emit("conv", v, MILTranslator.type(of: t), inputs)
-            case .mul, .add, .sub:
+            case .mul, .add, .sub, .maximum, .minimum:
                 let (t, v) = try outputTensor(op)
                 emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), ("y", [.name(try input(op, 1))])])
             case .gatherAlongAxis:
@@ -386,7 +386,7 @@ private struct FunctionEmitter {
                 let (t, v) = try outputTensor(op)
                 guard ["EXACT", "TANH_APPROXIMATION"].contains(op.mode) else { throw ANELMError("ANE graph (\(function.name)): gelu mode '\(op.mode)'") }
                 emit("gelu", v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))]), parameter(v, "mode", .string(op.mode))])
-            case .abs, .square, .sigmoid, .tanh:
+            case .abs, .square, .exp, .softplus, .sigmoid, .tanh:
                 let (t, v) = try outputTensor(op)
                 emit(op.kind.rawValue, v, MILTranslator.type(of: t), [("x", [.name(try input(op, 0))])])
             case .inverse, .rsqrt:
