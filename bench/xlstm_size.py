@@ -4,7 +4,6 @@ bench/xlstm-size."""
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import time
 import numpy as np
 import torch
 from transformers import xLSTMConfig, xLSTMForCausalLM
+
+from embed_compare import cpu_name  # bench/, beside this script
 
 # The xLSTM-7B configuration (NX-AI/xLSTM-7b's config.json), and a smaller one of the same design that torch holds in memory.
 SIZES = {
@@ -23,16 +24,6 @@ SIZES = {
 }
 KERNELS = dict(mode="inference", chunkwise_kernel="chunkwise--native_autograd", sequence_kernel="native_sequence__native",
                step_kernel="native", weight_mode="single", tie_word_embeddings=False, use_bias=False)
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def random_bf16(rng, count, scale, offset, out):
