@@ -52,7 +52,7 @@ public final class ContextStore: @unchecked Sendable {
     /// Brings the schema up to date, refusing a file that is not an anelm store or is from a newer anelm.
     private static func migrate(_ database: DatabaseQueue, path: String) throws {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1", migrate: Schema.v1)
+        migrator.registerMigration("v1") { db in try Schema.v1(db) }
         try database.read { db in
             let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'")
             if !tables.isEmpty && !tables.contains("grdb_migrations") {

@@ -32,7 +32,7 @@ public struct ModelSpec: Sendable {
         return names.sorted().compactMap { name in
             let path = url.appendingPathComponent(name).path
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
             let isModel =
                 isDirectory.boolValue
                 ? FileManager.default.fileExists(atPath: url.appendingPathComponent(name).appendingPathComponent("config.json").path)

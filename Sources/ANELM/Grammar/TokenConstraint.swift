@@ -216,7 +216,7 @@ public final class GrammarConstraint {
     /// The same mask as `allowedTokens()`, checking every token on its own: slow, the reference the trie
     /// walk is tested against.
     public func allowedTokensOneByOne() -> [UInt64] {
-        var mask = vocabulary.referenceMask(from: stacks, matcher: matcher)
+        let mask = vocabulary.referenceMask(from: stacks, matcher: matcher)
         return finished(mask)
     }
 
