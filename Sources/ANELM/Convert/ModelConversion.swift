@@ -97,8 +97,12 @@ extension ModelConversion {
         },
         generatedTensors: { folder in
             let c = try LlamaConfiguration(.huggingFace(folder))
-            guard case .llama3(let factor, let low, let high, let original) = try c.ropeScaling(), let name = LlamaTensorNames.gguf.ropeFrequencies else { return [] }
-            return [(name, llama3RopeFactors(theta: c.ropeTheta, headDim: c.headDim, factor: factor, lowFreqFactor: low, highFreqFactor: high, originalContext: original))]
+            guard case .llama3(let factor, let low, let high, let original) = try c.ropeScaling(), let name = LlamaTensorNames.gguf.ropeFrequencies else {
+                return []
+            }
+            let factors = llama3RopeFactors(
+                theta: c.ropeTheta, headDim: c.headDim, factor: factor, lowFreqFactor: low, highFreqFactor: high, originalContext: original)
+            return [(name, factors)]
         })
 
     /// xLSTM in anelm's own GGUF form (`XLSTMConfiguration.ggufKeys`): transformers' tensor names, nothing rearranged.
@@ -176,7 +180,9 @@ extension ModelConversion {
             if c.layerTypes != Gemma3Configuration.layerTypes(layers: c.numHiddenLayers, pattern: 6) {
                 keys.append(("gemma3.attention.sliding_window_pattern", .bools(c.layerTypes.map { $0 == .slidingAttention })))
             }
-            if c.queryPreAttnScalar != Gemma3Configuration.llamaCppQueryScalar(layers: c.numHiddenLayers, hidden: c.hiddenSize, heads: c.numAttentionHeads, headDim: c.headDim) {
+            let assumedScalar = Gemma3Configuration.llamaCppQueryScalar(
+                layers: c.numHiddenLayers, hidden: c.hiddenSize, heads: c.numAttentionHeads, headDim: c.headDim)
+            if c.queryPreAttnScalar != assumedScalar {
                 keys.append(("gemma3.attention.scale", .float32(1 / c.queryPreAttnScalar.squareRoot())))
             }
             return keys
@@ -196,9 +202,14 @@ extension ModelConversion {
                 "num_attention_heads": .int(c.numAttentionHeads), "num_key_value_heads": .int(c.numKeyValueHeads), "head_dim": .int(c.headDim),
                 "rms_norm_eps": number(c.rmsNormEps), "vocab_size": .int(c.vocabSize), "max_position_embeddings": .int(c.maxPositionEmbeddings),
                 "tie_word_embeddings": .bool(c.tieWordEmbeddings), "attention_bias": .bool(c.attentionBias),
-                "query_pre_attn_scalar": number(c.queryPreAttnScalar), "sliding_window": .int(c.slidingWindow),
+                // transformers checks it is an int (Gemma's are whole numbers).
+                "query_pre_attn_scalar": c.queryPreAttnScalar.rounded() == c.queryPreAttnScalar
+                    ? .int(Int(c.queryPreAttnScalar)) : number(c.queryPreAttnScalar),
+                "sliding_window": .int(c.slidingWindow),
                 "layer_types": .array(c.layerTypes.map { .string($0.rawValue) }),
-                "rope_parameters": ["full_attention": .object(global), "sliding_attention": ["rope_type": "default", "rope_theta": number(c.ropeLocalBaseFreq)]],
+                "rope_parameters": [
+                    "full_attention": .object(global), "sliding_attention": ["rope_type": "default", "rope_theta": number(c.ropeLocalBaseFreq)],
+                ],
                 "final_logit_softcapping": c.finalLogitSoftcapping.map(number) ?? .null, "attn_logit_softcapping": nil,
                 "hidden_activation": .string(c.hiddenActivation), "use_bidirectional_attention": false,
             ]

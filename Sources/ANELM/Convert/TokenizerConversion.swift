@@ -109,7 +109,8 @@ enum TokenizerConversion {
         case "gpt2": tokenizer = try byteLevelTokenizerJSON(data)
         case "llama" where ["gemma", "gemma2", "gemma3"].contains(data.architecture ?? ""): tokenizer = gemmaTokenizerJSON(data)
         default:
-            throw ANELMError("writing a \(data.model) GGUF tokenizer as tokenizer.json is not supported yet (byte-level BPE, gpt2, and Gemma's SentencePiece are)")
+            throw ANELMError(
+                "writing a \(data.model) GGUF tokenizer as tokenizer.json is not supported yet (byte-level BPE, gpt2, and Gemma's SentencePiece are)")
         }
         let bosToken = data.bosTokenId.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
         let eosToken = data.eosTokenId.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
