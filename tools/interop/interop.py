@@ -20,7 +20,7 @@ def check(ok, what):
 
 
 def anelm_generate(anelm, model, prompt, precision="auto"):
-    out = subprocess.run([anelm, "generate", "--model", model, "--prompt", prompt, "--max-tokens", str(TOKENS), "--ignore-eos",
+    out = subprocess.run([anelm, "generate", "--model", model, "--prompt", prompt, "--max-tokens", str(TOKENS), "--ignore-eos", "--temperature", "0",
                           "--precision", precision, "--format", "json"], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -65,6 +65,8 @@ def transformers_check(args):
     with torch.no_grad():
         for w in range(2):
             chunk = enc[w * window:(w + 1) * window]
+            if enc[0] == tok.bos_token_id:  # llama-perplexity (and anelm) start each window with BOS when the tokenizer adds it
+                chunk = [tok.bos_token_id] + chunk[1:]
             logp = torch.log_softmax(model(torch.tensor([chunk])).logits[0].double(), dim=-1)
             for j in range(window // 2, window - 1):
                 nll -= logp[j, chunk[j + 1]].item()
@@ -78,13 +80,37 @@ def transformers_check(args):
     check(abs(ours - theirs) <= 1e-4 * theirs, f"perplexity (logits) on the folder: transformers {theirs:.6f}, anelm {ours:.6f}")
 
 
+def gguf_names(args):
+    """Every metadata key and tensor name of anelm's GGUFs is one gguf-py (llama.cpp's constants) defines for the
+    file's architecture, with the value type llama.cpp's converter writes for it."""
+    import gguf
+    from gguf.constants import Keys
+    keys = {v for cls in (Keys.General, Keys.LLM, Keys.Attention, Keys.Rope, Keys.Tokenizer) for v in vars(cls).values() if isinstance(v, str)}
+    float_keys = {Keys.LLM.FINAL_LOGIT_SOFTCAPPING, Keys.Attention.LAYERNORM_RMS_EPS, Keys.Attention.SCALE, Keys.Rope.FREQ_BASE,
+                  Keys.Rope.FREQ_BASE_SWA, Keys.Rope.SCALING_FACTOR}
+    for path in args.files:
+        reader = gguf.GGUFReader(path)
+        arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+        model_arch = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == arch)
+        known = {k.replace("{arch}", arch) for k in keys}
+        unknown = [f.name for f in reader.fields.values() if not f.name.startswith("GGUF.") and f.name not in known]
+        check(not unknown, f"gguf-py knows every key of {path.split('/')[-1]} ({arch}): unknown {unknown}")
+        floats = [k.replace("{arch}", arch) for k in float_keys if k.replace("{arch}", arch) in reader.fields]
+        wrong = [k for k in floats if reader.fields[k].types[0] != gguf.GGUFValueType.FLOAT32]
+        check(not wrong, f"{path.split('/')[-1]}: float keys {sorted(floats)} are FLOAT32 (wrong: {wrong})")
+        tensors = {gguf.TENSOR_NAMES[t] for t in gguf.MODEL_TENSORS[model_arch]}
+        names = {t.name.rsplit(".", 1)[0] for t in reader.tensors}
+        stray = sorted(n for n in names if n.split(".", 2)[-1] not in {t.split(".", 2)[-1] for t in tensors})
+        check(not stray, f"{path.split('/')[-1]}: every tensor is one llama.cpp's {arch} has (stray: {stray})")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", choices=["llamacpp", "transformers"])
+    ap.add_argument("which", choices=["llamacpp", "transformers", "gguf-names"])
     ap.add_argument("--anelm", required=True)
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
-    (llamacpp if args.which == "llamacpp" else transformers_check)(args)
+    {"llamacpp": llamacpp, "transformers": transformers_check, "gguf-names": gguf_names}[args.which](args)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

@@ -71,8 +71,10 @@ public enum Converter {
     private struct Item {
         let sourceName: String
         let plan: GGUFTensorPlan
-        /// The name the family's conversion knows the tensor by in GGUF, when rows are rearranged between formats.
-        let reorderAs: String?
+        /// The name the family's conversion knows the tensor by in GGUF, when the tensor changes between formats.
+        var transformAs: String? = nil
+        /// The values of a tensor the family derives from config.json rather than reads (`ModelConversion.generatedTensors`).
+        var generated: [Float]? = nil
     }
 
     /// Converts `model` to `output`, with `lora` adapters added into the weights they adapt (`W + scale·B·A`, then
@@ -166,7 +168,13 @@ public enum Converter {
             }
             let ggufName = format == .gguf ? outName : name
             let stored = format == .gguf ? storedType(ggufName: outName, shape: tensor.shape, requested: type) : type
-            items.append(Item(sourceName: name, plan: GGUFTensorPlan(name: outName, shape: tensor.shape, type: stored), reorderAs: crossing ? ggufName : nil))
+            items.append(Item(sourceName: name, plan: GGUFTensorPlan(name: outName, shape: tensor.shape, type: stored), transformAs: crossing ? ggufName : nil))
+        }
+        if crossing, case .huggingFace(let folder) = source, let conversion = family.conversion {
+            let generated = try conversion.generatedTensors(folder).map {
+                Item(sourceName: $0.name, plan: GGUFTensorPlan(name: $0.name, shape: [$0.values.count], type: .f32), generated: $0.values)
+            }
+            items = generated + items
         }
         guard !items.isEmpty else { throw ANELMError("the model has no tensors") }
         return items
@@ -175,9 +183,10 @@ public enum Converter {
     /// The tensor in its output type: copied when already stored so, else dequantized (with the adapters' updates
     /// added when they adapt it), rearranged and encoded.
     private static func encodedBytes(_ item: Item, source: ModelSource, family: ModelFamily, toGGUF: Bool, lora: LoRABinder?) throws -> [UInt8] {
+        if let values = item.generated { return values.withUnsafeBytes { Array($0) } }
         guard let tensor = try source.tensors.tensor(named: item.sourceName) else { throw ANELMError("tensor \(quoted(item.sourceName)) disappeared") }
         let adapted = lora?.adapts(item.sourceName) ?? false
-        if tensor.type == item.plan.type && item.reorderAs == nil && !adapted { return Array(tensor.data) }
+        if tensor.type == item.plan.type && item.transformAs == nil && !adapted { return Array(tensor.data) }
         var values: [Float]
         if let lora, adapted {
             let merged = try lora.attach(Linear(weight: try WeightMatrix(tensor), bias: nil), name: item.sourceName).weight
@@ -185,8 +194,8 @@ public enum Converter {
         } else {
             values = try dequantize(tensor)
         }
-        if let name = item.reorderAs, let conversion = family.conversion {
-            try conversion.reorder(name, &values, tensor.shape, source, toGGUF)
+        if let name = item.transformAs, let conversion = family.conversion {
+            try conversion.transform(name, &values, tensor.shape, source, toGGUF)
         }
         return try values.withUnsafeBufferPointer { try Quantizer.encode($0, rowLength: tensor.rowLength, as: item.plan.type, name: item.plan.name) }
     }

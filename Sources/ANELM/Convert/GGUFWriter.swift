@@ -40,6 +40,13 @@ public struct GGUFEncodedValue: Sendable, Equatable {
             for x in v { append(x.bitPattern, to: &b) }
         }
     }
+    public static func bools(_ v: [Bool]) -> Self {
+        build(9) { b in
+            append(UInt32(7), to: &b)
+            append(UInt64(v.count), to: &b)
+            for x in v { b.append(x ? 1 : 0) }
+        }
+    }
     public static func int32s(_ v: [Int32]) -> Self {
         build(9) { b in
             append(UInt32(5), to: &b)

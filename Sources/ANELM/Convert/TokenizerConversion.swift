@@ -13,6 +13,9 @@ enum TokenizerConversion {
         guard let root = try JSONValue.parse(data, source: "tokenizer.json").objectValue, let model = root["model"]?.objectValue else {
             throw ANELMError("tokenizer.json has no model section")
         }
+        guard model["byte_fallback"]?.boolValue != true else {
+            throw ANELMError("converting a SentencePiece-style tokenizer.json (BPE with byte fallback, as Gemma's) to GGUF is not supported yet")
+        }
         guard model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectValue else {
             throw ANELMError("converting a \(model["type"]?.stringValue ?? "?") tokenizer to GGUF is not supported yet (byte-level BPE is)")
         }
@@ -96,13 +99,110 @@ enum TokenizerConversion {
         throw ANELMError("this tokenizer.json pre-tokenizer has no llama.cpp name anelm knows (gpt-2, smollm, llama-bpe and qwen2 are supported)")
     }
 
-    /// tokenizer.json, tokenizer_config.json and generation_config.json for a GGUF file's byte-level BPE tokenizer,
-    /// written so that transformers and anelm split and merge text as anelm does when reading the GGUF.
+    /// tokenizer.json, tokenizer_config.json and generation_config.json for a GGUF file's byte-level BPE tokenizer (or
+    /// Gemma's SentencePiece one), written so that transformers and anelm split and merge text as anelm does when
+    /// reading the GGUF.
     static func huggingFaceFiles(_ file: GGUFFile) throws -> [(name: String, json: JSONValue)] {
         let data = try GGUFTokenizerData(file)
-        guard data.model == "gpt2" else {
-            throw ANELMError("writing a \(data.model) GGUF tokenizer as tokenizer.json is not supported yet (byte-level BPE, gpt2, is)")
+        let tokenizer: JSONValue
+        switch data.model {
+        case "gpt2": tokenizer = try byteLevelTokenizerJSON(data)
+        case "llama" where ["gemma", "gemma2", "gemma3"].contains(data.architecture ?? ""): tokenizer = gemmaTokenizerJSON(data)
+        default:
+            throw ANELMError(
+                "writing a \(data.model) GGUF tokenizer as tokenizer.json is not supported yet (byte-level BPE, gpt2, and Gemma's SentencePiece are)")
         }
+        let bosToken = data.bosTokenId.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
+        let eosToken = data.eosTokenId.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
+        var config: JSONObject = ["tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false]
+        config["add_bos_token"] = .bool(data.addBosToken ?? (data.model == "llama"))
+        if let bosToken { config["bos_token"] = .string(bosToken) }
+        if let eosToken { config["eos_token"] = .string(eosToken) }
+        if let pad = data.padTokenId, data.tokens.indices.contains(pad) { config["pad_token"] = .string(data.tokens[pad]) }
+        if let template = data.chatTemplate { config["chat_template"] = .string(template) }
+        var generation: JSONObject = [:]
+        if let bos = data.bosTokenId { generation["bos_token_id"] = .int(bos) }
+        var eosIds = data.eosTokenId.map { [$0] } ?? []
+        if let eot = file.int("tokenizer.ggml.eot_token_id"), !eosIds.contains(eot) { eosIds.append(eot) }
+        if !eosIds.isEmpty { generation["eos_token_id"] = eosIds.count == 1 ? .int(eosIds[0]) : .array(eosIds.map { .int($0) }) }
+        return [("tokenizer.json", tokenizer), ("tokenizer_config.json", .object(config)), ("generation_config.json", .object(generation))]
+    }
+
+    /// A template post-processor that starts a single sequence (and each of a pair) with BOS.
+    private static func bosTemplate(_ bosToken: String, id: Int) -> JSONValue {
+        [
+            "type": "TemplateProcessing", "single": [["SpecialToken": ["id": .string(bosToken), "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]],
+            "pair": [
+                ["SpecialToken": ["id": .string(bosToken), "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]],
+                ["SpecialToken": ["id": .string(bosToken), "type_id": 0]], ["Sequence": ["id": "B", "type_id": 0]],
+            ],
+            "special_tokens": [bosToken: ["id": .string(bosToken), "ids": [.int(id)], "tokens": [.string(bosToken)]]],
+        ]
+    }
+
+    private static func addedToken(id: Int, content: String, special: Bool, normalized: Bool) -> JSONValue {
+        [
+            "id": .int(id), "content": .string(content), "single_word": false, "lstrip": false, "rstrip": false, "normalized": .bool(normalized),
+            "special": .bool(special),
+        ]
+    }
+
+    /// Gemma's SentencePiece vocabulary as `Tokenizer(gemmaGGUF:)` reads it (what transformers' GGUF loader builds):
+    /// BPE with byte fallback, " " → "▁", merges implied by the vocabulary order, control tokens special.
+    private static func gemmaTokenizerJSON(_ data: GGUFTokenizerData) -> JSONValue {
+        // Tokens of only whitespace with a space in them are stored with real spaces; GemmaTokenizer spells them "▁".
+        let spelled = data.tokens.map { token -> String in
+            let scalars = token.unicodeScalars
+            guard scalars.contains(" "), scalars.allSatisfy(SentencePieceMerges.isPythonWhitespace) else { return token }
+            return String(repeating: "\u{2581}", count: scalars.count)
+        }
+        var ids: Vocabulary = [:]
+        ids.reserveCapacity(spelled.count)
+        for (id, token) in spelled.enumerated() { ids[token] = id }
+        // In id order. Of distinct tokens that Swift's String equality merges (canonically equivalent spellings, which
+        // a JSON object here cannot hold apart) the first is kept; the others, and merges that use them, are left out.
+        var vocab = JSONObject()
+        var dropped = Set<Int32>()
+        for (id, token) in spelled.enumerated() where ids[token] == id {
+            if vocab[token] == nil { vocab[token] = .int(id) } else { dropped.insert(Int32(id)) }
+        }
+        let merges = SentencePieceMerges.fromVocabularyOrder(spelled, vocab: ids).sorted { $0.rank < $1.rank }
+            .filter { !dropped.contains($0.left) && !dropped.contains($0.right) && !dropped.contains($0.merged) }
+        var added: [JSONValue] = []
+        var seen = Set<Int>()
+        for (id, type) in data.tokenTypes.enumerated() where id < data.tokens.count && (Int32(type) == control || Int32(type) == userDefined) {
+            guard let vocabId = ids[data.tokens[id]], !dropped.contains(Int32(vocabId)), seen.insert(vocabId).inserted else { continue }
+            added.append(addedToken(id: vocabId, content: data.tokens[id], special: Int32(type) == control, normalized: false))
+        }
+        let named = [data.bosTokenId, data.eosTokenId, data.unknownTokenId, data.padTokenId].map { id in
+            id.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
+        }
+        for text in named + ["<mask>"] {
+            guard let text, let vocabId = ids[text], !dropped.contains(Int32(vocabId)), seen.insert(vocabId).inserted else { continue }
+            added.append(addedToken(id: vocabId, content: text, special: true, normalized: false))
+        }
+        var postProcessor: JSONValue = nil
+        if data.addBosToken ?? true, let bos = data.bosTokenId, data.tokens.indices.contains(bos) { postProcessor = bosTemplate(data.tokens[bos], id: bos) }
+        return [
+            "version": "1.0", "truncation": nil, "padding": nil, "added_tokens": .array(added),
+            "normalizer": ["type": "Replace", "pattern": ["String": " "], "content": "\u{2581}"],
+            "pre_tokenizer": ["type": "Split", "pattern": ["String": " "], "behavior": "MergedWithPrevious", "invert": false],
+            "post_processor": postProcessor,
+            "decoder": [
+                "type": "Sequence",
+                "decoders": [["type": "Replace", "pattern": ["String": "\u{2581}"], "content": " "], ["type": "ByteFallback"], ["type": "Fuse"]],
+            ],
+            "model": [
+                "type": "BPE", "dropout": nil, "unk_token": ids["<unk>"] != nil ? "<unk>" : nil, "continuing_subword_prefix": nil,
+                "end_of_word_suffix": nil, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                "vocab": .object(vocab),
+                "merges": .array(merges.map { [.string(spelled[Int($0.left)]), .string(spelled[Int($0.right)])] }),
+            ],
+        ]
+    }
+
+    /// tokenizer.json for a byte-level BPE GGUF tokenizer.
+    private static func byteLevelTokenizerJSON(_ data: GGUFTokenizerData) throws -> JSONValue {
         let regex: String?
         switch data.preTokenizer ?? "default" {
         case "default", "gpt2", "gpt-2", "smollm", "starcoder", "refact", "codeshell": regex = nil
@@ -123,26 +223,12 @@ enum TokenizerConversion {
             vocab[token] = .int(id)
             let type = data.tokenTypes.indices.contains(id) ? Int32(data.tokenTypes[id]) : normal
             if type == control || type == userDefined {
-                added.append([
-                    "id": .int(id), "content": .string(token), "single_word": false, "lstrip": false, "rstrip": false, "normalized": .bool(type == userDefined),
-                    "special": .bool(type == control),
-                ])
+                added.append(addedToken(id: id, content: token, special: type == control, normalized: type == userDefined))
             }
         }
-        let bosToken = data.bosTokenId.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
-        let eosToken = data.eosTokenId.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
         var postProcessor = byteLevel(useRegex: true, trim: false)
-        if data.addBosToken == true, let bosToken, let bos = data.bosTokenId {
-            postProcessor = [
-                "type": "TemplateProcessing", "single": [["SpecialToken": ["id": .string(bosToken), "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]],
-                "pair": [
-                    ["SpecialToken": ["id": .string(bosToken), "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]],
-                    ["SpecialToken": ["id": .string(bosToken), "type_id": 0]], ["Sequence": ["id": "B", "type_id": 0]],
-                ],
-                "special_tokens": [bosToken: ["id": .string(bosToken), "ids": [.int(bos)], "tokens": [.string(bosToken)]]],
-            ]
-        }
-        let tokenizer: JSONValue = [
+        if data.addBosToken == true, let bos = data.bosTokenId, data.tokens.indices.contains(bos) { postProcessor = bosTemplate(data.tokens[bos], id: bos) }
+        return [
             "version": "1.0", "truncation": nil, "padding": nil, "added_tokens": .array(added), "normalizer": nil, "pre_tokenizer": preTokenizer,
             "post_processor": postProcessor, "decoder": byteLevel(useRegex: true, prefix: true, trim: true),
             "model": [
@@ -150,17 +236,5 @@ enum TokenizerConversion {
                 "byte_fallback": false, "ignore_merges": false, "vocab": .object(vocab), "merges": .array(data.merges.map { .string($0) }),
             ],
         ]
-        var config: JSONObject = ["tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false]
-        config["add_bos_token"] = .bool(data.addBosToken ?? false)
-        if let bosToken { config["bos_token"] = .string(bosToken) }
-        if let eosToken { config["eos_token"] = .string(eosToken) }
-        if let pad = data.padTokenId, data.tokens.indices.contains(pad) { config["pad_token"] = .string(data.tokens[pad]) }
-        if let template = data.chatTemplate { config["chat_template"] = .string(template) }
-        var generation: JSONObject = [:]
-        if let bos = data.bosTokenId { generation["bos_token_id"] = .int(bos) }
-        var eosIds = data.eosTokenId.map { [$0] } ?? []
-        if let eot = file.int("tokenizer.ggml.eot_token_id"), !eosIds.contains(eot) { eosIds.append(eot) }
-        if !eosIds.isEmpty { generation["eos_token_id"] = eosIds.count == 1 ? .int(eosIds[0]) : .array(eosIds.map { .int($0) }) }
-        return [("tokenizer.json", tokenizer), ("tokenizer_config.json", .object(config)), ("generation_config.json", .object(generation))]
     }
 }

@@ -154,7 +154,8 @@ public enum ModelRegistry {
             name: "Gemma 3 text",
             architectures: ["gemma3", "Gemma3ForCausalLM", "gemma3_text"],
             configuration: Gemma3Configuration.init, load: Gemma3Model.load,
-            aneLowering: { ($0 as? Gemma3Model).map(Gemma3ANELowering.init) }, loraTargets: Gemma3Model.loraTargets),
+            aneLowering: { ($0 as? Gemma3Model).map(Gemma3ANELowering.init) }, conversion: .gemma3,
+            loraTargets: Gemma3Model.loraTargets),
         ModelFamily(
             name: "xLSTM (mLSTM blocks, the xLSTM-7B design)",
             architectures: ["xLSTMForCausalLM", "xlstm"],

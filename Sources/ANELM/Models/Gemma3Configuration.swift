@@ -189,6 +189,11 @@ extension Gemma3Configuration: Decodable {
         }
     }
 
+    /// The query_pre_attn_scalar llama.cpp's gemma3 assumes: hidden/heads for Gemma 3 27B (62 layers), else head_dim.
+    static func llamaCppQueryScalar(layers: Int, hidden: Int, heads: Int, headDim: Int) -> Float {
+        layers == 62 && heads > 0 ? Float(hidden / heads) : Float(headDim)
+    }
+
     /// From GGUF `gemma3.*` metadata as llama.cpp writes it. llama.cpp fixes what the file does not
     /// say: every 6th layer is global, local layers use RoPE base 10000.
     public init(gguf file: GGUFFile) throws {
@@ -198,9 +203,13 @@ extension Gemma3Configuration: Decodable {
         let heads = try p.attentionHeads
         let layers = try p.int("block_count")
         let headDim = try p.headDim
-        // llama.cpp: Gemma 3 27B (62 layers) scales queries by hidden/heads, the others by head_dim
-        // (their query_pre_attn_scalar).
-        let queryScalar = layers == 62 && heads > 0 ? Float(hidden / heads) : Float(headDim)
+        // `attention.scale` (1/√query_pre_attn_scalar) is written by anelm only for configs that depart from what
+        // llama.cpp derives; the scalars are whole numbers in every Gemma config, recovered exactly by rounding.
+        var queryScalar = Self.llamaCppQueryScalar(layers: layers, hidden: hidden, heads: heads, headDim: headDim)
+        if let scale = try p.positiveFloat("attention.scale") {
+            let scalar = 1 / (Double(scale) * Double(scale))
+            queryScalar = Float(abs(scalar - scalar.rounded()) < 1e-4 * scalar ? scalar.rounded() : scalar)
+        }
         self.init(
             hiddenSize: hidden, intermediateSize: try p.int("feed_forward_length"), numHiddenLayers: layers,
             numAttentionHeads: heads, numKeyValueHeads: try p.keyValueHeads, headDim: headDim,
