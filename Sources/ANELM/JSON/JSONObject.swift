@@ -1,11 +1,13 @@
 /// A JSON object: members in their order (chat templates render `tools` schemas as given), looked up by key in
-/// O(1). Equal objects have the same members, in any order.
+/// O(1). Equal objects have the same members, in any order. Keys compare by their exact Unicode scalars, as Python's
+/// json does: Swift's String equality (canonical equivalence) would make "য়" (U+09DF) and "য" + U+09BC one key, and
+/// SentencePiece vocabularies such as Gemma's hold both.
 public struct JSONObject: Sendable {
     public private(set) var keys: [String] = []
     public private(set) var values: [JSONValue] = []
     /// Positions by key, kept only past `linearLookupLimit` members: most objects are small, and a linear
     /// scan over a few keys is cheaper than a dictionary per object.
-    private var positions: [String: Int] = [:]
+    private var positions: [ExactString: Int] = [:]
     private static let linearLookupLimit = 8
 
     /// An empty object.
@@ -21,8 +23,8 @@ public struct JSONObject: Sendable {
 
     /// The position of `key` among the members.
     public func index(of key: String) -> Int? {
-        if keys.count > Self.linearLookupLimit { return positions[key] }
-        return keys.firstIndex(of: key)
+        if keys.count > Self.linearLookupLimit { return positions[ExactString(key)] }
+        return keys.firstIndex { $0.utf8.elementsEqual(key.utf8) }
     }
 
     /// The value of `key`; setting nil removes the member.
@@ -48,8 +50,8 @@ public struct JSONObject: Sendable {
     mutating func appendNew(_ key: String, _ value: JSONValue) -> Bool {
         if keys.count >= Self.linearLookupLimit {
             if positions.isEmpty { rebuildPositions(upTo: keys.count) }
-            if positions.updateValue(keys.count, forKey: key) != nil { return false }
-        } else if keys.contains(key) {
+            if positions.updateValue(keys.count, forKey: ExactString(key)) != nil { return false }
+        } else if keys.contains(where: { $0.utf8.elementsEqual(key.utf8) }) {
             return false
         }
         keys.append(key)
@@ -61,7 +63,7 @@ public struct JSONObject: Sendable {
         positions = [:]
         guard keys.count >= limit else { return }
         positions.reserveCapacity(keys.count)
-        for (i, key) in keys.enumerated() { positions[key] = i }
+        for (i, key) in keys.enumerated() { positions[ExactString(key)] = i }
     }
 }
 

@@ -138,6 +138,20 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(try parse(#"{"a": {"a": 1}, "b": {"a": 2}}"#)["b"]?["a"], 2, "the same key in different objects is fine")
     }
 
+    /// Keys are their exact scalars, as for Python: Gemma's vocabulary has both "য়" (U+09DF) and "য" + U+09BC, which
+    /// Swift's String equality calls equal. Small objects (a linear scan) and large ones (a hash) alike.
+    func testCanonicallyEquivalentKeysAreDistinct() throws {
+        let composed = "\u{09DF}", decomposed = "\u{09AF}\u{09BC}"
+        for filler in [0, 20] {
+            let others = (0..<filler).map { "\"k\($0)\": 0, " }.joined()
+            let object = try XCTUnwrap(try parse("{" + others + "\"\(composed)\": 1, \"\(decomposed)\": 2}").objectValue)
+            XCTAssertEqual(object.count, filler + 2)
+            XCTAssertEqual(object[composed], 1)
+            XCTAssertEqual(object[decomposed], 2)
+        }
+        XCTAssertTrue(rejection("{\"\(composed)\": 1, \"\(composed)\": 2}").contains("appears twice"))
+    }
+
     func testDepthLimit() throws {
         let deepest = String(repeating: "[", count: 512) + String(repeating: "]", count: 512)
         XCTAssertNoThrow(try parse(deepest))
