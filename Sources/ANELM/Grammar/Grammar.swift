@@ -63,6 +63,13 @@ public struct Grammar: Sendable {
     let ruleNames: [String]
     let byteSets: [ByteSet]
     let root: Int32
+    /// Bounded repetitions as chains of equal blocks: per chain, where the block with r blocks left (itself
+    /// included) starts (`repetitionStarts[c][r]`; index 0 unused). Per element position: its chain (-1: none)
+    /// and how many blocks are left there. A token of at most U bytes cannot tell r > U from r = U + 1 blocks
+    /// left, which is what lets masks be shared (`canonicalPosition`).
+    let repetitionStarts: [[Int32]]
+    let repetitionChain: [Int32]
+    let repetitionLeft: [Int32]
     /// The GBNF text this grammar was made from.
     public let source: String
 
@@ -77,8 +84,24 @@ public struct Grammar: Sendable {
         ruleNames = compiler.names
         byteSets = compiler.byteSets
         root = compiler.rootId
+        repetitionStarts = compiler.repetitionStarts
+        repetitionChain = compiler.repetitionChain
+        repetitionLeft = compiler.repetitionLeft
         source = gbnf
         try refuseLeftRecursion()
+    }
+
+    /// `position` moved, inside a bounded repetition with more than `limit` blocks left, to the same place in the
+    /// block with `limit` left (≥ 2). The stack after it is the same, so for any byte string shorter than `limit`,
+    /// whether it can be consumed is the same: it can finish fewer than `limit` nonempty blocks, and blocks that
+    /// match the empty text can be skipped in either chain.
+    @inline(__always) func canonicalPosition(_ position: Int32, limit: Int32) -> Int32 {
+        let chain = repetitionChain[Int(position)]
+        if chain < 0 { return position }
+        let left = repetitionLeft[Int(position)]
+        if left <= limit { return position }
+        let starts = repetitionStarts[Int(chain)]
+        return starts[Int(limit)] + (position - starts[Int(left)])
     }
 
     /// Whether all of `text` matches the grammar.
@@ -182,6 +205,13 @@ struct GrammarCompiler {
     private(set) var elements: [GrammarElement] = []
     private(set) var alternatives: [[Int32]] = []
     private(set) var rootId: Int32 = 0
+    /// Bounded repetitions, recorded while compiling: a rule holding `count` copies of a block (the minimum), and
+    /// chains of rules `tail_r ::= block tail_(r-1) | ε` (the optional part, rule ids for r = 1, 2, …).
+    private var copyRuns: [(rule: Int32, blockLength: Int, count: Int)] = []
+    private var tailChains: [(rules: [Int32], blockLength: Int)] = []
+    private(set) var repetitionStarts: [[Int32]] = []
+    private(set) var repetitionChain: [Int32] = []
+    private(set) var repetitionLeft: [Int32] = []
 
     init(_ definitions: [GrammarRuleDefinition]) throws {
         self.definitions = definitions
@@ -209,6 +239,27 @@ struct GrammarCompiler {
                 elements.append(.end)
             }
             alternatives.append(starts)
+        }
+        repetitionChain = [Int32](repeating: -1, count: elements.count)
+        repetitionLeft = [Int32](repeating: 0, count: elements.count)
+        // A block's positions, including the call of the next tail rule (a return address can point at it).
+        func mark(_ starts: [Int32], blockLength: Int, extra: (Int) -> Int) {
+            let chain = Int32(repetitionStarts.count)
+            repetitionStarts.append(starts)
+            for left in 1..<starts.count {
+                for position in Int(starts[left])..<(Int(starts[left]) + blockLength + extra(left)) {
+                    repetitionChain[position] = chain
+                    repetitionLeft[position] = Int32(left)
+                }
+            }
+        }
+        for run in copyRuns {
+            let start = alternatives[Int(run.rule)][0]
+            let starts = [-1] + (1...run.count).map { start + Int32((run.count - $0) * run.blockLength) }
+            mark(starts, blockLength: run.blockLength) { _ in 0 }
+        }
+        for chain in tailChains {
+            mark([-1] + chain.rules.map { alternatives[Int($0)][0] }, blockLength: chain.blockLength) { $0 >= 2 ? 1 : 0 }
         }
     }
 
@@ -247,24 +298,44 @@ struct GrammarCompiler {
             out.append(.rule(id))
         case .repetition(let item, let min, let max):
             let once = try compileSequence(item, owner: owner)
-            for _ in 0..<min { out.append(contentsOf: once) }
+            var after: [GrammarElement] = []
             if let max {
                 // (item (item (…)?)?)? nested max - min deep, so every count in between has exactly one parse.
-                guard max > min else { return }
                 var tail: Int32? = nil
+                var chain: [Int32] = []
                 for _ in 0..<(max - min) {
                     let body = once + (tail.map { [GrammarElement.rule($0)] } ?? [])
-                    tail = try newRule(owner: owner, [body, []])
+                    let id = try newRule(owner: owner, [body, []])
+                    tail = id
+                    chain.append(id)
                 }
-                if let tail { out.append(.rule(tail)) }
+                if let tail { after = [.rule(tail)] }
+                if chain.count > 2 && !once.isEmpty { tailChains.append((chain, once.count)) }
+            }
+            if min > 2 && !once.isEmpty {
+                // The copies in a rule of their own, so that their positions are one block after another.
+                let body = (0..<min).flatMap { _ in once } + after
+                let run = try newRule(owner: owner, [body])
+                copyRuns.append((run, once.count, min))
+                out.append(.rule(run))
+                if max == nil { out.append(.rule(try star(once, owner: owner))) }
+                return
+            }
+            for _ in 0..<min { out.append(contentsOf: once) }
+            if max != nil {
+                out.append(contentsOf: after)
             } else {
-                // star ::= item star | ε — right recursion: the stack does not grow with the count.
-                let id = Int32(names.count)
-                names.append("\(owner)-\(names.count)")
-                bodies.append([once + [.rule(id)], []])
-                out.append(.rule(id))
+                out.append(.rule(try star(once, owner: owner)))
             }
         }
+    }
+
+    /// star ::= item star | ε — right recursion: the stack does not grow with the count.
+    private mutating func star(_ once: [GrammarElement], owner: String) throws -> Int32 {
+        let id = Int32(names.count)
+        names.append("\(owner)-\(names.count)")
+        bodies.append([once + [.rule(id)], []])
+        return id
     }
 
     private mutating func newRule(owner: String, _ body: [[GrammarElement]]) throws -> Int32 {

@@ -105,6 +105,30 @@ final class GrammarMatcher {
         transitions = []
     }
 
+    private var canonicalIds: [Int64: Int32] = [:]
+
+    /// The stack `id` with every bounded repetition that has more than `limit` blocks left moved to the block with
+    /// `limit` left (`Grammar.canonicalPosition`): the same tokens of fewer than `limit` bytes are allowed from
+    /// both, so masks of such tokens can be shared (inside `"x"{0,40}` every position is another stack).
+    func canonical(_ id: Int32, limit: Int32) -> Int32 {
+        if id == Self.complete { return id }
+        let key = Int64(id) << 20 | Int64(limit)
+        if let known = canonicalIds[key] { return known }
+        // Down to the bottom, then rebuilt from it (stacks can be deep: no recursion).
+        var chain: [Int32] = []
+        var node = id
+        while node != Self.complete {
+            chain.append(node)
+            node = nodeBelow[Int(node)]
+        }
+        var below = Self.complete
+        for old in chain.reversed() {
+            below = self.node(grammar.canonicalPosition(nodePosition[Int(old)], limit: limit), below)
+        }
+        canonicalIds[key] = below
+        return below
+    }
+
     /// The stacks after `bytes` from the start.
     func matchState(_ bytes: [UInt8]) -> [Int32] { advance(initialStacks, bytes: bytes) }
 
