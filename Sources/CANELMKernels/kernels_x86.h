@@ -442,13 +442,17 @@ static inline float scalar_bf16(uint16_t v) {
     return f;
 }
 
-// Four activation rows against one float weight row: each 8 weights are loaded and converted once
-// for the four. Two accumulators per row over alternating steps: one chain per row would wait out the
-// FMA latency (4 cycles) and run at half the FMA throughput.
-#define DEFINE_DOT4_FLOAT(NAME, TYPE, LOAD8, SCALAR)                                                             \
+// N activation rows against one float weight row: each 8 weights are loaded and converted once for the
+// N. Two accumulators per row over alternating steps: one chain per row would wait out the FMA latency
+// (4 cycles) and run at half the FMA throughput. f32 weights use it for one row too (N = 1), and their
+// tile is four-token calls (below): a row's sum then has one order whichever kernel computes it, so on
+// the reference precision a batched pass equals one pass per sequence bit for bit (the NEON kernels have
+// one order by construction). Two chains of f32 still stream ~16 bytes a cycle, above a core's share of
+// memory bandwidth.
+#define DEFINE_DOTN_FLOAT(NAME, N, TYPE, LOAD8, SCALAR)                                                          \
     KERNEL static void NAME(const TYPE *w, const float *x, long cols, float *out) {                              \
-        __m256 acc[4], acc2[4];                                                                                  \
-        for (int i = 0; i < 4; i++) {                                                                            \
+        __m256 acc[N], acc2[N];                                                                                  \
+        for (int i = 0; i < N; i++) {                                                                            \
             acc[i] = _mm256_setzero_ps();                                                                        \
             acc2[i] = _mm256_setzero_ps();                                                                       \
         }                                                                                                        \
@@ -456,16 +460,16 @@ static inline float scalar_bf16(uint16_t v) {
         for (; c + 2 * 8 <= cols; c += 2 * 8) {                                                                  \
             prefetch_ahead((const uint8_t *)(w + c));                                                            \
             __m256 w0 = LOAD8(w + c), w1 = LOAD8(w + c + 8);                                                     \
-            for (int i = 0; i < 4; i++) {                                                                        \
+            for (int i = 0; i < N; i++) {                                                                        \
                 acc[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * cols + c), acc[i]);                         \
                 acc2[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i * cols + c + 8), acc2[i]);                   \
             }                                                                                                    \
         }                                                                                                        \
         for (; c + 8 <= cols; c += 8) {                                                                          \
             __m256 wv = LOAD8(w + c);                                                                            \
-            for (int i = 0; i < 4; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * cols + c), acc[i]); \
+            for (int i = 0; i < N; i++) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i * cols + c), acc[i]); \
         }                                                                                                        \
-        for (int i = 0; i < 4; i++) {                                                                            \
+        for (int i = 0; i < N; i++) {                                                                            \
             float s = hsum(_mm256_add_ps(acc[i], acc2[i]));                                                      \
             for (long k = c; k < cols; k++) s += SCALAR(w[k]) * x[i * cols + k];                                 \
             out[i] = s;                                                                                          \
@@ -491,12 +495,12 @@ static inline float scalar_bf16(uint16_t v) {
         *out = s;                                                                                                               \
     }
 
-DEFINE_DOT1_FLOAT(dot_f32, float, load8_f32, scalar_f32)
+DEFINE_DOTN_FLOAT(dot_f32, 1, float, load8_f32, scalar_f32)
 DEFINE_DOT1_FLOAT(dot_f16, uint16_t, load8_f16, anelm_f16_to_f32)
 DEFINE_DOT1_FLOAT(dot_bf16, uint16_t, load8_bf16, scalar_bf16)
-DEFINE_DOT4_FLOAT(dot4_f32, float, load8_f32, scalar_f32)
-DEFINE_DOT4_FLOAT(dot4_f16, uint16_t, load8_f16, anelm_f16_to_f32)
-DEFINE_DOT4_FLOAT(dot4_bf16, uint16_t, load8_bf16, scalar_bf16)
+DEFINE_DOTN_FLOAT(dot4_f32, 4, float, load8_f32, scalar_f32)
+DEFINE_DOTN_FLOAT(dot4_f16, 4, uint16_t, load8_f16, anelm_f16_to_f32)
+DEFINE_DOTN_FLOAT(dot4_bf16, 4, uint16_t, load8_bf16, scalar_bf16)
 
 // TILE_ROWS float weight rows against four activation rows (prefill), 4·TILE_ROWS accumulators: each
 // activation vector is loaded once for all the rows and each weight vector once for the four tokens.
@@ -510,7 +514,6 @@ typedef __m512 tile_vec;
 #define tile_fmadd _mm512_fmadd_ps
 #define tile_load_x _mm512_loadu_ps
 #define tile_sum _mm512_reduce_add_ps
-KERNEL static inline __m512 tile_load_f32(const float *p) { return _mm512_loadu_ps(p); }
 KERNEL static inline __m512 tile_load_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 KERNEL static inline __m512 tile_load_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
@@ -522,7 +525,6 @@ typedef __m256 tile_vec;
 #define tile_fmadd _mm256_fmadd_ps
 #define tile_load_x _mm256_loadu_ps
 #define tile_sum hsum
-#define tile_load_f32 load8_f32
 #define tile_load_f16 load8_f16
 #define tile_load_bf16 load8_bf16
 #endif
@@ -551,7 +553,10 @@ typedef __m256 tile_vec;
             }                                                                                               \
     }
 
-DEFINE_TILE4_FLOAT(tile4_f32, float, tile_load_f32, scalar_f32)
+// f32: four-token calls per row, so that a row's sum has the dot kernels' order (see DEFINE_DOTN_FLOAT).
+KERNEL static inline void tile4_f32(const float *w, size_t row_bytes, const float *x, long cols, float *out) {
+    for (int k = 0; k < TILE_ROWS; k++) dot4_f32((const float *)((const uint8_t *)w + k * row_bytes), x, cols, out + 4 * k);
+}
 DEFINE_TILE4_FLOAT(tile4_f16, uint16_t, tile_load_f16, anelm_f16_to_f32)
 DEFINE_TILE4_FLOAT(tile4_bf16, uint16_t, tile_load_bf16, scalar_bf16)
 #define FLOAT_TILE_KERNELS 1

@@ -114,12 +114,14 @@ final class BatchedForwardTests: XCTestCase {
 
 extension BatchedForwardTests {
     /// xLSTM batches its recurrent states: prompts longer and shorter than a chunk, decoding next to prefill.
+    /// Bit for bit: the cell runs per sequence as it does alone, and the f32 weight kernels sum a row in one
+    /// order whatever the number of rows (1.0e-5 on an AVX2 machine before they did, over the 1e-5 bound).
     func testXLSTMRecurrentStatesF32() throws {
         for name in ["tiny-xlstm", "tiny-xlstm-fused", "tiny-xlstm-odd", "tiny-xlstm-capped"] {
             let loaded = try ModelLoader.load(fixture(name), options: LoadOptions(precision: .f32, threads: 2))
             let v = loaded.model.vocabularySize
-            XCTAssertLessThanOrEqual(try compare(loaded.model, schedule: mixedSchedule(vocabulary: v)), 1e-5, name)
-            XCTAssertLessThanOrEqual(try compare(loaded.model, schedule: mixedSchedule(vocabulary: v), allPositions: true), 1e-5, name)
+            XCTAssertEqual(try compare(loaded.model, schedule: mixedSchedule(vocabulary: v)), 0, name)
+            XCTAssertEqual(try compare(loaded.model, schedule: mixedSchedule(vocabulary: v), allPositions: true), 0, name)
         }
     }
 }
