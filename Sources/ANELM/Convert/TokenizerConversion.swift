@@ -1,11 +1,11 @@
 import Foundation
 
 /// The tokenizer moved between formats: tokenizer.json (+ tokenizer_config.json) to GGUF's `tokenizer.*` keys the
-/// way llama.cpp's converter writes them for a byte-level BPE vocabulary, and back. (`GGUFTokenizerData` reads
-/// those keys; this writes them.)
+/// way llama.cpp's converter writes them for a byte-level BPE vocabulary or Gemma's SentencePiece one, and back.
+/// (`GGUFTokenizerData` reads those keys; this writes them.)
 enum TokenizerConversion {
     // llama.cpp's token types (gguf-py `TokenType`).
-    static let normal: Int32 = 1, control: Int32 = 3, userDefined: Int32 = 4, unused: Int32 = 5
+    static let normal: Int32 = 1, unknown: Int32 = 2, control: Int32 = 3, userDefined: Int32 = 4, unused: Int32 = 5, byte: Int32 = 6
 
     /// `tokenizer.ggml.*` and `tokenizer.chat_template` from a Hugging Face folder with a byte-level BPE tokenizer.
     static func ggufMetadata(_ folder: HFModelFolder, vocabularySize: Int) throws -> [(key: String, value: GGUFEncodedValue)] {
@@ -13,8 +13,8 @@ enum TokenizerConversion {
         guard let root = try JSONValue.parse(data, source: "tokenizer.json").objectValue, let model = root["model"]?.objectValue else {
             throw ANELMError("tokenizer.json has no model section")
         }
-        guard model["byte_fallback"]?.boolValue != true else {
-            throw ANELMError("converting a SentencePiece-style tokenizer.json (BPE with byte fallback, as Gemma's) to GGUF is not supported yet")
+        if model["byte_fallback"]?.boolValue == true {
+            return try sentencePieceMetadata(folder, root: root, model: model, vocabularySize: vocabularySize)
         }
         guard model["type"]?.stringValue == "BPE", let vocab = model["vocab"]?.objectValue else {
             throw ANELMError("converting a \(model["type"]?.stringValue ?? "?") tokenizer to GGUF is not supported yet (byte-level BPE is)")
@@ -75,6 +75,148 @@ enum TokenizerConversion {
         return keys
     }
 
+    /// `tokenizer.*` keys for Gemma's tokenizer.json (BPE with byte fallback over a SentencePiece vocabulary) as
+    /// llama.cpp's `_set_vocab_sentencepiece` writes them from the tokenizer.model beside it: model "llama", pre
+    /// "default", every id below config.json's `vocab_size` (ids past it dropped, missing ones `[PADn]`, unused,
+    /// -10000), added tokens control (special, or looking special) or user-defined ("▁" back to " "), score -1000,
+    /// `<0xXX>` byte tokens score 0. SentencePiece scores its learned pieces -(rank) in training order; tokenizer.json
+    /// keeps only that order, so a normal piece scores minus the number of normal pieces before it. Gemma 3's own
+    /// model numbers its single characters 31 further down (a gap tokenizer.json does not record); a single character
+    /// is never the result of a merge, so its score decides no tokenization.
+    private static func sentencePieceMetadata(_ folder: HFModelFolder, root: JSONObject, model: JSONObject, vocabularySize: Int) throws
+        -> [(key: String, value: GGUFEncodedValue)]
+    {
+        let modelType = folder.config["model_type"]?.stringValue ?? "?"
+        guard modelType.hasPrefix("gemma") else {
+            throw ANELMError("converting a SentencePiece-style tokenizer.json (BPE with byte fallback) to GGUF is supported for Gemma only, not \(quoted(modelType))")
+        }
+        guard model["type"]?.stringValue == "BPE" else { throw ANELMError("tokenizer.json: a byte-fallback tokenizer must be BPE, not \(model["type"]?.stringValue ?? "?")") }
+        guard let vocab = model["vocab"]?.objectValue else { throw ANELMError("tokenizer.json: the byte-fallback BPE model has no vocab") }
+        guard !prefixesSpace(root) else {
+            throw ANELMError("tokenizer.json puts \"▁\" before the text (a Llama-style SentencePiece tokenizer); only Gemma's, which does not, converts to GGUF")
+        }
+        var tokenById: [Int: String] = [:]
+        for (token, id) in vocab {
+            guard let id = id.integerValue, id >= 0 else { throw ANELMError("tokenizer.json: token \(quoted(token)) has a bad id") }
+            guard tokenById.updateValue(token, forKey: id) == nil else { throw ANELMError("tokenizer.json: two tokens have the id \(id)") }
+        }
+        // tokenizer.json's added tokens, then tokenizer_config.json's added_tokens_decoder (the one llama.cpp reads).
+        var added: [Int: (content: String, special: Bool)] = [:]
+        var addedIdByContent: Vocabulary = [:]
+        for entry in root["added_tokens"]?.arrayValue ?? [] {
+            guard let id = entry["id"]?.integerValue, id >= 0, let content = entry["content"]?.stringValue else {
+                throw ANELMError("tokenizer.json: an added token lacks its id or content")
+            }
+            added[id] = (content, entry["special"]?.boolValue ?? false)
+            if addedIdByContent[content] == nil { addedIdByContent[content] = id }
+        }
+        let config = try folder.tokenizerConfigData.map { try JSONValue.parse($0, source: "tokenizer_config.json") }
+        for (key, entry) in config?["added_tokens_decoder"]?.objectValue ?? JSONObject() {
+            guard let id = Int(key), id >= 0, let content = entry["content"]?.stringValue else {
+                throw ANELMError("tokenizer_config.json: added_tokens_decoder entry \(quoted(key)) lacks a numeric id or its content")
+            }
+            added[id] = (content, entry["special"]?.boolValue ?? false)
+        }
+        let count = vocabularySize > 0 ? vocabularySize : max(tokenById.keys.max() ?? -1, added.keys.max() ?? -1) + 1
+        guard count > 0 else { throw ANELMError("tokenizer.json: the vocabulary is empty") }
+        // Byte fallback spells an unknown character as its UTF-8 bytes; llama.cpp looks each one up.
+        let byteTokens = (0..<256).map { "<0x" + String(format: "%02X", $0) + ">" }
+        var vocabIds: Vocabulary = [:]
+        for (id, token) in tokenById { vocabIds[token] = id }
+        if let missing = byteTokens.first(where: { vocabIds[$0].map { $0 >= count } ?? true }) {
+            throw ANELMError("tokenizer.json: byte fallback needs the 256 byte tokens <0x00>…<0xFF> in the vocabulary; \(missing) is missing")
+        }
+        let isByte = Set(byteTokens.compactMap { vocabIds[$0] })
+        let unknownToken = model["unk_token"]?.stringValue
+        var tokens = (0..<count).map { "[PAD\($0)]" }
+        var scores = [Float](repeating: -10000, count: count)
+        var types = [Int32](repeating: unused, count: count)
+        var normalRank = 0
+        for id in 0..<count {
+            if case let (content, special)? = added[id] {
+                let control = special || looksSpecial(content)
+                tokens[id] = control ? content : content.replacingOccurrences(of: "\u{2581}", with: " ")
+                types[id] = control ? Self.control : userDefined
+                scores[id] = -1000
+            } else if let token = tokenById[id] {
+                tokens[id] = token
+                if isByte.contains(id) {
+                    (types[id], scores[id]) = (byte, 0)
+                } else if token == unknownToken {
+                    (types[id], scores[id]) = (unknown, 0)
+                } else {
+                    (types[id], scores[id]) = (normal, -Float(normalRank))
+                    normalRank += 1
+                }
+            }
+        }
+        var keys: [(key: String, value: GGUFEncodedValue)] = [
+            ("tokenizer.ggml.model", .string("llama")), ("tokenizer.ggml.pre", .string("default")), ("tokenizer.ggml.tokens", .strings(tokens)),
+            ("tokenizer.ggml.scores", .float32s(scores)), ("tokenizer.ggml.token_type", .int32s(types)),
+        ]
+        // gguf-py's SpecialVocab: tokenizer_config.json's `<name>_token` found among the added tokens, else config.json's `<name>_token_id`.
+        func content(_ name: String) -> String? { config?["\(name)_token"]?.stringValue ?? config?["\(name)_token"]?["content"]?.stringValue }
+        func specialId(_ name: String) -> Int? {
+            let id = content(name).flatMap { addedIdByContent[$0] } ?? folder.config["\(name)_token_id"]?.integerValue
+            return id.flatMap { (0..<count).contains($0) ? $0 : nil }
+        }
+        for (name, key) in [("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"), ("pad", "padding_token_id")] {
+            if let id = specialId(name) { keys.append(("tokenizer.ggml.\(key)", try .count(id, key: key))) }
+        }
+        var flags = templateFlags(root["post_processor"], bos: content("bos"), eos: content("eos"), sep: content("sep"))
+        for name in ["bos", "eos", "sep"] {
+            guard let value = config?["add_\(name)_token"]?.boolValue else { continue }
+            if let i = flags.firstIndex(where: { $0.name == name }) { flags[i].value = value } else { flags.append((name, value)) }
+        }
+        for (name, value) in flags { keys.append(("tokenizer.ggml.add_\(name)_token", .bool(value))) }
+        if let template = config?["chat_template"]?.stringValue ?? folder.chatTemplateFile { keys.append(("tokenizer.chat_template", .string(template))) }
+        keys.append(("tokenizer.ggml.add_space_prefix", .bool(false)))
+        return keys
+    }
+
+    /// Whether the normalizer or pre-tokenizer puts "▁" before the text (Llama's SentencePiece does, Gemma's not).
+    private static func prefixesSpace(_ root: JSONObject) -> Bool {
+        func steps(_ v: JSONValue?) -> [JSONValue] {
+            guard let v, v != .null else { return [] }
+            return v["normalizers"]?.arrayValue ?? v["pretokenizers"]?.arrayValue ?? [v]
+        }
+        return steps(root["normalizer"]).contains { $0["type"]?.stringValue == "Prepend" }
+            || steps(root["pre_tokenizer"]).contains {
+                $0["type"]?.stringValue == "Metaspace" && ($0["prepend_scheme"]?.stringValue.map { $0 != "never" } ?? ($0["add_prefix_space"]?.boolValue ?? true))
+            }
+    }
+
+    /// llama.cpp's `does_token_look_special`: added tokens it makes control even when not marked special.
+    private static func looksSpecial(_ token: String) -> Bool {
+        ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].contains(token) || (token.hasPrefix("<|") && token.hasSuffix("|>"))
+            || (token.hasPrefix("<｜") && token.hasSuffix("｜>")) || (token.hasPrefix("<unused") && token.hasSuffix(">"))
+    }
+
+    /// add_bos / add_sep / add_eos as gguf-py's SpecialVocab reads them from a TemplateProcessing post-processor
+    /// (its crude parse: a leading special token, a trailing one, the separator between A and B of a pair).
+    private static func templateFlags(_ processor: JSONValue?, bos: String?, eos: String?, sep: String?) -> [(name: String, value: Bool)] {
+        guard processor?["type"]?.stringValue == "TemplateProcessing", let single = processor?["single"]?.arrayValue else { return [] }
+        func special(_ item: JSONValue?) -> String? { item?["SpecialToken"]?["id"]?.stringValue }
+        var flags: [(name: String, value: Bool)] = []
+        var first: String?, last: String?
+        if single.count > 1 {
+            first = special(single.first)
+            if let first { flags.append(("bos", first == bos)) }
+            last = special(single.last)
+            if let last { flags.append(("eos", last == eos)) }
+        }
+        guard var pair = processor?["pair"]?.arrayValue, !pair.isEmpty else { return flags }
+        if first != nil, special(pair.first) == first { pair.removeFirst() }
+        if last != nil, !pair.isEmpty, special(pair.last) == last { pair.removeLast() }
+        guard pair.count > 2, pair.first?["Sequence"]?["id"]?.stringValue == "A", pair.last?["Sequence"]?["id"]?.stringValue == "B" else { return flags }
+        let middle = Array(pair.dropFirst().dropLast())
+        let separators = [sep, eos].compactMap { $0 }
+        var addSep = special(middle.first).map { separators.contains($0) && last == nil } ?? false
+        if middle.count == 2, let second = special(middle[1]), separators.contains(second) { addSep = true }
+        flags.append(("sep", addSep))
+        return flags
+    }
+
     /// Whether a TemplateProcessing post-processor starts a single sequence with `token` (how BOS is added).
     private static func postProcessorAddsFirst(_ processor: JSONValue?, token: String?) -> Bool {
         guard let token, processor?["type"]?.stringValue == "TemplateProcessing", let first = processor?["single"]?.arrayValue?.first else { return false }
@@ -119,6 +261,8 @@ enum TokenizerConversion {
         if let bosToken { config["bos_token"] = .string(bosToken) }
         if let eosToken { config["eos_token"] = .string(eosToken) }
         if let pad = data.padTokenId, data.tokens.indices.contains(pad) { config["pad_token"] = .string(data.tokens[pad]) }
+        if let unk = data.unknownTokenId, data.tokens.indices.contains(unk) { config["unk_token"] = .string(data.tokens[unk]) }
+        if let addEos = data.addEosToken { config["add_eos_token"] = .bool(addEos) }
         if let template = data.chatTemplate { config["chat_template"] = .string(template) }
         var generation: JSONObject = [:]
         if let bos = data.bosTokenId { generation["bos_token_id"] = .int(bos) }
@@ -150,35 +294,29 @@ enum TokenizerConversion {
     /// Gemma's SentencePiece vocabulary as `Tokenizer(gemmaGGUF:)` reads it (what transformers' GGUF loader builds):
     /// BPE with byte fallback, " " → "▁", merges implied by the vocabulary order, control tokens special.
     private static func gemmaTokenizerJSON(_ data: GGUFTokenizerData) -> JSONValue {
-        // Tokens of only whitespace with a space in them are stored with real spaces; GemmaTokenizer spells them "▁".
-        let spelled = data.tokens.map { token -> String in
-            let scalars = token.unicodeScalars
-            guard scalars.contains(" "), scalars.allSatisfy(SentencePieceMerges.isPythonWhitespace) else { return token }
-            return String(repeating: "\u{2581}", count: scalars.count)
-        }
+        let spelled = data.tokens.map(SentencePieceMerges.gemmaSpelling)
         var ids: Vocabulary = [:]
         ids.reserveCapacity(spelled.count)
         for (id, token) in spelled.enumerated() { ids[token] = id }
-        // In id order. Of distinct tokens that Swift's String equality merges (canonically equivalent spellings, which
-        // a JSON object here cannot hold apart) the first is kept; the others, and merges that use them, are left out.
+        // In id order; canonically equivalent spellings stay apart (JSONObject compares keys exactly).
         var vocab = JSONObject()
-        var dropped = Set<Int32>()
-        for (id, token) in spelled.enumerated() where ids[token] == id {
-            if vocab[token] == nil { vocab[token] = .int(id) } else { dropped.insert(Int32(id)) }
-        }
+        for (id, token) in spelled.enumerated() where ids[token] == id { vocab[token] = .int(id) }
         let merges = SentencePieceMerges.fromVocabularyOrder(spelled, vocab: ids).sorted { $0.rank < $1.rank }
-            .filter { !dropped.contains($0.left) && !dropped.contains($0.right) && !dropped.contains($0.merged) }
         var added: [JSONValue] = []
         var seen = Set<Int>()
-        for (id, type) in data.tokenTypes.enumerated() where id < data.tokens.count && (Int32(type) == control || Int32(type) == userDefined) {
-            guard let vocabId = ids[data.tokens[id]], !dropped.contains(Int32(vocabId)), seen.insert(vocabId).inserted else { continue }
-            added.append(addedToken(id: vocabId, content: data.tokens[id], special: Int32(type) == control, normalized: false))
+        // Control and user-defined tokens are added tokens, under the vocabulary's spelling: Gemma's user-defined runs
+        // of spaces ("  "… in the GGUF) as "▁▁"…, as Gemma's own tokenizer.json has them, so that converting back gives
+        // llama.cpp's user-defined "  "…. Not normalized, they match only a literal "▁▁" in the text; runs of spaces
+        // are left to the merges, as transformers and `Tokenizer(gemmaGGUF:)` leave them for the GGUF.
+        for (id, type) in data.tokenTypes.enumerated() where id < spelled.count && (Int32(type) == control || Int32(type) == userDefined) {
+            guard let vocabId = ids[spelled[id]], seen.insert(vocabId).inserted else { continue }
+            added.append(addedToken(id: vocabId, content: spelled[id], special: Int32(type) == control, normalized: false))
         }
         let named = [data.bosTokenId, data.eosTokenId, data.unknownTokenId, data.padTokenId].map { id in
             id.flatMap { data.tokens.indices.contains($0) ? data.tokens[$0] : nil }
         }
         for text in named + ["<mask>"] {
-            guard let text, let vocabId = ids[text], !dropped.contains(Int32(vocabId)), seen.insert(vocabId).inserted else { continue }
+            guard let text, let vocabId = ids[text], seen.insert(vocabId).inserted else { continue }
             added.append(addedToken(id: vocabId, content: text, special: true, normalized: false))
         }
         var postProcessor: JSONValue = nil

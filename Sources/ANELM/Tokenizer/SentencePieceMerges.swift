@@ -77,6 +77,16 @@ enum SentencePieceMerges {
 
     private static let multiplier: UInt64 = 0x100_0000_01B3
 
+    /// A Gemma GGUF token as GemmaTokenizer spells it, for both `Tokenizer(gemmaGGUF:)` and the tokenizer.json
+    /// `anelm convert` writes: tokens of only whitespace with a space in them (llama.cpp stores Gemma's user-defined
+    /// "▁▁", "▁▁▁", … with real spaces) become that many "▁" (transformers' GGUF `gemma_tokenizer`:
+    /// `"▁" * len(t) if " " in t and not t.strip()`); every other token is unchanged.
+    static func gemmaSpelling(_ token: String) -> String {
+        let scalars = token.unicodeScalars
+        guard scalars.contains(" "), scalars.allSatisfy(isPythonWhitespace) else { return token }
+        return String(repeating: "\u{2581}", count: scalars.count)
+    }
+
     /// Python's `str.isspace()`, which decides which tokens transformers respells with "▁".
     static func isPythonWhitespace(_ scalar: Unicode.Scalar) -> Bool {
         scalar.properties.isWhitespace || (0x1C...0x1F).contains(scalar.value)

@@ -457,12 +457,7 @@ public final class Tokenizer: @unchecked Sendable {
         guard gguf.merges.isEmpty else {
             throw ANELMError("unsupported Gemma GGUF tokenizer with tokenizer.ggml.merges (expected merges implied by the vocabulary)")
         }
-        // Tokens of only whitespace with a space in them are stored with real spaces; GemmaTokenizer spells them "▁".
-        let spelled = gguf.tokens.map { token -> String in
-            let scalars = token.unicodeScalars
-            guard scalars.contains(" "), scalars.allSatisfy(SentencePieceMerges.isPythonWhitespace) else { return token }
-            return String(repeating: "\u{2581}", count: scalars.count)
-        }
+        let spelled = gguf.tokens.map(SentencePieceMerges.gemmaSpelling)
         var vocab: Vocabulary = [:]
         vocab.reserveCapacity(spelled.count)
         for (id, token) in spelled.enumerated() { vocab[token] = id }

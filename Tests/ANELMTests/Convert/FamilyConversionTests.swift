@@ -125,9 +125,9 @@ final class FamilyConversionTests: XCTestCase {
         }
     }
 
-    /// The real Gemma 3 270M (Q4_K_M GGUF) to a folder: the same tokens, logits and greedy continuations. Back to a GGUF
-    /// is refused for now, naming why: its SentencePiece tokenizer has no GGUF writer yet.
-    func testGemma3_270mToFolder() throws {
+    /// The real Gemma 3 270M (Q4_K_M GGUF) to a folder and back to a GGUF: the same tokens, logits and greedy
+    /// continuations at each step; the round-tripped GGUF's tokenizer keys are llama.cpp's, equal to the original's.
+    func testGemma3_270mToFolderAndBack() throws {
         guard let path = gemmaModelPath() else {
             print("skipped: Gemma 3 270M is not installed (scripts/fetch-gemma3)")
             throw XCTSkip("Gemma 3 270M not installed (scripts/fetch-gemma3)")
@@ -154,9 +154,85 @@ final class FamilyConversionTests: XCTestCase {
         XCTAssertLessThanOrEqual(worst, 1e-5)
         try checkReferenceExact("gemma-3-270m", modelPath: folder)
 
+        // Back to a GGUF (f32, so the weights are the folder's exactly).
         let back = scratch("gemma-3-270m-back.gguf")
-        XCTAssertThrowsError(try Converter.convert(model: folder, output: back, type: .q8_0)) { error in
-            XCTAssertTrue("\(error)".contains("SentencePiece"), "\(error)")
+        try Converter.convert(model: folder, output: back, type: .f32)
+        let originalFile = try GGUFFile(path: path), backFile = try GGUFFile(path: back)
+        let tokenizerKeys = { (file: GGUFFile) in file.metadataKeys.filter { $0.hasPrefix("tokenizer.") } }
+        XCTAssertEqual(tokenizerKeys(backFile), tokenizerKeys(originalFile))
+        for key in tokenizerKeys(originalFile) { XCTAssertEqual(typeId(backFile, key), typeId(originalFile, key), key) }
+        let a = try GGUFTokenizerData(originalFile), b = try GGUFTokenizerData(backFile)
+        XCTAssertEqual(b.model, a.model)
+        XCTAssertEqual(b.preTokenizer, a.preTokenizer)
+        XCTAssertEqual(b.tokens.count, a.tokens.count)
+        let differentTokens = zip(a.tokens, b.tokens).filter { !$0.utf8.elementsEqual($1.utf8) }.count  // exact bytes
+        XCTAssertEqual(differentTokens, 0)
+        XCTAssertEqual(b.tokenTypes, a.tokenTypes)
+        XCTAssertEqual([b.bosTokenId, b.eosTokenId, b.unknownTokenId, b.padTokenId], [a.bosTokenId, a.eosTokenId, a.unknownTokenId, a.padTokenId])
+        XCTAssertEqual([b.addBosToken, b.addEosToken, b.addSpacePrefix], [a.addBosToken, a.addEosToken, a.addSpacePrefix])
+        XCTAssertEqual(backFile.bool("tokenizer.ggml.add_sep_token"), originalFile.bool("tokenizer.ggml.add_sep_token"))
+        XCTAssertEqual(b.chatTemplate, a.chatTemplate)
+        // Scores: equal bit for bit except on single characters, which Gemma's SentencePiece model numbers 31 further
+        // down than tokenizer.json's order can tell (see TokenizerConversion); merges only ever make longer pieces.
+        let aScores = try XCTUnwrap(a.scores), bScores = try XCTUnwrap(b.scores)
+        XCTAssertEqual(bScores.count, aScores.count)
+        let differentScores = aScores.indices.filter { aScores[$0].bitPattern != bScores[$0].bitPattern }
+        XCTAssertEqual(differentScores.filter { a.tokenTypes[$0] != 1 || a.tokens[$0].unicodeScalars.count != 1 }, [])
+        XCTAssertEqual(Set(differentScores.map { bScores[$0] - aScores[$0] }), differentScores.isEmpty ? [] : [31])
+        print("gemma3 270m back to GGUF: \(a.tokens.count) tokens, types and special ids equal; scores differ on \(differentScores.count) single characters (by 31)")
+
+        let returned = try ModelLoader.load(back, options: LoadOptions(precision: .f32))
+        XCTAssertEqual(returned.tokenizer.encode(text), original.tokenizer.encode(text))
+        // The folder's tokenizer.json, the GGUF written from it and the original GGUF split these alike: runs of spaces
+        // (Gemma's user-defined 138–167, and longer runs than the longest of them), of tabs and newlines, emoji, and
+        // characters only byte fallback spells. (Not a literal "▁▁" in the text: tokenizer.json's added token "▁▁"
+        // matches it whole, as in Gemma's own tokenizer.json, where the GGUF, like transformers', leaves it to the merges.)
+        let texts = [
+            "  two", "a   b    c     d", String(repeating: " ", count: 31) + "x" + String(repeating: " ", count: 40), " \n \n",
+            "\t\tindented\n\t\t\tmore\n\n\n\nend", "mixed \t \n\t  \r\n  ", "emoji 😀 👍🏽 👨\u{200D}👩\u{200D}👧 🏳️\u{200D}🌈 🇫🇷",
+            "private \u{E000}\u{F0001}\u{10FFFD} tags \u{E0041}\u{E007F} nul \u{0}\u{1}", "one ▁ literal block",
+            "<start_of_turn>user\n  code:\n    for i in x:\n\t\tpass<end_of_turn>\n",
+        ]
+        var whitespaceRuns = Set<Int>(), byteTokens = 0
+        for text in texts {
+            let reference = original.tokenizer.encode(text)
+            XCTAssertEqual(converted.tokenizer.encode(text), reference, "tokenizer.json: \(text.debugDescription)")
+            XCTAssertEqual(returned.tokenizer.encode(text), reference, "GGUF from the folder: \(text.debugDescription)")
+            whitespaceRuns.formUnion(reference.filter { (138...167).contains($0) })
+            byteTokens += reference.filter { a.tokenTypes.indices.contains($0) && a.tokenTypes[$0] == 6 }.count
+        }
+        XCTAssertGreaterThanOrEqual(whitespaceRuns.count, 5, "the texts use Gemma's runs of spaces")
+        XCTAssertGreaterThan(byteTokens, 0, "the texts use byte fallback")
+        print("gemma3 270m tokenizer round trip: \(texts.count) texts equal, \(whitespaceRuns.count) space-run tokens, \(byteTokens) byte tokens")
+        var backWorst: Float = 0
+        for c in fixture.cases {
+            XCTAssertEqual(returned.tokenizer.encode(c.text, addSpecialTokens: c.add_special_tokens), c.prompt_ids, "\(c.name): tokenization")
+            let a = try original.model.forward(c.prompt_ids, state: original.model.makeState(), allPositions: false)
+            let b = try returned.model.forward(c.prompt_ids, state: returned.model.makeState(), allPositions: false)
+            backWorst = max(backWorst, maxDifference(a, b))
+            let parameters = GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false)
+            let reference = try original.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens
+            XCTAssertEqual(try returned.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens, reference, "\(c.name): greedy")
+        }
+        print("gemma3 270m folder back to GGUF: \(fixture.cases.count) cases, greedy equal, max last-position logit difference \(backWorst)")
+        XCTAssertLessThanOrEqual(backWorst, 1e-5)
+    }
+
+    /// A Gemma folder whose byte-fallback tokenizer.json lacks what the GGUF needs is refused, naming what is missing.
+    func testGemma3SentencePieceTokenizerRefusals() throws {
+        let cases: [(tokenizer: String, expected: String)] = [
+            (#"{"model": {"type": "BPE", "byte_fallback": true, "merges": []}}"#, "has no vocab"),
+            (#"{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"<unk>": 0, "a": 1}, "merges": []}}"#, "<0x00> is missing"),
+            (#"{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"a": -1}, "merges": []}}"#, "bad id"),
+            (#"{"model": {"type": "Unigram", "byte_fallback": true, "vocab": []}}"#, "must be BPE"),
+            (#"{"normalizer": {"type": "Prepend", "prepend": "▁"}, "model": {"type": "BPE", "byte_fallback": true, "vocab": {}, "merges": []}}"#, "before the text"),
+        ]
+        for (tokenizer, expected) in cases {
+            let folder = try editedCopy(of: "tiny-gemma3") { _ in }
+            try Data(tokenizer.utf8).write(to: URL(fileURLWithPath: folder).appendingPathComponent("tokenizer.json"))
+            XCTAssertThrowsError(try Converter.convert(model: folder, output: scratch("refused.gguf"), type: .f32)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error)")
+            }
         }
     }
 
