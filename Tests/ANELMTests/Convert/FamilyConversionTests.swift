@@ -31,6 +31,22 @@ final class FamilyConversionTests: XCTestCase {
     }
 
     /// A GGUF value's type id (gguf-py `GGUFValueType`).
+    /// `model` against `original` on the fixture's prompts: tokenization and greedy tokens equal; returns the largest
+    /// difference of the last position's logits.
+    func compare(_ model: LoadedModel, with original: LoadedModel, on fixture: ModelFixture) throws -> Float {
+        var worst: Float = 0
+        for c in fixture.cases {
+            XCTAssertEqual(model.tokenizer.encode(c.text, addSpecialTokens: c.add_special_tokens), c.prompt_ids, "\(c.name): tokenization")
+            let a = try original.model.forward(c.prompt_ids, state: original.model.makeState(), allPositions: false)
+            let b = try model.model.forward(c.prompt_ids, state: model.model.makeState(), allPositions: false)
+            worst = max(worst, maxDifference(a, b))
+            let parameters = GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false)
+            let reference = try original.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens
+            XCTAssertEqual(try model.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens, reference, "\(c.name): greedy")
+        }
+        return worst
+    }
+
     func typeId(_ file: GGUFFile, _ key: String) -> UInt32? {
         guard let bytes = file.encodedValue(key)?.bytes, bytes.count >= 4 else { return nil }
         return bytes.prefix(4).enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
@@ -140,16 +156,7 @@ final class FamilyConversionTests: XCTestCase {
         let text = "Hello world! 123 <start_of_turn>user ünïcode  two  spaces\n\ttab 日本語"
         XCTAssertEqual(converted.tokenizer.encode(text), original.tokenizer.encode(text))
         XCTAssertEqual(converted.chatTemplate, original.chatTemplate)
-        var worst: Float = 0
-        for c in fixture.cases {
-            XCTAssertEqual(converted.tokenizer.encode(c.text, addSpecialTokens: c.add_special_tokens), c.prompt_ids, "\(c.name): tokenization")
-            let a = try original.model.forward(c.prompt_ids, state: original.model.makeState(), allPositions: false)
-            let b = try converted.model.forward(c.prompt_ids, state: converted.model.makeState(), allPositions: false)
-            worst = max(worst, maxDifference(a, b))
-            let parameters = GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false)
-            let reference = try original.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens
-            XCTAssertEqual(try converted.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens, reference, "\(c.name): greedy")
-        }
+        let worst = try compare(converted, with: original, on: fixture)
         print("gemma3 270m to folder: \(fixture.cases.count) cases, greedy equal, max last-position logit difference \(worst)")
         XCTAssertLessThanOrEqual(worst, 1e-5)
         try checkReferenceExact("gemma-3-270m", modelPath: folder)
@@ -204,16 +211,7 @@ final class FamilyConversionTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(whitespaceRuns.count, 5, "the texts use Gemma's runs of spaces")
         XCTAssertGreaterThan(byteTokens, 0, "the texts use byte fallback")
         print("gemma3 270m tokenizer round trip: \(texts.count) texts equal, \(whitespaceRuns.count) space-run tokens, \(byteTokens) byte tokens")
-        var backWorst: Float = 0
-        for c in fixture.cases {
-            XCTAssertEqual(returned.tokenizer.encode(c.text, addSpecialTokens: c.add_special_tokens), c.prompt_ids, "\(c.name): tokenization")
-            let a = try original.model.forward(c.prompt_ids, state: original.model.makeState(), allPositions: false)
-            let b = try returned.model.forward(c.prompt_ids, state: returned.model.makeState(), allPositions: false)
-            backWorst = max(backWorst, maxDifference(a, b))
-            let parameters = GenerationParameters(maxTokens: c.greedy.max_new_tokens, stopAtEndOfSequence: false)
-            let reference = try original.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens
-            XCTAssertEqual(try returned.makeSession().generate(prompt: c.prompt_ids, parameters: parameters).tokens, reference, "\(c.name): greedy")
-        }
+        let backWorst = try compare(returned, with: original, on: fixture)
         print("gemma3 270m folder back to GGUF: \(fixture.cases.count) cases, greedy equal, max last-position logit difference \(backWorst)")
         XCTAssertLessThanOrEqual(backWorst, 1e-5)
     }

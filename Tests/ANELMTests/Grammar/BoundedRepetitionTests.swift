@@ -59,19 +59,13 @@ final class BoundedRepetitionTests: XCTestCase {
                         let mask = constraint.allowedTokens()
                         XCTAssertEqual(mask, constraint.allowedTokensOneByOne(), "template \(template) {\(m),\(n)} step \(step)")
                         checked += 1
-                        var allowed = (0..<vocabulary.vocabularySize).filter { mask[$0 >> 6] >> UInt64($0 & 63) & 1 == 1 }
+                        var allowed = allowedIds(mask, vocabulary.vocabularySize)
                         // Mostly short tokens, so walks reach positions near the bounds.
                         if random.next() % 2 == 0 {
                             let short = allowed.filter { $0 != 0 && tokens[$0].count <= 2 }
                             if !short.isEmpty { allowed = short }
                         }
-                        guard !allowed.isEmpty else { break }
-                        let token = allowed[Int(random.next() % UInt64(allowed.count))]
-                        if token == 0 {
-                            XCTAssertTrue(constraint.isComplete)
-                            break
-                        }
-                        try constraint.accept(token)
+                        guard try acceptRandomToken(from: allowed, constraint, &random) else { break }
                     }
                 }
             }

@@ -92,14 +92,7 @@ final class GrammarTests: XCTestCase {
                 for _ in 0..<25 {
                     let mask = constraint.allowedTokens()
                     XCTAssertEqual(mask, constraint.allowedTokensOneByOne())
-                    let allowed = (0..<vocabulary.vocabularySize).filter { mask[$0 >> 6] >> UInt64($0 & 63) & 1 == 1 }
-                    guard !allowed.isEmpty else { break }
-                    let token = allowed[Int(random.next() % UInt64(allowed.count))]
-                    if token == 0 {
-                        XCTAssertTrue(constraint.isComplete)
-                        break
-                    }
-                    try constraint.accept(token)
+                    guard try acceptRandomToken(from: allowedIds(mask, vocabulary.vocabularySize), constraint, &random) else { break }
                 }
             }
         }
@@ -256,4 +249,22 @@ final class GrammarTests: XCTestCase {
                     #"{"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"x","title":"T","description":"D","examples":[1],"default":1,"type":"integer"}"#
                         .utf8)))
     }
+}
+
+/// The token ids a mask allows.
+func allowedIds(_ mask: [UInt64], _ vocabularySize: Int) -> [Int] {
+    (0..<vocabularySize).filter { mask[$0 >> 6] >> UInt64($0 & 63) & 1 == 1 }
+}
+
+/// One step of a random walk through a grammar: accepts one of `allowed` (end of sequence, id 0, only where the grammar
+/// is complete). False when the walk is over.
+func acceptRandomToken(from allowed: [Int], _ constraint: GrammarConstraint, _ random: inout SeededGenerator) throws -> Bool {
+    guard !allowed.isEmpty else { return false }
+    let token = allowed[Int(random.next() % UInt64(allowed.count))]
+    if token == 0 {
+        XCTAssertTrue(constraint.isComplete)
+        return false
+    }
+    try constraint.accept(token)
+    return true
 }
