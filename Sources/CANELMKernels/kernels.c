@@ -302,6 +302,61 @@ void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n) {
     }
 }
 
+// ggml's activation types, into anelm_block_q16 so that the same kernels multiply them. Written after
+// llama.cpp's quantize_row_q8_0/q8_1 (x86) and quantize_row_q8_K_ref: the rounding (to nearest, ties to
+// even) and the scales' own rounding (f16 for q8_0/q8_1, f32 for q8_K) are theirs, so the integer products
+// are the ones llama.cpp computes.
+void anelm_quantize_ggml(int kind, const float *x, anelm_block_q16 *out, long n) {
+    if (kind == ANELM_GGML_Q8_K) {
+        for (long k = 0; k < n / 256; k++) {
+            const float *v = x + k * 256;
+            float amax = 0, max = 0;
+            for (int j = 0; j < 256; j++)
+                if (fabsf(v[j]) > amax) amax = fabsf(v[j]), max = v[j];
+            const float iscale = amax > 0 ? -127.f / max : 0, d = amax > 0 ? 1 / iscale : 0;
+            for (int b = 0; b < 8; b++) {
+                int sum = 0;
+                for (int j = 0; j < 32; j++) {
+                    int q = amax > 0 ? (int)nearbyintf(iscale * v[b * 32 + j]) : 0;
+                    out[k * 8 + b].q[j] = (int16_t)(q < 127 ? q : 127);
+                    sum += out[k * 8 + b].q[j];
+                }
+                out[k * 8 + b].d = d;
+                out[k * 8 + b].s = d * (float)sum;
+            }
+        }
+        return;
+    }
+    for (long b = 0; b < n / 32; b++) {
+        const float *v = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+        const float d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            out[b].q[j] = (int16_t)nearbyintf(v[j] * id);
+            sum += out[b].q[j];
+        }
+        out[b].d = anelm_f16_to_f32(anelm_f32_to_f16(d));
+        // q8_1 carries d·Σq as f16 (computed with the unrounded d); q8_0 has no sum, and the weight types
+        // that multiply it (no minimum) never read one.
+        out[b].s = kind == ANELM_GGML_Q8_1 ? anelm_f16_to_f32(anelm_f32_to_f16(d * (float)sum)) : out[b].d * (float)sum;
+    }
+}
+
+void anelm_round_f32(int type, const float *x, float *out, long n) {
+    for (long i = 0; i < n; i++) {
+        if (type == ANELM_F16) {
+            out[i] = anelm_f16_to_f32(anelm_f32_to_f16(x[i]));
+        } else {  // bf16, as ggml's GGML_FP32_TO_BF16: to nearest even, NaN kept quiet
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            u = (u & 0x7fffffff) > 0x7f800000 ? (u | 0x00400000) & 0xffff0000 : (u + (0x7fff + ((u >> 16) & 1))) & 0xffff0000;
+            memcpy(&out[i], &u, 4);
+        }
+    }
+}
+
 // MARK: dot products of one weight row with one activation row
 
 static float row_dot_portable(int type, const uint8_t *w, long cols, const float *x, const anelm_block_q16 *xq) {
@@ -456,16 +511,10 @@ static const float *cache_row(const void *base, int kv_type, long stride, long j
     return tmp;
 }
 
-void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
-                     float softcap, float *scratch, float *out, float *lse) {
-    if (anelm_uses_avx2() && head_dim % 8 == 0) {
-        avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
-        return;
-    }
-    if (uses_neon() && head_dim % 4 == 0) {
-        neon_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
-        return;
-    }
+// The plain attention: scores, softmax, weighted values, one step at a time. With `f16_weights` the
+// softmax's weights are rounded to f16 before they multiply the values, as llama.cpp's CPU backend does.
+static void attention_portable(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count,
+                               float scale, float softcap, float *scratch, float *out, float *lse, int f16_weights) {
     float *scores = scratch, *tmp = scratch + group * count;
     // 1. Scores: each key row converted once, dotted with every query of the group.
     for (long j = 0; j < count; j++) {
@@ -480,12 +529,31 @@ void anelm_attention(const float *q, long group, long head_dim, const void *keys
         float l = anelm_softmax(scores + g * count, count);
         if (lse) lse[g] = l;
     }
+    if (f16_weights) anelm_round_f32(ANELM_F16, scores, scores, group * count);
     // 3. Weighted values: each value row converted once, added into every query's output.
     memset(out, 0, (size_t)(group * head_dim) * sizeof(float));
     for (long j = 0; j < count; j++) {
         const float *v = cache_row(values, kv_type, stride, j, head_dim, tmp);
         for (long g = 0; g < group; g++) anelm_axpy(scores[g * count + j], v, out + g * head_dim, head_dim);
     }
+}
+
+void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
+                     float softcap, float *scratch, float *out, float *lse) {
+    if (anelm_uses_avx2() && head_dim % 8 == 0) {
+        avx2_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
+        return;
+    }
+    if (uses_neon() && head_dim % 4 == 0) {
+        neon_attention(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse);
+        return;
+    }
+    attention_portable(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse, 0);
+}
+
+void anelm_attention_ggml(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count,
+                          float scale, float softcap, float *scratch, float *out, float *lse) {
+    attention_portable(q, group, head_dim, keys, values, kv_type, stride, count, scale, softcap, scratch, out, lse, 1);
 }
 
 void anelm_add(float *y, const float *x, long n) {

@@ -55,7 +55,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: "Worker threads (default: physical cores; at most the cores this machine has).")
     var threads: Int?
 
-    @Option(name: .long, help: "auto (weights as stored, fast) or f32 (every weight dequantized, reference-exact).")
+    @Option(name: .long, help: "auto (weights as stored, fast), f32 (every weight dequantized, reference-exact) or ggml (weights as stored, activations rounded as llama.cpp rounds them).")
     var precision: String = "auto"
 
     @Option(name: .long, parsing: .unconditional, help: "Maximum context length in tokens (default: the model's).")

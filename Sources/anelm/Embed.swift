@@ -13,7 +13,7 @@ struct Embed: ParsableCommand {
     @Option(name: .long, help: "A file of texts, one a line.") var file: String?
     @Option(name: .long) var format: OutputFormat = .text
     @Option(name: .long, parsing: .unconditional, help: "Worker threads (default: physical cores).") var threads: Int?
-    @Option(name: .long, help: "auto (weights as stored, fast) or f32 (reference-exact).") var precision: String = "auto"
+    @Option(name: .long, help: "auto (weights as stored, fast), f32 (every weight dequantized, reference-exact) or ggml (weights as stored, activations rounded as llama.cpp rounds them).") var precision: String = "auto"
     @Option(name: .long, parsing: .unconditional, help: "Texts per encoder pass (default: all, in passes of at most 4096 tokens).")
     var batchSize: Int?
     @Flag(name: .long, help: "Measure: embed the texts in batches of --batch-size for about --seconds and print sentences per second.")

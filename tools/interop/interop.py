@@ -29,17 +29,27 @@ def llamacpp(args):
     from llama_cpp import Llama
     for path in args.files:
         llm = Llama(model_path=path, n_ctx=512, verbose=False, n_threads=2, logits_all=False)
+        name = path.split('/')[-1]
+        quantized = any(f"{q}." in name for q in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"))
         for prompt in PROMPTS:
-            ours = anelm_generate(args.anelm, path, prompt)
+            ggml = anelm_generate(args.anelm, path, prompt, precision="ggml")
             ids = llm.tokenize(prompt.encode(), add_bos=True, special=False)
-            check(ids == ours["prompt_tokens"], f"llama.cpp tokenizes like anelm: {path.split('/')[-1]}: {prompt!r}")
+            check(ids == ggml["prompt_tokens"], f"llama.cpp tokenizes like anelm: {name}: {prompt!r}")
             theirs = []
             for t in llm.generate(ids, temp=0.0, top_k=1, reset=True):
                 theirs.append(t)
                 if len(theirs) == TOKENS:
                     break
-            same = next((i for i, (a, b) in enumerate(zip(theirs, ours["tokens"])) if a != b), TOKENS)
-            check(theirs == ours["tokens"], f"llama.cpp greedy tokens = anelm's: {path.split('/')[-1]}: {prompt!r} (first {same} of {TOKENS} equal)")
+            # --precision ggml multiplies as llama.cpp does (8-bit activation blocks, f16-rounded ones for f16
+            # weights); the default path (16-bit activations) must agree too where no 8-bit rounding is involved.
+            runs = [("ggml", ggml)] + ([] if quantized else [("auto", anelm_generate(args.anelm, path, prompt))])
+            for precision, ours in runs:
+                same = next((i for i, (a, b) in enumerate(zip(theirs, ours["tokens"])) if a != b), TOKENS)
+                check(theirs == ours["tokens"], f"llama.cpp greedy tokens = anelm's --precision {precision}: {name}: {prompt!r} (first {same} of {TOKENS} equal)")
+            if quantized:  # what the default path gives on the same file, for the record
+                ours = anelm_generate(args.anelm, path, prompt)
+                same = next((i for i, (a, b) in enumerate(zip(theirs, ours["tokens"])) if a != b), TOKENS)
+                print(f"INFO --precision auto on {name}: {prompt!r}: first {same} of {TOKENS} tokens equal llama.cpp's")
 
 
 def transformers_check(args):

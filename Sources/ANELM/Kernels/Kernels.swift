@@ -48,29 +48,12 @@ public enum Kernels {
     public static func matmul(_ products: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>, tokens: Int, pool: ThreadPool) {
         guard tokens > 0, let cols = products.first?.0.cols else { return }
         precondition(products.allSatisfy { $0.0.cols == cols }, "products of one input need equal column counts")
-        var xq: UnsafeMutablePointer<anelm_block_q16>?
-        var xq8: UnsafeMutablePointer<anelm_block_q16x8>?
-        if products.contains(where: { $0.0.usesQuantizedActivations }) {
-            let blocks = cols / 32
-            let groups = tokens / 8
-            let buffer = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
-            pool.parallelRanges(tokens, minimum: max(1, elementwiseGrain / cols)) { rows in
-                for t in rows { anelm_quantize_q16(x + t * cols, buffer + t * blocks, cols) }
-            }
-            xq = buffer
-            // Prefill: groups of eight tokens interleaved as well, for the eight-token kernels.
-            if groups > 0 {
-                let interleaved = UnsafeMutablePointer<anelm_block_q16x8>.allocate(capacity: groups * blocks)
-                pool.parallelRanges(groups) { range in
-                    for g in range { anelm_interleave_q16x8(buffer + g * 8 * blocks, blocks, interleaved + g * blocks) }
-                }
-                xq8 = interleaved
-            }
+        // Each form of the input that the products multiply, made once.
+        var inputs: [ActivationForm: PreparedActivations] = [:]
+        for form in Set(products.map { $0.0.activations }) where form != .f32 {
+            inputs[form] = PreparedActivations(form, x, tokens: tokens, cols: cols, pool: pool)
         }
-        defer {
-            xq?.deallocate()
-            xq8?.deallocate()
-        }
+        defer { inputs.values.forEach { $0.deallocate() } }
         // Tasks of 16–512 KB of weights: small enough to balance, large enough to amortize.
         var tasks: [(product: Int, rows: Range<Int>)] = []
         let totalBytes = products.reduce(0) { $0 + $1.0.rows * $1.0.rowBytes }
@@ -85,11 +68,54 @@ public enum Kernels {
             pool.parallelFor(tasks.count) { i in
                 let (w, y) = products[tasks[i].product]
                 let r = tasks[i].rows
+                let input = inputs[w.activations]
                 anelm_matmul_rows(
-                    Int32(w.type.rawValue), w.data, w.rowBytes, w.cols, w.usesQuantizedActivations ? nil : x,
-                    w.usesQuantizedActivations ? UnsafePointer(xq) : nil, w.usesQuantizedActivations ? UnsafePointer(xq8) : nil, tokens, y, w.rows,
-                    r.lowerBound, r.upperBound)
+                    Int32(w.type.rawValue), w.data, w.rowBytes, w.cols, input?.floats.map { UnsafePointer($0) } ?? (input == nil ? x : nil),
+                    input?.blocks.map { UnsafePointer($0) }, input?.interleaved.map { UnsafePointer($0) }, tokens, y, w.rows, r.lowerBound, r.upperBound)
             }
+        }
+    }
+
+    /// The input of a product in the form its weights multiply: rounded floats, or quantized blocks (and, for
+    /// prefill, groups of eight tokens interleaved for the eight-token kernels).
+    private struct PreparedActivations {
+        var floats: UnsafeMutablePointer<Float>?
+        var blocks: UnsafeMutablePointer<anelm_block_q16>?
+        var interleaved: UnsafeMutablePointer<anelm_block_q16x8>?
+
+        init(_ form: ActivationForm, _ x: UnsafePointer<Float>, tokens: Int, cols: Int, pool: ThreadPool) {
+            if case .rounded(let type) = form {
+                let floats = UnsafeMutablePointer<Float>.allocate(capacity: tokens * cols)
+                anelm_round_f32(Int32(type.rawValue), x, floats, tokens * cols)
+                self.floats = floats
+                return
+            }
+            let blocks = cols / 32
+            let buffer = UnsafeMutablePointer<anelm_block_q16>.allocate(capacity: tokens * blocks)
+            pool.parallelRanges(tokens, minimum: max(1, elementwiseGrain / cols)) { rows in
+                for t in rows {
+                    if case .ggml(let kind) = form {
+                        anelm_quantize_ggml(kind, x + t * cols, buffer + t * blocks, cols)
+                    } else {
+                        anelm_quantize_q16(x + t * cols, buffer + t * blocks, cols)
+                    }
+                }
+            }
+            self.blocks = buffer
+            let groups = tokens / 8
+            if groups > 0 {
+                let interleaved = UnsafeMutablePointer<anelm_block_q16x8>.allocate(capacity: groups * blocks)
+                pool.parallelRanges(groups) { range in
+                    for g in range { anelm_interleave_q16x8(buffer + g * 8 * blocks, blocks, interleaved + g * blocks) }
+                }
+                self.interleaved = interleaved
+            }
+        }
+
+        func deallocate() {
+            floats?.deallocate()
+            blocks?.deallocate()
+            interleaved?.deallocate()
         }
     }
 

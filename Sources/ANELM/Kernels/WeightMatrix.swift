@@ -67,8 +67,38 @@ public struct WeightMatrix: @unchecked Sendable {
         anelm_dequantize(Int32(type.rawValue), data + row * rowBytes, out, cols)
     }
 
-    /// Whether activations are quantized (anelm_block_q16) before the dot products.
-    var usesQuantizedActivations: Bool { type.isQuantized }
+    /// Whether activations are rounded as llama.cpp's CPU backend rounds them for this weight type (precision
+    /// `ggml`), instead of anelm's 16-bit blocks.
+    public var roundsActivationsLikeGGML = false
+
+    /// What the kernels multiply this matrix by.
+    var activations: ActivationForm {
+        guard roundsActivationsLikeGGML else { return type.isQuantized ? .q16 : .f32 }
+        switch type {
+        case .f32: return .f32
+        case .f16, .bf16: return .rounded(type)
+        case .q4_0, .q5_0, .q8_0: return .ggml(Int32(ANELM_GGML_Q8_0))
+        case .q4_1, .q5_1: return .ggml(Int32(ANELM_GGML_Q8_1))
+        case .q4_K, .q5_K, .q6_K: return .ggml(Int32(ANELM_GGML_Q8_K))
+        }
+    }
+}
+
+/// The form of the activations a weight type is multiplied by: f32 as computed, anelm's 16-bit blocks, or (precision
+/// `ggml`) llama.cpp's: rounded to f16/bf16, or one of its 8-bit block types.
+enum ActivationForm: Hashable {
+    case f32
+    case q16
+    case rounded(TensorType)
+    case ggml(Int32)
+
+    /// Whether the kernels read quantized blocks (anelm_block_q16) rather than floats.
+    var isQuantized: Bool {
+        switch self {
+        case .q16, .ggml: true
+        case .f32, .rounded: false
+        }
+    }
 }
 
 /// An owned, 64-byte aligned allocation.

@@ -12,6 +12,8 @@ struct AttentionShape {
     var window: Int? = nil
     /// Scores become `tanh(s / cap) · cap` before the softmax (Gemma's `attn_logit_softcapping`).
     var softcap: Float? = nil
+    /// Queries and the softmax's weights rounded to f16 as llama.cpp's CPU backend rounds them (precision `ggml`).
+    var roundsLikeGGML = false
 }
 
 /// Causal attention of `tokens` new queries over a cache layer that already holds their keys and values
@@ -32,7 +34,9 @@ func causalAttention(
     let pairs = n * a.kvHeads
     // Spans of at least 64 positions, as many as give every thread two tasks.
     let positions = min(start + n, a.window ?? Int.max)
-    let spans = pool.threads == 1 ? 1 : max(1, min((2 * pool.threads + pairs - 1) / pairs, positions / 64))
+    // (One span when rounding like ggml: its weights are rounded after one softmax over all positions.)
+    let spans = pool.threads == 1 || a.roundsLikeGGML ? 1 : max(1, min((2 * pool.threads + pairs - 1) / pairs, positions / 64))
+    if a.roundsLikeGGML { anelm_round_f32(Int32(TensorType.f16.rawValue), queries, queries, n * qWidth) }
     // With several spans, each span's outputs ([token][span][head][headDim]) and log-sum-exps
     // ([token][span][head]) go to `partial`, laid out so that a group's heads are contiguous as the
     // kernel writes them; merged below.
@@ -58,7 +62,7 @@ func causalAttention(
         }
         withUnsafeTemporaryAllocation(of: Float.self, capacity: group * (hi - lo) + headDim) { scratch in
             let offset = lo * headDim * elementSize
-            anelm_attention(
+            (a.roundsLikeGGML ? anelm_attention_ggml : anelm_attention)(
                 queries + heads, group, headDim, cache.keys(l, head: kvh) + offset, cache.values(l, head: kvh) + offset, kvType, headDim, hi - lo,
                 a.scale, a.softcap ?? 0, scratch.baseAddress, groupOut, groupLSE)
         }

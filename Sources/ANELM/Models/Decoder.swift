@@ -179,6 +179,13 @@ struct DecoderAttention {
     var kNorm: [Float]? = nil
     let shape: AttentionShape
 
+    /// The shape with llama.cpp's rounding when the projections round their activations like ggml (precision `ggml`).
+    private var roundingShape: AttentionShape {
+        var rounding = shape
+        rounding.roundsLikeGGML = q.weight.roundsActivationsLikeGGML
+        return rounding
+    }
+
     func callAsFunction(
         _ xn: UnsafePointer<Float>, layer l: Int, batch: DecoderBatch, rope: RotaryEmbedding, normEps: Float,
         scratch s: DecoderScratch, into out: UnsafeMutablePointer<Float>, pool: ThreadPool
@@ -198,7 +205,7 @@ struct DecoderAttention {
             rope.apply(queries: queries, heads: shape.heads, keys: keys, kvHeads: shape.kvHeads, tokens: rows, start: sequence.start, pool: pool)
             sequence.cache.store(layer: l, keys: keys, values: s.v.pointer + first * kvWidth, tokens: rows)
             causalAttention(
-                shape, cache: sequence.cache, layer: l, queries: queries, tokens: rows, start: sequence.start,
+                roundingShape, cache: sequence.cache, layer: l, queries: queries, tokens: rows, start: sequence.start,
                 into: s.attended.pointer + first * qWidth, pool: pool)
         }
         o(s.attended.pointer, tokens: n, lora: batch.lora, into: out, pool: pool)

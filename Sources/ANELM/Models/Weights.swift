@@ -4,6 +4,11 @@ public enum Precision: String, Sendable, CaseIterable {
     case auto
     /// Every weight dequantized to f32 at load, all arithmetic f32: the reference-exact path.
     case f32
+    /// Weights as stored, multiplied the way llama.cpp's CPU backend multiplies them: activations rounded to 8-bit
+    /// blocks as ggml's q8_0/q8_1/q8_K (or to f16/bf16 for f16/bf16 weights) instead of anelm's 16-bit blocks.
+    /// Less exact than `auto`; for comparing with llama.cpp, whose greedy tokens it follows where near-ties make
+    /// the two arithmetics part.
+    case ggml
 }
 
 /// A linear layer `y = x·Wᵀ + b` over `tokens` rows of `x`, plus the low-rank updates of LoRA adapters:
@@ -95,7 +100,10 @@ struct WeightReader {
         guard t.shape.count == 2, t.shape[0] == rows, t.shape[1] == cols else {
             throw ANELMError("weight '\(name)' has shape \(t.shape), expected [\(rows), \(cols)]")
         }
-        return precision == .f32 ? try WeightMatrix.dequantized(t) : try WeightMatrix(t)
+        if precision == .f32 { return try WeightMatrix.dequantized(t) }
+        var stored = try WeightMatrix(t)
+        stored.roundsActivationsLikeGGML = precision == .ggml
+        return stored
     }
 
     func linear(_ name: String, bias biasName: String?, out: Int, in inFeatures: Int) throws -> Linear {

@@ -68,6 +68,16 @@ typedef struct {
 } anelm_block_q16;
 void anelm_quantize_q16(const float *x, anelm_block_q16 *out, long n);
 
+/// ggml's activation block types (llama.cpp multiplies each weight type by one of them: Q4_0/Q5_0/Q8_0 by
+/// q8_0, Q4_1/Q5_1 by q8_1, the K-quants by q8_K), quantized as ggml does into anelm_block_q16 (eight-bit
+/// values, ggml's rounding and scale rounding; q8_K's one scale per 256 values repeated in its 8 blocks).
+/// Precision "ggml" multiplies these so that results follow llama.cpp's on the same file.
+enum { ANELM_GGML_Q8_0 = 8, ANELM_GGML_Q8_1 = 9, ANELM_GGML_Q8_K = 15 };
+void anelm_quantize_ggml(int kind, const float *x, anelm_block_q16 *out, long n);
+/// out = x rounded to `type` (ANELM_F16 or ANELM_BF16) and back, as ggml rounds activations for f16/bf16
+/// weights.
+void anelm_round_f32(int type, const float *x, float *out, long n);
+
 /// One activation block of eight tokens, interleaved for the prefill kernels: q[j][t] holds values 2j
 /// and 2j + 1 of token t, so one 256-bit load gives a value pair of all eight tokens, and a weight pair
 /// broadcast against it adds to eight tokens' sums at once; d and s are the tokens' block scales.
@@ -97,6 +107,12 @@ void anelm_matmul_rows(int type, const void *w, size_t row_bytes, long cols, con
 /// Σ_j exp(s_gj): the weight with which this span's output merges with other spans' (split decoding).
 void anelm_attention(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count, float scale,
                      float softcap, float *scratch, float *out, float *lse);
+
+/// anelm_attention as llama.cpp's CPU backend computes it (precision "ggml"): the softmax's weights are rounded
+/// to f16 before they multiply the values (the caller rounds the queries to f16, as ggml does before q·k with an
+/// f16 cache). The plain loops, for comparing with llama.cpp rather than for speed.
+void anelm_attention_ggml(const float *q, long group, long head_dim, const void *keys, const void *values, int kv_type, long stride, long count,
+                          float scale, float softcap, float *scratch, float *out, float *lse);
 
 // Vector kernels.
 float anelm_dot(const float *a, const float *b, long n);

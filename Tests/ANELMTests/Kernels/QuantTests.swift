@@ -63,7 +63,7 @@ final class QuantTests: XCTestCase {
         var bytes: [UInt8] = []
         for _ in 0..<count {
             var block = (0..<type.bytesPerBlock).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-            let halves = type == .q6_K ? [208] : [.q5_1, .q4_K, .q5_K].contains(type) ? [0, 2] : [0]
+            let halves = type == .q6_K ? [208] : [.q4_1, .q5_1, .q4_K, .q5_K].contains(type) ? [0, 2] : [0]
             for offset in halves {
                 let h = anelm_f32_to_f16(Float(Int(rng.next() % 20001) - 10000) / 10000 * 0.05)
                 block[offset] = UInt8(h & 0xff)
@@ -178,4 +178,109 @@ final class QuantTests: XCTestCase {
         }
         XCTAssertEqual(sampled, 6)
     }
+
+    // MARK: precision ggml: llama.cpp's activation blocks
+
+    func ggmlBlocks(_ kind: Int32, _ x: [Float]) -> [anelm_block_q16] {
+        var out = [anelm_block_q16](repeating: anelm_block_q16(), count: x.count / 32)
+        anelm_quantize_ggml(kind, x, &out, x.count)
+        return out
+    }
+
+    func values(_ block: anelm_block_q16) -> [Int] { withUnsafeBytes(of: block.q) { $0.bindMemory(to: Int16.self).map { Int($0) } } }
+
+    /// Worked by hand from llama.cpp's quantize_row_q8_0/q8_1 (x86) and quantize_row_q8_K_ref: q = x·(127/amax)
+    /// rounded to nearest with ties to even, the scale amax/127 rounded to f16 (q8_0, q8_1), q8_1's sum d·Σq as f16,
+    /// q8_K's scale 1/iscale with iscale = -127/(the signed value of largest magnitude, the first of equals).
+    func testGGMLActivationBlocksByHand() {
+        var x = [Float](repeating: 0, count: 64)
+        x[0...6] = [127, 2.5, -3.5, 0.5, -0.5, 1.5, 126.5]
+        x[32] = 1
+        x[33] = 0.3
+        for kind in [Int32(ANELM_GGML_Q8_0), Int32(ANELM_GGML_Q8_1)] {
+            let b = ggmlBlocks(kind, x)
+            XCTAssertEqual(Array(values(b[0]).prefix(7)), [127, 2, -4, 0, 0, 2, 126])
+            XCTAssertEqual(b[0].d, 1)
+            XCTAssertEqual(b[0].s, 253)
+            XCTAssertEqual(Array(values(b[1]).prefix(2)), [127, 38])  // 0.3 · 127 = 38.1
+            XCTAssertEqual(b[1].d, anelm_f16_to_f32(anelm_f32_to_f16(1 / 127)))
+            XCTAssertNotEqual(b[1].d, 1 / 127, "the scale is the f16 one")
+        }
+        // q8_1's sum is f16(d·Σq) with the unrounded d; q8_0's is the rounded d times Σq.
+        XCTAssertEqual(ggmlBlocks(Int32(ANELM_GGML_Q8_1), x)[1].s, anelm_f16_to_f32(anelm_f32_to_f16(Float(1) / 127 * 165)))
+        XCTAssertEqual(ggmlBlocks(Int32(ANELM_GGML_Q8_0), x)[1].s, anelm_f16_to_f32(anelm_f32_to_f16(1 / 127)) * 165)
+
+        var k = [Float](repeating: 0, count: 768)
+        k[0...3] = [-127, 127, 2.5, -3.5]  // max -127 (first of equal magnitudes): iscale 1
+        k[256...258] = [127, -127, 2.5]  // max +127: iscale -1, every value negated
+        let q = ggmlBlocks(Int32(ANELM_GGML_Q8_K), k)
+        XCTAssertEqual(Array(values(q[0]).prefix(4)), [-127, 127, 2, -4])
+        XCTAssertEqual(Array(values(q[8]).prefix(3)), [-127, 127, -2])
+        XCTAssertTrue(q[0..<8].allSatisfy { $0.d == 1 }, "one scale per 256 values, in each of its 8 blocks")
+        XCTAssertTrue(q[8..<16].allSatisfy { $0.d == -1 })
+        XCTAssertEqual(q[0].s, -2)
+        XCTAssertTrue(q[16..<24].allSatisfy { $0.d == 0 && $0.s == 0 && values($0).allSatisfy { $0 == 0 } }, "an all-zero super-block")
+    }
+
+    /// Weights marked to round activations like ggml multiply exactly the activations ggml would: the result equals
+    /// Σ w·x̂ in double (x̂ = d·q of the ggml block, plus q8_1's f16 sum where a minimum multiplies it), on every
+    /// ISA, decode and prefill (eight-token groups) alike.
+    func testMatmulWithGGMLActivations() throws {
+        let pool = ThreadPool(threads: 2)
+        let types: [TensorType] = [.f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
+        for type in types {
+            for (rows, cols) in [(7, 512), (33, 256)] {
+                var (w, dense) = try matrix(type, rows: rows, cols: cols)
+                w.roundsActivationsLikeGGML = true
+                for tokens in [1, 3, 4, 6, 19] {  // singles, a four-token group (and one more), eight-token groups
+                    let x = random(tokens * cols)
+                    var expected = [Double](repeating: 0, count: tokens * rows)
+                    var bound = [Double](repeating: 0, count: tokens * rows)
+                    for t in 0..<tokens {
+                        let row = Array(x[t * cols..<(t + 1) * cols])
+                        var xhat = [Double](repeating: 0, count: cols)
+                        var sumCorrection = [Double](repeating: 0, count: cols / 32)  // q8_1: s − d·Σq per block
+                        switch type {
+                        case .f16, .bf16:
+                            var rounded = [Float](repeating: 0, count: cols)
+                            anelm_round_f32(Int32(type.rawValue), row, &rounded, cols)
+                            xhat = rounded.map(Double.init)
+                        default:
+                            let kind = [.q4_1, .q5_1].contains(type) ? ANELM_GGML_Q8_1 : type.blockSize == 256 ? ANELM_GGML_Q8_K : ANELM_GGML_Q8_0
+                            for (b, block) in ggmlBlocks(Int32(kind), row).enumerated() {
+                                let q = values(block)
+                                for j in 0..<32 { xhat[b * 32 + j] = Double(block.d) * Double(q[j]) }
+                                sumCorrection[b] = Double(block.s) - Double(block.d) * Double(q.reduce(0, +))
+                            }
+                        }
+                        for r in 0..<rows {
+                            var sum = 0.0
+                            var magnitude = 0.0
+                            for c in 0..<cols {
+                                sum += Double(dense[r * cols + c]) * xhat[c]
+                                magnitude += abs(Double(dense[r * cols + c]) * xhat[c])
+                            }
+                            if [.q4_1, .q5_1].contains(type) {  // the block's minimum (f16 at byte 2) times the sum's rounding
+                                for b in 0..<cols / 32 {
+                                    let m = (w.data + r * w.rowBytes + b * type.bytesPerBlock + 2).loadUnaligned(as: UInt16.self)
+                                    sum += Double(anelm_f16_to_f32(m)) * sumCorrection[b]
+                                }
+                            }
+                            expected[t * rows + r] = sum
+                            bound[t * rows + r] = 2e-6 * magnitude + 1e-6
+                        }
+                    }
+                    for isa in Kernels.availableISAs {
+                        Kernels.limitISA(isa)
+                        let y = matmul(w, x, tokens: tokens, pool: pool)
+                        for i in y.indices {
+                            XCTAssertEqual(Double(y[i]), expected[i], accuracy: bound[i], "\(type) \(rows)x\(cols) tokens \(tokens) \(isa.name) [\(i)]")
+                        }
+                    }
+                    Kernels.limitISA(nil)
+                }
+            }
+        }
+    }
+
 }
