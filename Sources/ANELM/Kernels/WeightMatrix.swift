@@ -91,14 +91,6 @@ enum ActivationForm: Hashable {
     case q16
     case rounded(TensorType)
     case ggml(Int32)
-
-    /// Whether the kernels read quantized blocks (anelm_block_q16) rather than floats.
-    var isQuantized: Bool {
-        switch self {
-        case .q16, .ggml: true
-        case .f32, .rounded: false
-        }
-    }
 }
 
 /// An owned, 64-byte aligned allocation.
